@@ -1,0 +1,91 @@
+"""Writes the files logged with each run (predictions, plots, tables, texts) into a local folder."""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+
+def _save(fig, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+
+
+def predictions_table(dataset, truth, est) -> pd.DataFrame:
+    """One row per unit of both splits: truth, estimate, interval, propensity, observed T, Y and features."""
+    parts = []
+    for split, X, T, Y, tau, p, hat, lo, hi in (
+            ("train", dataset.X_train, dataset.T_train, dataset.Y_train, truth.tau_train,
+             truth.propensity_train, est.tau_hat_train, est.lower_train, est.upper_train),
+            ("test", dataset.X_test, dataset.T_test, dataset.Y_test, truth.tau_test,
+             truth.propensity_test, est.tau_hat_test, est.lower_test, est.upper_test)):
+        nan = np.full(len(X), np.nan)
+        frame = pd.DataFrame({"split": split, "tau_true": tau, "tau_hat": hat,
+                              "tau_lower": nan if lo is None else lo, "tau_upper": nan if hi is None else hi,
+                              "propensity_true": p, "T": T, "Y": Y})
+        parts.append(pd.concat([frame, X.reset_index(drop=True).add_prefix("x_")], axis=1))
+    return pd.concat(parts, ignore_index=True)
+
+
+def importance_table(est, true_importance: Optional[pd.Series], modifiers: list[str]) -> pd.DataFrame:
+    """Estimated vs true permutation importance per feature, plus the library's own measures."""
+    table = pd.DataFrame({"estimated": est.importance})
+    table["true"] = true_importance if true_importance is not None else np.nan
+    table["true_modifier"] = [f in modifiers for f in table.index]
+    if est.native_importance is not None:
+        table = table.join(est.native_importance.add_prefix("native_"))
+    table.index.name = "feature"
+    return table
+
+
+def write_seed(out: Path, dataset, truth, est, true_importance, plots: bool = True) -> None:
+    """Child-run files: predictions.parquet, importance.csv, summary.txt, insights.md and plots."""
+    out = Path(out)
+    predictions_table(dataset, truth, est).to_parquet(out / "predictions.parquet", index=False)
+    imp = importance_table(est, true_importance, truth.modifiers)
+    imp.to_csv(out / "importance.csv")
+    if est.summary:
+        (out / "summary.txt").write_text(est.summary)
+    (out / "insights.md").write_text(est.insights or "")
+    if not plots:
+        return
+    from hte_bench import plots as P
+
+    for name, fig in (
+            ("calibration_test.png", P.calibration_plot(truth.tau_test, est.tau_hat_test,
+                                                        title="Calibration on the test split")),
+            ("tau_scatter_test.png", P.scatter_plot(truth.tau_test, est.tau_hat_test, est.lower_test,
+                                                    est.upper_test, title="Estimated vs true tau (test)")),
+            ("importance.png", P.importance_plot(imp[["estimated", "true"]],
+                                                 title="Permutation importance of tau: estimate vs truth"))):
+        _save(fig, out / "plots" / name)
+
+
+def _jsonable(d: dict) -> dict:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
+
+
+def write_parent(out: Path, cfg: DictConfig, per_seed: pd.DataFrame, summary: dict, failed: list[int],
+                 job_log: Optional[str], plots: bool = True) -> None:
+    """Parent-run files: config.yaml, per_seed.csv, aggregate.json, the ATE-across-seeds plot, the job log."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    # Interpolations kept: models' random_state stays ${seed}, so the file re-runs every seed as logged.
+    composed = OmegaConf.to_container(cfg, resolve=False)
+    composed.pop("hydra", None)
+    (out / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(composed)))
+    per_seed.to_csv(out / "per_seed.csv", index=False)
+    (out / "aggregate.json").write_text(json.dumps({**_jsonable(summary), "failed_seeds": failed}, indent=2))
+    if job_log and Path(job_log).is_file():
+        shutil.copy(job_log, out / Path(job_log).name)
+    if plots and len(per_seed):
+        from hte_bench import plots as P
+
+        _save(P.ate_across_seeds_plot(per_seed, title="ATE estimate and interval per seed vs truth"),
+              out / "ate_across_seeds.png")

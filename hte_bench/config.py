@@ -1,0 +1,77 @@
+"""Config checks and helpers that need only OmegaConf: validation, flattening, hashing, per-seed views."""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from hte_bench.errors import ConfigError
+
+# Keys that do not change what is estimated, so they stay out of the config hash.
+_NOT_HASHED = ("seed", "n_seeds", "n_jobs", "tracking", "hydra")
+SEED_PLACEHOLDER = "<per-seed>"
+
+
+def _require(cfg: DictConfig, key: str, ok, allowed: str) -> None:
+    value = OmegaConf.select(cfg, key, default=None)
+    if value is None or not ok(value):
+        raise ConfigError(f"{key}={value!r} is not allowed; {key} must be {allowed}")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError on the first impossible value, before anything is generated or logged."""
+    _require(cfg, "n_seeds", lambda v: _is_int(v) and v > 0, "an integer ≥ 1")
+    _require(cfg, "n_jobs", lambda v: _is_int(v) and v != 0, "a non-zero integer (-1 = all cores)")
+    _require(cfg, "alpha", lambda v: isinstance(v, float) and 0 < v < 1, "a number in (0, 1), e.g. 0.05")
+    _require(cfg, "data._target_", lambda v: isinstance(v, str) and "." in v,
+             "a dotted path to a generate(seed, n, n_test, ...) function")
+    _require(cfg, "estimator._target_", lambda v: isinstance(v, str) and "." in v,
+             "a dotted path to an estimator adapter class")
+    for key in ("data.n", "data.n_test"):
+        if OmegaConf.select(cfg, key, default=None) is not None:
+            _require(cfg, key, lambda v: _is_int(v) and v > 0, "an integer ≥ 1")
+    seeds = OmegaConf.select(cfg, "seeds", default=None)
+    if seeds is not None and not all(_is_int(s) and s >= 0 for s in seeds):
+        raise ConfigError(f"seeds={list(seeds)!r} is not allowed; seeds must be a list of integers ≥ 0")
+
+
+def seeds_of(cfg: DictConfig) -> list[int]:
+    """Seeds 0..n_seeds-1, unless an explicit ``seeds`` list is given."""
+    explicit = OmegaConf.select(cfg, "seeds", default=None)
+    return [int(s) for s in explicit] if explicit is not None else list(range(int(cfg.n_seeds)))
+
+
+def for_seed(cfg: DictConfig, seed: Any) -> DictConfig:
+    """A copy of cfg whose ``${seed}`` interpolations (random_state of models) resolve to this seed."""
+    out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    out.seed = seed
+    return out
+
+
+def flatten(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as dotted keys (hydra section dropped), seed-dependent values shown as placeholders."""
+    container = OmegaConf.to_container(for_seed(cfg, SEED_PLACEHOLDER), resolve=True)
+    container.pop("hydra", None)
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        else:
+            out[prefix] = node
+
+    walk("", container)
+    return out
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """Stable short hash of what is estimated: the resolved config without seeds and tracking settings."""
+    flat = {k: v for k, v in flatten(cfg).items() if k.split(".")[0] not in _NOT_HASHED and k != "seeds"}
+    return hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:12]

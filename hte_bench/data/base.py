@@ -1,0 +1,74 @@
+"""Containers that keep what an estimator may see (Dataset) apart from what only metrics may see (Truth)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass
+class Dataset:
+    """Observed data: features with names, binary treatment and outcome, for a training and a test sample."""
+
+    X_train: pd.DataFrame
+    T_train: np.ndarray
+    Y_train: np.ndarray
+    X_test: pd.DataFrame
+    T_test: np.ndarray
+    Y_test: np.ndarray
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [str(c) for c in self.X_train.columns]
+
+
+@dataclass
+class Truth:
+    """What the generator knows and no estimator may see: unit-level tau, propensity, the true effect modifiers."""
+
+    tau_train: np.ndarray
+    tau_test: np.ndarray
+    propensity_train: np.ndarray
+    propensity_test: np.ndarray
+    modifiers: list[str]
+    # Vectorised true CATE function of the observed features; lets importance be measured on the truth
+    # exactly as on an estimate. None when the truth is only known at the sampled units.
+    tau_fn: Optional[Callable[[pd.DataFrame], np.ndarray]] = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def ate_train(self) -> float:
+        return float(np.mean(self.tau_train))
+
+
+class DataError(ValueError):
+    """Raised when a generated or loaded dataset cannot be used (constant treatment, NaN, wrong shapes)."""
+
+
+def validate(dataset: Dataset, truth: Truth) -> None:
+    """Check shapes, binary non-constant treatment and absence of NaN; raise DataError with one line."""
+    for split, X, T, Y in (("train", dataset.X_train, dataset.T_train, dataset.Y_train),
+                           ("test", dataset.X_test, dataset.T_test, dataset.Y_test)):
+        n = len(X)
+        if n == 0:
+            raise DataError(f"data: the {split} sample is empty")
+        if len(T) != n or len(Y) != n:
+            raise DataError(f"data: {split} X has {n} rows but T has {len(T)} and Y {len(Y)}")
+        bad = [str(c) for c in X.columns if X[c].isna().any()]
+        if bad:
+            raise DataError(f"data: NaN in {split} feature column(s) {bad}")
+        if np.isnan(np.asarray(Y, dtype=float)).any():
+            raise DataError(f"data: NaN in the {split} outcome Y")
+        values = set(np.unique(np.asarray(T)).tolist())
+        if not values <= {0, 1}:
+            raise DataError(f"data: treatment must be binary 0/1, {split} has values {sorted(values)[:5]}")
+        if split == "train" and len(values) < 2:
+            raise DataError(f"data: treatment is constant ({values.pop()}) in the train sample; "
+                            "both arms are needed")
+    if len(truth.tau_train) != len(dataset.X_train) or len(truth.tau_test) != len(dataset.X_test):
+        raise DataError("data: truth tau does not match the sample sizes")
+    missing = [m for m in truth.modifiers if m not in dataset.feature_names]
+    if missing:
+        raise DataError(f"data: true modifiers {missing} are not feature columns {dataset.feature_names}")

@@ -1,0 +1,108 @@
+"""Adapter for any econml CATE estimator (DML, DR, meta-learners, forests) built from config."""
+from __future__ import annotations
+
+import inspect
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+
+from hte_bench.estimators.base import CateAdapter, NoInference
+from hte_bench.estimators.insights import describe_coefficients
+
+
+class EconmlAdapter(CateAdapter):
+    """Wraps an econml estimator; intervals come from econml's own inference, never from elsewhere.
+
+    ``model`` is the econml object (built by ``hydra.utils.instantiate`` from its nested config, nuisance
+    models included); ``inference`` is passed to ``fit`` (e.g. ``"bootstrap"`` for meta-learners, which
+    otherwise have no intervals; ``"auto"`` lets econml choose, ``None`` disables inference).
+    """
+
+    def __init__(self, model: Any, inference: Optional[str] = "auto"):
+        self.model = model
+        self.inference = inference
+
+    def fit(self, X: pd.DataFrame, T: np.ndarray, Y: np.ndarray) -> "EconmlAdapter":
+        self.feature_names_ = [str(c) for c in X.columns]
+        self.x_sd_ = X.std().to_numpy(dtype=float)
+        kwargs = {}
+        if "inference" in inspect.signature(self.model.fit).parameters:
+            kwargs["inference"] = self.inference
+        self.model.fit(np.asarray(Y, dtype=float), np.asarray(T), X=X.to_numpy(dtype=float), **kwargs)
+        return self
+
+    def _call(self, method: str, *args, **kwargs):
+        # econml signals "no inference" with an AttributeError naming 'inference'; turn it into a reason.
+        try:
+            return getattr(self.model, method)(*args, **kwargs)
+        except AttributeError as err:
+            if "inference" in str(err):
+                raise NoInference(f"{type(self.model).__name__} was fitted with inference="
+                                  f"{self.inference!r}: econml gives no intervals without inference") from err
+            raise
+
+    def effect(self, X: pd.DataFrame) -> np.ndarray:
+        return np.ravel(self.model.effect(X.to_numpy(dtype=float)))
+
+    def effect_interval(self, X: pd.DataFrame, alpha: float):
+        lo, hi = self._call("effect_interval", X.to_numpy(dtype=float), alpha=alpha)
+        return np.ravel(lo), np.ravel(hi)
+
+    def ate(self, X: pd.DataFrame) -> float:
+        return float(np.ravel(self.model.ate(X.to_numpy(dtype=float)))[0])
+
+    def ate_interval(self, X: pd.DataFrame, alpha: float):
+        lo, hi = self._call("ate_interval", X.to_numpy(dtype=float), alpha=alpha)
+        return float(np.ravel(lo)[0]), float(np.ravel(hi)[0])
+
+    def native_importance(self) -> Optional[pd.DataFrame]:
+        cols = {}
+        try:
+            cols["forest_split_importance"] = np.ravel(self.model.feature_importances_)
+        except (AttributeError, ValueError):
+            pass
+        for arm, m in enumerate(getattr(self.model, "models", None) or []):
+            # The seed notebook's T-learner view: how each arm's outcome model uses the features.
+            if hasattr(m, "feature_importances_"):
+                cols[f"outcome_model_arm{arm}"] = np.ravel(m.feature_importances_)
+        coef = self._coef_table(0.05)
+        if coef is not None:
+            cols["abs_coef_x_sd"] = np.abs(coef["point_estimate"].to_numpy() * self.x_sd_)
+        return pd.DataFrame(cols, index=self.feature_names_) if cols else None
+
+    def _coef_table(self, alpha: float) -> Optional[pd.DataFrame]:
+        """econml's inference on the final-stage CATE coefficients, one row per feature, or None."""
+        if not hasattr(self.model, "coef__inference"):
+            return None
+        try:
+            frame = self.model.coef__inference(**self._t_kwargs(self.model.coef__inference)).summary_frame(
+                alpha=alpha, feature_names=self.feature_names_)
+        except (AttributeError, ValueError):
+            return None
+        if len(frame) != len(self.feature_names_):
+            return None
+        frame.index = self.feature_names_
+        return frame
+
+    @staticmethod
+    def _t_kwargs(method) -> dict:
+        # DR learners report per treatment arm; the binary treatment's arm is T=1.
+        return {"T": 1} if "T" in inspect.signature(method).parameters else {}
+
+    def summary(self) -> Optional[str]:
+        # Only linear final stages have a coefficient summary; CausalForestDML.summary() prints a notice
+        # about cache_values instead of returning one.
+        if not (hasattr(self.model, "summary") and hasattr(self.model, "coef__inference")):
+            return None
+        try:
+            return str(self.model.summary(feature_names=self.feature_names_,
+                                          **self._t_kwargs(self.model.summary)))
+        except (AttributeError, ValueError, TypeError, NotImplementedError):
+            return None
+
+    def insights(self, alpha: float) -> Optional[str]:
+        frame = self._coef_table(alpha)
+        if frame is None:
+            return None
+        return describe_coefficients(frame, alpha, source=f"econml {type(self.model).__name__} coefficient inference")

@@ -1,0 +1,112 @@
+"""Linear regression estimators with statsmodels: ``Y ~ T * (x1 + … + xk)`` and the constant-effect model."""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+
+from hte_bench.estimators.base import CateAdapter
+from hte_bench.estimators.insights import describe_coefficients
+
+
+class InteractionOLS(CateAdapter):
+    """OLS of the outcome on treatment, features and treatment × feature interactions (statsmodels formula).
+
+    tau(x) = b_T + Σ_j b_{T:x_j} x_j, so the CATE, its interval and the ATE interval are linear contrasts
+    of the fitted coefficients. ``interactions=False`` gives ``Y ~ T + x1 + … + xk``: one effect for all.
+    ``cov_type`` is statsmodels' (``nonrobust``, ``HC1``, ``HC3``, …).
+    """
+
+    def __init__(self, interactions: bool = True, cov_type: str = "nonrobust"):
+        self.interactions = interactions
+        self.cov_type = cov_type
+
+    def _frame(self, X: pd.DataFrame) -> pd.DataFrame:
+        # Formula-safe aliases: user feature names may contain spaces or operators.
+        return pd.DataFrame(X.to_numpy(dtype=float), columns=self.aliases_, index=X.index)
+
+    def fit(self, X: pd.DataFrame, T: np.ndarray, Y: np.ndarray) -> "InteractionOLS":
+        import statsmodels.formula.api as smf
+
+        self.feature_names_ = [str(c) for c in X.columns]
+        self.aliases_ = [f"x{j}" for j in range(X.shape[1])]
+        df = self._frame(X)
+        df["T"], df["Y"] = np.asarray(T, dtype=float), np.asarray(Y, dtype=float)
+        rhs = " + ".join(self.aliases_)
+        if not rhs:
+            self.formula_ = "Y ~ T"
+        else:
+            self.formula_ = f"Y ~ T * ({rhs})" if self.interactions else f"Y ~ T + {rhs}"
+        self.result_ = smf.ols(self.formula_, data=df).fit(cov_type=self.cov_type)
+        self.x_sd_ = X.std().to_numpy(dtype=float)
+        return self
+
+    def _contrast(self, X: pd.DataFrame) -> np.ndarray:
+        """Rows c with c·beta = tau(x) for each unit of X."""
+        names = list(self.result_.params.index)
+        C = np.zeros((len(X), len(names)))
+        C[:, names.index("T")] = 1.0
+        if self.interactions:
+            values = X.to_numpy(dtype=float)
+            for j, alias in enumerate(self.aliases_):
+                C[:, names.index(f"T:{alias}")] = values[:, j]
+        return C
+
+    def effect(self, X: pd.DataFrame) -> np.ndarray:
+        return self._contrast(X) @ self.result_.params.to_numpy()
+
+    def effect_interval(self, X: pd.DataFrame, alpha: float):
+        # Same formula as result_.t_test(C).conf_int(), but only the diagonal of C V C': t_test would
+        # build the n × n covariance, which does not fit in memory for large test samples.
+        C = self._contrast(X)
+        V = np.asarray(self.result_.cov_params())
+        se = np.sqrt(np.einsum("ij,jk,ik->i", C, V, C))
+        q = self._quantile(alpha)
+        est = C @ self.result_.params.to_numpy()
+        return est - q * se, est + q * se
+
+    def _quantile(self, alpha: float) -> float:
+        from scipy import stats
+
+        if self.result_.use_t:
+            return float(stats.t.ppf(1 - alpha / 2, self.result_.df_resid))
+        return float(stats.norm.ppf(1 - alpha / 2))
+
+    def ate(self, X: pd.DataFrame) -> float:
+        return float(self.effect(X).mean())
+
+    def ate_interval(self, X: pd.DataFrame, alpha: float):
+        # The ATE over X is the contrast at the mean row: T + mean(x_j)·T:x_j.
+        test = self.result_.t_test(self._contrast(X).mean(axis=0, keepdims=True))
+        lo, hi = np.ravel(test.conf_int(alpha=alpha))
+        return float(lo), float(hi)
+
+    def _interaction_table(self, alpha: float) -> Optional[pd.DataFrame]:
+        if not self.interactions:
+            return None
+        keys = [f"T:{a}" for a in self.aliases_]
+        ci = self.result_.conf_int(alpha=alpha).loc[keys]
+        return pd.DataFrame({"point_estimate": self.result_.params[keys].to_numpy(),
+                             "pvalue": self.result_.pvalues[keys].to_numpy(),
+                             "ci_lower": ci.iloc[:, 0].to_numpy(), "ci_upper": ci.iloc[:, 1].to_numpy()},
+                            index=self.feature_names_)
+
+    def native_importance(self) -> Optional[pd.DataFrame]:
+        table = self._interaction_table(0.05)
+        if table is None:
+            return None
+        return pd.DataFrame({"abs_coef_x_sd": np.abs(table["point_estimate"].to_numpy() * self.x_sd_)},
+                            index=self.feature_names_)
+
+    def summary(self) -> Optional[str]:
+        names = {a: n for a, n in zip(self.aliases_, self.feature_names_)}
+        legend = "\n".join(f"  {a} = {n}" for a, n in names.items())
+        return f"formula: {self.formula_}\nwhere\n{legend}\n\n{self.result_.summary()}"
+
+    def insights(self, alpha: float) -> Optional[str]:
+        table = self._interaction_table(alpha)
+        if table is None:
+            return None
+        return describe_coefficients(table, alpha, source=f"statsmodels OLS {self.formula_} "
+                                     f"(cov_type={self.cov_type}), interaction terms")

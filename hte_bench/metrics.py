@@ -1,0 +1,310 @@
+"""Pure metric functions comparing an Estimate with the Truth, per seed (evaluate) and across seeds (aggregate)."""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Optional
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+if TYPE_CHECKING:  # only for annotations; keeps this module free of import cycles
+    from hte_bench.data.base import Truth
+    from hte_bench.estimators.base import Estimate
+
+NAN = float("nan")
+
+# Public interface: the per-seed metric names, in display order.
+CHILD_METRICS: tuple[str, ...] = (
+    "ate_true",
+    "ate_hat",
+    "ate_bias",
+    "ate_ci_lower",
+    "ate_ci_upper",
+    "ate_covered",
+    "ate_ci_width",
+    "cate_mse_train",
+    "cate_mse_test",
+    "cate_rmse_train",
+    "cate_rmse_test",
+    "cate_coverage_train",
+    "cate_coverage_test",
+    "cate_ci_width_train",
+    "cate_ci_width_test",
+    "calib_slope_test",
+    "calib_intercept_test",
+    "calib_rmse_test",
+    "importance_rank_corr",
+    "importance_top_hit",
+    "fit_seconds",
+    "predict_seconds",
+)
+
+CALIBRATION_COLUMNS = ["bin", "n", "mean_pred", "mean_true"]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _vec(x) -> np.ndarray:
+    """Flatten array-like input to a 1-D float array."""
+    return np.asarray(x, dtype=float).ravel()
+
+
+def _pair(a, b, names: str = "inputs") -> tuple[np.ndarray, np.ndarray]:
+    """Two 1-D float arrays of equal length; a length mismatch is a programming error and raises."""
+    a, b = _vec(a), _vec(b)
+    if a.shape != b.shape:
+        raise ValueError(f"metrics: {names} have different lengths ({a.size} vs {b.size})")
+    return a, b
+
+
+def _float(x) -> float:
+    """Plain Python float; None becomes NaN."""
+    if x is None:
+        return NAN
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return NAN
+
+
+def _is_constant(x: np.ndarray) -> bool:
+    """True when the finite array has (numerically) a single value."""
+    if x.size == 0:
+        return True
+    spread = float(np.max(x) - np.min(x))
+    scale = max(1.0, float(np.max(np.abs(x))))
+    return spread <= 1e-12 * scale
+
+
+def _bounds(lower, upper) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """Interval bounds as arrays, or None when missing, empty or containing NaN (not a usable interval set)."""
+    if lower is None or upper is None:
+        return None
+    lo, hi = _pair(lower, upper, "interval bounds")
+    if lo.size == 0 or np.isnan(lo).any() or np.isnan(hi).any():
+        return None
+    return lo, hi
+
+
+# --------------------------------------------------------------------------- unit-level metrics
+
+
+def cate_mse(tau, tau_hat) -> float:
+    """Mean squared error of the estimated unit-level effects (PEHE squared); NaN on empty input."""
+    t, h = _pair(tau, tau_hat, "tau and tau_hat")
+    if t.size == 0:
+        return NAN
+    return float(np.mean((h - t) ** 2))
+
+
+def interval_coverage(tau, lower, upper) -> float:
+    """Share of units whose true effect lies in [lower, upper]; NaN when there are no intervals."""
+    b = _bounds(lower, upper)
+    if b is None:
+        return NAN
+    lo, hi = b
+    t, lo = _pair(tau, lo, "tau and interval bounds")
+    return float(np.mean((lo <= t) & (t <= hi)))
+
+
+def interval_width(lower, upper) -> float:
+    """Mean width of the per-unit intervals; NaN when there are no intervals."""
+    b = _bounds(lower, upper)
+    if b is None:
+        return NAN
+    lo, hi = b
+    return float(np.mean(hi - lo))
+
+
+def calibration(tau_true, tau_hat) -> tuple[float, float]:
+    """(slope, intercept) of the OLS regression of true tau on predicted tau; 1 and 0 when well calibrated."""
+    t, h = _pair(tau_true, tau_hat, "tau_true and tau_hat")
+    if t.size < 2 or not (np.isfinite(t).all() and np.isfinite(h).all()) or _is_constant(h):
+        return NAN, NAN
+    res = stats.linregress(h, t)
+    return float(res.slope), float(res.intercept)
+
+
+def calibration_table(tau_true, tau_hat, bins: int = 10) -> pd.DataFrame:
+    """Mean predicted vs mean true effect within quantile bins of the prediction (units with NaN dropped)."""
+    t, h = _pair(tau_true, tau_hat, "tau_true and tau_hat")
+    keep = np.isfinite(t) & np.isfinite(h)
+    t, h = t[keep], h[keep]
+    if t.size == 0:
+        return pd.DataFrame({"bin": pd.Series(dtype=int), "n": pd.Series(dtype=int),
+                             "mean_pred": pd.Series(dtype=float), "mean_true": pd.Series(dtype=float)})
+    if _is_constant(h) or bins <= 1:
+        codes = np.zeros(t.size, dtype=int)
+    else:
+        codes = np.asarray(pd.qcut(h, int(bins), labels=False, duplicates="drop"))
+        if np.isnan(codes.astype(float)).any():  # qcut could not form edges; fall back to one bin
+            codes = np.zeros(t.size, dtype=int)
+        codes = codes.astype(int)
+    frame = pd.DataFrame({"bin": codes, "pred": h, "true": t})
+    table = frame.groupby("bin", sort=True).agg(n=("pred", "size"), mean_pred=("pred", "mean"),
+                                               mean_true=("true", "mean")).reset_index()
+    table["bin"] = np.arange(len(table), dtype=int)  # renumber 0..k-1 in case edges were dropped
+    table["n"] = table["n"].astype(int)
+    return table[CALIBRATION_COLUMNS]
+
+
+def calibration_rmse(tau_true, tau_hat, bins: int = 10) -> float:
+    """Root mean (unweighted over bins) squared gap between mean predicted and mean true effect per bin."""
+    t, h = _pair(tau_true, tau_hat, "tau_true and tau_hat")
+    if t.size == 0 or not (np.isfinite(t).all() and np.isfinite(h).all()):
+        return NAN
+    table = calibration_table(t, h, bins=bins)
+    if table.empty:
+        return NAN
+    gap = table["mean_pred"].to_numpy(float) - table["mean_true"].to_numpy(float)
+    return float(np.sqrt(np.mean(gap ** 2)))
+
+
+# --------------------------------------------------------------------------- importance
+
+
+def _clean_importance(s: Optional[pd.Series]) -> Optional[pd.Series]:
+    """Importance as a float Series indexed by feature name with NaN entries dropped; None if unusable."""
+    if s is None:
+        return None
+    s = pd.to_numeric(pd.Series(s), errors="coerce").astype(float)
+    s.index = [str(i) for i in s.index]
+    s = s[np.isfinite(s.to_numpy())]
+    return s if len(s) else None
+
+
+def importance_agreement(estimated: Optional[pd.Series], true: Optional[pd.Series],
+                         modifiers: list[str]) -> tuple[float, float]:
+    """(Spearman rank correlation of estimated vs true importance, 1/0 whether the top estimated feature is a true modifier)."""
+    est = _clean_importance(estimated)
+    tru = _clean_importance(true)
+
+    rank_corr = NAN
+    if est is not None and tru is not None:
+        shared = [f for f in est.index if f in set(tru.index)]
+        if len(shared) >= 2:
+            a = est.loc[shared].to_numpy(float)
+            b = tru.loc[shared].to_numpy(float)
+            if not _is_constant(a) and not _is_constant(b):
+                rank_corr = float(stats.spearmanr(a, b).statistic)
+
+    top_hit = NAN
+    if est is not None and not _is_constant(est.to_numpy(float)):
+        top = est.index[est.to_numpy(float) == est.max()]
+        # A tie at the top counts as a hit only if every tied feature is a true modifier.
+        mods = {str(m) for m in modifiers}
+        top_hit = 1.0 if all(f in mods for f in top) else 0.0
+    return rank_corr, top_hit
+
+
+# --------------------------------------------------------------------------- per-seed evaluation
+
+
+def evaluate(truth: "Truth", estimate: "Estimate", true_importance: Optional[pd.Series] = None) -> dict[str, float]:
+    """All per-seed metrics of one Estimate against the Truth, keyed exactly by CHILD_METRICS."""
+    tau_train, tau_test = _vec(truth.tau_train), _vec(truth.tau_test)
+    hat_train, hat_test = _vec(estimate.tau_hat_train), _vec(estimate.tau_hat_test)
+
+    ate_true = float(np.mean(tau_train)) if tau_train.size else NAN
+    ate_hat = _float(estimate.ate_hat)
+    lo, hi = _float(estimate.ate_lower), _float(estimate.ate_upper)
+    has_ate_ci = not (math.isnan(lo) or math.isnan(hi))
+    if has_ate_ci and not math.isnan(ate_true):
+        ate_covered = 1.0 if lo <= ate_true <= hi else 0.0
+    else:
+        ate_covered = NAN
+
+    mse_train = cate_mse(tau_train, hat_train)
+    mse_test = cate_mse(tau_test, hat_test)
+    slope, intercept = calibration(tau_test, hat_test)
+    rank_corr, top_hit = importance_agreement(estimate.importance, true_importance, list(truth.modifiers))
+
+    out = {
+        "ate_true": ate_true,
+        "ate_hat": ate_hat,
+        "ate_bias": ate_hat - ate_true,
+        "ate_ci_lower": lo,
+        "ate_ci_upper": hi,
+        "ate_covered": ate_covered,
+        "ate_ci_width": (hi - lo) if has_ate_ci else NAN,
+        "cate_mse_train": mse_train,
+        "cate_mse_test": mse_test,
+        "cate_rmse_train": math.sqrt(mse_train) if mse_train >= 0 else NAN,
+        "cate_rmse_test": math.sqrt(mse_test) if mse_test >= 0 else NAN,
+        "cate_coverage_train": interval_coverage(tau_train, estimate.lower_train, estimate.upper_train),
+        "cate_coverage_test": interval_coverage(tau_test, estimate.lower_test, estimate.upper_test),
+        "cate_ci_width_train": interval_width(estimate.lower_train, estimate.upper_train),
+        "cate_ci_width_test": interval_width(estimate.lower_test, estimate.upper_test),
+        "calib_slope_test": slope,
+        "calib_intercept_test": intercept,
+        "calib_rmse_test": calibration_rmse(tau_test, hat_test),
+        "importance_rank_corr": rank_corr,
+        "importance_top_hit": top_hit,
+        "fit_seconds": _float(estimate.fit_seconds),
+        "predict_seconds": _float(estimate.predict_seconds),
+    }
+    return {k: float(out[k]) for k in CHILD_METRICS}
+
+
+# --------------------------------------------------------------------------- across seeds
+
+
+def _summarise(values: np.ndarray, alpha: float) -> tuple[float, float, float, float]:
+    """(mean, std ddof=1, t-interval lower, upper) of the non-NaN values; NaN where undefined."""
+    v = values[~np.isnan(values)]
+    n = v.size
+    if n == 0:
+        return NAN, NAN, NAN, NAN
+    mean = float(np.mean(v))
+    if n < 2:
+        return mean, NAN, NAN, NAN
+    std = float(np.std(v, ddof=1))
+    if not np.isfinite(v).all():
+        return mean, std, NAN, NAN
+    half = float(stats.t.ppf(1.0 - alpha / 2.0, df=n - 1)) * std / math.sqrt(n)
+    return mean, std, mean - half, mean + half
+
+
+def aggregate(per_seed: pd.DataFrame, n_failed: int, alpha: float = 0.05) -> dict[str, float]:
+    """Summaries across seeds (mean, std, t-interval per metric; ATE RMSE; ATE coverage rate with Wilson interval)."""
+    n_ok = 0 if per_seed is None else len(per_seed)
+    out: dict[str, float] = {}
+    if n_ok == 0:
+        return {"n_seeds_ok": 0.0, "n_seeds_failed": float(n_failed)}
+
+    def column(name: str) -> np.ndarray:
+        if name not in per_seed.columns:
+            return np.full(n_ok, NAN)
+        return pd.to_numeric(per_seed[name], errors="coerce").to_numpy(dtype=float, na_value=NAN)
+
+    for m in CHILD_METRICS:
+        mean, std, lo, hi = _summarise(column(m), alpha)
+        out[f"{m}_mean"] = mean
+        out[f"{m}_std"] = std
+        out[f"{m}_ci_lower"] = lo
+        out[f"{m}_ci_upper"] = hi
+
+    err = column("ate_hat") - column("ate_true")
+    err = err[~np.isnan(err)]
+    out["ate_rmse"] = float(np.sqrt(np.mean(err ** 2))) if err.size else NAN
+
+    covered = column("ate_covered")
+    covered = covered[np.isfinite(covered)]
+    if covered.size:
+        from statsmodels.stats.proportion import proportion_confint  # lazy: statsmodels is slow to import
+
+        k, n = int(round(float(np.sum(covered)))), int(covered.size)
+        lo, hi = proportion_confint(k, n, alpha=alpha, method="wilson")
+        out["ate_coverage_rate"] = float(np.mean(covered))
+        out["ate_coverage_rate_ci_lower"] = float(lo)
+        out["ate_coverage_rate_ci_upper"] = float(hi)
+    else:
+        out["ate_coverage_rate"] = NAN
+        out["ate_coverage_rate_ci_lower"] = NAN
+        out["ate_coverage_rate_ci_upper"] = NAN
+
+    out["n_seeds_ok"] = float(n_ok)
+    out["n_seeds_failed"] = float(n_failed)
+    return out

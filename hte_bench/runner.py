@@ -1,0 +1,222 @@
+"""The seeds loop: generate → fit → estimate → metrics for each seed, failures isolated, then aggregate."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from hte_bench import config as C
+from hte_bench.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SeedResult:
+    """What one seed produced, ready for the tracker: metrics, tags and a folder of artifacts."""
+
+    seed: int
+    status: str  # "FINISHED" or "FAILED"
+    metrics: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    artifact_dir: Optional[str] = None
+    dataset_frame: Optional[pd.DataFrame] = None
+    start_ms: int = 0
+    end_ms: int = 0
+
+
+def make_data(cfg: DictConfig, seed: int):
+    """Instantiate the data generator for this seed and check what it returned."""
+    from hydra.utils import instantiate
+
+    from hte_bench.data.base import validate
+
+    dataset, truth = instantiate(cfg.data, seed=seed)
+    validate(dataset, truth)
+    return dataset, truth
+
+
+def make_estimator(cfg: DictConfig, seed: int):
+    """Instantiate the estimator adapter (nuisance models included) with models seeded by ``seed``."""
+    from hydra.utils import instantiate
+
+    return instantiate(C.for_seed(cfg, seed).estimator)
+
+
+def fit_and_estimate(adapter, dataset, alpha: float, seed: int, n_repeats: int):
+    """Fit on the training sample only and collect point effects, intervals, importance and summaries."""
+    from hte_bench.estimators.base import Estimate, NoInference
+    from hte_bench.estimators.insights import describe_without_inference
+    from hte_bench.importance import effect_importance
+
+    t0 = time.perf_counter()
+    adapter.fit(dataset.X_train, dataset.T_train, dataset.Y_train)
+    fit_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    est = Estimate(tau_hat_train=adapter.effect(dataset.X_train), tau_hat_test=adapter.effect(dataset.X_test),
+                   ate_hat=adapter.ate(dataset.X_train))
+    try:
+        est.lower_train, est.upper_train = adapter.effect_interval(dataset.X_train, alpha)
+        est.lower_test, est.upper_test = adapter.effect_interval(dataset.X_test, alpha)
+    except NoInference as why:
+        est.interval_reason = str(why)
+    try:
+        est.ate_lower, est.ate_upper = adapter.ate_interval(dataset.X_train, alpha)
+    except NoInference as why:
+        est.ate_interval_reason = str(why)
+    est.predict_seconds = time.perf_counter() - t0
+    est.fit_seconds = fit_seconds
+    est.importance = effect_importance(adapter.effect, dataset.X_test, seed, n_repeats)
+    est.native_importance = adapter.native_importance()
+    est.summary = adapter.summary()
+    est.insights = adapter.insights(alpha) or describe_without_inference(est.importance, dataset.X_test,
+                                                                          est.tau_hat_test)
+    return est
+
+
+def data_hash(dataset) -> str:
+    """Hash of the observed training data, so runs on identical draws can be recognised."""
+    h = hashlib.sha256()
+    h.update(pd.util.hash_pandas_object(dataset.X_train, index=False).to_numpy().tobytes())
+    h.update(np.asarray(dataset.T_train, dtype=float).tobytes())
+    h.update(np.asarray(dataset.Y_train, dtype=float).tobytes())
+    return h.hexdigest()[:16]
+
+
+def evaluate_seed(cfg: DictConfig, seed: int, workdir: str, strict: bool = False) -> SeedResult:
+    """Run one seed end to end without MLflow; with ``strict`` input errors raise ConfigError instead."""
+    from hte_bench import artifacts
+    from hte_bench.data.base import DataError
+    from hte_bench.importance import effect_importance
+    from hte_bench.metrics import evaluate
+
+    start = int(time.time() * 1000)
+    out = Path(workdir) / f"seed_{seed}"
+    out.mkdir(parents=True, exist_ok=True)
+    result = SeedResult(seed=seed, status="FAILED", start_ms=start, artifact_dir=str(out))
+    stage = "data"
+    try:
+        dataset, truth = make_data(cfg, seed)
+        result.tags["data_hash"] = data_hash(dataset)
+        # Floats throughout: MLflow warns that integer columns cannot hold missing values.
+        result.dataset_frame = dataset.X_train.assign(T=dataset.T_train, Y=dataset.Y_train).astype(float)
+        stage = "estimator"
+        adapter = make_estimator(cfg, seed)
+        stage = "fit"
+        est = fit_and_estimate(adapter, dataset, float(cfg.alpha), seed, int(cfg.importance_repeats))
+        true_imp = (effect_importance(truth.tau_fn, dataset.X_test, seed, int(cfg.importance_repeats))
+                    if truth.tau_fn is not None else None)
+        result.metrics = evaluate(truth, est, true_imp)
+        for key, reason in (("interval_reason", est.interval_reason),
+                            ("ate_interval_reason", est.ate_interval_reason)):
+            if reason:
+                result.tags[key] = reason
+        artifacts.write_seed(out, dataset, truth, est, true_imp, plots=bool(cfg.tracking.plots))
+        result.status = "FINISHED"
+    except Exception as err:
+        if strict and (stage in ("data", "estimator") or isinstance(err, DataError) or _is_parameter_error(err)):
+            raise ConfigError(_one_line(stage, err)) from err
+        (out / "traceback.txt").write_text(traceback.format_exc())
+        result.tags["error"] = _one_line(stage, err)
+        log.warning("seed %d failed: %s", seed, result.tags["error"])
+    result.end_ms = int(time.time() * 1000)
+    return result
+
+
+def _is_parameter_error(err: BaseException) -> bool:
+    # sklearn's InvalidParameterError and econml's argument checks are ValueError/TypeError raised at fit.
+    return isinstance(err, (ValueError, TypeError))
+
+
+def _one_line(stage: str, err: BaseException) -> str:
+    cause = err.__cause__ or err
+    text = " ".join(str(cause).split()) or type(cause).__name__
+    where = {"data": "data", "estimator": "estimator", "fit": "estimator (first seed's fit)"}[stage]
+    return f"{where}: {type(cause).__name__}: {text}"[:500]
+
+
+def run(cfg: DictConfig, choices: Optional[dict[str, str]] = None, job_log: Optional[str] = None) -> dict:
+    """Fit one configuration over its seeds, log parent and child runs, return the aggregate metrics."""
+    from tqdm import tqdm
+
+    C.validate(cfg)
+    choices = choices or {}
+    from hte_bench.tracking import Tracker
+
+    tracker = Tracker.from_config(cfg.tracking)
+    seeds = C.seeds_of(cfg)
+    data_name = choices.get("data") or str(cfg.data._target_).rsplit(".", 2)[-2]
+    est_name = choices.get("estimator") or str(cfg.estimator._target_).rsplit(".", 1)[-1]
+    with tempfile.TemporaryDirectory(prefix="hte-bench-") as workdir:
+        # The first seed runs before any run is opened: bad input fails here with nothing in the store.
+        first = evaluate_seed(cfg, seeds[0], workdir, strict=True)
+        chash = C.config_hash(cfg)
+        parent = tracker.start_parent(
+            run_name=f"{data_name}/{est_name}/{chash[:6]}", params=C.flatten(cfg),
+            tags={"data": data_name, "estimator": est_name, "config_hash": chash,
+                  "n_seeds": str(len(seeds)), **tracker.provenance()})
+        try:
+            results = [first]
+            tracker.log_seed(parent, first, tags={"data": data_name, "estimator": est_name,
+                                                   "config_hash": chash})
+            for result in tqdm(_rest(cfg, seeds[1:], workdir), total=len(seeds) - 1, initial=0,
+                               desc=f"{data_name}/{est_name}", unit="seed", leave=False,
+                               disable=len(seeds) < 2):
+                results.append(result)
+                tracker.log_seed(parent, result, tags={"data": data_name, "estimator": est_name,
+                                                        "config_hash": chash})
+            summary = _finish(cfg, tracker, parent, results, workdir, job_log)
+        except BaseException:
+            tracker.end(parent, "KILLED")
+            raise
+    log.info("%s/%s [%s]: %s", data_name, est_name, chash, _one_line_summary(summary))
+    return summary
+
+
+def _rest(cfg: DictConfig, seeds: list[int], workdir: str):
+    """Yield SeedResults for the remaining seeds, in seed order, serially or in n_jobs processes."""
+    n_jobs = int(cfg.n_jobs)
+    if n_jobs == 1 or len(seeds) < 2:
+        for seed in seeds:
+            yield evaluate_seed(cfg, seed, workdir)
+        return
+    from joblib import Parallel, delayed
+
+    yield from Parallel(n_jobs=n_jobs, return_as="generator")(
+        delayed(evaluate_seed)(cfg, seed, workdir) for seed in seeds)
+
+
+def _finish(cfg, tracker, parent, results, workdir, job_log) -> dict:
+    from hte_bench import artifacts
+    from hte_bench.metrics import aggregate
+
+    ok = [r for r in results if r.status == "FINISHED"]
+    per_seed = pd.DataFrame([{"seed": r.seed, **r.metrics} for r in ok])
+    summary = aggregate(per_seed.drop(columns="seed", errors="ignore"), n_failed=len(results) - len(ok),
+                        alpha=float(cfg.alpha))
+    parent_dir = Path(workdir) / "parent"
+    artifacts.write_parent(parent_dir, cfg, per_seed, summary, failed=[r.seed for r in results if r.status != "FINISHED"],
+                           job_log=job_log, plots=bool(cfg.tracking.plots))
+    status = "FINISHED" if ok else "FAILED"
+    tracker.finish_parent(parent, summary, str(parent_dir), status)
+    summary["_parent_run_id"] = parent
+    return summary
+
+
+def _one_line_summary(summary: dict) -> str:
+    def f(key: str) -> str:
+        v = summary.get(key, float("nan"))
+        return "nan" if v is None or not np.isfinite(v) else f"{v:.4g}"
+
+    return (f"seeds ok {int(summary.get('n_seeds_ok', 0))}, failed {int(summary.get('n_seeds_failed', 0))}; "
+            f"√PEHE test {f('cate_rmse_test_mean')}, ATE bias {f('ate_bias_mean')}, "
+            f"ATE coverage {f('ate_coverage_rate')}, CATE coverage test {f('cate_coverage_test_mean')}")
