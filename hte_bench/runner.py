@@ -52,7 +52,7 @@ def make_estimator(cfg: DictConfig, seed: int):
     return instantiate(C.for_seed(cfg, seed).estimator)
 
 
-def fit_and_estimate(adapter, dataset, alpha: float, seed: int, n_repeats: int):
+def fit_and_estimate(adapter, dataset, alpha: float, seed: int, n_repeats: int, max_rows: int):
     """Fit on the training sample only and collect point effects, intervals, importance and summaries."""
     from hte_bench.estimators.base import Estimate, NoInference
     from hte_bench.estimators.insights import describe_without_inference
@@ -75,7 +75,7 @@ def fit_and_estimate(adapter, dataset, alpha: float, seed: int, n_repeats: int):
         est.ate_interval_reason = str(why)
     est.predict_seconds = time.perf_counter() - t0
     est.fit_seconds = fit_seconds
-    est.importance = effect_importance(adapter.effect, dataset.X_test, seed, n_repeats)
+    est.importance = effect_importance(adapter.effect, dataset.X_test, seed, n_repeats, max_rows)
     est.native_importance = adapter.native_importance()
     est.summary = adapter.summary()
     est.insights = adapter.insights(alpha) or describe_without_inference(est.importance, dataset.X_test,
@@ -112,8 +112,9 @@ def evaluate_seed(cfg: DictConfig, seed: int, workdir: str, strict: bool = False
         stage = "estimator"
         adapter = make_estimator(cfg, seed)
         stage = "fit"
-        est = fit_and_estimate(adapter, dataset, float(cfg.alpha), seed, int(cfg.importance_repeats))
-        true_imp = (effect_importance(truth.tau_fn, dataset.X_test, seed, int(cfg.importance_repeats))
+        imp_kw = {"n_repeats": int(cfg.importance_repeats), "max_rows": int(cfg.importance_max_rows)}
+        est = fit_and_estimate(adapter, dataset, float(cfg.alpha), seed, **imp_kw)
+        true_imp = (effect_importance(truth.tau_fn, dataset.X_test, seed, **imp_kw)
                     if truth.tau_fn is not None else None)
         result.metrics = evaluate(truth, est, true_imp)
         for key, reason in (("interval_reason", est.interval_reason),
