@@ -157,11 +157,16 @@ class Tracker:
 
     def _log_dataset(self, run_id: str, frame, name: str) -> None:
         # Fills the Dataset column of the runs table: name, digest, schema of the observed training data.
+        import warnings
+
         import mlflow.data
         from mlflow.entities import DatasetInput, InputTag
         from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-        ds = mlflow.data.from_pandas(frame, targets="Y", name=name)
+        with warnings.catch_warnings():
+            # MLflow's digest code calls DataFrame.all positionally, which pandas 3 flags for pandas 4.
+            warnings.filterwarnings("ignore", message="Starting with pandas version 4.0")
+            ds = mlflow.data.from_pandas(frame, targets="Y", name=name)
         self.client.log_inputs(run_id, [DatasetInput(ds._to_mlflow_entity(),
                                                      [InputTag(MLFLOW_DATASET_CONTEXT, "training")])])
 

@@ -102,3 +102,13 @@ def test_zero_effect_has_no_interval(data):
     assert not m.effect(dataset.X_test).any()
     with pytest.raises(NoInference):
         m.effect_interval(dataset.X_test, 0.05)
+
+
+def test_readme_example_estimator_from_a_user_config_dir(data):
+    dataset, _ = data
+    cfg = compose(["estimator=forest_dr", "++estimator.model.n_estimators=40",
+                   "++estimator.model.model_regression.n_estimators=20"])
+    adapter = make_estimator(cfg, seed=3)
+    assert adapter.model.model_regression.random_state == 3
+    est = fit_and_estimate(adapter, dataset, alpha=0.05, seed=3, n_repeats=2, max_rows=100)
+    assert est.lower_test is not None and est.native_importance is not None

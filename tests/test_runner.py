@@ -1,0 +1,78 @@
+"""The runner against a real temporary SQLite store: nesting, failure isolation, reproducibility, bad input."""
+import math
+
+import pytest
+
+from conftest import SMALL, all_runs, client, compose
+from hte_bench.errors import ConfigError
+from hte_bench.metrics import CHILD_METRICS
+from hte_bench.runner import run
+
+TIMING = {"fit_seconds", "predict_seconds"}
+
+
+def _run(store, experiment, overrides, choices=None):
+    cfg = compose([*SMALL, f"tracking.uri={store}", f"tracking.experiment={experiment}", *overrides])
+    return run(cfg, choices=choices or {"data": "engagement", "estimator": overrides[0].split("=")[1]})
+
+
+def _children(store, experiment, parent_id):
+    return sorted((r for r in all_runs(store, experiment)
+                   if r.data.tags.get("mlflow.parentRunId") == parent_id), key=lambda r: int(r.data.tags["seed"]))
+
+
+def test_failed_fit_is_isolated(store):
+    summary = _run(store, "iso", ["estimator=fail_on_seed", "n_seeds=3"])
+    assert summary["n_seeds_ok"] == 2 and summary["n_seeds_failed"] == 1
+    kids = _children(store, "iso", summary["_parent_run_id"])
+    assert [k.info.status for k in kids] == ["FINISHED", "FAILED", "FINISHED"]
+    failed = kids[1]
+    assert "deliberate failure on seed 1" in failed.data.tags["error"]
+    files = [f.path for f in client(store).list_artifacts(failed.info.run_id)]
+    assert files == ["traceback.txt"]
+    text = client(store).download_artifacts(failed.info.run_id, "traceback.txt")
+    assert "RuntimeError: deliberate failure on seed 1" in open(text).read()
+    parent = client(store).get_run(summary["_parent_run_id"])
+    assert parent.info.status == "FINISHED" and parent.data.metrics["n_seeds_failed"] == 1
+
+
+def test_same_config_and_seed_give_identical_metrics_serial_or_parallel(store):
+    args = ["estimator=cf_small", "n_seeds=2"]
+    a = _run(store, "repro_a", args)
+    b = _run(store, "repro_b", [*args, "n_jobs=2"])
+    ka = _children(store, "repro_a", a["_parent_run_id"])
+    kb = _children(store, "repro_b", b["_parent_run_id"])
+    for x, y in zip(ka, kb):
+        mx = {k: v for k, v in x.data.metrics.items() if k not in TIMING}
+        my = {k: v for k, v in y.data.metrics.items() if k not in TIMING}
+        assert mx.keys() == my.keys() and all(mx[k] == my[k] or (math.isnan(mx[k]) and math.isnan(my[k]))
+                                              for k in mx)
+        assert x.data.tags["data_hash"] == y.data.tags["data_hash"]
+    assert a["cate_rmse_test_mean"] == b["cate_rmse_test_mean"]
+    assert ka[0].data.tags["config_hash"] == kb[0].data.tags["config_hash"]  # n_jobs is not part of it
+
+
+def test_child_metrics_and_tags(store):
+    summary = _run(store, "names", ["estimator=zero_effect", "n_seeds=2"])
+    kid = _children(store, "names", summary["_parent_run_id"])[0]
+    assert set(CHILD_METRICS) <= set(kid.data.metrics)
+    assert math.isnan(kid.data.metrics["cate_coverage_test"])  # no invented interval
+    assert "no interval" in kid.data.tags["interval_reason"]
+    assert kid.data.metrics["ate_bias"] == pytest.approx(-kid.data.metrics["ate_true"])
+    for tag in ("data", "estimator", "seed", "config_hash", "data_hash"):
+        assert kid.data.tags[tag]
+    assert kid.inputs.dataset_inputs[0].dataset.name == "engagement-seed0"
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["estimator=interaction_ols", "data.p_treat=0.0"], "treatment is constant"),
+    (["estimator=cf_small", "estimator.model.n_estimators=41"], "n_estimators"),
+    (["estimator=interaction_ols", "+estimator.not_a_param=1"], "not_a_param"),
+    (["estimator=interaction_ols", "data.n=0"], "data.n=0 is not allowed"),
+    (["estimator=interaction_ols", "alpha=1.5"], "alpha"),
+])
+def test_bad_input_raises_one_line_and_writes_nothing(store, overrides, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        _run(store, "bad", overrides)
+    assert "\n" not in str(info.value)
+    assert all_runs(store, "bad") == []
