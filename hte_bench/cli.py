@@ -25,8 +25,8 @@ _errors: list[str] = []
 
 
 def _user_config_dirs(args: list[str]) -> list[Path]:
-    """Folders given with ``--config-dir``/``-cd``: their group options are valid too."""
-    dirs = []
+    """Folders whose group options are valid too: ./conf (on Hydra's search path) and ``--config-dir``s."""
+    dirs = [Path.cwd() / "conf"]
     for i, arg in enumerate(args):
         if arg in ("--config-dir", "-cd") and i + 1 < len(args):
             dirs.append(Path(args[i + 1]))

@@ -180,3 +180,74 @@ def ate_across_seeds_plot(per_seed: pd.DataFrame, title: str = "") -> Figure:
     ax.set_title(title or "ATE estimate per seed")
     ax.grid(True, axis="y", alpha=0.3)
     return fig
+
+
+# ---- comparison across configurations (leaderboard) ----
+
+def metric_by_config_plot(values: dict[str, np.ndarray], metric: str, title: str = "") -> Figure:
+    """Per-seed values of one metric for each configuration: a box per configuration with the seeds as dots."""
+    labels = list(values)
+    fig, ax = _new_figure(7.0, max(3.0, 0.45 * len(labels) + 1.5))
+    if not labels:
+        _empty(ax, "no configurations")
+        return fig
+    data = [np.asarray(values[k], dtype=float) for k in labels]
+    data = [d[np.isfinite(d)] for d in data]
+    y = np.arange(len(labels))
+    ax.boxplot([d if d.size else [np.nan] for d in data], positions=y, vert=False, widths=0.5,
+               showfliers=False, medianprops={"color": ORANGE})
+    rng = np.random.default_rng(0)
+    for i, d in enumerate(data):
+        ax.scatter(d, i + rng.uniform(-0.15, 0.15, d.size), s=14, color=BLUE, alpha=0.7, zorder=3)
+    ax.set_yticks(y, labels)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"{metric} (one dot per seed)")
+    ax.set_title(title or f"{metric} by configuration")
+    ax.grid(True, axis="x", alpha=0.3)
+    return fig
+
+
+def ate_error_by_config_plot(rows: dict[str, pd.DataFrame], title: str = "") -> Figure:
+    """ATE estimate minus truth, with its interval, for every seed of every configuration (0 = truth)."""
+    labels = list(rows)
+    fig, ax = _new_figure(7.0, max(3.0, 0.45 * len(labels) + 1.5))
+    for i, label in enumerate(labels):
+        frame = rows[label]
+        truth = frame["ate_true"].to_numpy(float)
+        err = frame["ate_hat"].to_numpy(float) - truth
+        lo = frame["ate_ci_lower"].to_numpy(float) - truth
+        hi = frame["ate_ci_upper"].to_numpy(float) - truth
+        offsets = i + np.linspace(-0.3, 0.3, len(frame)) if len(frame) > 1 else np.array([float(i)])
+        has = np.isfinite(lo) & np.isfinite(hi)
+        covered = has & (lo <= 0) & (hi >= 0)
+        ax.hlines(offsets[covered], lo[covered], hi[covered], color=BLUE, linewidth=1.2)
+        ax.hlines(offsets[has & ~covered], lo[has & ~covered], hi[has & ~covered], color=VERMILLION, linewidth=1.2)
+        ax.scatter(err, offsets, s=12, color=BLACK, zorder=3)
+    ax.axvline(0, color=GREY, linestyle="--", linewidth=1.0)
+    ax.set_yticks(np.arange(len(labels)), labels)
+    ax.invert_yaxis()
+    ax.set_xlabel("ATE estimate − true ATE (interval blue if it covers the truth, vermillion if not)")
+    ax.set_title(title or "ATE error and interval per seed")
+    ax.grid(True, axis="x", alpha=0.3)
+    return fig
+
+
+def calibration_overlay_plot(tables: dict[str, pd.DataFrame], title: str = "") -> Figure:
+    """Calibration curves (mean true vs mean predicted tau per decile) of several configurations on one axis."""
+    fig, ax = _new_figure(6.5, 5.5)
+    palette = [BLUE, ORANGE, GREEN, VERMILLION, SKY, "#CC79A7", "#F0E442", BLACK]
+    everything = []
+    for i, (label, table) in enumerate(tables.items()):
+        pred, true = table["mean_pred"].to_numpy(float), table["mean_true"].to_numpy(float)
+        ax.plot(pred, true, marker="o", markersize=4, color=palette[i % len(palette)], label=label)
+        everything += [pred, true]
+    if everything:
+        _diagonal(ax, everything)
+        ax.legend(fontsize="small")
+    else:
+        _empty(ax, "no predictions")
+    ax.set_xlabel("mean predicted tau (decile of prediction)")
+    ax.set_ylabel("mean true tau")
+    ax.set_title(title or "Calibration by configuration (test split)")
+    ax.grid(True, alpha=0.3)
+    return fig

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from hte_bench import config as C
 from hte_bench.errors import ConfigError
+from hte_bench.tracking import KIND
 
 log = logging.getLogger(__name__)
 
@@ -161,20 +162,18 @@ def run(cfg: DictConfig, choices: Optional[dict[str, str]] = None, job_log: Opti
         # The first seed runs before any run is opened: bad input fails here with nothing in the store.
         first = evaluate_seed(cfg, seeds[0], workdir, strict=True)
         chash = C.config_hash(cfg)
+        run_tags = {"data": data_name, "estimator": est_name, "config_hash": chash}
         parent = tracker.start_parent(
             run_name=f"{data_name}/{est_name}/{chash[:6]}", params=C.flatten(cfg),
-            tags={"data": data_name, "estimator": est_name, "config_hash": chash,
-                  "n_seeds": str(len(seeds)), **tracker.provenance()})
+            tags={**run_tags, KIND: "config", "n_seeds": str(len(seeds)), **tracker.provenance()})
         try:
             results = [first]
-            tracker.log_seed(parent, first, tags={"data": data_name, "estimator": est_name,
-                                                   "config_hash": chash})
-            for result in tqdm(_rest(cfg, seeds[1:], workdir), total=len(seeds) - 1, initial=0,
+            tracker.log_seed(parent, first, tags={**run_tags, KIND: "seed"})
+            for result in tqdm(_rest(cfg, seeds[1:], workdir), total=len(seeds) - 1,
                                desc=f"{data_name}/{est_name}", unit="seed", leave=False,
                                disable=len(seeds) < 2):
                 results.append(result)
-                tracker.log_seed(parent, result, tags={"data": data_name, "estimator": est_name,
-                                                        "config_hash": chash})
+                tracker.log_seed(parent, result, tags={**run_tags, KIND: "seed"})
             summary = _finish(cfg, tracker, parent, results, workdir, job_log)
         except BaseException:
             tracker.end(parent, "KILLED")

@@ -17,6 +17,8 @@ DEFAULT_DIR = "mlruns"
 DB_NAME = "mlflow.db"
 _SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks", "file")
 _PARAM_MAX = 6000
+# Tag that tells configuration (parent) runs, seed (child) runs and report runs apart in an experiment.
+KIND = "hte_bench.kind"
 
 
 def default_uri(root: str | os.PathLike = DEFAULT_DIR) -> str:
@@ -65,14 +67,13 @@ class Tracker:
     environment cannot re-parent runs and several processes can log side by side)."""
 
     def __init__(self, uri: str, experiment: str):
-        import mlflow
         from mlflow import MlflowClient
 
         self.uri = uri
         self.experiment = experiment
-        # The registry follows the tracking store unless the user set one, for promotion later.
-        self.client = MlflowClient(tracking_uri=uri, registry_uri=mlflow.get_registry_uri() if
-                                   os.environ.get("MLFLOW_REGISTRY_URI") else uri)
+        # The model registry lives in the tracking store unless the user set MLFLOW_REGISTRY_URI.
+        self.registry_uri = os.environ.get("MLFLOW_REGISTRY_URI") or uri
+        self.client = MlflowClient(tracking_uri=uri, registry_uri=self.registry_uri)
         self._experiment_id: Optional[str] = None
 
     @classmethod
@@ -194,3 +195,124 @@ class Tracker:
                 pass
         return (f"mlflow ui --backend-store-uri {backend}  then open "
                 f"http://127.0.0.1:5000/#/experiments/{self.experiment_id}/runs?workflowType=machine_learning")
+
+    # ---- reading back, for the leaderboard and promotion ----
+
+    def experiment_names(self) -> list[str]:
+        """Names of the experiments in the store."""
+        return sorted(e.name for e in self.client.search_experiments(max_results=1000))
+
+    def existing_experiment_id(self) -> str:
+        """The experiment's id; ConfigError listing the available ones if it does not exist."""
+        exp = self.client.get_experiment_by_name(self.experiment)
+        if exp is None:
+            raise ConfigError(f"experiment={self.experiment!r} does not exist in {self.uri}; available: "
+                              f"{', '.join(self.experiment_names()) or '(none)'}")
+        self._experiment_id = exp.experiment_id
+        return exp.experiment_id
+
+    def search(self, filter_string: str) -> list:
+        """All runs of the experiment matching an MLflow filter string, across result pages."""
+        runs, token = [], None
+        while True:
+            page = self.client.search_runs([self.existing_experiment_id()], filter_string=filter_string,
+                                           max_results=1000, page_token=token)
+            runs.extend(page)
+            token = page.token
+            if not token:
+                return runs
+
+    def config_runs(self, filter_string: str = "") -> list:
+        """Finished configuration (parent) runs, optionally narrowed by a filter string."""
+        base = f"tags.`{KIND}` = 'config' and attributes.status = 'FINISHED'"
+        return self.search(f"{base} and {filter_string}" if filter_string else base)
+
+    def seed_runs(self, parent_ids: list[str]) -> list:
+        """Child runs of the given parents (all statuses)."""
+        wanted = set(parent_ids)
+        return [r for r in self.search(f"tags.`{KIND}` = 'seed'")
+                if r.data.tags.get("mlflow.parentRunId") in wanted]
+
+    def download(self, run_id: str, path: str, dst: str) -> str:
+        """Copy one artifact of a run to a local folder; returns the local path."""
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per file is noise
+        return self.client.download_artifacts(run_id, path, dst)
+
+    def log_report(self, run_name: str, kind: str, params: dict, tags: dict, metrics: dict,
+                   artifact_dir: str) -> str:
+        """A finished run holding a report (leaderboard, promotion) beside the configuration runs."""
+        run = self.client.create_run(self.experiment_id, run_name=run_name,
+                                     tags={KIND: kind, **tags, **self.provenance()})
+        run_id = run.info.run_id
+        self._batch(run_id, metrics=metrics, params=params)
+        self.client.log_artifacts(run_id, artifact_dir)
+        self.client.set_terminated(run_id, "FINISHED")
+        return run_id
+
+    @staticmethod
+    def frame(runs) -> "pd.DataFrame":
+        """Runs as a table: run_id, run_name, status, start_time, parent_id, then tags.*, params.*, metrics.*."""
+        import pandas as pd
+
+        rows = []
+        for r in runs:
+            row = {"run_id": r.info.run_id, "run_name": r.info.run_name, "status": r.info.status,
+                   "start_time": r.info.start_time, "parent_id": r.data.tags.get("mlflow.parentRunId")}
+            row.update({f"tags.{k}": v for k, v in r.data.tags.items() if not k.startswith("mlflow.")})
+            row.update({f"params.{k}": v for k, v in r.data.params.items()})
+            row.update({f"metrics.{k}": v for k, v in r.data.metrics.items()})
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def register_model(self, name: str, adapter, X_example, alpha: float, run_name: str, params: dict,
+                       tags: dict, version_tags: dict, artifact_dir: str) -> dict:
+        """Log a fitted adapter as a pyfunc model in a promotion run, register it and point @champion at it.
+
+        Returns the new version, the previous champion's version (or None) and the run id.
+        """
+        import mlflow
+        from mlflow.exceptions import MlflowException
+        from mlflow.models import infer_signature
+
+        from hte_bench.serving import CateModel
+
+        model = CateModel(adapter, list(X_example.columns), alpha)
+        example = X_example.head(5).astype(float)
+        signature = infer_signature(example, model.predict(None, example))
+        try:
+            previous = self.client.get_model_version_by_alias(name, "champion").version
+        except MlflowException:
+            previous = None
+        os.environ.pop("MLFLOW_RUN_ID", None)  # would silently attach the model to an unrelated run
+        mlflow.set_tracking_uri(self.uri)
+        mlflow.set_registry_uri(self.registry_uri)
+        run = self.client.create_run(self.experiment_id, run_name=run_name,
+                                     tags={KIND: "promotion", **tags, **self.provenance()})
+        run_id = run.info.run_id
+        self._batch(run_id, params=params)
+        with mlflow.start_run(run_id=run_id):
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=model, signature=signature, input_example=example,
+                registered_model_name=name, code_paths=[str(Path(__file__).resolve().parent)],
+                pip_requirements=_model_requirements())
+        version = str(info.registered_model_version)
+        self.client.log_artifacts(run_id, artifact_dir)
+        self.client.set_terminated(run_id, "FINISHED")
+        for key, value in {**version_tags, "previous_champion_version": previous or "none",
+                           "promotion_run_id": run_id}.items():
+            self.client.set_model_version_tag(name, version, key, str(value)[:_PARAM_MAX])
+        self.client.set_registered_model_alias(name, "champion", version)
+        return {"version": version, "previous": previous, "run_id": run_id, "model_uri": f"models:/{name}@champion"}
+
+
+def _model_requirements() -> list[str]:
+    # Pinned from this environment: MLflow's own inference would reload the model in a subprocess.
+    from importlib.metadata import PackageNotFoundError, version
+
+    reqs = []
+    for pkg in ("econml", "scikit-learn", "statsmodels", "numpy", "pandas", "scipy", "mlflow"):
+        try:
+            reqs.append(f"{pkg}=={version(pkg)}")
+        except PackageNotFoundError:
+            pass
+    return reqs
