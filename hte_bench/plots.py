@@ -194,7 +194,7 @@ def metric_by_config_plot(values: dict[str, np.ndarray], metric: str, title: str
     data = [np.asarray(values[k], dtype=float) for k in labels]
     data = [d[np.isfinite(d)] for d in data]
     y = np.arange(len(labels))
-    ax.boxplot([d if d.size else [np.nan] for d in data], positions=y, vert=False, widths=0.5,
+    ax.boxplot([d if d.size else [np.nan] for d in data], positions=y, orientation="horizontal", widths=0.5,
                showfliers=False, medianprops={"color": ORANGE})
     rng = np.random.default_rng(0)
     for i, d in enumerate(data):

@@ -5,6 +5,7 @@ import logging
 import os
 import subprocess
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import urlparse
@@ -158,8 +159,6 @@ class Tracker:
 
     def _log_dataset(self, run_id: str, frame, name: str) -> None:
         # Fills the Dataset column of the runs table: name, digest, schema of the observed training data.
-        import warnings
-
         import mlflow.data
         from mlflow.entities import DatasetInput, InputTag
         from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
@@ -290,7 +289,9 @@ class Tracker:
                                      tags={KIND: "promotion", **tags, **self.provenance()})
         run_id = run.info.run_id
         self._batch(run_id, params=params)
-        with mlflow.start_run(run_id=run_id):
+        with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
+            # MLflow's input-example code compares columns with a range, which pandas 3 flags for pandas 4.
+            warnings.filterwarnings("ignore", message="Operation with range is deprecated")
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=model, signature=signature, input_example=example,
                 registered_model_name=name, code_paths=[str(Path(__file__).resolve().parent)],
