@@ -236,7 +236,7 @@ def _promote(args, gates) -> None:
     from hte_bench import promote
     from hte_bench.data.base import DataError
     from hte_bench.leaderboard import build
-    from hte_bench.runner import make_data, make_estimator
+    from hte_bench.runner import CHOICE, make_data, make_estimator
 
     promote.check_model_name(args.name)
     if args.csv and not (args.outcome and args.treatment):
@@ -272,7 +272,11 @@ def _promote(args, gates) -> None:
     header = [f"Promoted by hte-bench-promote as model {args.name!r} on {promote.stamp()}",
               f"from experiment {args.experiment!r}, config_hash {win['config_hash']}, parent run {win['parent_run_id']}",
               f"Re-run: hte-bench +experiment=promoted_{args.name}"]
-    text = promote.experiment_config(config_text, win["data"], win["estimator"], header)
+    row = parents.set_index("run_id").loc[win["parent_run_id"]]
+    choices = {c[len("tags." + CHOICE):]: row[c] for c in parents.columns
+               if c.startswith("tags." + CHOICE) and isinstance(row[c], str)}
+    text = promote.experiment_config(config_text, choices or {"data": win["data"], "estimator": win["estimator"]},
+                                     header)
     path = promote.write_experiment(text, Path(args.config_out), args.name)
     summary = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                for k, v in win.items() if isinstance(v, (int, float, str))}

@@ -78,16 +78,16 @@ def check_model_name(name: str) -> str:
     return name
 
 
-def experiment_config(config_yaml: str, data: str, estimator: str, header: list[str]) -> str:
+def experiment_config(config_yaml: str, choices: dict[str, str], header: list[str]) -> str:
     """A ``# @package _global_`` experiment file that recomposes the logged configuration exactly.
 
-    The defaults override the data and estimator groups to the logged choices, then the logged values
-    (interpolations such as ``${seed}`` kept) are merged over them; tracking is left to the user.
+    The defaults select the logged group options (data, estimator, nuisance models), then the logged
+    values (interpolations such as ``${seed}`` kept) are merged over them; tracking is left to the user.
     """
     composed = OmegaConf.to_container(OmegaConf.create(config_yaml), resolve=False)
     composed.pop("tracking", None)
     composed.pop("hydra", None)
-    body = {"defaults": [{"override /data": data}, {"override /estimator": estimator}], **composed}
+    body = {"defaults": [{f"override /{group}": option} for group, option in choices.items()], **composed}
     lines = ["# @package _global_", *[f"# {h}" for h in header]]
     return "\n".join(lines) + "\n" + OmegaConf.to_yaml(OmegaConf.create(body))
 

@@ -18,6 +18,11 @@ from hte_bench import config as C
 from hte_bench.errors import ConfigError
 from hte_bench.tracking import KIND
 
+# Config groups whose chosen option is recorded on the parent run (tag choice.<group>), so a promoted
+# configuration can select the same options again.
+CHOICE = "choice."
+REPLAYED_GROUPS = ("data", "estimator", "outcome_model", "treatment_model")
+
 log = logging.getLogger(__name__)
 
 
@@ -165,7 +170,8 @@ def run(cfg: DictConfig, choices: Optional[dict[str, str]] = None, job_log: Opti
         run_tags = {"data": data_name, "estimator": est_name, "config_hash": chash}
         parent = tracker.start_parent(
             run_name=f"{data_name}/{est_name}/{chash[:6]}", params=C.flatten(cfg),
-            tags={**run_tags, KIND: "config", "n_seeds": str(len(seeds)), **tracker.provenance()})
+            tags={**run_tags, KIND: "config", "n_seeds": str(len(seeds)), **tracker.provenance(),
+                  **{f"{CHOICE}{g}": v for g, v in choices.items() if g in REPLAYED_GROUPS}})
         try:
             results = [first]
             tracker.log_seed(parent, first, tags={**run_tags, KIND: "seed"})

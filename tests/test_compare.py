@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import SMALL, all_runs, client, compose, run_cli
+from conftest import SMALL, all_runs, client, compose, run_cli, run_composed
 from hte_bench.compare import leaderboard_main, promote_main
-from hte_bench.runner import make_data, make_estimator, run
+from hte_bench.runner import make_data, make_estimator
 
 ESTIMATORS = ["interaction_ols", "constant_effect", "zero_effect"]
 
@@ -19,8 +19,7 @@ def study(tmp_path_factory):
     root = tmp_path_factory.mktemp("study")
     uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
     for name in ESTIMATORS:
-        run(compose([f"estimator={name}", "n_seeds=8", *SMALL, f"tracking.uri={uri}"]),
-            choices={"data": "engagement", "estimator": name})
+        run_composed([f"estimator={name}", "n_seeds=8", *SMALL, f"tracking.uri={uri}"])
     return root, uri
 
 

@@ -12,12 +12,12 @@ from hte_bench.estimators.ols import InteractionOLS
 from hte_bench.runner import fit_and_estimate, make_estimator
 
 # Shrink forests so each fit takes well under a second; structure and nuisance models stay as configured.
-SHRINK = {"causal_forest_dml": ["++estimator.model.n_estimators=40", "++estimator.model.model_y.n_estimators=20"],
-          "linear_dml": ["++estimator.model.model_y.n_estimators=20"],
-          "dr_learner": ["++estimator.model.model_regression.n_estimators=20"],
-          "t_learner": ["++estimator.model.models.n_estimators=20"],
-          "s_learner": ["++estimator.model.overall_model.n_estimators=20"],
-          "x_learner": ["++estimator.model.models.n_estimators=20"]}
+SHRINK = {"causal_forest_dml": ["++estimator.model.n_estimators=40", "++outcome_model.n_estimators=20"],
+          "linear_dml": ["++outcome_model.n_estimators=20"],
+          "dr_learner": ["++outcome_model.n_estimators=20"],
+          "t_learner": ["++outcome_model.n_estimators=20"],
+          "s_learner": ["++outcome_model.n_estimators=20"],
+          "x_learner": ["++outcome_model.n_estimators=20"]}
 WITH_INTERVALS = {"causal_forest_dml", "linear_dml", "dr_learner", "interaction_ols", "constant_effect"}
 
 

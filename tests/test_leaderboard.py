@@ -105,3 +105,19 @@ def test_gates_choose_the_best_that_passes_and_explain_the_rest():
     decision = choose(build(parents, seeds), Gates(require_significance=True))
     assert decision.winner is None and "not significantly better" in decision.reasons["good [hash-d1-good]"][0]
     assert choose(build(parents, seeds), Gates(max_failed_seeds=0)).winner["estimator"] == "good"
+
+
+def test_promoted_experiment_selects_every_recorded_group_option():
+    from omegaconf import OmegaConf
+
+    from hte_bench.promote import experiment_config
+
+    logged = ("data:\n  n: 10\nestimator:\n  _target_: x\noutcome_model:\n  _target_: y\n"
+              "  random_state: ${seed}\ntracking:\n  uri: somewhere\nseed: 0\n")
+    text = experiment_config(logged, {"data": "workforce", "estimator": "linear_dml", "outcome_model": "lasso"},
+                             ["made in a test"])
+    assert text.startswith("# @package _global_\n# made in a test\n")
+    body = OmegaConf.create(text)
+    assert list(body.defaults) == [{"override /data": "workforce"}, {"override /estimator": "linear_dml"},
+                                   {"override /outcome_model": "lasso"}]
+    assert "tracking" not in body and OmegaConf.to_yaml(body).count("${seed}") == 1

@@ -3,17 +3,15 @@ import math
 
 import pytest
 
-from conftest import SMALL, all_runs, client, compose
+from conftest import SMALL, all_runs, client, run_composed
 from hte_bench.errors import ConfigError
 from hte_bench.metrics import CHILD_METRICS
-from hte_bench.runner import run
 
 TIMING = {"fit_seconds", "predict_seconds"}
 
 
-def _run(store, experiment, overrides, choices=None):
-    cfg = compose([*SMALL, f"tracking.uri={store}", f"tracking.experiment={experiment}", *overrides])
-    return run(cfg, choices=choices or {"data": "engagement", "estimator": overrides[0].split("=")[1]})
+def _run(store, experiment, overrides):
+    return run_composed([*SMALL, f"tracking.uri={store}", f"tracking.experiment={experiment}", *overrides])
 
 
 def _children(store, experiment, parent_id):

@@ -35,12 +35,10 @@ def test_correctly_specified_interaction_ols_covers_the_ate_about_95_percent():
 @pytest.mark.slow
 def test_causal_forest_ate_coverage_through_the_harness(tmp_path):
     """Heavier: the full harness with a real forest over 30 seeds; its ATE coverage is not far below nominal."""
-    from conftest import compose
-    from hte_bench.runner import run
+    from conftest import run_composed
 
-    cfg = compose(["estimator=causal_forest_dml", "++estimator.model.n_estimators=200", "n_seeds=30",
-                   "data.n=1000", "n_jobs=2", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"])
-    summary = run(cfg, choices={"data": "engagement", "estimator": "causal_forest_dml"})
+    summary = run_composed(["estimator=causal_forest_dml", "++estimator.model.n_estimators=200", "n_seeds=30",
+                            "data.n=1000", "n_jobs=2", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"])
     assert summary["n_seeds_ok"] == 30
     assert summary["ate_coverage_rate_ci_upper"] >= 0.85
     assert summary["cate_rmse_test_mean"] < 0.6
