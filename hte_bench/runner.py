@@ -152,67 +152,94 @@ def _one_line(stage: str, err: BaseException) -> str:
 
 
 def run(cfg: DictConfig, choices: Optional[dict[str, str]] = None, job_log: Optional[str] = None) -> dict:
-    """Fit one configuration over its seeds, log parent and child runs, return the aggregate metrics."""
-    from tqdm import tqdm
+    """Fit one configuration over its seeds, log parent and child runs, return the aggregate metrics.
+
+    With ``resume`` (default) a configuration already in the experiment continues in its parent run:
+    seeds with a FINISHED child are not refitted, children left RUNNING by a killed process become
+    KILLED and their seeds are redone.
+    """
+    from hte_bench.tracking import Tracker
 
     C.validate(cfg)
     choices = choices or {}
-    from hte_bench.tracking import Tracker
-
     tracker = Tracker.from_config(cfg.tracking)
     seeds = C.seeds_of(cfg)
     data_name = choices.get("data") or str(cfg.data._target_).rsplit(".", 2)[-2]
     est_name = choices.get("estimator") or str(cfg.estimator._target_).rsplit(".", 1)[-1]
+    chash = C.config_hash(cfg)
+    label = f"{data_name}/{est_name} [{chash}]"
+    previous = tracker.find_parent(chash) if cfg.get("resume", True) else None
+    done = tracker.resume_state(previous.info.run_id, seeds) if previous else {}
+    todo = [s for s in seeds if s not in done]
+    if previous and not todo and previous.info.status == "FINISHED":
+        log.info("%s: all %d seeds already finished in run %s (resume=false to refit)", label, len(seeds),
+                 previous.info.run_id)
+        return {**previous.data.metrics, "_parent_run_id": previous.info.run_id}
+    run_tags = {"data": data_name, "estimator": est_name, "config_hash": chash}
     with tempfile.TemporaryDirectory(prefix="hte-bench-") as workdir:
-        # The first seed runs before any run is opened: bad input fails here with nothing in the store.
-        first = evaluate_seed(cfg, seeds[0], workdir, strict=True)
-        chash = C.config_hash(cfg)
-        run_tags = {"data": data_name, "estimator": est_name, "config_hash": chash}
-        parent = tracker.start_parent(
-            run_name=f"{data_name}/{est_name}/{chash[:6]}", params=C.flatten(cfg),
-            tags={**run_tags, KIND: "config", "n_seeds": str(len(seeds)), **tracker.provenance(),
-                  **{f"{CHOICE}{g}": v for g, v in choices.items() if g in REPLAYED_GROUPS}})
+        # The first seed to fit is checked strictly before any run is opened or reopened: bad input
+        # fails here with nothing written to the store.
+        pending = _evaluate(cfg, todo, workdir)
+        first = next(pending, None)
+        if previous:
+            parent = previous.info.run_id
+            tracker.reopen(parent)
+        else:
+            parent = tracker.start_parent(
+                run_name=f"{data_name}/{est_name}/{chash[:6]}", params=C.flatten(cfg),
+                tags={**run_tags, KIND: "config", "n_seeds": str(len(seeds)), **tracker.provenance(),
+                      **{f"{CHOICE}{g}": v for g, v in choices.items() if g in REPLAYED_GROUPS}})
         try:
-            results = [first]
-            tracker.log_seed(parent, first, tags={**run_tags, KIND: "seed"})
-            for result in tqdm(_rest(cfg, seeds[1:], workdir), total=len(seeds) - 1,
-                               desc=f"{data_name}/{est_name}", unit="seed", leave=False,
-                               disable=len(seeds) < 2):
-                results.append(result)
-                tracker.log_seed(parent, result, tags={**run_tags, KIND: "seed"})
-            summary = _finish(cfg, tracker, parent, results, workdir, job_log)
+            results = []
+            if first is not None:
+                from itertools import chain
+
+                from tqdm import tqdm
+
+                for result in tqdm(chain([first], pending), total=len(todo), desc=label, unit="seed",
+                                   leave=False, disable=len(todo) < 2):
+                    results.append(result)
+                    tracker.log_seed(parent, result, tags={**run_tags, KIND: "seed"})
+            summary = _finish(cfg, tracker, parent, done, results, workdir, job_log)
         except BaseException:
             tracker.end(parent, "KILLED")
             raise
-    log.info("%s/%s [%s]: %s", data_name, est_name, chash, _one_line_summary(summary))
+    resumed = f" (resumed: {len(done)} seeds reused)" if done else ""
+    log.info("%s: %s%s", label, _one_line_summary(summary), resumed)
     return summary
 
 
-def _rest(cfg: DictConfig, seeds: list[int], workdir: str):
-    """Yield SeedResults for the remaining seeds, in seed order, serially or in n_jobs processes."""
+def _evaluate(cfg: DictConfig, seeds: list[int], workdir: str):
+    """Yield SeedResults in seed order, serially or in n_jobs processes; the first seed is strict."""
     n_jobs = int(cfg.n_jobs)
     if n_jobs == 1 or len(seeds) < 2:
-        for seed in seeds:
-            yield evaluate_seed(cfg, seed, workdir)
+        for i, seed in enumerate(seeds):
+            yield evaluate_seed(cfg, seed, workdir, strict=i == 0)
         return
     from joblib import Parallel, delayed
 
+    # All seeds go to the pool at once; results come back in order, so a strict failure of the first
+    # seed still surfaces before the parent run is opened.
     yield from Parallel(n_jobs=n_jobs, return_as="generator")(
-        delayed(evaluate_seed)(cfg, seed, workdir) for seed in seeds)
+        delayed(evaluate_seed)(cfg, seed, workdir, i == 0) for i, seed in enumerate(seeds))
 
 
-def _finish(cfg, tracker, parent, results, workdir, job_log) -> dict:
+def _finish(cfg, tracker, parent, done: dict[int, dict], results, workdir, job_log) -> dict:
+    """Aggregate reused and new seeds, write the parent's files and close it."""
     from hte_bench import artifacts
-    from hte_bench.metrics import aggregate
+    from hte_bench.metrics import CHILD_METRICS, aggregate
 
     ok = [r for r in results if r.status == "FINISHED"]
-    per_seed = pd.DataFrame([{"seed": r.seed, **r.metrics} for r in ok])
+    rows = [{"seed": s, **{k: m.get(k, float("nan")) for k in CHILD_METRICS}} for s, m in done.items()]
+    rows += [{"seed": r.seed, **r.metrics} for r in ok]
+    per_seed = pd.DataFrame(rows).sort_values("seed").reset_index(drop=True) if rows else pd.DataFrame()
     summary = aggregate(per_seed.drop(columns="seed", errors="ignore"), n_failed=len(results) - len(ok),
                         alpha=float(cfg.alpha))
     parent_dir = Path(workdir) / "parent"
-    artifacts.write_parent(parent_dir, cfg, per_seed, summary, failed=[r.seed for r in results if r.status != "FINISHED"],
-                           job_log=job_log, plots=bool(cfg.tracking.plots))
-    status = "FINISHED" if ok else "FAILED"
+    failed = [r.seed for r in results if r.status != "FINISHED"]
+    artifacts.write_parent(parent_dir, cfg, per_seed, summary, failed=failed, job_log=job_log,
+                           plots=bool(cfg.tracking.plots))
+    status = "FINISHED" if rows else "FAILED"
     tracker.finish_parent(parent, summary, str(parent_dir), status)
     summary["_parent_run_id"] = parent
     return summary

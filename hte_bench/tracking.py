@@ -176,6 +176,33 @@ class Tracker:
         self.client.log_artifacts(parent_id, artifact_dir)
         self.client.set_terminated(parent_id, status)
 
+    def find_parent(self, config_hash: str):
+        """The latest configuration run with this config hash in the experiment, or None."""
+        exp = self.client.get_experiment_by_name(self.experiment)
+        if exp is None:
+            return None
+        self._experiment_id = exp.experiment_id
+        runs = self.search(f"tags.`{KIND}` = 'config' and tags.config_hash = '{config_hash}'")
+        return max(runs, key=lambda r: r.info.start_time) if runs else None
+
+    def resume_state(self, parent_id: str, seeds: list[int]) -> dict[int, dict[str, float]]:
+        """Metrics of the seeds already FINISHED under a parent; children left RUNNING are marked KILLED."""
+        done: dict[int, tuple[int, dict]] = {}
+        for child in self.search(f"tags.`mlflow.parentRunId` = '{parent_id}'"):
+            if child.info.status == "RUNNING":
+                # A child is written in one go, so RUNNING means its process died mid-write.
+                self.client.set_terminated(child.info.run_id, "KILLED")
+                continue
+            seed = int(child.data.tags.get("seed", -1))
+            if child.info.status == "FINISHED" and seed in seeds:
+                if seed not in done or child.info.start_time > done[seed][0]:
+                    done[seed] = (child.info.start_time, dict(child.data.metrics))
+        return {seed: metrics for seed, (_, metrics) in sorted(done.items())}
+
+    def reopen(self, run_id: str) -> None:
+        """Mark an existing configuration run RUNNING again while missing seeds are added to it."""
+        self.client.update_run(run_id, status="RUNNING")
+
     def end(self, run_id: str, status: str) -> None:
         """Close a run with the given status (KILLED when the job is interrupted)."""
         try:
@@ -212,9 +239,11 @@ class Tracker:
 
     def search(self, filter_string: str) -> list:
         """All runs of the experiment matching an MLflow filter string, across result pages."""
+        if self._experiment_id is None:
+            self.existing_experiment_id()
         runs, token = [], None
         while True:
-            page = self.client.search_runs([self.existing_experiment_id()], filter_string=filter_string,
+            page = self.client.search_runs([self.experiment_id], filter_string=filter_string,
                                            max_results=1000, page_token=token)
             runs.extend(page)
             token = page.token

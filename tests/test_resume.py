@@ -1,0 +1,62 @@
+"""Resuming: finished (config, seed) pairs are never refitted; killed runs are closed and redone."""
+import os
+import signal
+import subprocess
+import time
+
+from conftest import SMALL, TEST_CONF, TESTS, all_runs, run_composed
+
+
+def _children(uri, experiment="hte-bench"):
+    return [r for r in all_runs(uri, experiment) if r.data.tags.get("hte_bench.kind") == "seed"]
+
+
+def test_rerun_skips_finished_seeds_and_extends_the_same_parent(store):
+    args = ["estimator=interaction_ols", *SMALL, f"tracking.uri={store}"]
+    first = run_composed([*args, "n_seeds=2"])
+    before = {r.data.tags["seed"]: r.info.run_id for r in _children(store)}
+    more = run_composed([*args, "n_seeds=4"])
+    assert more["_parent_run_id"] == first["_parent_run_id"] and more["n_seeds_ok"] == 4
+    after = _children(store)
+    assert sorted(r.data.tags["seed"] for r in after) == ["0", "1", "2", "3"]
+    assert {r.data.tags["seed"]: r.info.run_id for r in after if r.data.tags["seed"] in before} == before
+    # Everything finished: nothing is fitted or logged again.
+    again = run_composed([*args, "n_seeds=4"])
+    assert len(_children(store)) == 4 and again["cate_rmse_test_mean"] == more["cate_rmse_test_mean"]
+    # resume=false forces a fresh parent with its own children.
+    fresh = run_composed([*args, "n_seeds=2", "resume=false"])
+    assert fresh["_parent_run_id"] != first["_parent_run_id"] and len(_children(store)) == 6
+
+
+def test_sigkill_mid_sweep_then_rerun_finishes_every_pair_exactly_once(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    cmd = ["hte-bench", "-m", "estimator=cf_small,interaction_ols", "n_seeds=4", *SMALL,
+           "--config-dir", str(TEST_CONF)]
+    env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        time.sleep(0.5)
+        if (tmp_path / "mlruns" / "mlflow.db").exists():
+            try:
+                if len(_children(uri)) >= 2:
+                    break
+            except Exception:  # the store may still be migrating
+                pass
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished_before = {r.info.run_id for r in _children(uri) if r.info.status == "FINISHED"}
+    assert 2 <= len(finished_before) < 8, "the sweep should have been killed mid-way"
+
+    rerun = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    runs = all_runs(uri, "hte-bench")
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    kids = [r for r in runs if r.data.tags.get("hte_bench.kind") == "seed"]
+    finished = [r for r in kids if r.info.status == "FINISHED"]
+    pairs = [(r.data.tags["config_hash"], r.data.tags["seed"]) for r in finished]
+    assert len(pairs) == len(set(pairs)) == 8  # every (config, seed) exactly once
+    assert finished_before <= {r.info.run_id for r in finished}  # nothing finished was refitted
+    parents = [r for r in runs if r.data.tags.get("hte_bench.kind") == "config"]
+    assert len(parents) == 2 and all(p.info.status == "FINISHED" for p in parents)
+    assert all(p.data.metrics["n_seeds_ok"] == 4 for p in parents)
