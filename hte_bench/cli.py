@@ -105,6 +105,12 @@ def main() -> None:
     except ConfigError as err:
         print(f"hte-bench: error: {err}", file=sys.stderr)
         sys.exit(2)
+    local = Path.cwd() / "conf"
+    if local.is_dir() and local.resolve() != Path(_CONF).resolve() and not any(
+            a.startswith(("hydra.searchpath", "+hydra.searchpath")) for a in sys.argv[1:]):
+        # ./conf extends every group (promoted experiments land there). Added only when it exists:
+        # Hydra warns about a missing search path on every job.
+        sys.argv.insert(1, f"hydra.searchpath=[file://{local}]")
     app()
     if _errors:
         sys.exit(2)

@@ -189,3 +189,17 @@ def average_rank(board: pd.DataFrame) -> Optional[pd.DataFrame]:
     table["mean_rank"] = table.mean(axis=1)
     table["n_data"] = table.drop(columns="mean_rank").notna().sum(axis=1)
     return table.sort_values("mean_rank")
+
+
+def sweep_direction(aggregate_metric: str) -> str:
+    """'maximize' for importance agreement (e.g. ``importance_rank_corr_mean``), else 'minimize'.
+
+    Errors, widths and times are minimised; target metrics (coverage, bias, calibration slope) have no
+    direction, so they should not be the optimised metric of a sweep.
+    """
+    base = aggregate_metric
+    for suffix in ("_mean", "_std", "_ci_lower", "_ci_upper"):
+        if base.endswith(suffix):
+            base = base[: -len(suffix)]
+            break
+    return "maximize" if base in HIGHER_BETTER else "minimize"

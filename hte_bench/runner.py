@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import tempfile
 import time
 import traceback
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -15,6 +17,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from hte_bench import config as C
+from hte_bench.callbacks import SWEEP_ENV
 from hte_bench.errors import ConfigError
 from hte_bench.tracking import KIND
 
@@ -40,14 +43,31 @@ class SeedResult:
     end_ms: int = 0
 
 
+_DATA_CACHE: "OrderedDict[str, tuple]" = OrderedDict()
+_DATA_CACHE_SIZE = 32
+
+
 def make_data(cfg: DictConfig, seed: int):
-    """Instantiate the data generator for this seed and check what it returned."""
+    """Instantiate the data generator for this seed and check what it returned.
+
+    Draws are cached per process (a sweep's configurations share each seed's data): the key is the
+    resolved data config and the seed, and a generator is a pure function of them.
+    """
+    import json
+
     from hydra.utils import instantiate
 
     from hte_bench.data.base import validate
 
+    key = json.dumps([OmegaConf.to_container(cfg.data, resolve=True), seed], sort_keys=True, default=str)
+    if key in _DATA_CACHE:
+        _DATA_CACHE.move_to_end(key)
+        return _DATA_CACHE[key]
     dataset, truth = instantiate(cfg.data, seed=seed)
     validate(dataset, truth)
+    _DATA_CACHE[key] = (dataset, truth)
+    while len(_DATA_CACHE) > _DATA_CACHE_SIZE:
+        _DATA_CACHE.popitem(last=False)
     return dataset, truth
 
 
@@ -81,6 +101,7 @@ def fit_and_estimate(adapter, dataset, alpha: float, seed: int, n_repeats: int, 
         est.ate_interval_reason = str(why)
     est.predict_seconds = time.perf_counter() - t0
     est.fit_seconds = fit_seconds
+    est.extra["nuisance_reused"] = bool(getattr(adapter, "reused_nuisance_", False))
     est.importance = effect_importance(adapter.effect, dataset.X_test, seed, n_repeats, max_rows)
     est.native_importance = adapter.native_importance()
     est.summary = adapter.summary()
@@ -123,6 +144,8 @@ def evaluate_seed(cfg: DictConfig, seed: int, workdir: str, strict: bool = False
         true_imp = (effect_importance(truth.tau_fn, dataset.X_test, seed, **imp_kw)
                     if truth.tau_fn is not None else None)
         result.metrics = evaluate(truth, est, true_imp)
+        if est.extra["nuisance_reused"]:
+            result.tags["nuisance_reused"] = "true"  # fit_seconds then covers the final stage only
         for key, reason in (("interval_reason", est.interval_reason),
                             ("ate_interval_reason", est.ate_interval_reason)):
             if reason:
@@ -171,7 +194,10 @@ def run(cfg: DictConfig, choices: Optional[dict[str, str]] = None, job_log: Opti
     previous = tracker.find_parent(chash) if cfg.get("resume", True) else None
     done = tracker.resume_state(previous.info.run_id, seeds) if previous else {}
     todo = [s for s in seeds if s not in done]
+    sweep_id = os.environ.get(SWEEP_ENV)
     if previous and not todo and previous.info.status == "FINISHED":
+        if sweep_id:
+            tracker.attach_to_sweep(previous.info.run_id, sweep_id)
         log.info("%s: all %d seeds already finished in run %s (resume=false to refit)", label, len(seeds),
                  previous.info.run_id)
         return {**previous.data.metrics, "_parent_run_id": previous.info.run_id}
@@ -189,6 +215,8 @@ def run(cfg: DictConfig, choices: Optional[dict[str, str]] = None, job_log: Opti
                 run_name=f"{data_name}/{est_name}/{chash[:6]}", params=C.flatten(cfg),
                 tags={**run_tags, KIND: "config", "n_seeds": str(len(seeds)), **tracker.provenance(),
                       **{f"{CHOICE}{g}": v for g, v in choices.items() if g in REPLAYED_GROUPS}})
+        if sweep_id:
+            tracker.attach_to_sweep(parent, sweep_id)
         try:
             results = []
             if first is not None:

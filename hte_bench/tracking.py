@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import subprocess
 import time
 import warnings
@@ -63,6 +64,42 @@ def _git_commit() -> Optional[str]:
         return None
 
 
+def _is_locked(err: BaseException) -> bool:
+    text = str(err).lower()
+    return "database is locked" in text or "database table is locked" in text
+
+
+class _Retrying:
+    """MlflowClient proxy that retries calls SQLite rejected with "database is locked" (parallel writers).
+
+    A locked write is rolled back whole, so retrying cannot duplicate it; backoff is jittered so that
+    processes which collided once do not collide again.
+    """
+
+    def __init__(self, client, attempts: int = 12):
+        self._client = client
+        self._attempts = attempts
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            delay = 0.05
+            for attempt in range(self._attempts):
+                try:
+                    return attr(*args, **kwargs)
+                except Exception as err:
+                    if not _is_locked(err) or attempt == self._attempts - 1:
+                        raise
+                    log.debug("%s: database is locked, retry %d", name, attempt + 1)
+                    time.sleep(delay * (1 + random.random()))
+                    delay = min(delay * 2, 2.0)
+
+        return call
+
+
 class Tracker:
     """Creates and fills runs through ``MlflowClient`` (no fluent global state, so ``MLFLOW_RUN_ID`` in the
     environment cannot re-parent runs and several processes can log side by side)."""
@@ -74,7 +111,7 @@ class Tracker:
         self.experiment = experiment
         # The model registry lives in the tracking store unless the user set MLFLOW_REGISTRY_URI.
         self.registry_uri = os.environ.get("MLFLOW_REGISTRY_URI") or uri
-        self.client = MlflowClient(tracking_uri=uri, registry_uri=self.registry_uri)
+        self.client = _Retrying(MlflowClient(tracking_uri=uri, registry_uri=self.registry_uri))
         self._experiment_id: Optional[str] = None
 
     @classmethod
@@ -175,6 +212,37 @@ class Tracker:
         self._batch(parent_id, metrics={k: v for k, v in metrics.items() if not k.startswith("_")})
         self.client.log_artifacts(parent_id, artifact_dir)
         self.client.set_terminated(parent_id, status)
+
+    def start_sweep(self, overrides: list[str], sweeper: str, metric: str) -> str:
+        """Open the run that groups every configuration of one multirun sweep."""
+        run = self.client.create_run(self.experiment_id, run_name=f"sweep/{time.strftime('%Y-%m-%d_%H-%M-%S')}",
+                                     tags={KIND: "sweep", "optimized_metric": metric, **self.provenance()})
+        self._batch(run.info.run_id, params={"overrides": " ".join(overrides) or "(none)", "sweeper": sweeper})
+        return run.info.run_id
+
+    def attach_to_sweep(self, parent_id: str, sweep_id: str) -> None:
+        """Show a configuration run under the sweep that (re)visited it."""
+        self._batch(parent_id, tags={"sweep_run_id": sweep_id, "mlflow.parentRunId": sweep_id})
+
+    def finish_sweep(self, sweep_id: str, metric: str, direction: str) -> Optional[dict]:
+        """Tag the sweep run with its best configuration by ``metric`` and close it; returns the best."""
+        import math
+
+        parents = self.search(f"tags.`{KIND}` = 'config' and tags.sweep_run_id = '{sweep_id}'")
+        scored = [(p.data.metrics.get(metric, math.nan), p) for p in parents]
+        scored = [(v, p) for v, p in scored if math.isfinite(v)]
+        best = None
+        if scored:
+            value, run = (min if direction == "minimize" else max)(scored, key=lambda vp: vp[0])
+            label = run.info.run_name
+            best = {"value": value, "parent_run_id": run.info.run_id, "label": label}
+            self._batch(sweep_id, metrics={f"best_{metric}": value, "n_configs": len(parents)},
+                        tags={"best_parent_run_id": run.info.run_id, "best_config": label,
+                              "best_config_hash": run.data.tags.get("config_hash", ""), "direction": direction})
+        else:
+            self._batch(sweep_id, metrics={"n_configs": len(parents)})
+        self.client.set_terminated(sweep_id, "FINISHED")
+        return best
 
     def find_parent(self, config_hash: str):
         """The latest configuration run with this config hash in the experiment, or None."""

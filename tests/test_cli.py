@@ -34,7 +34,9 @@ def test_a_bad_job_in_a_sweep_does_not_stop_the_others(tmp_path):
     assert proc.returncode != 0
     assert len(_error_lines(proc)) == 1 and "treatment is constant" in _error_lines(proc)[0]
     runs = all_runs(store, "hte-bench")
-    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)  # the good job's parent + child
+    kinds = sorted(r.data.tags["hte_bench.kind"] for r in runs)
+    assert kinds == ["config", "seed", "sweep"]  # the good job's parent and child, under the sweep run
+    assert all(r.info.status == "FINISHED" for r in runs)
 
 
 def test_help_lists_the_groups(tmp_path):

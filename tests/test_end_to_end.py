@@ -32,7 +32,7 @@ def test_sweep_exits_cleanly_and_keeps_the_working_directory_clean(sweep):
 def test_one_parent_per_configuration_and_one_child_per_seed(sweep):
     _, store, _ = sweep
     runs = all_runs(store, "e2e")
-    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    parents = [r for r in runs if r.data.tags.get("hte_bench.kind") == "config"]
     assert sorted(p.data.tags["estimator"] for p in parents) == sorted(ESTIMATORS)
     for p in parents:
         kids = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == p.info.run_id]
@@ -49,7 +49,7 @@ def test_one_parent_per_configuration_and_one_child_per_seed(sweep):
 
 def _by_estimator(store, name):
     runs = all_runs(store, "e2e")
-    parent = next(r for r in runs if r.data.tags.get("estimator") == name and "mlflow.parentRunId" not in r.data.tags)
+    parent = next(r for r in runs if r.data.tags.get("estimator") == name and r.data.tags.get("hte_bench.kind") == "config")
     kid = next(r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id)
     return parent, kid
 
@@ -89,3 +89,16 @@ def test_zero_effect_says_why_it_has_no_intervals(sweep):
     _, store, _ = sweep
     _, kid = _by_estimator(store, "zero_effect")
     assert "no interval" in kid.data.tags["interval_reason"]
+
+
+def test_the_sweep_run_groups_its_configurations_and_names_the_best(sweep):
+    _, store, _ = sweep
+    runs = all_runs(store, "e2e")
+    sweeps = [r for r in runs if r.data.tags.get("hte_bench.kind") == "sweep"]
+    assert len(sweeps) == 1 and sweeps[0].info.status == "FINISHED"
+    sweep_id = sweeps[0].info.run_id
+    parents = [r for r in runs if r.data.tags.get("hte_bench.kind") == "config"]
+    assert all(p.data.tags["mlflow.parentRunId"] == sweep_id for p in parents)
+    best = min(parents, key=lambda p: p.data.metrics["cate_rmse_test_mean"])
+    assert sweeps[0].data.tags["best_parent_run_id"] == best.info.run_id
+    assert sweeps[0].data.metrics["best_cate_rmse_test_mean"] == best.data.metrics["cate_rmse_test_mean"]

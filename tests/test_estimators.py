@@ -112,3 +112,28 @@ def test_readme_example_estimator_from_a_user_config_dir(data):
     assert adapter.model.model_regression.random_state == 3
     est = fit_and_estimate(adapter, dataset, alpha=0.05, seed=3, n_repeats=2, max_rows=100)
     assert est.lower_test is not None and est.native_importance is not None
+
+
+def test_final_stage_variants_reuse_the_nuisance_fit_with_identical_results(data):
+    from hte_bench.estimators.econml_adapter import clear_nuisance_cache
+
+    dataset, _ = data
+    base = ["estimator=causal_forest_dml", *SHRINK["causal_forest_dml"]]
+
+    def fit(leaf):
+        adapter = make_estimator(compose([*base, f"estimator.model.min_samples_leaf={leaf}"]), seed=2)
+        return adapter.fit(dataset.X_train, dataset.T_train, dataset.Y_train)
+
+    clear_nuisance_cache()
+    fit(10)
+    reused = fit(5)
+    clear_nuisance_cache()
+    fresh = fit(5)
+    assert reused.reused_nuisance_ and not fresh.reused_nuisance_
+    np.testing.assert_array_equal(reused.effect(dataset.X_test), fresh.effect(dataset.X_test))
+    np.testing.assert_array_equal(reused.effect_interval(dataset.X_test, 0.05)[0],
+                                  fresh.effect_interval(dataset.X_test, 0.05)[0])
+    # A different nuisance model is a different first stage: no reuse.
+    other = make_estimator(compose(["estimator=causal_forest_dml", "++estimator.model.n_estimators=40",
+                                    "outcome_model=gradient_boosting"]), seed=2)
+    assert not other.fit(dataset.X_train, dataset.T_train, dataset.Y_train).reused_nuisance_

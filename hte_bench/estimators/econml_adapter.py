@@ -1,7 +1,10 @@
 """Adapter for any econml CATE estimator (DML, DR, meta-learners, forests) built from config."""
 from __future__ import annotations
 
+import copy
+import hashlib
 import inspect
+from collections import OrderedDict
 from typing import Any, Optional
 
 import numpy as np
@@ -9,6 +12,34 @@ import pandas as pd
 
 from hte_bench.estimators.base import CateAdapter, NoInference
 from hte_bench.estimators.insights import describe_coefficients
+
+
+# Parameters that only change the final stage of econml's orthogonal learners: configurations that differ
+# only in these reuse the first-stage (nuisance) fits through econml's cache_values/refit_final.
+FINAL_STAGE_PARAMS = {
+    "CausalForestDML": {"n_estimators", "criterion", "max_depth", "min_samples_split", "min_samples_leaf",
+                        "min_weight_fraction_leaf", "min_var_fraction_leaf", "min_var_leaf_on_val",
+                        "max_features", "min_impurity_decrease", "max_samples", "min_balancedness_tol",
+                        "honest", "fit_intercept", "subforest_size", "n_jobs", "verbose"},
+    "LinearDML": {"fit_cate_intercept"},
+    "DML": {"model_final", "fit_cate_intercept"},
+    "NonParamDML": {"model_final"},
+    "DRLearner": {"model_final", "multitask_model_final"},
+    "LinearDRLearner": {"fit_cate_intercept"},
+}
+# Fitted first stages of this process, most recent last. Keyed by data, seed and every non-final
+# parameter (nuisance models included), so a hit is exactly the fit a fresh run would compute.
+_NUISANCE_CACHE: "OrderedDict[str, Any]" = OrderedDict()
+
+
+def clear_nuisance_cache() -> None:
+    """Forget every cached first-stage fit (tests, benchmarks)."""
+    _NUISANCE_CACHE.clear()
+
+
+def _init_params(model: Any) -> dict[str, Any]:
+    return {name: getattr(model, name, None) for name in inspect.signature(type(model).__init__).parameters
+            if name != "self"}
 
 
 class EconmlAdapter(CateAdapter):
@@ -19,18 +50,54 @@ class EconmlAdapter(CateAdapter):
     otherwise have no intervals; ``"auto"`` lets econml choose, ``None`` disables inference).
     """
 
-    def __init__(self, model: Any, inference: Optional[str] = "auto"):
+    def __init__(self, model: Any, inference: Optional[str] = "auto", nuisance_cache: int = 8):
         self.model = model
         self.inference = inference
+        self.nuisance_cache = nuisance_cache
 
     def fit(self, X: pd.DataFrame, T: np.ndarray, Y: np.ndarray) -> "EconmlAdapter":
         self.feature_names_ = [str(c) for c in X.columns]
         self.x_sd_ = X.std().to_numpy(dtype=float)
+        Xa, Ta, Ya = X.to_numpy(dtype=float), np.asarray(T), np.asarray(Y, dtype=float)
         kwargs = {}
         if "inference" in inspect.signature(self.model.fit).parameters:
             kwargs["inference"] = self.inference
-        self.model.fit(np.asarray(Y, dtype=float), np.asarray(T), X=X.to_numpy(dtype=float), **kwargs)
+        key = self._cache_key(Xa, Ta, Ya)
+        self.reused_nuisance_ = key is not None and key in _NUISANCE_CACHE
+        if self.reused_nuisance_:
+            self.model = self._refit_final(_NUISANCE_CACHE[key])
+            _NUISANCE_CACHE.move_to_end(key)
+            return self
+        if key is not None:
+            kwargs["cache_values"] = True
+        self.model.fit(Ya, Ta, X=Xa, **kwargs)
+        if key is not None:
+            _NUISANCE_CACHE[key] = self.model
+            while len(_NUISANCE_CACHE) > self.nuisance_cache:
+                _NUISANCE_CACHE.popitem(last=False)
         return self
+
+    def _cache_key(self, X: np.ndarray, T: np.ndarray, Y: np.ndarray) -> Optional[str]:
+        """Identity of the first stage: data bytes and every parameter outside the final stage."""
+        final = FINAL_STAGE_PARAMS.get(type(self.model).__name__)
+        if final is None or self.nuisance_cache <= 0:
+            return None
+        h = hashlib.sha256(type(self.model).__qualname__.encode())
+        for a in (X, T, Y):
+            h.update(np.ascontiguousarray(a).tobytes())
+        nuisance = {k: v for k, v in _init_params(self.model).items() if k not in final}
+        # repr of sklearn models lists their non-default parameters, random_state included.
+        h.update(repr(sorted(nuisance.items())).encode())
+        return h.hexdigest()
+
+    def _refit_final(self, cached: Any) -> Any:
+        """A copy of the cached fit with this configuration's final-stage parameters, final stage refitted."""
+        model = copy.deepcopy(cached)
+        for name in FINAL_STAGE_PARAMS[type(self.model).__name__]:
+            if hasattr(self.model, name):
+                setattr(model, name, copy.deepcopy(getattr(self.model, name)))
+        model.refit_final(inference=self.inference)
+        return model
 
     def _call(self, method: str, *args, **kwargs):
         # econml signals "no inference" with an AttributeError naming 'inference'; turn it into a reason.

@@ -1,0 +1,46 @@
+"""Hydra callbacks: one MLflow run per multirun sweep, above the configuration runs it launched."""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+
+# The sweep run's id reaches every job (in-process or in launcher worker processes) through the
+# environment, set before any job starts.
+SWEEP_ENV = "HTE_BENCH_SWEEP_RUN_ID"
+
+
+class SweepRun(Callback):
+    """Creates the store once and a sweep run before any job; at the end tags it with the best configuration."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from hte_bench.errors import ConfigError
+        from hte_bench.tracking import Tracker
+
+        try:
+            # Store creation (SQLite migrations) happens here, once, not racing in parallel jobs.
+            tracker = Tracker.from_config(config.tracking)
+        except ConfigError:
+            return  # each job reports the bad URI itself, in one line
+        overrides = list(config.hydra.overrides.task)
+        self.run_id = tracker.start_sweep(overrides, sweeper=str(config.hydra.sweeper._target_),
+                                          metric=str(config.optimized_metric))
+        os.environ[SWEEP_ENV] = self.run_id
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from hte_bench.leaderboard import sweep_direction
+        from hte_bench.tracking import Tracker
+
+        run_id = os.environ.pop(SWEEP_ENV, None)
+        if not run_id:
+            return
+        metric = str(config.optimized_metric)
+        best = Tracker.from_config(config.tracking).finish_sweep(run_id, metric, sweep_direction(metric))
+        if best:
+            log.info("sweep %s: best %s = %.4g (%s, parent run %s)", run_id, metric, best["value"],
+                     best["label"], best["parent_run_id"])
