@@ -25,7 +25,8 @@ RANKABLE = sorted(LOWER_BETTER | HIGHER_BETTER | set(TARGETS))
 CONTEXT = ["ate_bias_mean", "ate_coverage_rate", "ate_coverage_rate_ci_lower", "ate_coverage_rate_ci_upper",
            "cate_coverage_test_mean", "calib_slope_test_mean", "importance_rank_corr_mean", "fit_seconds_mean"]
 # Settings that do not change what is estimated: never shown as distinguishing overrides.
-_IGNORED_PARAMS = ("tracking.", "n_jobs", "seeds", "n_seeds", "seed", "optimized_metric", "resume")
+_IGNORED_PARAMS = ("tracking.", "n_jobs", "seeds", "n_seeds", "seed", "optimized_metric", "resume",
+                   "nuisance_cache")
 
 
 def direction(metric: str) -> str:

@@ -75,6 +75,9 @@ def make_estimator(cfg: DictConfig, seed: int):
     """Instantiate the estimator adapter (nuisance models included) with models seeded by ``seed``."""
     from hydra.utils import instantiate
 
+    from hte_bench.estimators.econml_adapter import configure_nuisance_cache
+
+    configure_nuisance_cache(int(cfg.get("nuisance_cache", 16)))
     return instantiate(C.for_seed(cfg, seed).estimator)
 
 

@@ -30,6 +30,14 @@ FINAL_STAGE_PARAMS = {
 # Fitted first stages of this process, most recent last. Keyed by data, seed and every non-final
 # parameter (nuisance models included), so a hit is exactly the fit a fresh run would compute.
 _NUISANCE_CACHE: "OrderedDict[str, Any]" = OrderedDict()
+_CACHE_SIZE = [16]
+
+
+def configure_nuisance_cache(size: int) -> None:
+    """How many first-stage fits this process keeps (0 disables reuse); set from the top-level config."""
+    _CACHE_SIZE[0] = int(size)
+    while len(_NUISANCE_CACHE) > max(_CACHE_SIZE[0], 0):
+        _NUISANCE_CACHE.popitem(last=False)
 
 
 def clear_nuisance_cache() -> None:
@@ -50,10 +58,9 @@ class EconmlAdapter(CateAdapter):
     otherwise have no intervals; ``"auto"`` lets econml choose, ``None`` disables inference).
     """
 
-    def __init__(self, model: Any, inference: Optional[str] = "auto", nuisance_cache: int = 8):
+    def __init__(self, model: Any, inference: Optional[str] = "auto"):
         self.model = model
         self.inference = inference
-        self.nuisance_cache = nuisance_cache
 
     def fit(self, X: pd.DataFrame, T: np.ndarray, Y: np.ndarray) -> "EconmlAdapter":
         self.feature_names_ = [str(c) for c in X.columns]
@@ -72,15 +79,14 @@ class EconmlAdapter(CateAdapter):
             kwargs["cache_values"] = True
         self.model.fit(Ya, Ta, X=Xa, **kwargs)
         if key is not None:
-            _NUISANCE_CACHE[key] = self.model
-            while len(_NUISANCE_CACHE) > self.nuisance_cache:
-                _NUISANCE_CACHE.popitem(last=False)
+            _NUISANCE_CACHE[key] = self._without_final_stage(self.model)
+            configure_nuisance_cache(_CACHE_SIZE[0])
         return self
 
     def _cache_key(self, X: np.ndarray, T: np.ndarray, Y: np.ndarray) -> Optional[str]:
         """Identity of the first stage: data bytes and every parameter outside the final stage."""
         final = FINAL_STAGE_PARAMS.get(type(self.model).__name__)
-        if final is None or self.nuisance_cache <= 0:
+        if final is None or _CACHE_SIZE[0] <= 0:
             return None
         h = hashlib.sha256(type(self.model).__qualname__.encode())
         for a in (X, T, Y):
@@ -89,6 +95,17 @@ class EconmlAdapter(CateAdapter):
         # repr of sklearn models lists their non-default parameters, random_state included.
         h.update(repr(sorted(nuisance.items())).encode())
         return h.hexdigest()
+
+    @staticmethod
+    def _without_final_stage(model: Any) -> Any:
+        """A copy holding only the first stage: refit_final rebuilds the final stage, which is about half
+        of a fitted causal forest's memory."""
+        final = model._ortho_learner_model_final
+        model._ortho_learner_model_final = None
+        try:
+            return copy.deepcopy(model)
+        finally:
+            model._ortho_learner_model_final = final
 
     def _refit_final(self, cached: Any) -> Any:
         """A copy of the cached fit with this configuration's final-stage parameters, final stage refitted."""

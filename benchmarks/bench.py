@@ -1,0 +1,129 @@
+"""Speed and memory of hte-bench, as ratios measured in one run on this machine.
+
+    python benchmarks/bench.py                 # overhead, parallel seeds, grid reuse, --help start-up
+    python benchmarks/bench.py --only big      # one seed of a causal forest at n = 100 000
+    python benchmarks/bench.py --seeds 10      # more seeds: steadier ratios, longer run
+
+Every timing is the wall time of a whole command (a fresh process, imports included), as a user sees it.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+EXE = shutil.which("hte-bench") or "hte-bench"
+
+
+def timed(cmd: list[str], cwd: Path) -> float:
+    """Wall seconds of one command; fails loudly if it fails."""
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, "MLFLOW_TRACKING_URI": ""})
+    if proc.returncode != 0:
+        sys.exit(f"benchmark command failed: {' '.join(cmd)}\n{proc.stderr[-3000:]}")
+    return time.perf_counter() - t0
+
+
+def hte(args: list[str], cwd: Path, store: str) -> float:
+    return timed([EXE, *args, f"tracking.uri=sqlite:///{cwd / store}", "hydra.run.dir=hydra",
+                  "hydra.sweep.dir=hydra_sweep"], cwd)
+
+
+def child_metrics(uri: str) -> dict:
+    """(config_hash, seed) -> metrics without timings, to check that two runs computed the same numbers."""
+    from mlflow import MlflowClient
+
+    c = MlflowClient(tracking_uri=uri)
+    exp = c.get_experiment_by_name("hte-bench")
+    runs = c.search_runs([exp.experiment_id], "tags.`hte_bench.kind` = 'seed'", max_results=5000)
+    return {(r.data.tags["config_hash"], r.data.tags["seed"]):
+            {k: v for k, v in r.data.metrics.items() if not k.endswith("_seconds")} for r in runs}
+
+
+def same(a: dict, b: dict) -> bool:
+    def eq(x, y):
+        return x == y or (math.isnan(x) and math.isnan(y))
+    return a.keys() == b.keys() and all(eq(a[k][m], b[k][m]) for k in a for m in a[k])
+
+
+def overhead(work: Path, seeds: int, n: int) -> list[tuple]:
+    bare = timed([sys.executable, str(HERE / "bare_econml.py"), str(seeds), str(n), "1000"], work)
+    harness = hte(["estimator=causal_forest_dml", f"n_seeds={seeds}", f"data.n={n}", f"data.n_test={n}"],
+                  work, "overhead.db")
+    return [("1. overhead: hte-bench ÷ bare econml", f"{seeds} seeds, n={n}, 1000 trees",
+             f"{harness:.1f} s ÷ {bare:.1f} s", harness / bare, "≤ 1.10")]
+
+
+def parallel(work: Path, seeds: int, n: int) -> list[tuple]:
+    args = ["estimator=causal_forest_dml", f"n_seeds={seeds}", f"data.n={n}", f"data.n_test={n}"]
+    serial = hte([*args, "n_jobs=1"], work, "serial.db")
+    par = hte([*args, "n_jobs=2"], work, "parallel.db")
+    ok = same(child_metrics(f"sqlite:///{work / 'serial.db'}"), child_metrics(f"sqlite:///{work / 'parallel.db'}"))
+    return [("2. seeds in parallel: serial ÷ n_jobs=2", f"{seeds} seeds; identical metrics: {ok}",
+             f"{serial:.1f} s ÷ {par:.1f} s", serial / par, "≥ 1.7")]
+
+
+def grid(work: Path, seeds: int, n: int) -> list[tuple]:
+    rows = []
+    for label, extra in (("default nuisance (RF 100 trees)", []),
+                         ("heavier nuisance (RF 500 trees)", ["++outcome_model.n_estimators=500"])):
+        args = ["-m", "grid=causal_forest_leaf_depth", f"n_seeds={seeds}", f"data.n={n}", f"data.n_test={n}",
+                "estimator.model.n_estimators=400", *extra]
+        tag = "heavy" if extra else "default"
+        without = hte([*args, "nuisance_cache=0"], work, f"grid_{tag}_off.db")
+        with_reuse = hte(args, work, f"grid_{tag}_on.db")
+        ok = same(child_metrics(f"sqlite:///{work / f'grid_{tag}_off.db'}"),
+                  child_metrics(f"sqlite:///{work / f'grid_{tag}_on.db'}"))
+        rows.append(("3. 6-point CF grid: no reuse ÷ nuisance reuse", f"{label}, {seeds} seeds; identical: {ok}",
+                     f"{without:.1f} s ÷ {with_reuse:.1f} s", without / with_reuse, "≥ 2"))
+    return rows
+
+
+def help_startup(work: Path) -> list[tuple]:
+    times = [timed([EXE, "--help"], work) for _ in range(5)]
+    med = statistics.median(times)
+    return [("4. hte-bench --help start-up ÷ 1.5 s goal", "median of 5", f"{med:.2f} s", med / 1.5, "≤ 1.0")]
+
+
+def big(work: Path) -> list[tuple]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    wall = hte(["estimator=causal_forest_dml", "n_seeds=1", "data.n=100000", "data.n_test=10000"], work, "big.db")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB on Linux, largest child so far
+    return [("5. causal forest, n = 100 000, one seed", f"peak RSS {max(peak, before) / 2**20:.1f} GiB",
+             f"{wall:.0f} s", float("nan"), "completes")]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=6)
+    parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--only", default="overhead,parallel,grid,help",
+                        help="comma list of: overhead, parallel, grid, help, big")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="hte-bench-bench-"))
+    steps = {"overhead": lambda: overhead(work, args.seeds, args.n),
+             "parallel": lambda: parallel(work, 2 * args.seeds, args.n),
+             "grid": lambda: grid(work, max(2, args.seeds // 3), args.n),
+             "help": lambda: help_startup(work), "big": lambda: big(work)}
+    rows = []
+    for name in args.only.split(","):
+        rows += steps[name.strip()]()
+        print(f"done: {name}", file=sys.stderr, flush=True)
+    print(f"\n| measure | setting | times | ratio | goal |\n|---|---|---|---|---|")
+    for measure, setting, times, ratio, goal in rows:
+        print(f"| {measure} | {setting} | {times} | {'–' if math.isnan(ratio) else f'{ratio:.2f}'} | {goal} |")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
