@@ -26,7 +26,7 @@ def predictions_table(dataset, truth, est) -> pd.DataFrame:
             ("test", dataset.X_test, dataset.T_test, dataset.Y_test, truth.tau_test,
              truth.propensity_test, est.tau_hat_test, est.lower_test, est.upper_test)):
         nan = np.full(len(X), np.nan)
-        frame = pd.DataFrame({"split": split, "tau_true": tau, "tau_hat": hat,
+        frame = pd.DataFrame({"split": split, "tau_true": nan if tau is None else tau, "tau_hat": hat,
                               "tau_lower": nan if lo is None else lo, "tau_upper": nan if hi is None else hi,
                               "propensity_true": p, "T": T, "Y": Y})
         parts.append(pd.concat([frame, X.reset_index(drop=True).add_prefix("x_")], axis=1))
@@ -57,13 +57,14 @@ def write_seed(out: Path, dataset, truth, est, true_importance, plots: bool = Tr
         return
     from hte_bench import plots as P
 
-    for name, fig in (
-            ("calibration_test.png", P.calibration_plot(truth.tau_test, est.tau_hat_test,
-                                                        title="Calibration on the test split")),
-            ("tau_scatter_test.png", P.scatter_plot(truth.tau_test, est.tau_hat_test, est.lower_test,
-                                                    est.upper_test, title="Estimated vs true tau (test)")),
-            ("importance.png", P.importance_plot(imp[["estimated", "true"]],
-                                                 title="Permutation importance of tau: estimate vs truth"))):
+    figures = {"importance.png": P.importance_plot(imp[["estimated", "true"]],
+                                                   title="Permutation importance of tau: estimate vs truth")}
+    if truth.known:  # both need the true tau
+        figures["calibration_test.png"] = P.calibration_plot(truth.tau_test, est.tau_hat_test,
+                                                             title="Calibration on the test split")
+        figures["tau_scatter_test.png"] = P.scatter_plot(truth.tau_test, est.tau_hat_test, est.lower_test,
+                                                         est.upper_test, title="Estimated vs true tau (test)")
+    for name, fig in figures.items():
         _save(fig, out / "plots" / name)
 
 

@@ -24,8 +24,23 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def _missing(node: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose value is the mandatory marker ``???``."""
+    out = []
+    for key in node.keys() if isinstance(node, DictConfig) else []:
+        path = f"{prefix}{key}"
+        if OmegaConf.is_missing(node, key):
+            out.append(path)
+        elif isinstance(node.get(key), DictConfig):
+            out += _missing(node.get(key), f"{path}.")
+    return out
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError on the first impossible value, before anything is generated or logged."""
+    missing = [k for k in _missing(cfg) if not k.startswith("hydra.")]
+    if missing:
+        raise ConfigError(f"{', '.join(missing)} required: give {' '.join(m + '=...' for m in missing)}")
     _require(cfg, "n_seeds", lambda v: _is_int(v) and v > 0, "an integer ≥ 1")
     _require(cfg, "n_jobs", lambda v: _is_int(v) and v != 0, "a non-zero integer (-1 = all cores)")
     _require(cfg, "alpha", lambda v: isinstance(v, float) and 0 < v < 1, "a number in (0, 1), e.g. 0.05")

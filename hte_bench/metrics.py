@@ -91,6 +91,11 @@ def _bounds(lower, upper) -> Optional[tuple[np.ndarray, np.ndarray]]:
 # --------------------------------------------------------------------------- unit-level metrics
 
 
+# What an estimate says about itself: defined without any true tau.
+WITHOUT_TRUTH = ("ate_hat", "ate_ci_lower", "ate_ci_upper", "ate_ci_width", "cate_ci_width_train",
+                 "cate_ci_width_test", "fit_seconds", "predict_seconds")
+
+
 def cate_mse(tau, tau_hat) -> float:
     """Mean squared error of the estimated unit-level effects (PEHE squared); NaN on empty input."""
     t, h = _pair(tau, tau_hat, "tau and tau_hat")
@@ -203,7 +208,13 @@ def importance_agreement(estimated: Optional[pd.Series], true: Optional[pd.Serie
 
 
 def evaluate(truth: "Truth", estimate: "Estimate", true_importance: Optional[pd.Series] = None) -> dict[str, float]:
-    """All per-seed metrics of one Estimate against the Truth, keyed exactly by CHILD_METRICS."""
+    """All per-seed metrics of one Estimate against the Truth, keyed exactly by CHILD_METRICS.
+
+    Without a true tau (a user's CSV) only the metrics that need no truth are returned: the others are
+    absent, not zero.
+    """
+    if truth.tau_train is None:
+        return {k: v for k, v in evaluate(_no_truth(truth, estimate), estimate).items() if k in WITHOUT_TRUTH}
     tau_train, tau_test = _vec(truth.tau_train), _vec(truth.tau_test)
     hat_train, hat_test = _vec(estimate.tau_hat_train), _vec(estimate.tau_hat_test)
 
@@ -248,6 +259,15 @@ def evaluate(truth: "Truth", estimate: "Estimate", true_importance: Optional[pd.
     return {k: float(out[k]) for k in CHILD_METRICS}
 
 
+def _no_truth(truth: "Truth", estimate: "Estimate") -> "Truth":
+    """A stand-in truth of NaNs, so evaluate() can compute the truth-free metrics by the same code."""
+    import dataclasses
+
+    nan_train = np.full(len(_vec(estimate.tau_hat_train)), NAN)
+    nan_test = np.full(len(_vec(estimate.tau_hat_test)), NAN)
+    return dataclasses.replace(truth, tau_train=nan_train, tau_test=nan_test, modifiers=[], tau_fn=None)
+
+
 # --------------------------------------------------------------------------- across seeds
 
 
@@ -279,13 +299,18 @@ def aggregate(per_seed: pd.DataFrame, n_failed: int, alpha: float = 0.05) -> dic
             return np.full(n_ok, NAN)
         return pd.to_numeric(per_seed[name], errors="coerce").to_numpy(dtype=float, na_value=NAN)
 
-    for m in CHILD_METRICS:
+    # Every numeric per-seed column is summarised: the child metrics, and any other per-seed scores
+    # (truth-free validation scores) that were logged beside them.
+    names = [c for c in per_seed.columns if c != "seed" and pd.api.types.is_numeric_dtype(per_seed[c])]
+    for m in names:
         mean, std, lo, hi = _summarise(column(m), alpha)
         out[f"{m}_mean"] = mean
         out[f"{m}_std"] = std
         out[f"{m}_ci_lower"] = lo
         out[f"{m}_ci_upper"] = hi
 
+    if "ate_true" not in per_seed.columns:  # no truth: no ATE error, no coverage
+        return {**out, "n_seeds_ok": float(n_ok), "n_seeds_failed": float(n_failed)}
     err = column("ate_hat") - column("ate_true")
     err = err[~np.isnan(err)]
     out["ate_rmse"] = float(np.sqrt(np.mean(err ** 2))) if err.size else NAN

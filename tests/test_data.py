@@ -1,5 +1,6 @@
 """The generators reproduce the seed notebooks and carry their truth apart from the observed data."""
 import numpy as np
+import pandas as pd
 import pytest
 
 from hte_bench.data import DataError, engagement, validate, workforce
@@ -76,3 +77,53 @@ def test_validate_rejects_constant_treatment_and_nan():
     data.X_train.loc[3, "age"] = np.nan
     with pytest.raises(DataError, match=r"NaN in train feature column\(s\) \['age'\]"):
         validate(data, truth)
+
+
+# ---- the user's own CSV
+
+from hte_bench.data import csv as csv_data  # noqa: E402
+
+
+@pytest.fixture
+def user_csv(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 200
+    frame = pd.DataFrame({"x1": rng.normal(size=n), "x2": rng.normal(size=n), "t": rng.binomial(1, 0.5, n)})
+    frame["true_tau"] = 1 + frame.x1
+    frame["y"] = frame.true_tau * frame.t + frame.x2 + rng.normal(size=n)
+    path = tmp_path / "mine.csv"
+    frame.to_csv(path, index=False)
+    return path, frame
+
+
+def test_csv_split_by_seed_with_and_without_truth(user_csv):
+    path, frame = user_csv
+    data, truth = csv_data.generate(seed=1, path=str(path), outcome="y", treatment="t", tau="true_tau")
+    assert list(data.X_train.columns) == ["x1", "x2"]  # the tau column is never a feature
+    assert len(data.X_train) == 140 and len(data.X_test) == 60
+    np.testing.assert_allclose(truth.tau_train, 1 + data.X_train["x1"])
+    again, _ = csv_data.generate(seed=1, path=str(path), outcome="y", treatment="t", tau="true_tau")
+    other, _ = csv_data.generate(seed=2, path=str(path), outcome="y", treatment="t", tau="true_tau")
+    np.testing.assert_array_equal(data.Y_train, again.Y_train)
+    assert not np.array_equal(data.Y_train, other.Y_train)
+    _, unknown = csv_data.generate(seed=1, path=str(path), outcome="y", treatment="t",
+                                   features=["x1", "x2"])
+    assert not unknown.known and np.isnan(unknown.ate_train)
+
+
+@pytest.mark.parametrize("change, kwargs, message", [
+    (None, {"path": "nowhere.csv"}, "does not exist"),
+    (None, {"outcome": "nope"}, "column(s) ['nope'] not in mine.csv; available columns: ['x1', 'x2', 't', 'true_tau', 'y']"),
+    (lambda f: f.assign(x2=f.x2.where(f.index != 5)), {}, "NaN in column(s) ['x2']"),
+    (lambda f: f.assign(t=f.t * 2), {}, "must be 0/1, found values [0, 2]"),
+    (lambda f: f.assign(t=1), {}, "is constant (1)"),
+    (lambda f: f.assign(x1="a"), {}, "['x1'] are not numeric"),
+])
+def test_csv_errors_name_the_column(user_csv, change, kwargs, message):
+    path, frame = user_csv
+    if change is not None:
+        change(frame).to_csv(path, index=False)
+    args = {"path": str(path), "outcome": "y", "treatment": "t", "tau": "true_tau", **kwargs}
+    with pytest.raises(DataError) as info:
+        csv_data.generate(seed=0, **args)
+    assert message in str(info.value) and "\n" not in str(info.value)

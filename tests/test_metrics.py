@@ -210,7 +210,7 @@ def test_aggregate_mean_std_t_interval():
     assert out["ate_rmse"] == pytest.approx(math.sqrt(5 / 3))
     assert out["n_seeds_ok"] == 3 and out["n_seeds_failed"] == 1
     assert "seed_mean" not in out
-    for m in metrics.CHILD_METRICS:
+    for m in ("ate_hat", "ate_true", "ate_covered", "cate_mse_test", "importance_top_hit"):
         for suffix in ("mean", "std", "ci_lower", "ci_upper"):
             assert f"{m}_{suffix}" in out
 
@@ -223,10 +223,10 @@ def test_aggregate_drops_nan():
     half = stats.t.ppf(0.975, df=1) * math.sqrt(2) / math.sqrt(2)
     assert out["cate_mse_test_ci_lower"] == pytest.approx(2.0 - half)
     assert out["cate_mse_test_ci_upper"] == pytest.approx(2.0 + half)
-    # all-NaN metric and a missing column give NaN summaries
-    for m in ("importance_top_hit", "calib_slope_test"):
-        for suffix in ("mean", "std", "ci_lower", "ci_upper"):
-            assert math.isnan(out[f"{m}_{suffix}"])
+    # an all-NaN metric gives NaN summaries; a metric that was never logged is absent, not NaN
+    for suffix in ("mean", "std", "ci_lower", "ci_upper"):
+        assert math.isnan(out[f"importance_top_hit_{suffix}"])
+        assert f"calib_slope_test_{suffix}" not in out
     # ate_covered 1, 0 (NaN dropped) -> rate 1/2
     assert out["ate_coverage_rate"] == 0.5
     assert 0.0 < out["ate_coverage_rate_ci_lower"] < 0.5 < out["ate_coverage_rate_ci_upper"] < 1.0
@@ -273,3 +273,15 @@ def test_aggregate_roundtrip_from_evaluate():
     assert out["cate_mse_train_mean"] == 1.0 and out["cate_mse_train_std"] == 0.0
     assert out["ate_rmse"] == pytest.approx(0.5)
     assert all(isinstance(v, float) for v in out.values())
+
+
+def test_without_truth_only_truth_free_metrics_exist():
+    est = Estimate(tau_hat_train=np.array([1.0, 2.0, 3.0, 4.0]), tau_hat_test=np.array([1.0, 1.0, 2.0, 3.0]),
+                   ate_hat=2.4, ate_lower=2.0, ate_upper=2.6)
+    truth = _truth()
+    truth.tau_train = truth.tau_test = None
+    out = metrics.evaluate(truth, est)
+    assert set(out) == set(metrics.WITHOUT_TRUTH)
+    assert out["ate_hat"] == 2.4 and out["ate_ci_width"] == pytest.approx(0.6)
+    summary = metrics.aggregate(pd.DataFrame([out, out]), n_failed=0)
+    assert "ate_rmse" not in summary and "ate_coverage_rate" not in summary and summary["n_seeds_ok"] == 2

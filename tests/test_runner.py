@@ -5,7 +5,7 @@ import pytest
 
 from conftest import SMALL, all_runs, client, run_composed
 from hte_bench.errors import ConfigError
-from hte_bench.metrics import CHILD_METRICS
+from hte_bench.metrics import CHILD_METRICS, WITHOUT_TRUTH
 
 TIMING = {"fit_seconds", "predict_seconds"}
 
@@ -74,3 +74,20 @@ def test_bad_input_raises_one_line_and_writes_nothing(store, overrides, message)
         _run(store, "bad", overrides)
     assert "\n" not in str(info.value)
     assert all_runs(store, "bad") == []
+
+
+def test_without_truth_only_truth_free_metrics_are_logged(store, tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=300), "t": rng.binomial(1, 0.5, 300)})
+    frame["y"] = frame.t * (1 + frame.a) + rng.normal(size=300)
+    frame.to_csv(tmp_path / "real.csv", index=False)
+    summary = run_composed(["estimator=interaction_ols", "data=csv", f"data.path={tmp_path / 'real.csv'}",
+                            "data.outcome=y", "data.treatment=t", "n_seeds=2", "importance_repeats=1",
+                            f"tracking.uri={store}", "tracking.experiment=real"])
+    kid = _children(store, "real", summary["_parent_run_id"])[0]
+    assert set(kid.data.metrics) == set(WITHOUT_TRUTH)  # absent, not zero or NaN
+    assert kid.data.tags["truth"].startswith("absent")
+    assert "cate_rmse_test_mean" not in summary and "ate_hat_mean" in summary

@@ -26,10 +26,13 @@ class Dataset:
 
 @dataclass
 class Truth:
-    """What the generator knows and no estimator may see: unit-level tau, propensity, the true effect modifiers."""
+    """What the generator knows and no estimator may see: unit-level tau, propensity, the true effect modifiers.
 
-    tau_train: np.ndarray
-    tau_test: np.ndarray
+    ``tau_train``/``tau_test`` are None for real data without a known effect: truth metrics are then absent.
+    """
+
+    tau_train: Optional[np.ndarray]
+    tau_test: Optional[np.ndarray]
     propensity_train: np.ndarray
     propensity_test: np.ndarray
     modifiers: list[str]
@@ -40,7 +43,12 @@ class Truth:
 
     @property
     def ate_train(self) -> float:
-        return float(np.mean(self.tau_train))
+        return float(np.mean(self.tau_train)) if self.tau_train is not None else float("nan")
+
+    @property
+    def known(self) -> bool:
+        """Whether the true effect of every unit is known (False for a user's CSV without a tau column)."""
+        return self.tau_train is not None
 
 
 class DataError(ValueError):
@@ -67,7 +75,7 @@ def validate(dataset: Dataset, truth: Truth) -> None:
         if split == "train" and len(values) < 2:
             raise DataError(f"data: treatment is constant ({values.pop()}) in the train sample; "
                             "both arms are needed")
-    if len(truth.tau_train) != len(dataset.X_train) or len(truth.tau_test) != len(dataset.X_test):
+    if truth.known and (len(truth.tau_train) != len(dataset.X_train) or len(truth.tau_test) != len(dataset.X_test)):
         raise DataError("data: truth tau does not match the sample sizes")
     missing = [m for m in truth.modifiers if m not in dataset.feature_names]
     if missing:

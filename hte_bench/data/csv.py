@@ -7,32 +7,75 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from hte_bench.data.base import DataError
+from hte_bench.data.base import DataError, Dataset, Truth
 
 
-def read_observed(path: str | Path, outcome: str, treatment: str,
-                  features: Optional[Sequence[str]] = None) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """(X, T, Y) from a CSV; features default to every other column. DataError names any bad column."""
+def _load(path: str | Path, outcome: str, treatment: str, features: Optional[Sequence[str]],
+          extra: Sequence[str] = ()) -> tuple[pd.DataFrame, list[str]]:
+    """The checked frame and its feature names; DataError names any missing, NaN or non-numeric column."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"csv: file {str(path)!r} does not exist")
     frame = pd.read_csv(path)
     columns = [str(c) for c in frame.columns]
-    features = list(features) if features else [c for c in columns if c not in (outcome, treatment)]
-    missing = [c for c in (outcome, treatment, *features) if c not in columns]
+    frame.columns = columns
+    reserved = {outcome, treatment, *extra}
+    features = list(features) if features else [c for c in columns if c not in reserved]
+    missing = [c for c in (outcome, treatment, *extra, *features) if c not in columns]
     if missing:
         raise DataError(f"csv: column(s) {missing} not in {path.name}; available columns: {columns}")
-    used = frame[[outcome, treatment, *features]]
+    used = frame[[outcome, treatment, *extra, *features]]
     nan = [c for c in used.columns if used[c].isna().any()]
     if nan:
         raise DataError(f"csv: NaN in column(s) {nan} of {path.name}")
     non_numeric = [c for c in used.columns if not pd.api.types.is_numeric_dtype(used[c])]
     if non_numeric:
         raise DataError(f"csv: column(s) {non_numeric} are not numeric; encode them first")
-    T = used[treatment].to_numpy()
-    values = sorted(set(np.unique(T).tolist()))
+    values = sorted(set(np.unique(used[treatment]).tolist()))
     if not set(values) <= {0, 1}:
         raise DataError(f"csv: treatment column {treatment!r} must be 0/1, found values {values[:5]}")
     if len(values) < 2:
         raise DataError(f"csv: treatment column {treatment!r} is constant ({values[0]}); both arms are needed")
-    return used[features].astype(float).reset_index(drop=True), T.astype(int), used[outcome].to_numpy(float)
+    return used.reset_index(drop=True), features
+
+
+def read_observed(path: str | Path, outcome: str, treatment: str,
+                  features: Optional[Sequence[str]] = None) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """(X, T, Y) from a CSV; features default to every other column."""
+    frame, features = _load(path, outcome, treatment, features)
+    return (frame[features].astype(float), frame[treatment].to_numpy(int), frame[outcome].to_numpy(float))
+
+
+def generate(seed: int, path: str, outcome: str, treatment: str, features: Optional[Sequence[str]] = None,
+             tau: Optional[str] = None, propensity: Optional[str] = None, test_share: float = 0.3,
+             modifiers: Optional[Sequence[str]] = None) -> tuple[Dataset, Truth]:
+    """Split a user's CSV into train and test by the seed; the truth is the ``tau`` column if there is one.
+
+    Without ``tau`` the truth is unknown: the harness logs only the truth-free metrics and says so.
+    """
+    if not 0 < test_share < 1:
+        raise DataError(f"data.test_share={test_share} is not allowed; it must be in (0, 1)")
+    extra = [c for c in (tau, propensity) if c]
+    frame, features = _load(path, outcome, treatment, features, extra)
+    n = len(frame)
+    n_test = int(round(test_share * n))
+    if n_test < 1 or n - n_test < 2:
+        raise DataError(f"csv: {n} rows cannot be split with data.test_share={test_share}")
+    order = np.random.default_rng(seed).permutation(n)
+    parts = {"train": frame.iloc[order[n_test:]].reset_index(drop=True),
+             "test": frame.iloc[order[:n_test]].reset_index(drop=True)}
+    X = {k: v[features].astype(float) for k, v in parts.items()}
+    T = {k: v[treatment].to_numpy(int) for k, v in parts.items()}
+    Y = {k: v[outcome].to_numpy(float) for k, v in parts.items()}
+
+    def values(split: str, column: Optional[str]) -> np.ndarray:
+        part = parts[split]
+        return part[column].to_numpy(float) if column else np.full(len(part), np.nan)
+
+    dataset = Dataset(X_train=X["train"], T_train=T["train"], Y_train=Y["train"],
+                      X_test=X["test"], T_test=T["test"], Y_test=Y["test"])
+    truth = Truth(tau_train=values("train", tau) if tau else None, tau_test=values("test", tau) if tau else None,
+                  propensity_train=values("train", propensity), propensity_test=values("test", propensity),
+                  modifiers=list(modifiers or []), tau_fn=None,
+                  extra={"truth": f"column {tau!r}" if tau else "none: truth metrics are absent"})
+    return dataset, truth
