@@ -68,6 +68,19 @@ def write_seed(out: Path, dataset, truth, est, true_importance, plots: bool = Tr
         _save(fig, out / "plots" / name)
 
 
+def write_report(out: Path, tables: dict, figures: dict, notes: list[str]) -> None:
+    """Files of the optional analyses: tables as CSV (keys may contain sub-folders), figures as PNG under plots/."""
+    out = Path(out)
+    for name, table in tables.items():
+        path = out / f"{name}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(path, index=not isinstance(table.index, pd.RangeIndex))
+    for name, fig in figures.items():
+        _save(fig, out / "plots" / name)
+    if notes:
+        (out / "analysis_notes.txt").write_text("\n".join(notes) + "\n")
+
+
 def _jsonable(d: dict) -> dict:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 

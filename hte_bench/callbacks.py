@@ -1,6 +1,7 @@
 """Hydra callbacks: one MLflow run per multirun sweep, above the configuration runs it launched."""
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 from typing import Any
@@ -28,9 +29,11 @@ class SweepRun(Callback):
         except ConfigError:
             return  # each job reports the bad URI itself, in one line
         overrides = list(config.hydra.overrides.task)
-        self.run_id = tracker.start_sweep(overrides, sweeper=str(config.hydra.sweeper._target_),
-                                          metric=str(config.optimized_metric))
-        os.environ[SWEEP_ENV] = self.run_id
+        run_id = tracker.start_sweep(overrides, sweeper=str(config.hydra.sweeper._target_),
+                                     metric=str(config.optimized_metric))
+        os.environ[SWEEP_ENV] = run_id
+        # Hydra skips on_multirun_end when the sweeper itself raises: close the run as FAILED at exit.
+        atexit.register(_close_if_open, tracker, run_id)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from hte_bench.leaderboard import sweep_direction
@@ -44,3 +47,9 @@ class SweepRun(Callback):
         if best:
             log.info("sweep %s: best %s = %.4g (%s, parent run %s)", run_id, metric, best["value"],
                      best["label"], best["parent_run_id"])
+
+
+def _close_if_open(tracker, run_id: str) -> None:
+    """Mark a sweep run FAILED if the sweep ended without on_multirun_end (the sweeper raised)."""
+    if os.environ.get(SWEEP_ENV) == run_id:
+        tracker.end(run_id, "FAILED")

@@ -204,3 +204,50 @@ def sweep_direction(aggregate_metric: str) -> str:
             base = base[: -len(suffix)]
             break
     return "maximize" if base in HIGHER_BETTER else "minimize"
+
+
+# Truth-free scores a user could select a configuration by on real data, and which way is better.
+SELECTORS = {"rscore": "higher", "dr_mse": "lower", "qini": "higher", "autoc": "higher",
+             "cal_score": "higher", "policy_value_model": "higher"}
+
+
+def selector_validation(board: pd.DataFrame, parents: pd.DataFrame, oracle: str = "cate_rmse_test") -> pd.DataFrame:
+    """How well each truth-free score picks configurations, judged by the truth (no other tool can).
+
+    Within each data generator: the configuration each score would pick, its oracle value (mean
+    ``oracle`` across seeds), the regret against the oracle-best configuration, and the Spearman
+    correlation between the score and the oracle across configurations (signed so that +1 means the
+    score orders configurations exactly as the truth does).
+    """
+    from scipy import stats
+
+    rows = []
+    latest = parents.set_index("run_id")
+    for data, group in board.groupby("data"):
+        ids = group["parent_run_id"]
+        truth = latest.loc[ids, f"metrics.{oracle}_mean"].astype(float).to_numpy() \
+            if f"metrics.{oracle}_mean" in latest else np.full(len(ids), np.nan)
+        if not np.isfinite(truth).any():
+            continue
+        oracle_loss = loss(oracle, truth)
+        best = int(np.nanargmin(oracle_loss))
+        for score, way in SELECTORS.items():
+            col = f"metrics.{score}_mean"
+            if col not in latest:
+                continue
+            values = latest.loc[ids, col].astype(float).to_numpy()
+            ok = np.isfinite(values) & np.isfinite(oracle_loss)
+            if ok.sum() < 2:
+                continue
+            score_loss = np.where(ok, values if way == "lower" else -values, np.inf)
+            pick = int(np.argmin(score_loss))
+            rho = stats.spearmanr(score_loss[ok], oracle_loss[ok]).statistic if ok.sum() > 2 else float("nan")
+            labels = (group["estimator"] + " " + group["overrides"]).str.strip().to_numpy()
+            rows.append({"data": data, "selector": score, "direction": way, "n_configs": int(ok.sum()),
+                         "picked": labels[pick], f"picked_{oracle}": truth[pick],
+                         "oracle_best": labels[best], f"best_{oracle}": truth[best],
+                         "regret": float(oracle_loss[pick] - oracle_loss[best]),
+                         "picked_oracle_rank": int(stats.rankdata(oracle_loss[ok], method="min")[
+                             np.flatnonzero(ok).tolist().index(pick)]),
+                         "spearman_with_oracle": float(rho)})
+    return pd.DataFrame(rows)

@@ -155,7 +155,14 @@ def evaluate_seed(cfg: DictConfig, seed: int, workdir: str, strict: bool = False
                             ("ate_interval_reason", est.ate_interval_reason)):
             if reason:
                 result.tags[key] = reason
-        artifacts.write_seed(out, dataset, truth, est, true_imp, plots=bool(cfg.tracking.plots))
+        plots = bool(cfg.tracking.plots)
+        artifacts.write_seed(out, dataset, truth, est, true_imp, plots=plots)
+        stage = "analyses"
+        extra_metrics, tables, figures, notes = run_analyses(cfg, dataset, truth, est, adapter, seed)
+        result.metrics.update(extra_metrics)
+        if notes:
+            result.tags["analysis_notes"] = " | ".join(notes)[:500]
+        artifacts.write_report(out, tables, figures if plots else {}, notes)
         result.status = "FINISHED"
     except Exception as err:
         if strict and (stage in ("data", "estimator") or isinstance(err, DataError) or _is_parameter_error(err)):
@@ -167,6 +174,42 @@ def evaluate_seed(cfg: DictConfig, seed: int, workdir: str, strict: bool = False
     return result
 
 
+def run_analyses(cfg: DictConfig, dataset, truth, est, adapter, seed: int):
+    """The optional analyses of one fitted seed: truth-free validation scores and seed-003 subgroup tables.
+
+    Returns (metrics, tables, figures, notes). An analysis that fails leaves a note, not a failed seed:
+    the fit and its metrics against the truth are still valid.
+    """
+    wanted = cfg.get("analyses") or {}
+    metrics: dict[str, float] = {}
+    tables: dict[str, pd.DataFrame] = {}
+    figures: dict = {}
+    notes: list[str] = []
+    if wanted.get("truth_free", False):
+        from hte_bench import validation
+
+        try:
+            scores = validation.truth_free(dataset, adapter.effect, seed, alpha=float(cfg.alpha))
+            metrics.update(scores.metrics)
+            figures.update(scores.figures)
+            notes += scores.notes
+            if truth.known:
+                metrics.update(validation.with_truth(truth.tau_test, est.tau_hat_test))
+        except Exception as err:  # DRTester/RScorer on degenerate data: keep the seed, say what failed
+            notes.append(f"truth-free scores failed: {type(err).__name__}: {err}")
+    if wanted.get("subgroups", False) and truth.known and truth.extra.get("subgroups"):
+        from hte_bench import subgroups
+
+        try:
+            report = subgroups.analyse(dataset, truth, est, seed, alpha=float(cfg.alpha))
+            metrics.update(report.metrics)
+            tables.update({f"subgroups/{k}": v for k, v in report.tables.items()})
+            figures.update({f"subgroups_{k}.png": v for k, v in report.figures.items()})
+        except Exception as err:
+            notes.append(f"subgroup analyses failed: {type(err).__name__}: {err}")
+    return metrics, tables, figures, notes
+
+
 def _is_parameter_error(err: BaseException) -> bool:
     # sklearn's InvalidParameterError and econml's argument checks are ValueError/TypeError raised at fit.
     return isinstance(err, (ValueError, TypeError))
@@ -175,7 +218,8 @@ def _is_parameter_error(err: BaseException) -> bool:
 def _one_line(stage: str, err: BaseException) -> str:
     cause = err.__cause__ or err
     text = " ".join(str(cause).split()) or type(cause).__name__
-    where = {"data": "data", "estimator": "estimator", "fit": "estimator (first seed's fit)"}[stage]
+    where = {"data": "data", "estimator": "estimator", "fit": "estimator (first seed's fit)",
+             "analyses": "analyses"}[stage]
     return f"{where}: {type(cause).__name__}: {text}"[:500]
 
 
@@ -261,10 +305,10 @@ def _evaluate(cfg: DictConfig, seeds: list[int], workdir: str):
 def _finish(cfg, tracker, parent, done: dict[int, dict], results, workdir, job_log) -> dict:
     """Aggregate reused and new seeds, write the parent's files and close it."""
     from hte_bench import artifacts
-    from hte_bench.metrics import CHILD_METRICS, aggregate
+    from hte_bench.metrics import aggregate
 
     ok = [r for r in results if r.status == "FINISHED"]
-    rows = [{"seed": s, **{k: m.get(k, float("nan")) for k in CHILD_METRICS}} for s, m in done.items()]
+    rows = [{"seed": s, **m} for s, m in done.items()]
     rows += [{"seed": r.seed, **r.metrics} for r in ok]
     per_seed = pd.DataFrame(rows).sort_values("seed").reset_index(drop=True) if rows else pd.DataFrame()
     summary = aggregate(per_seed.drop(columns="seed", errors="ignore"), n_failed=len(results) - len(ok),

@@ -79,15 +79,6 @@ def _as_subgroup(s: Any) -> Subgroup:
 
 # Seed notebook 003's groups. Ages are continuous, so the age bands keep pandas' interval names: a label
 # such as '36-50' would wrongly suggest that 35.5 is excluded.
-WORKFORCE_SUBGROUPS: list[Subgroup] = [
-    Subgroup("education", "education_years", bins=[0, 12, 14, 16, 25],
-             labels=["<HS", "HS/Some College", "Bachelor", "Graduate"]),
-    Subgroup("industry_tech", "industry_tech"),
-    Subgroup("rural", "rural"),
-    Subgroup("age", "age", bins=[20, 35, 50, 65]),
-]
-
-
 # --------------------------------------------------------------------------- AIPW and balance
 
 

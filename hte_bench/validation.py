@@ -60,9 +60,6 @@ _DRTESTER_METRICS: tuple[str, ...] = ("blp_coef", "blp_se", "blp_pvalue", "cal_s
                                       "qini_ci_lower", "qini_ci_upper", "autoc", "autoc_se", "autoc_ci_lower",
                                       "autoc_ci_upper")
 
-# Propensity clipping of the DR pseudo-outcome: bounds the inverse weights at 100, as econml's DRLearner
-# (min_propensity=1e-6 there) and DRTester (0.01, lower side only) do in spirit.
-PROPENSITY_CLIP = (0.01, 0.99)
 N_GROUPS = 4  # calibration groups of DRTester, as in econml's default
 TOP_SHARE = 0.25  # "top quarter" of the targeting analysis (seed notebook 003)
 
@@ -109,7 +106,7 @@ def _mean_se(contrib: np.ndarray) -> tuple[float, float]:
 
 
 def top_share_mask(tau_hat, share: float = TOP_SHARE) -> Optional[np.ndarray]:
-    """Units in the top ``share`` by predicted effect (ties at the cut included), or None if tau_hat is constant."""
+    """Units in the top ``share`` by predicted effect (ties at the cut included); None if tau_hat is constant."""
     h = _vec(tau_hat)
     if _is_constant(h):
         # A constant prediction ranks nobody above anybody: "the top quarter" does not exist.
@@ -122,7 +119,7 @@ def top_share_mask(tau_hat, share: float = TOP_SHARE) -> Optional[np.ndarray]:
 
 
 def policy_values(psi, tau_hat) -> dict[str, float]:
-    """Doubly robust policy values and targeting gain of tau_hat from per-unit DR scores psi, with standard errors."""
+    """Doubly robust policy values and top-quarter targeting gain of tau_hat from DR scores psi, with SEs."""
     p, h = _vec(psi), _vec(tau_hat)
     if p.shape != h.shape:
         raise ValueError(f"validation: psi and tau_hat have different lengths ({p.size} vs {h.size})")
@@ -186,33 +183,6 @@ def default_treatment_model(seed: int):
     return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
 
 
-def dr_pseudo_outcomes(X, T, Y, seed: int, n_folds: int = 2, outcome_model=None,
-                       treatment_model=None) -> np.ndarray:
-    """Cross-fitted doubly robust (AIPW) pseudo-outcomes psi of the given sample: mean(psi | X) = tau(X)."""
-    from sklearn.base import clone
-    from sklearn.model_selection import KFold
-
-    Xa = np.asarray(X, dtype=float)
-    t = np.asarray(T).ravel().astype(int)
-    y = _vec(Y)
-    n = len(y)
-    outcome_model = default_outcome_model(seed) if outcome_model is None else outcome_model
-    treatment_model = default_treatment_model(seed) if treatment_model is None else treatment_model
-    mu0, mu1, e = np.empty(n), np.empty(n), np.empty(n)
-    # Cross-fitting: each unit's nuisances come from models that never saw it, so psi is not overfit.
-    for fold, (tr, te) in enumerate(KFold(n_splits=n_folds, shuffle=True, random_state=seed).split(Xa)):
-        arms = t[tr]
-        if arms.min() == arms.max():
-            raise ValueError(f"validation: fold {fold} of the test split has only treatment {arms[0]}; "
-                             "cross-fitting needs both arms (use fewer folds or more test units)")
-        prop = clone(treatment_model).fit(Xa[tr], arms)
-        e[te] = prop.predict_proba(Xa[te])[:, list(prop.classes_).index(1)]
-        mu0[te] = clone(outcome_model).fit(Xa[tr][arms == 0], y[tr][arms == 0]).predict(Xa[te])
-        mu1[te] = clone(outcome_model).fit(Xa[tr][arms == 1], y[tr][arms == 1]).predict(Xa[te])
-    e = np.clip(e, *PROPENSITY_CLIP)
-    return mu1 - mu0 + t * (y - mu1) / e - (1 - t) * (y - mu0) / (1 - e)
-
-
 # --------------------------------------------------------------------------- econml adapters
 
 
@@ -220,6 +190,7 @@ class _CateModel:
     """The fitted estimator seen through the interface econml's scorers call (effect, const_marginal_effect)."""
 
     def __init__(self, effect_fn: Callable[[pd.DataFrame], np.ndarray], frames: list[pd.DataFrame]):
+        """Wrap effect_fn and precompute its predictions on ``frames`` (test split first, then train)."""
         self.effect_fn = effect_fn
         self.columns = list(frames[0].columns)
         self.dtypes = frames[0].dtypes
@@ -262,7 +233,7 @@ class _CateModel:
 
 
 def _rscore(ds, cate: _CateModel, seed: int, n_folds: int, outcome_model, treatment_model) -> dict[str, float]:
-    """econml RScorer fitted on the test split: R-score and the raw R-loss of the model and of a constant effect."""
+    """econml RScorer fitted on the test split: R-score, and the raw R-loss of the model and of a constant."""
     from econml.score import RScorer
 
     scorer = RScorer(model_y=outcome_model, model_t=treatment_model, discrete_treatment=True, cv=n_folds,
@@ -289,13 +260,26 @@ def _detach(plotted) -> Any:
     return fig
 
 
-def _drtester(ds, cate: _CateModel, seed: int, n_folds: int, outcome_model, treatment_model, alpha: float,
-              notes: list[str]) -> tuple[dict[str, float], dict[str, Any]]:
-    """econml DRTester on the test split: BLP, calibration, Qini and AUTOC with their plots."""
-    import matplotlib.pyplot as plt
+def _fit_tester(ds, cate: "_CateModel", seed: int, n_folds: int, outcome_model, treatment_model):
+    """econml DRTester with its nuisances fitted: its ``dr_val_`` are the test split's DR pseudo-outcomes."""
     from econml.validate import DRTester
-    from scipy import stats
     from sklearn.base import clone
+
+    # DRTester calls model_regression.fit on the very object it was given, so it gets a clone.
+    tester = DRTester(model_regression=clone(outcome_model), model_propensity=clone(treatment_model),
+                      cate=cate, cv=n_folds)
+    tester.get_cv_splitter(random_state=seed)  # its folds are seeded with 123 unless set here
+    tester.fit_nuisance(Xval=ds.X_test.to_numpy(dtype=float), Dval=np.asarray(ds.T_test).ravel(),
+                        yval=_vec(ds.Y_test), Xtrain=ds.X_train.to_numpy(dtype=float),
+                        Dtrain=np.asarray(ds.T_train).ravel(), ytrain=_vec(ds.Y_train))
+    return tester
+
+
+def _drtester(tester, ds, cate: "_CateModel", seed: int, alpha: float,
+              notes: list[str]) -> tuple[dict[str, float], dict[str, Any]]:
+    """DRTester's evaluations on the test split: BLP, calibration, Qini and AUTOC with their plots."""
+    import matplotlib.pyplot as plt
+    from scipy import stats
 
     metrics = {k: NAN for k in _DRTESTER_METRICS}
     figures: dict[str, Any] = {}
@@ -303,14 +287,7 @@ def _drtester(ds, cate: _CateModel, seed: int, n_folds: int, outcome_model, trea
         notes.append("DRTester (BLP, calibration, Qini, AUTOC): undefined for a constant predicted effect "
                      "(nothing to regress on or rank by); reported as NaN")
         return metrics, figures
-
-    # DRTester calls model_regression.fit on the very object it was given, so it gets a clone.
-    tester = DRTester(model_regression=clone(outcome_model), model_propensity=clone(treatment_model),
-                      cate=cate, cv=n_folds)
-    tester.get_cv_splitter(random_state=seed)  # its folds are seeded with 123 unless set here
     X_test, X_train = ds.X_test.to_numpy(dtype=float), ds.X_train.to_numpy(dtype=float)
-    tester.fit_nuisance(Xval=X_test, Dval=np.asarray(ds.T_test).ravel(), yval=_vec(ds.Y_test),
-                        Xtrain=X_train, Dtrain=np.asarray(ds.T_train).ravel(), ytrain=_vec(ds.Y_train))
 
     # econml's uplift bootstrap (uniform bands of the curves) draws from numpy's global RNG: seed it for
     # reproducible plots and restore the caller's state so we leave no trace.
@@ -337,10 +314,7 @@ def _drtester(ds, cate: _CateModel, seed: int, n_folds: int, outcome_model, trea
     except (IndexError, ValueError, ZeroDivisionError, np.linalg.LinAlgError) as err:
         # Degenerate predictions (e.g. a handful of distinct values) can break econml's group and curve
         # computations; the scores are then undefined rather than an error of the harness.
-        metrics = {k: NAN for k in _DRTESTER_METRICS}
-        for fig in figures.values():
-            fig.clear()
-        figures = {}
+        metrics, figures = {k: NAN for k in _DRTESTER_METRICS}, {}
         notes.append(f"DRTester failed ({type(err).__name__}: {err}); its metrics are NaN")
     finally:
         np.random.set_state(rng_state)
@@ -359,7 +333,7 @@ def _drtester(ds, cate: _CateModel, seed: int, n_folds: int, outcome_model, trea
 
 def truth_free(dataset, effect_fn: Callable[[pd.DataFrame], np.ndarray], seed: int, n_folds: int = 2,
                outcome_model=None, treatment_model=None, *, alpha: float = 0.05) -> ValidationResult:
-    """Score a fitted CATE function on the test split without the truth: R-score, DR MSE, DRTester, policy values."""
+    """Score a fitted CATE function on the test split without the truth: R-score, DR MSE, DRTester, policies."""
     from sklearn.base import clone
 
     outcome_model = clone(default_outcome_model(seed) if outcome_model is None else outcome_model)
@@ -377,8 +351,10 @@ def truth_free(dataset, effect_fn: Callable[[pd.DataFrame], np.ndarray], seed: i
 
     result.metrics.update(_rscore(dataset, cate, seed, n_folds, outcome_model, treatment_model))
 
-    psi = dr_pseudo_outcomes(dataset.X_test, dataset.T_test, dataset.Y_test, seed, n_folds,
-                             outcome_model, treatment_model)
+    # DR pseudo-outcomes of the test split from nuisances fitted on the train split (DRTester's own):
+    # never fitted on the units they score, and shared with the DRTester evaluations below.
+    tester = _fit_tester(dataset, cate, seed, n_folds, outcome_model, treatment_model)
+    psi = np.asarray(tester.dr_val_, dtype=float)[:, 0]
     result.psi = psi
     # E[(psi - tau_hat)^2] = E[(tau - tau_hat)^2] + a term free of tau_hat, so it ranks models like the PEHE.
     result.metrics["dr_mse"] = float(np.mean((psi - tau_hat) ** 2))
@@ -386,8 +362,7 @@ def truth_free(dataset, effect_fn: Callable[[pd.DataFrame], np.ndarray], seed: i
     if math.isnan(result.metrics["targeting_gain_top25"]):
         result.notes.append("targeting_gain_top25: constant predicted effect, no top quarter to target; NaN")
 
-    dr_metrics, figures = _drtester(dataset, cate, seed, n_folds, outcome_model, treatment_model, alpha,
-                                    result.notes)
+    dr_metrics, figures = _drtester(tester, dataset, cate, seed, alpha, result.notes)
     result.metrics.update(dr_metrics)
     result.figures = figures
     result.metrics = {k: float(result.metrics[k]) for k in TRUTH_FREE_METRICS}

@@ -7,6 +7,15 @@ import pandas as pd
 from hte_bench.data.base import Dataset, Truth
 
 MODIFIERS = ["education_years", "age", "industry_tech", "unemployment_months", "rural"]
+# The notebook's analysis groups (declared here, analysed by hte_bench.subgroups): education bands,
+# tech industry, rural, age bands.
+SUBGROUPS = [
+    {"name": "education", "column": "education_years", "bins": [0, 12, 14, 16, 25],
+     "labels": ["<HS", "HS/Some College", "Bachelor", "Graduate"]},
+    {"name": "industry_tech", "column": "industry_tech"},
+    {"name": "rural", "column": "rural"},
+    {"name": "age", "column": "age", "bins": [20, 35, 50, 65]},
+]
 FEATURES = ["age", "education_years", "prior_wage", "unemployment_months", "industry_tech", "rural",
             "has_dependents"]
 
@@ -56,5 +65,5 @@ def generate(seed: int, n: int = 2000, n_test: int = 1000, noise: float = 0.15,
     Xt, Tt, Yt, tet, pt, mu0t = _draw(rs, n_test, noise, confounding)
     dataset = Dataset(X_train=X, T_train=T, Y_train=Y, X_test=Xt, T_test=Tt, Y_test=Yt)
     truth = Truth(tau_train=te, tau_test=tet, propensity_train=p, propensity_test=pt,
-                  modifiers=list(MODIFIERS), tau_fn=tau, extra={"mu0_train": mu0, "mu0_test": mu0t})
+                  modifiers=list(MODIFIERS), tau_fn=tau, extra={"mu0_train": mu0, "mu0_test": mu0t, "subgroups": SUBGROUPS})
     return dataset, truth
