@@ -1,0 +1,505 @@
+"""The sweep itself: Hydra override grammar → Optuna distributions, and the ask / launch / tell loop.
+
+Imported only when a sweep starts (Hydra's plugin scanner skips modules whose name starts with ``_``).
+Uses only Optuna's public ask/tell API (``Study.ask(fixed_distributions=...)``, ``Study.tell``), which
+is the same in Optuna 3, 4 and 5.
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import optuna
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import IntervalSweep, Override, RangeSweep, Transformer
+from hydra.core.plugins import Plugins
+from hydra.core.utils import JobReturn
+from hydra.errors import CompactHydraException
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import FrozenTrial, Trial, TrialState
+
+log = logging.getLogger(__name__)
+
+DIRECTIONS = ("minimize", "maximize")
+FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
+KNOWN_TAGS = {"log", "int"}
+
+Choice = Union[None, bool, int, float, str]
+
+
+class SweeperConfigError(CompactHydraException, ValueError):
+    """A mistake in the sweeper's settings or search space; Hydra prints just the message."""
+
+
+# --------------------------------------------------------------------------------------------------
+# search space
+
+
+def _choice_value(x: Any) -> Choice:
+    """A choice element as Optuna stores it: numbers and booleans as such, anything else as the
+    override-grammar string that reproduces it (quoted strings keep their quotes, null stays null)."""
+    if isinstance(x, (bool, int, float)):
+        return x
+    return Transformer.str(x)
+
+
+def format_value(value: Any) -> str:
+    """A value as the right-hand side of a Hydra override."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (int, str)):
+        return str(value)
+    if isinstance(value, (list, tuple, ListConfig)):
+        return "[" + ",".join(format_value(v) for v in value) + "]"
+    if isinstance(value, (dict, DictConfig)):
+        return "{" + ",".join(f"{k}:{format_value(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def distribution_from_override(override: Override) -> Optional[BaseDistribution]:
+    """The Optuna distribution of a sweep override; None for a plain value (a fixed override).
+
+    choice(a,b,c) and a,b,c (and glob(...) over a config group) → CategoricalDistribution
+    range(lo,hi[,step]) → IntDistribution(step) for ints, else FloatDistribution(step); like Python's and
+        Hydra's basic sweeper's range, ``hi`` is excluded: the distribution spans the values the basic
+        sweeper would enumerate. shuffle(range(...)) → CategoricalDistribution of those values.
+    interval(lo,hi) → FloatDistribution; IntDistribution when the bounds are ints, i.e. int(interval(lo,hi))
+        or tag(int, interval(lo,hi))
+    tag(log, interval(...)) / tag(log, range(...)) → the same with log=True
+    """
+    if not override.is_sweep_override():
+        return None
+    key = override.get_key_element()
+    value = override.value()
+    tags = set(getattr(value, "tags", None) or ())
+    unknown = tags - KNOWN_TAGS
+    if unknown:
+        raise SweeperConfigError(
+            f"{key}: unknown tag(s) {sorted(unknown)}; this sweeper knows tag(log, ...) and tag(int, ...)")
+    if override.is_delete():
+        raise SweeperConfigError(f"{key}: a delete override cannot be swept")
+
+    if override.is_choice_sweep():
+        if tags:
+            raise SweeperConfigError(f"{key}: tags apply to interval(...) and range(...), not to a choice")
+        choices: List[Choice] = []
+        for x in override.sweep_iterator(transformer=Transformer.identity):
+            c = _choice_value(x)
+            if not any(type(c) is type(o) and c == o for o in choices):  # keep 1 and true apart
+                choices.append(c)
+        if not choices:
+            raise SweeperConfigError(f"{key}: empty choice")
+        return CategoricalDistribution(choices)
+
+    if override.is_range_sweep():
+        assert isinstance(value, RangeSweep)
+        if "int" in tags:
+            raise SweeperConfigError(
+                f"{key}: tag(int, ...) applies to interval(...); a range(...) of ints is already integer")
+        values = list(value.range())
+        if not values:
+            raise SweeperConfigError(f"{key}: range({value.start}, {value.stop}, {value.step}) is empty")
+        if value.shuffle:
+            if tags:
+                raise SweeperConfigError(f"{key}: shuffle(range(...)) is a choice and takes no tags")
+            return CategoricalDistribution(values)
+        log_scale = "log" in tags
+        if _is_int(value.start) and _is_int(value.stop) and _is_int(value.step):
+            step = abs(int(value.step))
+            if log_scale and step != 1:
+                raise SweeperConfigError(
+                    f"{key}: tag(log, range(...)) needs step 1 (Optuna samples log-scaled ints with step 1)")
+            return IntDistribution(int(min(values)), int(max(values)), log=log_scale, step=step)
+        if log_scale:
+            raise SweeperConfigError(f"{key}: a float range has a step; use tag(log, interval(lo, hi)) for a log scale")
+        return FloatDistribution(float(min(values)), float(max(values)), step=abs(float(value.step)))
+
+    if override.is_interval_sweep():
+        assert isinstance(value, IntervalSweep)
+        assert value.start is not None and value.end is not None
+        log_scale = "log" in tags
+        if "int" in tags or (_is_int(value.start) and _is_int(value.end)):
+            if not (float(value.start).is_integer() and float(value.end).is_integer()):
+                raise SweeperConfigError(
+                    f"{key}: an integer interval needs integer bounds, got {value.start}, {value.end}")
+            return IntDistribution(int(value.start), int(value.end), log=log_scale)
+        return FloatDistribution(float(value.start), float(value.end), log=log_scale)
+
+    raise SweeperConfigError(f"{key}: sweep type {override.value_type} is not supported by the hte_optuna sweeper")
+
+
+def _param_name(override: Override) -> str:
+    """The parameter's name in the study: the config key or group, without +/++ (and @package if any)."""
+    return override.key_or_group if override.package is None else f"{override.key_or_group}@{override.package}"
+
+
+@dataclass
+class SearchSpace:
+    """Searched parameters (name → distribution) and fixed overrides, in command-line order."""
+
+    distributions: Dict[str, BaseDistribution] = field(default_factory=dict)
+    # name → ("fixed", override string) or ("search", key element with its +/++ prefix)
+    entries: Dict[str, Tuple[str, str]] = field(default_factory=dict)
+
+    @property
+    def fixed(self) -> List[str]:
+        return [text for kind, text in self.entries.values() if kind == "fixed"]
+
+    def overrides(self, params: Mapping[str, Any]) -> List[str]:
+        """The overrides of one trial: every fixed override, and ``key=value`` for each searched one."""
+        out = []
+        for name, (kind, text) in self.entries.items():
+            out.append(text if kind == "fixed" else f"{text}={format_value(params[name])}")
+        return out
+
+
+def search_space_from_overrides(overrides: Sequence[Override]) -> SearchSpace:
+    """Later overrides of the same key win (the command line comes after hydra.sweeper.params)."""
+    space = SearchSpace()
+    for override in overrides:
+        name = _param_name(override)
+        dist = distribution_from_override(override)
+        space.entries.pop(name, None)
+        space.distributions.pop(name, None)
+        if dist is None:
+            assert override.input_line is not None
+            space.entries[name] = ("fixed", override.input_line)
+        else:
+            space.entries[name] = ("search", override.get_key_element())
+            space.distributions[name] = dist
+    return space
+
+
+def flatten_params(params: Any) -> Dict[str, Any]:
+    """hydra.sweeper.params as ``{dotted.key: value}``. ``+hydra.sweeper.params.a.b=...`` on the command
+    line nests (``{a: {b: ...}}``); keys written with dots in YAML stay flat; both mean ``a.b``."""
+    if params is None:
+        return {}
+    if isinstance(params, DictConfig):
+        params = OmegaConf.to_container(params, resolve=True)
+    out: Dict[str, Any] = {}
+
+    def walk(prefix: str, node: Mapping[str, Any]) -> None:
+        for k, v in node.items():
+            key = f"{prefix}.{k}" if prefix else str(k)
+            if isinstance(v, Mapping):
+                walk(key, v)
+            else:
+                out[key] = v
+
+    walk("", params)
+    return out
+
+
+def params_to_overrides(params: Any) -> List[str]:
+    return [f"{k}={format_value(v)}" for k, v in flatten_params(params).items()]
+
+
+def parse_search_space(arguments: Sequence[str], config_loader: Any = None) -> SearchSpace:
+    parser = OverridesParser.create(config_loader=config_loader)
+    return search_space_from_overrides(parser.parse_overrides(list(arguments)))
+
+
+# --------------------------------------------------------------------------------------------------
+# helpers
+
+
+def objective_value(ret: JobReturn) -> Tuple[Optional[float], Optional[str]]:
+    """(value, None) for a usable result; (None, why) when the job raised or returned None/NaN/inf/junk."""
+    try:
+        value = ret.return_value  # re-raises the job's exception
+    except Exception as err:  # noqa: BLE001 — any job failure is a failed trial
+        return None, f"raised {type(err).__name__}: {err}"
+    if value is None:
+        return None, "returned None"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None, f"returned {value!r}, not a number"
+    if not math.isfinite(number):
+        return None, f"returned {number}"
+    return number, None
+
+
+def describe(dist: BaseDistribution) -> str:
+    """A distribution in one short phrase, for the log."""
+    if isinstance(dist, CategoricalDistribution):
+        return "choice(" + ", ".join(format_value(c) for c in dist.choices) + ")"
+    if isinstance(dist, (IntDistribution, FloatDistribution)):
+        kind = "int" if isinstance(dist, IntDistribution) else "float"
+        has_step = dist.step is not None and (kind == "float" or dist.step != 1)
+        extra = (", log" if dist.log else "") + (f", step={dist.step}" if has_step else "")
+        return f"{kind}[{dist.low}, {dist.high}{extra}]"
+    return repr(dist)
+
+
+def _representatives(dist: BaseDistribution) -> List[Any]:
+    """Values that exercise a distribution when composing configs: every choice, or both bounds."""
+    if isinstance(dist, CategoricalDistribution):
+        return list(dist.choices)
+    if isinstance(dist, IntDistribution):
+        return [dist.low] if dist.low == dist.high else [dist.low, dist.high]
+    if isinstance(dist, FloatDistribution):
+        return [dist.low] if dist.low == dist.high else [dist.low, dist.high]
+    raise TypeError(f"unsupported distribution {dist!r}")
+
+
+def _short(params: Mapping[str, Any]) -> str:
+    return "{" + ", ".join(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}" for k, v in params.items()) + "}"
+
+
+def _prepare_storage(storage: Optional[str]) -> Optional[str]:
+    """Create the folder of a sqlite file (sqlite does not); other URLs are passed on unchanged."""
+    if storage and storage.startswith("sqlite:///"):
+        path = storage[len("sqlite:///") :].split("?", 1)[0]
+        if path and path != ":memory:":
+            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    return storage
+
+
+# --------------------------------------------------------------------------------------------------
+# the sweeper
+
+
+class OptunaSweeperImpl(Sweeper):
+    def __init__(
+        self,
+        direction: str = "minimize",
+        n_trials: int = 20,
+        n_jobs: int = 1,
+        study_name: Optional[str] = None,
+        storage: Optional[str] = None,
+        seed: Optional[int] = None,
+        sampler: Optional[Any] = None,
+        params: Optional[Any] = None,
+    ) -> None:
+        super().__init__()
+        direction = str(direction).lower()
+        if direction not in DIRECTIONS:
+            raise SweeperConfigError(f"hydra.sweeper.direction={direction} is not allowed; use minimize or maximize")
+        if int(n_trials) < 0:
+            raise SweeperConfigError(f"hydra.sweeper.n_trials={n_trials} is not allowed; it must be ≥ 0")
+        if int(n_jobs) < 1:
+            raise SweeperConfigError(f"hydra.sweeper.n_jobs={n_jobs} is not allowed; it must be ≥ 1")
+        self.direction = direction
+        self.n_trials = int(n_trials)
+        self.n_jobs = int(n_jobs)
+        self.study_name = study_name
+        self.storage = storage
+        self.seed = seed
+        self.sampler_config = sampler
+        self.params = params
+        self.hydra_context: Optional[HydraContext] = None
+        self.config: Optional[DictConfig] = None
+        self.launcher = None
+        self.job_idx = 0
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.hydra_context = hydra_context
+        self.config = config
+        self.job_idx = 0
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    # ---- sampler -----------------------------------------------------------------------------
+
+    def make_sampler(self, seed: Optional[int]) -> Tuple[optuna.samplers.BaseSampler, str]:
+        """The sampler, and how it was seeded (for the log)."""
+        cfg = self.sampler_config
+        if cfg is None:
+            return optuna.samplers.TPESampler(seed=seed), f"seed={seed}"
+        if isinstance(cfg, optuna.samplers.BaseSampler):
+            return cfg, "as given"
+        from hydra.utils import get_object, instantiate
+
+        kwargs: Dict[str, Any] = {}
+        if seed is not None and "seed" not in cfg:
+            target = get_object(str(cfg["_target_"]))
+            try:
+                takes_seed = "seed" in inspect.signature(target).parameters
+            except (TypeError, ValueError):
+                takes_seed = False
+            if takes_seed:
+                kwargs["seed"] = seed
+        sampler = instantiate(cfg, **kwargs)
+        if not isinstance(sampler, optuna.samplers.BaseSampler):
+            raise TypeError(f"hydra.sweeper.sampler must build an optuna sampler, got {type(sampler).__name__}")
+        if "seed" in kwargs:
+            return sampler, f"seed={seed}"
+        return sampler, f"seed={cfg['seed']} from its config" if "seed" in cfg else "unseeded"
+
+    # ---- sweep -------------------------------------------------------------------------------
+
+    def check_search_space(self, space: SearchSpace) -> None:
+        """Compose one config per choice of each categorical parameter and per bound of each numeric one
+        (the other parameters at their first choice / lower bound); raise on the first that fails."""
+        base = {name: _representatives(dist)[0] for name, dist in space.distributions.items()}
+        candidates = [base]
+        for name, dist in space.distributions.items():
+            candidates += [{**base, name: value} for value in _representatives(dist)[1:]]
+        for params in candidates:
+            overrides = space.overrides(params)
+            try:
+                self.validate_batch_is_legal([overrides])
+            except Exception as err:
+                raise SweeperConfigError(
+                    f"hte_optuna: the search space does not compose ({type(err).__name__}: {err}) with the "
+                    f"overrides {' '.join(overrides)}. A key that is not in the config needs + or ++ "
+                    "(e.g. ++estimator.model.max_samples: interval(0.2, 0.5)); a group choice must name "
+                    "existing options"
+                ) from err
+
+    def sweep(self, arguments: List[str]) -> None:
+        assert self.config is not None and self.launcher is not None and self.hydra_context is not None
+
+        space = parse_search_space(
+            params_to_overrides(self.params) + list(arguments), config_loader=self.hydra_context.config_loader
+        )
+        if not space.distributions:
+            log.warning("hte_optuna: the search space is empty (no choice/range/interval in hydra.sweeper.params "
+                        "or on the command line); every trial runs the same configuration")
+        # A search space that cannot compose (a key missing its +/++, a group option that does not exist)
+        # would fail trial after trial and leave FAIL trials in a stored study: stop before asking Optuna.
+        self.check_search_space(space)
+
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+
+        study_name = self.study_name or str(self.config.hydra.job.name)
+        storage = _prepare_storage(self.storage)
+        study = optuna.create_study(
+            study_name=study_name,
+            storage=storage,
+            direction=self.direction,
+            load_if_exists=True,
+            sampler=optuna.samplers.RandomSampler(),  # replaced below, once the history is known
+        )
+        if len(study.directions) != 1 or study.direction.name.lower() != self.direction:
+            raise SweeperConfigError(
+                f"study {study_name!r} in {storage} was created to "
+                f"{', '.join(d.name.lower() for d in study.directions)}, not to {self.direction}; "
+                "use another hydra.sweeper.study_name"
+            )
+        existing = study.get_trials(deepcopy=False)
+        n_done = sum(t.state in FINISHED for t in existing)
+        n_running = sum(t.state == TrialState.RUNNING for t in existing)
+        # A resumed study must not replay the first run's draws: offset the seed by the trials so far.
+        seed = None if self.seed is None else int(self.seed) + len(existing)
+        study.sampler, seeded = self.make_sampler(seed)
+        to_run = max(0, self.n_trials - n_done)
+
+        log.info(
+            f"hte_optuna: study {study_name!r} ({storage or 'in memory'}), {self.direction}, "
+            f"sampler {type(study.sampler).__name__} ({seeded}); {n_done} trials already finished, "
+            f"{to_run} to run (n_trials={self.n_trials}, {self.n_jobs} per batch)"
+        )
+        log.info(f"hte_optuna: search space {', '.join(f'{k}: {describe(d)}' for k, d in space.distributions.items())}")
+        if n_running:
+            log.warning(
+                f"hte_optuna: {n_running} trials of study {study_name!r} are still RUNNING (an interrupted sweep, "
+                "or another process); they are not counted"
+            )
+
+        n_run = 0
+        while n_run < to_run:
+            batch = min(self.n_jobs, to_run - n_run)
+            trials: List[Trial] = [study.ask(fixed_distributions=space.distributions) for _ in range(batch)]
+            launch: List[Tuple[Trial, List[str]]] = []
+            for trial in trials:
+                overrides = space.overrides(trial.params)
+                trial.set_user_attr("overrides", overrides)
+                try:
+                    self.validate_batch_is_legal([overrides])
+                except Exception as err:  # noqa: BLE001 — e.g. a choice naming a missing group option
+                    self._finish(study, trial, None, f"config does not compose: {type(err).__name__}: {err}")
+                    continue
+                trial.set_user_attr("hydra_job_num", self.job_idx + len(launch))
+                launch.append((trial, overrides))
+            if launch:
+                try:
+                    returns = self.launcher.launch([ov for _, ov in launch], initial_job_idx=self.job_idx)
+                except Exception as err:
+                    # The launcher itself broke (not a job): close the batch's trials, then stop. An
+                    # interrupt (Ctrl-C) leaves them RUNNING instead; RUNNING trials are not counted, so
+                    # a resumed sweep runs as many new ones in their place.
+                    for trial, _ in launch:
+                        self._finish(study, trial, None, f"launcher failed: {type(err).__name__}: {err}")
+                    raise
+                self.job_idx += len(returns)
+                for (trial, _), ret in zip(launch, returns):
+                    value, why = objective_value(ret)
+                    self._finish(study, trial, value, why)
+            n_run += batch
+
+        self._write_results(study, study_name, storage, n_run, sweep_dir)
+
+    def _finish(self, study: optuna.Study, trial: Trial, value: Optional[float], why: Optional[str]) -> None:
+        """Tell Optuna, and print one line."""
+        if value is None:
+            trial.set_user_attr("fail_reason", why)
+            study.tell(trial, state=TrialState.FAIL)
+            head = f"trial {trial.number}: FAILED ({why})"
+        else:
+            study.tell(trial, value)
+            head = f"trial {trial.number}: value={value:.6g}"
+        best = _best(study)
+        best_text = f"trial {best.number}, value={best.value:.6g}" if best is not None else "none yet"
+        (log.warning if value is None else log.info)(f"{head}, params={_short(trial.params)}; best so far {best_text}")
+
+    def _write_results(
+        self, study: optuna.Study, study_name: str, storage: Optional[str], n_run: int, sweep_dir: Path
+    ) -> None:
+        trials = study.get_trials(deepcopy=False)
+        counts = {
+            "total": len(trials),
+            "complete": sum(t.state == TrialState.COMPLETE for t in trials),
+            "failed": sum(t.state == TrialState.FAIL for t in trials),
+            "pruned": sum(t.state == TrialState.PRUNED for t in trials),
+            "this_run": n_run,
+        }
+        best = _best(study)
+        results: Dict[str, Any] = {
+            "name": "hte_optuna",
+            "study_name": study_name,
+            "storage": storage,
+            "direction": self.direction,
+            "best_trial": best.number if best else None,
+            "best_value": best.value if best else None,
+            "best_params": dict(best.params) if best else None,
+            "best_overrides": list(best.user_attrs.get("overrides", [])) if best else None,
+            "n_trials": counts,
+        }
+        OmegaConf.save(OmegaConf.create(results), sweep_dir / "optimization_results.yaml")
+        if best is None:
+            log.warning(f"hte_optuna: no trial of study {study_name!r} completed ({counts['failed']} failed)")
+        else:
+            log.info(
+                f"hte_optuna: best trial {best.number}: value={best.value:.6g}, params={_short(best.params)} "
+                f"({counts['complete']} complete, {counts['failed']} failed); "
+                f"results in {sweep_dir / 'optimization_results.yaml'}"
+            )
+
+
+def _best(study: optuna.Study) -> Optional[FrozenTrial]:
+    try:
+        return study.best_trial
+    except ValueError:  # no COMPLETE trial yet
+        return None
