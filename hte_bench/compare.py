@@ -117,7 +117,8 @@ def _label(row) -> str:
     return (text[:48] + "…" if len(text) > 49 else text) + f" [{row['config_hash'][:6]}]"
 
 
-def write_report(tracker, board, avg, seeds, metric: str, out: Path, plots: bool = True) -> None:
+def write_report(tracker, board, avg, seeds, metric: str, out: Path, plots: bool = True,
+                 selectors=None) -> None:
     """leaderboard.csv/.md/.html, average_rank.csv and comparison plots per data generator into ``out``."""
     import numpy as np
 
@@ -126,6 +127,8 @@ def write_report(tracker, board, avg, seeds, metric: str, out: Path, plots: bool
 
     out.mkdir(parents=True, exist_ok=True)
     board.to_csv(out / "leaderboard.csv", index=False)
+    if selectors is not None and len(selectors):
+        selectors.to_csv(out / "selector_validation.csv", index=False)
     table = readable(board, metric)
     (out / "leaderboard.md").write_text(f"# Leaderboard by {metric}\n\n" + table.to_markdown(index=False) + "\n")
     (out / "leaderboard.html").write_text(table.to_html(index=False, border=0))
@@ -160,7 +163,7 @@ def write_report(tracker, board, avg, seeds, metric: str, out: Path, plots: bool
             fig.savefig(out / "plots" / name, dpi=100, bbox_inches="tight")
 
 
-def _print_board(board, avg, metric: str) -> None:
+def _print_board(board, avg, metric: str, selectors=None) -> None:
     table = readable(board, metric)
     for data, group in table.groupby("data", sort=True):
         print(f"\n== {data} — ranked by {metric} ==")
@@ -168,6 +171,9 @@ def _print_board(board, avg, metric: str) -> None:
     if avg is not None:
         print("\n== mean rank across data generators (ranks within each generator) ==")
         print(avg.to_string())
+    if selectors is not None and len(selectors):
+        print("\n== truth-free selectors vs the truth (what each score would pick, and its regret) ==")
+        print(selectors.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
 
 
 def _report_params(args) -> dict:
@@ -188,15 +194,16 @@ def leaderboard_main(argv: Optional[list[str]] = None) -> None:
     p.add_argument("--no-log", action="store_true", help="print only; do not log a leaderboard run")
     args = p.parse_args(argv)
     try:
-        from hte_bench.leaderboard import average_rank, build
+        from hte_bench.leaderboard import average_rank, build, selector_validation
 
         tracker, parents, seeds = load(args)
         board = build(parents, seeds, args.metric, args.test, args.level, args.correction)
         avg = average_rank(board)
-        _print_board(board, avg, args.metric)
+        selectors = selector_validation(board, parents)
+        _print_board(board, avg, args.metric, selectors)
         if not args.no_log:
             with tempfile.TemporaryDirectory() as tmp:
-                write_report(tracker, board, avg, seeds, args.metric, Path(tmp))
+                write_report(tracker, board, avg, seeds, args.metric, Path(tmp), selectors=selectors)
                 run_id = tracker.log_report(f"leaderboard/{args.metric}", "leaderboard", _report_params(args),
                                             {}, {"n_configs": len(board)}, tmp)
             print(f"\nlogged as run {run_id} in experiment {args.experiment!r}")

@@ -121,3 +121,20 @@ def test_promoted_experiment_selects_every_recorded_group_option():
     assert list(body.defaults) == [{"override /data": "workforce"}, {"override /estimator": "linear_dml"},
                                    {"override /outcome_model": "lasso"}]
     assert "tracking" not in body and OmegaConf.to_yaml(body).count("${seed}") == 1
+
+
+def test_selector_validation_on_a_constructed_sweep():
+    from hte_bench.leaderboard import selector_validation
+
+    # Oracle √PEHE a < b < c. rscore orders them correctly; dr_mse picks the worst (c).
+    parents, seeds = _tables({"a": BASE, "b": BASE + 0.2, "c": BASE + 0.5})
+    parents["metrics.rscore_mean"] = [0.3, 0.2, 0.1]
+    parents["metrics.dr_mse_mean"] = [5.0, 4.0, 3.0]
+    board = build(parents, seeds)
+    table = selector_validation(board, parents).set_index("selector")
+    assert table.loc["rscore", "picked"] == "a" and table.loc["rscore", "regret"] == 0.0
+    assert table.loc["rscore", "spearman_with_oracle"] == pytest.approx(1.0)
+    assert table.loc["dr_mse", "picked"] == "c" and table.loc["dr_mse", "picked_oracle_rank"] == 3
+    assert table.loc["dr_mse", "regret"] == pytest.approx(0.5)
+    assert table.loc["dr_mse", "spearman_with_oracle"] == pytest.approx(-1.0)
+    assert "qini" not in table.index  # not logged, not judged
