@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import socket
 import subprocess
 import time
 import warnings
@@ -215,10 +216,30 @@ class Tracker:
 
     def start_sweep(self, overrides: list[str], sweeper: str, metric: str) -> str:
         """Open the run that groups every configuration of one multirun sweep."""
+        self._close_dead_sweeps()
         run = self.client.create_run(self.experiment_id, run_name=f"sweep/{time.strftime('%Y-%m-%d_%H-%M-%S')}",
-                                     tags={KIND: "sweep", "optimized_metric": metric, **self.provenance()})
+                                     tags={KIND: "sweep", "optimized_metric": metric, "host": socket.gethostname(),
+                                           "pid": str(os.getpid()), **self.provenance()})
         self._batch(run.info.run_id, params={"overrides": " ".join(overrides) or "(none)", "sweeper": sweeper})
         return run.info.run_id
+
+    def _close_dead_sweeps(self) -> None:
+        """Mark KILLED the sweep runs left RUNNING by a process of this host that no longer exists.
+
+        A SIGKILLed sweep cannot close its own run; a live sweep in another terminal is left alone.
+        """
+        if self.client.get_experiment_by_name(self.experiment) is None:
+            return
+        for run in self.search(f"tags.`{KIND}` = 'sweep' and attributes.status = 'RUNNING'"):
+            tags = run.data.tags
+            if tags.get("host") != socket.gethostname() or not tags.get("pid", "").isdigit():
+                continue
+            try:
+                os.kill(int(tags["pid"]), 0)
+            except ProcessLookupError:
+                self.client.set_terminated(run.info.run_id, "KILLED")
+            except PermissionError:  # alive, owned by someone else
+                pass
 
     def attach_to_sweep(self, parent_id: str, sweep_id: str) -> None:
         """Show a configuration run under the sweep that (re)visited it."""

@@ -127,3 +127,15 @@ def test_csv_errors_name_the_column(user_csv, change, kwargs, message):
     with pytest.raises(DataError) as info:
         csv_data.generate(seed=0, **args)
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_knobs_confounding_and_heterogeneity():
+    base, t0 = engagement.generate(seed=3, n=5000, n_test=10)
+    flat, t_flat = engagement.generate(seed=3, n=5000, n_test=10, heterogeneity=0.0)
+    assert np.ptp(t_flat.tau_train) == 0 and t_flat.modifiers == []
+    conf, t_conf = engagement.generate(seed=3, n=5000, n_test=10, confounding=1.0)
+    assert np.corrcoef(t_conf.propensity_train, conf.X_train["age"])[0, 1] > 0.9
+    naive = conf.Y_train[conf.T_train == 1].mean() - conf.Y_train[conf.T_train == 0].mean()
+    assert naive - t_conf.ate_train > 0.3  # treated are older, and age raises Y
+    _, wf_flat = workforce.generate(seed=0, n=500, n_test=10, heterogeneity=0.0)
+    assert np.allclose(wf_flat.tau_train, 0.08)

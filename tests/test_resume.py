@@ -11,6 +11,21 @@ def _children(uri, experiment="hte-bench"):
     return [r for r in all_runs(uri, experiment) if r.data.tags.get("hte_bench.kind") == "seed"]
 
 
+def _finished_seed_runs(db) -> int:
+    """FINISHED seed runs, read straight from SQLite: an MlflowClient here could race the sweep's migrations."""
+    import sqlite3
+
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
+            return con.execute("select count(*) from runs r join tags t on r.run_uuid = t.run_uuid "
+                               "where t.key = 'hte_bench.kind' and t.value = 'seed' "
+                               "and r.status = 'FINISHED'").fetchone()[0]
+    except sqlite3.OperationalError:  # tables not created yet, or a write in progress
+        return 0
+
+
 def test_rerun_skips_finished_seeds_and_extends_the_same_parent(store):
     args = ["estimator=interaction_ols", *SMALL, f"tracking.uri={store}"]
     first = run_composed([*args, "n_seeds=2"])
@@ -34,19 +49,15 @@ def test_sigkill_mid_sweep_then_rerun_finishes_every_pair_exactly_once(tmp_path)
            "--config-dir", str(TEST_CONF)]
     env = {**os.environ, "PYTHONPATH": str(TESTS)}
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db = tmp_path / "mlruns" / "mlflow.db"
     deadline = time.time() + 300
-    while time.time() < deadline:
+    while time.time() < deadline and proc.poll() is None and _finished_seed_runs(db) < 2:
         time.sleep(0.5)
-        if (tmp_path / "mlruns" / "mlflow.db").exists():
-            try:
-                if len(_children(uri)) >= 2:
-                    break
-            except Exception:  # the store may still be migrating
-                pass
+    assert proc.poll() is None, "the sweep ended before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     finished_before = {r.info.run_id for r in _children(uri) if r.info.status == "FINISHED"}
-    assert 2 <= len(finished_before) < 8, "the sweep should have been killed mid-way"
+    assert 2 <= len(finished_before) < 8, f"not killed mid-way: {len(finished_before)} finished"
 
     rerun = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-2000:]

@@ -1,6 +1,8 @@
 """The workforce-training DGP of seed notebook 003, on the log-wage scale where its tau is defined."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 
@@ -20,17 +22,17 @@ FEATURES = ["age", "education_years", "prior_wage", "unemployment_months", "indu
             "has_dependents"]
 
 
-def tau(X: pd.DataFrame) -> np.ndarray:
-    """True CATE (effect on log wage), clipped to [0, 0.25] as in the notebook."""
-    return np.clip(0.08
-                   - 0.01 * (X["education_years"] - 10)
-                   - 0.002 * (X["age"] - 35)
-                   + 0.05 * X["industry_tech"]
-                   + 0.003 * X["unemployment_months"]
-                   - 0.02 * X["rural"], 0, 0.25).to_numpy(dtype=float)
+def tau(X: pd.DataFrame, heterogeneity: float = 1.0) -> np.ndarray:
+    """True CATE (effect on log wage), clipped to [0, 0.25] as in the notebook (heterogeneity 1)."""
+    varying = (- 0.01 * (X["education_years"] - 10)
+               - 0.002 * (X["age"] - 35)
+               + 0.05 * X["industry_tech"]
+               + 0.003 * X["unemployment_months"]
+               - 0.02 * X["rural"])
+    return np.clip(0.08 + heterogeneity * varying, 0, 0.25).to_numpy(dtype=float)
 
 
-def _draw(rs: np.random.RandomState, n: int, noise: float, confounding: float):
+def _draw(rs: np.random.RandomState, n: int, noise: float, confounding: float, heterogeneity: float):
     # Draw order is the notebook's; confounding=1 reproduces it, 0 makes assignment ignore X.
     X = pd.DataFrame({
         "age": rs.normal(40, 12, n).clip(22, 65),
@@ -46,7 +48,7 @@ def _draw(rs: np.random.RandomState, n: int, noise: float, confounding: float):
     # The notebook's latent selection noise: part of the true assignment probability, unseen by estimators.
     propensity = (1 / (1 + np.exp(-(index + rs.normal(0, 0.5, n))))).to_numpy()
     T = rs.binomial(1, propensity)
-    te = tau(X)
+    te = tau(X, heterogeneity)
     baseline = (10.2 + 0.08 * X["education_years"] + 0.01 * (X["age"] - 22)
                 - 0.005 * X["unemployment_months"] + 0.15 * X["industry_tech"] - 0.08 * X["rural"])
     log_wage = (baseline + T * te + rs.normal(0, noise, n)).to_numpy()
@@ -54,16 +56,18 @@ def _draw(rs: np.random.RandomState, n: int, noise: float, confounding: float):
 
 
 def generate(seed: int, n: int = 2000, n_test: int = 1000, noise: float = 0.15,
-             confounding: float = 1.0) -> tuple[Dataset, Truth]:
+             confounding: float = 1.0, heterogeneity: float = 1.0) -> tuple[Dataset, Truth]:
     """Draw train then test sample from RandomState(seed); the outcome Y is the log wage.
 
     The notebook's doubly robust step used the wage level and reported an ATE of 6184; tau is an
     effect on log wage, so the observed outcome here is log wage.
     """
     rs = np.random.RandomState(seed)
-    X, T, Y, te, p, mu0 = _draw(rs, n, noise, confounding)
-    Xt, Tt, Yt, tet, pt, mu0t = _draw(rs, n_test, noise, confounding)
+    X, T, Y, te, p, mu0 = _draw(rs, n, noise, confounding, heterogeneity)
+    Xt, Tt, Yt, tet, pt, mu0t = _draw(rs, n_test, noise, confounding, heterogeneity)
     dataset = Dataset(X_train=X, T_train=T, Y_train=Y, X_test=Xt, T_test=Tt, Y_test=Yt)
     truth = Truth(tau_train=te, tau_test=tet, propensity_train=p, propensity_test=pt,
-                  modifiers=list(MODIFIERS), tau_fn=tau, extra={"mu0_train": mu0, "mu0_test": mu0t, "subgroups": SUBGROUPS})
+                  modifiers=list(MODIFIERS) if heterogeneity else [],
+                  tau_fn=functools.partial(tau, heterogeneity=heterogeneity),
+                  extra={"mu0_train": mu0, "mu0_test": mu0t, "subgroups": SUBGROUPS})
     return dataset, truth
