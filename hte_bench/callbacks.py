@@ -34,11 +34,22 @@ class SweepRun(Callback):
         os.environ[SWEEP_ENV] = run_id
         # Hydra skips on_multirun_end when the sweeper itself raises: close the run as FAILED at exit.
         atexit.register(_close_if_open, tracker, run_id)
+        from tqdm import tqdm
+
+        # Counts jobs finished in this process (the default launcher); worker launchers log per job.
+        self.bar = tqdm(desc="sweep", unit="config", position=1, leave=False)
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        bar = getattr(self, "bar", None)
+        if bar is not None:
+            bar.update()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from hte_bench.leaderboard import sweep_direction
         from hte_bench.tracking import Tracker
 
+        if getattr(self, "bar", None) is not None:
+            self.bar.close()
         run_id = os.environ.pop(SWEEP_ENV, None)
         if not run_id:
             return

@@ -79,7 +79,8 @@ class EconmlAdapter(CateAdapter):
             kwargs["cache_values"] = True
         self.model.fit(Ya, Ta, X=Xa, **kwargs)
         if key is not None:
-            _NUISANCE_CACHE[key] = self._without_final_stage(self.model)
+            # A reference, not a copy: copying costs ~0.5 s per fit and only reuse needs it (_refit_final).
+            _NUISANCE_CACHE[key] = self.model
             configure_nuisance_cache(_CACHE_SIZE[0])
         return self
 
@@ -97,9 +98,8 @@ class EconmlAdapter(CateAdapter):
         return h.hexdigest()
 
     @staticmethod
-    def _without_final_stage(model: Any) -> Any:
-        """A copy holding only the first stage: refit_final rebuilds the final stage, which is about half
-        of a fitted causal forest's memory."""
+    def _copy_first_stage(model: Any) -> Any:
+        """A copy without the final stage: refit_final rebuilds it, and it is half of a fitted forest."""
         final = model._ortho_learner_model_final
         model._ortho_learner_model_final = None
         try:
@@ -109,7 +109,7 @@ class EconmlAdapter(CateAdapter):
 
     def _refit_final(self, cached: Any) -> Any:
         """A copy of the cached fit with this configuration's final-stage parameters, final stage refitted."""
-        model = copy.deepcopy(cached)
+        model = self._copy_first_stage(cached)
         for name in FINAL_STAGE_PARAMS[type(self.model).__name__]:
             if hasattr(self.model, name):
                 setattr(model, name, copy.deepcopy(getattr(self.model, name)))
@@ -132,9 +132,6 @@ class EconmlAdapter(CateAdapter):
     def effect_interval(self, X: pd.DataFrame, alpha: float):
         lo, hi = self._call("effect_interval", X.to_numpy(dtype=float), alpha=alpha)
         return np.ravel(lo), np.ravel(hi)
-
-    def ate(self, X: pd.DataFrame) -> float:
-        return float(np.ravel(self.model.ate(X.to_numpy(dtype=float)))[0])
 
     def ate_interval(self, X: pd.DataFrame, alpha: float):
         lo, hi = self._call("ate_interval", X.to_numpy(dtype=float), alpha=alpha)

@@ -73,9 +73,6 @@ class InteractionOLS(CateAdapter):
             return float(stats.t.ppf(1 - alpha / 2, self.result_.df_resid))
         return float(stats.norm.ppf(1 - alpha / 2))
 
-    def ate(self, X: pd.DataFrame) -> float:
-        return float(self.effect(X).mean())
-
     def ate_interval(self, X: pd.DataFrame, alpha: float):
         # The ATE over X is the contrast at the mean row: T + mean(x_j)·T:x_j.
         test = self.result_.t_test(self._contrast(X).mean(axis=0, keepdims=True))
