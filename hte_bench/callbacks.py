@@ -14,6 +14,7 @@ log = logging.getLogger(__name__)
 # The sweep run's id reaches every job (in-process or in launcher worker processes) through the
 # environment, set before any job starts.
 SWEEP_ENV = "HTE_BENCH_SWEEP_RUN_ID"
+_BAR: dict[str, Any] = {}
 
 
 class SweepRun(Callback):
@@ -34,13 +35,17 @@ class SweepRun(Callback):
         os.environ[SWEEP_ENV] = run_id
         # Hydra skips on_multirun_end when the sweeper itself raises: close the run as FAILED at exit.
         atexit.register(_close_if_open, tracker, run_id)
+        import sys
+
         from tqdm import tqdm
 
         # Counts jobs finished in this process (the default launcher); worker launchers log per job.
-        self.bar = tqdm(desc="sweep", unit="config", position=1, leave=False)
+        # On stdout, beside Hydra's job lines: stderr keeps one-line errors readable. Kept outside the
+        # callback object, which launchers pickle to their workers.
+        _BAR[run_id] = tqdm(desc="sweep", unit="config", leave=False, file=sys.stdout)
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
-        bar = getattr(self, "bar", None)
+        bar = _BAR.get(os.environ.get(SWEEP_ENV, ""))
         if bar is not None:
             bar.update()
 
@@ -48,11 +53,12 @@ class SweepRun(Callback):
         from hte_bench.leaderboard import sweep_direction
         from hte_bench.tracking import Tracker
 
-        if getattr(self, "bar", None) is not None:
-            self.bar.close()
         run_id = os.environ.pop(SWEEP_ENV, None)
         if not run_id:
             return
+        bar = _BAR.pop(run_id, None)
+        if bar is not None:
+            bar.close()
         metric = str(config.optimized_metric)
         best = Tracker.from_config(config.tracking).finish_sweep(run_id, metric, sweep_direction(metric))
         if best:
