@@ -59,11 +59,33 @@ class SweepRun(Callback):
         bar = _BAR.pop(run_id, None)
         if bar is not None:
             bar.close()
+        import tempfile
+
         metric = str(config.optimized_metric)
-        best = Tracker.from_config(config.tracking).finish_sweep(run_id, metric, sweep_direction(metric))
+        tracker = Tracker.from_config(config.tracking)
+        with tempfile.TemporaryDirectory() as tmp:
+            _selector_report(tracker, run_id, tmp)
+            best = tracker.finish_sweep(run_id, metric, sweep_direction(metric), artifact_dir=tmp)
         if best:
             log.info("sweep %s: best %s = %.4g (%s, parent run %s)", run_id, metric, best["value"],
                      best["label"], best["parent_run_id"])
+
+
+def _selector_report(tracker, sweep_id: str, out: str) -> None:
+    """The sweep's configurations ranked by true √PEHE, and how each truth-free score would have chosen."""
+    from pathlib import Path
+
+    from hte_bench.leaderboard import build, selector_validation
+
+    parents = tracker.frame(tracker.sweep_parents(sweep_id))
+    if parents.empty or "metrics.cate_rmse_test_mean" not in parents:
+        return  # no truth (user data): nothing to judge the selectors by
+    seeds = tracker.frame(tracker.seed_runs(parents["run_id"].tolist()))
+    board = build(parents, seeds, "cate_rmse_test")
+    board.to_csv(Path(out) / "leaderboard.csv", index=False)
+    selectors = selector_validation(board, parents)
+    if len(selectors):
+        selectors.to_csv(Path(out) / "selector_validation.csv", index=False)
 
 
 def _close_if_open(tracker, run_id: str) -> None:

@@ -245,11 +245,16 @@ class Tracker:
         """Show a configuration run under the sweep that (re)visited it."""
         self._batch(parent_id, tags={"sweep_run_id": sweep_id, "mlflow.parentRunId": sweep_id})
 
-    def finish_sweep(self, sweep_id: str, metric: str, direction: str) -> Optional[dict]:
-        """Tag the sweep run with its best configuration by ``metric`` and close it; returns the best."""
+    def sweep_parents(self, sweep_id: str) -> list:
+        """The configuration runs a sweep launched or revisited."""
+        return self.search(f"tags.`{KIND}` = 'config' and tags.sweep_run_id = '{sweep_id}'")
+
+    def finish_sweep(self, sweep_id: str, metric: str, direction: str,
+                     artifact_dir: Optional[str] = None) -> Optional[dict]:
+        """Tag the sweep run with its best configuration by ``metric``, attach files, close it; returns the best."""
         import math
 
-        parents = self.search(f"tags.`{KIND}` = 'config' and tags.sweep_run_id = '{sweep_id}'")
+        parents = self.sweep_parents(sweep_id)
         scored = [(p.data.metrics.get(metric, math.nan), p) for p in parents]
         scored = [(v, p) for v, p in scored if math.isfinite(v)]
         best = None
@@ -262,6 +267,8 @@ class Tracker:
                               "best_config_hash": run.data.tags.get("config_hash", ""), "direction": direction})
         else:
             self._batch(sweep_id, metrics={"n_configs": len(parents)})
+        if artifact_dir and any(Path(artifact_dir).iterdir()):
+            self.client.log_artifacts(sweep_id, artifact_dir)
         self.client.set_terminated(sweep_id, "FINISHED")
         return best
 

@@ -102,3 +102,8 @@ def test_the_sweep_run_groups_its_configurations_and_names_the_best(sweep):
     best = min(parents, key=lambda p: p.data.metrics["cate_rmse_test_mean"])
     assert sweeps[0].data.tags["best_parent_run_id"] == best.info.run_id
     assert sweeps[0].data.metrics["best_cate_rmse_test_mean"] == best.data.metrics["cate_rmse_test_mean"]
+    # Selector validation for this sweep: which configuration each truth-free score would have picked.
+    files = {f.path for f in client(store).list_artifacts(sweep_id)}
+    assert {"leaderboard.csv", "selector_validation.csv"} <= files
+    table = pd.read_csv(client(store).download_artifacts(sweep_id, "selector_validation.csv"))
+    assert {"rscore", "dr_mse"} <= set(table["selector"]) and (table["regret"] >= 0).all()
