@@ -50,6 +50,22 @@ def _init_params(model: Any) -> dict[str, Any]:
             if name != "self"}
 
 
+def _describe(value: Any) -> str:
+    """A complete text of a parameter value: sklearn models by all their parameters, recursively.
+
+    Not repr(): sklearn elides long reprs with '...', and two nuisance models differing in the elided
+    part would share a cache entry.
+    """
+    if hasattr(value, "get_params"):
+        params = value.get_params(deep=False)
+        return f"{type(value).__qualname__}({_describe(params)})"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k!r}: {_describe(v)}" for k, v in sorted(value.items())) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_describe(v) for v in value) + "]"
+    return repr(value)
+
+
 class EconmlAdapter(CateAdapter):
     """Wraps an econml estimator; intervals come from econml's own inference, never from elsewhere.
 
@@ -93,8 +109,7 @@ class EconmlAdapter(CateAdapter):
         for a in (X, T, Y):
             h.update(np.ascontiguousarray(a).tobytes())
         nuisance = {k: v for k, v in _init_params(self.model).items() if k not in final}
-        # repr of sklearn models lists their non-default parameters, random_state included.
-        h.update(repr(sorted(nuisance.items())).encode())
+        h.update(_describe(nuisance).encode())
         return h.hexdigest()
 
     @staticmethod
