@@ -69,6 +69,7 @@ class SweepRun(Callback):
         if best:
             log.info("sweep %s: best %s = %.4g (%s, parent run %s)", run_id, metric, best["value"],
                      best["label"], best["parent_run_id"])
+        log.info("browse: %s", tracker.ui_hint())
 
 
 def _selector_report(tracker, sweep_id: str, out: str) -> None:

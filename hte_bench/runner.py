@@ -286,6 +286,8 @@ def run(cfg: DictConfig, choices: Optional[dict[str, str]] = None, job_log: Opti
             raise
     resumed = f" (resumed: {len(done)} seeds reused)" if done else ""
     log.info("%s: %s%s", label, _one_line_summary(summary), resumed)
+    if not sweep_id:  # a sweep prints this once, at its end
+        log.info("browse: %s", tracker.ui_hint())
     return summary
 
 

@@ -308,6 +308,9 @@ class Tracker:
 
     def ui_hint(self) -> str:
         """How to open this experiment's runs table (the 'Model training' view) in the MLflow UI."""
+        view = f"#/experiments/{self.experiment_id}/runs?workflowType=machine_learning"
+        if self.uri.startswith(("http://", "https://")):
+            return f"open {self.uri.rstrip('/')}/{view}"
         backend = self.uri
         if backend.startswith("sqlite:///"):
             path = Path(backend.split("sqlite:///", 1)[1])
@@ -315,8 +318,7 @@ class Tracker:
                 backend = f"sqlite:///{path.relative_to(Path.cwd())}"
             except ValueError:
                 pass
-        return (f"mlflow ui --backend-store-uri {backend}  then open "
-                f"http://127.0.0.1:5000/#/experiments/{self.experiment_id}/runs?workflowType=machine_learning")
+        return f"mlflow ui --backend-store-uri {backend}  then open http://127.0.0.1:5000/{view}"
 
     # ---- reading back, for the leaderboard and promotion ----
 
