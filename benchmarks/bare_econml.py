@@ -6,7 +6,6 @@ effects and intervals on both splits and the ATE interval — what hte-bench com
 import sys
 import time
 
-import numpy as np
 from econml.dml import CausalForestDML
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.linear_model import LogisticRegression

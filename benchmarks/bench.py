@@ -126,7 +126,7 @@ def main() -> None:
     for name in args.only.split(","):
         rows += steps[name.strip()]()
         print(f"done: {name}", file=sys.stderr, flush=True)
-    print(f"\n| measure | setting | times | ratio | goal |\n|---|---|---|---|---|")
+    print("\n| measure | setting | times | ratio | goal |\n|---|---|---|---|---|")
     for measure, setting, times, ratio, goal in rows:
         print(f"| {measure} | {setting} | {times} | {'–' if math.isnan(ratio) else f'{ratio:.2f}'} | {goal} |")
     shutil.rmtree(work, ignore_errors=True)

@@ -1,8 +1,6 @@
 """Matplotlib figures for one estimator run: calibration, predicted vs true effects, importance, ATE across seeds."""
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg

@@ -9,10 +9,13 @@ import subprocess
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import urlparse
 
 from hte_bench.errors import ConfigError
+
+if TYPE_CHECKING:  # pandas is imported where tables are built
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 

@@ -51,14 +51,27 @@ def run_composed(overrides: list[str]) -> dict:
     return run(cfg, choices=choices)
 
 
+@pytest.fixture(autouse=True)
+def _no_mlflow_environment(monkeypatch):
+    """Each test starts without MLflow's URI variables: mlflow.set_tracking_uri() (promotion, model
+    loading) exports MLFLOW_TRACKING_URI, which would send later CLI subprocesses to another store."""
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_RUN_ID"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def cli_env() -> dict[str, str]:
+    """The environment of a CLI subprocess: tests/ importable, no MLflow URI or run id inherited."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_RUN_ID"):
+        env.pop(name, None)
+    return env
+
+
 def run_cli(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run ``hte-bench`` as a user would, from ``cwd``; tests/ is importable for the test estimators."""
     exe = shutil.which("hte-bench")
     cmd = [exe] if exe else [sys.executable, "-m", "hte_bench.cli"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    env.pop("MLFLOW_RUN_ID", None)
-    return subprocess.run(cmd + args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(cmd + args, cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=timeout)
 
 
 def client(uri: str):

@@ -1,6 +1,5 @@
 """Leaderboard and promotion end to end against a real SQLite store and real fits."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

@@ -1,10 +1,9 @@
 """Resuming: finished (config, seed) pairs are never refitted; killed runs are closed and redone."""
-import os
 import signal
 import subprocess
 import time
 
-from conftest import SMALL, TEST_CONF, TESTS, all_runs, run_composed
+from conftest import SMALL, TEST_CONF, all_runs, cli_env, run_composed
 
 
 def _children(uri, experiment="hte-bench"):
@@ -47,7 +46,7 @@ def test_sigkill_mid_sweep_then_rerun_finishes_every_pair_exactly_once(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     cmd = ["hte-bench", "-m", "estimator=cf_small,interaction_ols", "n_seeds=4", *SMALL,
            "--config-dir", str(TEST_CONF)]
-    env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    env = cli_env()
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     db = tmp_path / "mlruns" / "mlflow.db"
     deadline = time.time() + 300
