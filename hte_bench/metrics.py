@@ -46,16 +46,16 @@ CALIBRATION_COLUMNS = ["bin", "n", "mean_pred", "mean_true"]
 # --------------------------------------------------------------------------- helpers
 
 
-def _vec(x) -> np.ndarray:
-    """Flatten array-like input to a 1-D float array."""
+def as_1d(x) -> np.ndarray:
+    """Flatten array-like input to a 1-D float array (shared by metrics, validation and subgroups)."""
     return np.asarray(x, dtype=float).ravel()
 
 
-def _pair(a, b, names: str = "inputs") -> tuple[np.ndarray, np.ndarray]:
+def paired(a, b, names: str = "inputs", where: str = "metrics") -> tuple[np.ndarray, np.ndarray]:
     """Two 1-D float arrays of equal length; a length mismatch is a programming error and raises."""
-    a, b = _vec(a), _vec(b)
+    a, b = as_1d(a), as_1d(b)
     if a.shape != b.shape:
-        raise ValueError(f"metrics: {names} have different lengths ({a.size} vs {b.size})")
+        raise ValueError(f"{where}: {names} have different lengths ({a.size} vs {b.size})")
     return a, b
 
 
@@ -69,7 +69,7 @@ def _float(x) -> float:
         return NAN
 
 
-def _is_constant(x: np.ndarray) -> bool:
+def is_constant(x: np.ndarray) -> bool:
     """True when the finite array has (numerically) a single value."""
     if x.size == 0:
         return True
@@ -82,7 +82,7 @@ def _bounds(lower, upper) -> Optional[tuple[np.ndarray, np.ndarray]]:
     """Interval bounds as arrays, or None when missing, empty or containing NaN (not a usable interval set)."""
     if lower is None or upper is None:
         return None
-    lo, hi = _pair(lower, upper, "interval bounds")
+    lo, hi = paired(lower, upper, "interval bounds")
     if lo.size == 0 or np.isnan(lo).any() or np.isnan(hi).any():
         return None
     return lo, hi
@@ -98,7 +98,7 @@ WITHOUT_TRUTH = ("ate_hat", "ate_ci_lower", "ate_ci_upper", "ate_ci_width", "cat
 
 def cate_mse(tau, tau_hat) -> float:
     """Mean squared error of the estimated unit-level effects (PEHE squared); NaN on empty input."""
-    t, h = _pair(tau, tau_hat, "tau and tau_hat")
+    t, h = paired(tau, tau_hat, "tau and tau_hat")
     if t.size == 0:
         return NAN
     return float(np.mean((h - t) ** 2))
@@ -110,7 +110,7 @@ def interval_coverage(tau, lower, upper) -> float:
     if b is None:
         return NAN
     lo, hi = b
-    t, lo = _pair(tau, lo, "tau and interval bounds")
+    t, lo = paired(tau, lo, "tau and interval bounds")
     return float(np.mean((lo <= t) & (t <= hi)))
 
 
@@ -125,8 +125,8 @@ def interval_width(lower, upper) -> float:
 
 def calibration(tau_true, tau_hat) -> tuple[float, float]:
     """(slope, intercept) of the OLS regression of true tau on predicted tau; 1 and 0 when well calibrated."""
-    t, h = _pair(tau_true, tau_hat, "tau_true and tau_hat")
-    if t.size < 2 or not (np.isfinite(t).all() and np.isfinite(h).all()) or _is_constant(h):
+    t, h = paired(tau_true, tau_hat, "tau_true and tau_hat")
+    if t.size < 2 or not (np.isfinite(t).all() and np.isfinite(h).all()) or is_constant(h):
         return NAN, NAN
     res = stats.linregress(h, t)
     return float(res.slope), float(res.intercept)
@@ -134,13 +134,13 @@ def calibration(tau_true, tau_hat) -> tuple[float, float]:
 
 def calibration_table(tau_true, tau_hat, bins: int = 10) -> pd.DataFrame:
     """Mean predicted vs mean true effect within quantile bins of the prediction (units with NaN dropped)."""
-    t, h = _pair(tau_true, tau_hat, "tau_true and tau_hat")
+    t, h = paired(tau_true, tau_hat, "tau_true and tau_hat")
     keep = np.isfinite(t) & np.isfinite(h)
     t, h = t[keep], h[keep]
     if t.size == 0:
         return pd.DataFrame({"bin": pd.Series(dtype=int), "n": pd.Series(dtype=int),
                              "mean_pred": pd.Series(dtype=float), "mean_true": pd.Series(dtype=float)})
-    if _is_constant(h) or bins <= 1:
+    if is_constant(h) or bins <= 1:
         codes = np.zeros(t.size, dtype=int)
     else:
         codes = np.asarray(pd.qcut(h, int(bins), labels=False, duplicates="drop"))
@@ -157,7 +157,7 @@ def calibration_table(tau_true, tau_hat, bins: int = 10) -> pd.DataFrame:
 
 def calibration_rmse(tau_true, tau_hat, bins: int = 10) -> float:
     """Root mean (unweighted over bins) squared gap between mean predicted and mean true effect per bin."""
-    t, h = _pair(tau_true, tau_hat, "tau_true and tau_hat")
+    t, h = paired(tau_true, tau_hat, "tau_true and tau_hat")
     if t.size == 0 or not (np.isfinite(t).all() and np.isfinite(h).all()):
         return NAN
     table = calibration_table(t, h, bins=bins)
@@ -192,11 +192,11 @@ def importance_agreement(estimated: Optional[pd.Series], true: Optional[pd.Serie
         if len(shared) >= 2:
             a = est.loc[shared].to_numpy(float)
             b = tru.loc[shared].to_numpy(float)
-            if not _is_constant(a) and not _is_constant(b):
+            if not is_constant(a) and not is_constant(b):
                 rank_corr = float(stats.spearmanr(a, b).statistic)
 
     top_hit = NAN
-    if est is not None and not _is_constant(est.to_numpy(float)):
+    if est is not None and not is_constant(est.to_numpy(float)):
         top = est.index[est.to_numpy(float) == est.max()]
         # A tie at the top counts as a hit only if every tied feature is a true modifier.
         mods = {str(m) for m in modifiers}
@@ -215,8 +215,8 @@ def evaluate(truth: "Truth", estimate: "Estimate", true_importance: Optional[pd.
     """
     if truth.tau_train is None:
         return {k: v for k, v in evaluate(_no_truth(truth, estimate), estimate).items() if k in WITHOUT_TRUTH}
-    tau_train, tau_test = _vec(truth.tau_train), _vec(truth.tau_test)
-    hat_train, hat_test = _vec(estimate.tau_hat_train), _vec(estimate.tau_hat_test)
+    tau_train, tau_test = as_1d(truth.tau_train), as_1d(truth.tau_test)
+    hat_train, hat_test = as_1d(estimate.tau_hat_train), as_1d(estimate.tau_hat_test)
 
     ate_true = float(np.mean(tau_train)) if tau_train.size else NAN
     ate_hat = _float(estimate.ate_hat)
@@ -263,8 +263,8 @@ def _no_truth(truth: "Truth", estimate: "Estimate") -> "Truth":
     """A stand-in truth of NaNs, so evaluate() can compute the truth-free metrics by the same code."""
     import dataclasses
 
-    nan_train = np.full(len(_vec(estimate.tau_hat_train)), NAN)
-    nan_test = np.full(len(_vec(estimate.tau_hat_test)), NAN)
+    nan_train = np.full(len(as_1d(estimate.tau_hat_train)), NAN)
+    nan_test = np.full(len(as_1d(estimate.tau_hat_test)), NAN)
     return dataclasses.replace(truth, tau_train=nan_train, tau_test=nan_test, modifiers=[], tau_fn=None)
 
 

@@ -82,19 +82,6 @@ def _as_subgroup(s: Any) -> Subgroup:
 # --------------------------------------------------------------------------- AIPW and balance
 
 
-def _vec(x) -> np.ndarray:
-    """Array-like as a 1-D float array."""
-    return np.asarray(x, dtype=float).ravel()
-
-
-def _pair(a, b, names: str) -> tuple[np.ndarray, np.ndarray]:
-    """Two 1-D float arrays of equal length; a mismatch raises."""
-    a, b = _vec(a), _vec(b)
-    if a.shape != b.shape:
-        raise ValueError(f"subgroups: {names} have different lengths ({a.size} vs {b.size})")
-    return a, b
-
-
 def _arrays(X, T, Y=None) -> tuple:
     """X as a float matrix, T as 0/1 ints, Y as floats; raises on mismatched lengths or non-binary T."""
     Xm = np.asarray(X, dtype=float)
@@ -240,11 +227,11 @@ SUBGROUP_COLUMNS = ["subgroup", "column", "level", "n", "tau_hat_mean", "tau_tru
 def subgroup_table(X: pd.DataFrame, tau_true, tau_hat, lower=None, upper=None,
                    subgroups: Sequence[Subgroup] = ()) -> pd.DataFrame:
     """Per subgroup level: n, mean estimated and true tau, their difference, and interval coverage of the true tau."""
-    t, h = _pair(tau_true, tau_hat, "tau_true and tau_hat")
+    t, h = metrics.paired(tau_true, tau_hat, "tau_true and tau_hat", where="subgroups")
     if len(X) != t.size:
         raise ValueError(f"subgroup_table: X has {len(X)} rows but tau has {t.size}")
-    lo = None if lower is None else _vec(lower)
-    hi = None if upper is None else _vec(upper)
+    lo = None if lower is None else metrics.as_1d(lower)
+    hi = None if upper is None else metrics.as_1d(upper)
     rows = []
     for sg in (_as_subgroup(s) for s in subgroups):
         level = sg.assign(X)
@@ -273,7 +260,7 @@ def calibration_by_decile(tau_true, tau_hat) -> pd.DataFrame:
 
 def quartile_profiles(X: pd.DataFrame, tau_hat, tau_true) -> pd.DataFrame:
     """Count, mean estimated/true tau and feature means overall and in the top/bottom quarter by estimated tau."""
-    h, t = _pair(tau_hat, tau_true, "tau_hat and tau_true")
+    h, t = metrics.paired(tau_hat, tau_true, "tau_hat and tau_true", where="subgroups")
     if len(X) != h.size:
         raise ValueError(f"quartile_profiles: X has {len(X)} rows but tau has {h.size}")
     # Groups are defined by the ESTIMATE, as a targeting rule would be; inclusive thresholds keep ties
@@ -319,7 +306,7 @@ def heatmap_figure(X: pd.DataFrame, tau_hat, tau_true, row: str = "age", col: st
                    row_bins: Sequence[float] = (20, 35, 50, 65),
                    col_bins: Sequence[float] = (8, 12, 14, 20)) -> "Figure":
     """Side-by-side heatmaps of mean estimated and mean true tau per row×col cell, on one colour scale, with n."""
-    h, t = _pair(tau_hat, tau_true, "tau_hat and tau_true")
+    h, t = metrics.paired(tau_hat, tau_true, "tau_hat and tau_true", where="subgroups")
     # include_lowest: education is clipped at 8 years, and a plain right-closed cut at 8 would silently
     # drop those units from the notebook's heatmap.
     r = pd.cut(X[row].reset_index(drop=True).astype(float), list(row_bins), labels=_bin_labels(row_bins),
@@ -432,7 +419,7 @@ def analyse(dataset: "Dataset", truth: "Truth", estimate: "Estimate", seed: int,
     # train sample's true ATE, the same target as the run's ate_true.
     aipw = aipw_ate(dataset.X_train, dataset.T_train, dataset.Y_train, seed=seed, n_bootstrap=n_bootstrap,
                     alpha=alpha)
-    ate_true = float(np.mean(_vec(truth.tau_train)))
+    ate_true = float(np.mean(metrics.as_1d(truth.tau_train)))
     covered = 1.0 if aipw["ci_lower"] <= ate_true <= aipw["ci_upper"] else 0.0
     report.tables["aipw_ate"] = pd.DataFrame([{
         "ate": aipw["ate"], "se": aipw["se"], "ci_lower": aipw["ci_lower"], "ci_upper": aipw["ci_upper"],

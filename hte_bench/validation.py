@@ -17,6 +17,8 @@ from typing import Any, Callable, Optional
 import numpy as np
 import pandas as pd
 
+from hte_bench.metrics import as_1d, is_constant
+
 NAN = float("nan")
 
 # Metric names in display order. ``policy_value_*`` are values relative to treating nobody, per person.
@@ -81,19 +83,6 @@ class ValidationResult:
 # --------------------------------------------------------------------------- small helpers
 
 
-def _vec(x) -> np.ndarray:
-    """Flatten array-like input to a 1-D float array."""
-    return np.asarray(x, dtype=float).ravel()
-
-
-def _is_constant(x: np.ndarray) -> bool:
-    """True when an array has no spread (so nothing can be ranked or regressed on it)."""
-    if x.size == 0:
-        return True
-    scale = max(1.0, float(np.max(np.abs(x))))
-    return float(np.max(x) - np.min(x)) <= 1e-12 * scale
-
-
 def _mean_se(contrib: np.ndarray) -> tuple[float, float]:
     """(mean, standard error of the mean) of per-unit contributions via statsmodels' DescrStatsW."""
     from statsmodels.stats.weightstats import DescrStatsW  # lazy: statsmodels is slow to import
@@ -107,8 +96,8 @@ def _mean_se(contrib: np.ndarray) -> tuple[float, float]:
 
 def top_share_mask(tau_hat, share: float = TOP_SHARE) -> Optional[np.ndarray]:
     """Units in the top ``share`` by predicted effect (ties at the cut included); None if tau_hat is constant."""
-    h = _vec(tau_hat)
-    if _is_constant(h):
+    h = as_1d(tau_hat)
+    if is_constant(h):
         # A constant prediction ranks nobody above anybody: "the top quarter" does not exist.
         return None
     cut = float(np.quantile(h, 1.0 - share))
@@ -120,7 +109,7 @@ def top_share_mask(tau_hat, share: float = TOP_SHARE) -> Optional[np.ndarray]:
 
 def policy_values(psi, tau_hat) -> dict[str, float]:
     """Doubly robust policy values and top-quarter targeting gain of tau_hat from DR scores psi, with SEs."""
-    p, h = _vec(psi), _vec(tau_hat)
+    p, h = as_1d(psi), as_1d(tau_hat)
     if p.shape != h.shape:
         raise ValueError(f"validation: psi and tau_hat have different lengths ({p.size} vs {h.size})")
     treat = (h > 0).astype(float)  # the policy "treat if the predicted effect is positive"
@@ -149,7 +138,7 @@ def policy_values(psi, tau_hat) -> dict[str, float]:
 
 def with_truth(tau_test, tau_hat_test) -> dict[str, float]:
     """Oracle policy value, the model policy's true value and regret, and the true top-quarter targeting gain."""
-    t, h = _vec(tau_test), _vec(tau_hat_test)
+    t, h = as_1d(tau_test), as_1d(tau_hat_test)
     if t.shape != h.shape:
         raise ValueError(f"validation: tau_test and tau_hat_test have different lengths ({t.size} vs {h.size})")
     if t.size == 0:
@@ -200,7 +189,7 @@ class _CateModel:
 
     def _predict(self, frame: pd.DataFrame) -> np.ndarray:
         """effect_fn on a DataFrame, checked to give one finite number per row."""
-        out = _vec(self.effect_fn(frame))
+        out = as_1d(self.effect_fn(frame))
         if out.shape != (len(frame),):
             raise ValueError(f"validation: effect_fn returned {out.size} values for {len(frame)} rows")
         if not np.isfinite(out).all():
@@ -238,7 +227,7 @@ def _rscore(ds, cate: _CateModel, seed: int, n_folds: int, outcome_model, treatm
 
     scorer = RScorer(model_y=outcome_model, model_t=treatment_model, discrete_treatment=True, cv=n_folds,
                      random_state=seed)
-    scorer.fit(_vec(ds.Y_test), np.asarray(ds.T_test).ravel(), X=ds.X_test)
+    scorer.fit(as_1d(ds.Y_test), np.asarray(ds.T_test).ravel(), X=ds.X_test)
     score = float(scorer.score(cate))
     # RScorer.score = 1 - loss(cate) / base_score_, and base_score_ (public) is the mean squared residual of
     # the constant-effect R-learner fit (LinearDML.score_). The model's raw R-loss follows exactly; the
@@ -270,8 +259,8 @@ def _fit_tester(ds, cate: "_CateModel", seed: int, n_folds: int, outcome_model, 
                       cate=cate, cv=n_folds)
     tester.get_cv_splitter(random_state=seed)  # its folds are seeded with 123 unless set here
     tester.fit_nuisance(Xval=ds.X_test.to_numpy(dtype=float), Dval=np.asarray(ds.T_test).ravel(),
-                        yval=_vec(ds.Y_test), Xtrain=ds.X_train.to_numpy(dtype=float),
-                        Dtrain=np.asarray(ds.T_train).ravel(), ytrain=_vec(ds.Y_train))
+                        yval=as_1d(ds.Y_test), Xtrain=ds.X_train.to_numpy(dtype=float),
+                        Dtrain=np.asarray(ds.T_train).ravel(), ytrain=as_1d(ds.Y_train))
     return tester
 
 
@@ -283,7 +272,7 @@ def _drtester(tester, ds, cate: "_CateModel", seed: int, alpha: float,
 
     metrics = {k: NAN for k in _DRTESTER_METRICS}
     figures: dict[str, Any] = {}
-    if _is_constant(cate.predictions(0)) or _is_constant(cate.predictions(1)):
+    if is_constant(cate.predictions(0)) or is_constant(cate.predictions(1)):
         notes.append("DRTester (BLP, calibration, Qini, AUTOC): undefined for a constant predicted effect "
                      "(nothing to regress on or rank by); reported as NaN")
         return metrics, figures
