@@ -50,7 +50,7 @@ class SweepRun(Callback):
             bar.update()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from hte_bench.leaderboard import sweep_direction
+        from hte_bench.compare.leaderboard import sweep_direction
         from hte_bench.tracking import Tracker
 
         run_id = os.environ.pop(SWEEP_ENV, None)
@@ -76,7 +76,7 @@ def _selector_report(tracker, sweep_id: str, out: str) -> None:
     """The sweep's configurations ranked by true √PEHE, and how each truth-free score would have chosen."""
     from pathlib import Path
 
-    from hte_bench.leaderboard import build, selector_validation
+    from hte_bench.compare.leaderboard import build, selector_validation
 
     parents = tracker.frame(tracker.sweep_parents(sweep_id))
     if parents.empty or "metrics.cate_rmse_test_mean" not in parents:

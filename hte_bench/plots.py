@@ -7,7 +7,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from hte_bench import metrics
+from hte_bench.evaluation import metrics
 
 # Okabe-Ito colour-blind-safe palette.
 BLUE = "#0072B2"

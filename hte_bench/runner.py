@@ -84,8 +84,8 @@ def make_estimator(cfg: DictConfig, seed: int):
 def fit_and_estimate(adapter, dataset, alpha: float, seed: int, n_repeats: int, max_rows: int):
     """Fit on the training sample only and collect point effects, intervals, importance and summaries."""
     from hte_bench.estimators.base import Estimate, NoInference
-    from hte_bench.estimators.insights import describe_without_inference
-    from hte_bench.importance import effect_importance
+    from hte_bench.evaluation.insights import describe_without_inference
+    from hte_bench.evaluation.importance import effect_importance
 
     t0 = time.perf_counter()
     adapter.fit(dataset.X_train, dataset.T_train, dataset.Y_train)
@@ -128,8 +128,8 @@ def evaluate_seed(cfg: DictConfig, seed: int, workdir: str, strict: bool = False
     """Run one seed end to end without MLflow; with ``strict`` input errors raise ConfigError instead."""
     from hte_bench import artifacts
     from hte_bench.data.base import DataError
-    from hte_bench.importance import effect_importance
-    from hte_bench.metrics import evaluate
+    from hte_bench.evaluation.importance import effect_importance
+    from hte_bench.evaluation.metrics import evaluate
 
     start = int(time.time() * 1000)
     out = Path(workdir) / f"seed_{seed}"
@@ -188,7 +188,7 @@ def run_analyses(cfg: DictConfig, dataset, truth, est, adapter, seed: int):
     figures: dict = {}
     notes: list[str] = []
     if wanted.get("truth_free", False):
-        from hte_bench import validation
+        from hte_bench.evaluation import validation
 
         try:
             scores = validation.truth_free(dataset, adapter.effect, seed, alpha=float(cfg.alpha))
@@ -200,7 +200,7 @@ def run_analyses(cfg: DictConfig, dataset, truth, est, adapter, seed: int):
         except Exception as err:  # DRTester/RScorer on degenerate data: keep the seed, say what failed
             notes.append(f"truth-free scores failed: {type(err).__name__}: {err}")
     if wanted.get("subgroups", False) and truth.known and truth.extra.get("subgroups"):
-        from hte_bench import subgroups
+        from hte_bench.evaluation import subgroups
 
         try:
             report = subgroups.analyse(dataset, truth, est, seed, alpha=float(cfg.alpha))
@@ -309,7 +309,7 @@ def _evaluate(cfg: DictConfig, seeds: list[int], workdir: str):
 def _finish(cfg, tracker, parent, done: dict[int, dict], results, workdir, job_log) -> dict:
     """Aggregate reused and new seeds, write the parent's files and close it."""
     from hte_bench import artifacts
-    from hte_bench.metrics import aggregate
+    from hte_bench.evaluation.metrics import aggregate
 
     ok = [r for r in results if r.status == "FINISHED"]
     rows = [{"seed": s, **m} for s, m in done.items()]

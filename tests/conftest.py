@@ -31,7 +31,7 @@ def compose(overrides: list[str], with_choices: bool = False):
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import open_dict
 
-    from hte_bench.cli import conf_dir
+    from hte_bench.cli.run import conf_dir
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(conf_dir()), version_base="1.3"):
@@ -70,7 +70,7 @@ def cli_env() -> dict[str, str]:
 def run_cli(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run ``hte-bench`` as a user would, from ``cwd``; tests/ is importable for the test estimators."""
     exe = shutil.which("hte-bench")
-    cmd = [exe] if exe else [sys.executable, "-m", "hte_bench.cli"]
+    cmd = [exe] if exe else [sys.executable, "-m", "hte_bench.cli.run"]
     return subprocess.run(cmd + args, cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=timeout)
 
 

@@ -2,7 +2,7 @@
 import pytest
 
 from conftest import SMALL, all_runs, run_cli
-from hte_bench.cli import group_options
+from hte_bench.cli.run import group_options
 
 
 def _error_lines(proc):

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from conftest import SMALL, all_runs, client, compose, run_cli, run_composed
-from hte_bench.compare import leaderboard_main, promote_main
+from hte_bench.cli.compare import leaderboard_main, promote_main
 from hte_bench.runner import make_data, make_estimator
 
 ESTIMATORS = ["interaction_ols", "constant_effect", "zero_effect"]

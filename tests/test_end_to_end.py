@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from conftest import SMALL, TEST_CONF, all_runs, client, run_cli
-from hte_bench.metrics import CHILD_METRICS
+from hte_bench.evaluation.metrics import CHILD_METRICS
 
 ESTIMATORS = ["cf_small", "interaction_ols", "zero_effect"]
 

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from conftest import compose
-from hte_bench.cli import group_options
+from hte_bench.cli.run import group_options
 from hte_bench.data import engagement
 from hte_bench.estimators import NoInference
 from hte_bench.estimators.baselines import ConstantEffect, ZeroEffect

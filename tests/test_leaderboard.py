@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 
 from hte_bench.errors import ConfigError
-from hte_bench.leaderboard import average_rank, build, direction, distinguishing_overrides, latest_per_config
-from hte_bench.promote import Gates, choose
+from hte_bench.compare.leaderboard import average_rank, build, direction, distinguishing_overrides, latest_per_config
+from hte_bench.compare.promote import Gates, choose
 
 
 def _tables(configs: dict[str, list[float]], data: str = "d1", metric: str = "cate_rmse_test", extra=None):
@@ -110,7 +110,7 @@ def test_gates_choose_the_best_that_passes_and_explain_the_rest():
 def test_promoted_experiment_selects_every_recorded_group_option():
     from omegaconf import OmegaConf
 
-    from hte_bench.promote import experiment_config
+    from hte_bench.compare.promote import experiment_config
 
     logged = ("data:\n  n: 10\nestimator:\n  _target_: x\noutcome_model:\n  _target_: y\n"
               "  random_state: ${seed}\ntracking:\n  uri: somewhere\nseed: 0\n")
@@ -124,7 +124,7 @@ def test_promoted_experiment_selects_every_recorded_group_option():
 
 
 def test_selector_validation_on_a_constructed_sweep():
-    from hte_bench.leaderboard import selector_validation
+    from hte_bench.compare.leaderboard import selector_validation
 
     # Oracle √PEHE a < b < c. rscore orders them correctly; dr_mse picks the worst (c).
     parents, seeds = _tables({"a": BASE, "b": BASE + 0.2, "c": BASE + 0.5})

@@ -1,4 +1,4 @@
-"""Unit tests of hte_bench.metrics on hand-computed values."""
+"""Unit tests of hte_bench.evaluation.metrics on hand-computed values."""
 import math
 
 import numpy as np
@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from hte_bench import metrics
+from hte_bench.evaluation import metrics
 from hte_bench.data.base import Truth
 from hte_bench.estimators.base import Estimate
 

@@ -5,8 +5,8 @@ import pytest
 
 from conftest import SMALL, all_runs, client, run_composed
 from hte_bench.errors import ConfigError
-from hte_bench.metrics import CHILD_METRICS, WITHOUT_TRUTH
-from hte_bench.validation import TRUTH_FREE_METRICS
+from hte_bench.evaluation.metrics import CHILD_METRICS, WITHOUT_TRUTH
+from hte_bench.evaluation.validation import TRUTH_FREE_METRICS
 
 TIMING = {"fit_seconds", "predict_seconds"}
 

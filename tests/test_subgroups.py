@@ -1,4 +1,4 @@
-"""Tests of hte_bench.subgroups: AIPW on the log-wage scale, balance, hand-computed subgroup tables, figures, analyse()."""
+"""Tests of hte_bench.evaluation.subgroups: AIPW on the log-wage scale, balance, hand-computed subgroup tables, figures, analyse()."""
 import math
 
 import matplotlib.pyplot as plt
@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from hte_bench import metrics
-from hte_bench import subgroups as S
+from hte_bench.evaluation import metrics
+from hte_bench.evaluation import subgroups as S
 from hte_bench.data import workforce
 from hte_bench.estimators.base import Estimate
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from hte_bench import validation as V
+from hte_bench.evaluation import validation as V
 from hte_bench.data.engagement import generate, tau
 
 SEED = 0

@@ -9,7 +9,7 @@ import pandas as pd
 from hte_bench.data.base import Dataset, Truth
 
 MODIFIERS = ["education_years", "age", "industry_tech", "unemployment_months", "rural"]
-# The notebook's analysis groups (declared here, analysed by hte_bench.subgroups): education bands,
+# The notebook's analysis groups (declared here, analysed by hte_bench.evaluation.subgroups): education bands,
 # tech industry, rural, age bands.
 SUBGROUPS = [
     {"name": "education", "column": "education_years", "bins": [0, 12, 14, 16, 25],

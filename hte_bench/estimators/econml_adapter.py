@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from hte_bench.estimators.base import CateAdapter, NoInference
-from hte_bench.estimators.insights import describe_coefficients
+from hte_bench.evaluation.insights import describe_coefficients
 
 
 # Parameters that only change the final stage of econml's orthogonal learners: configurations that differ

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from hte_bench.estimators.base import CateAdapter
-from hte_bench.estimators.insights import describe_coefficients
+from hte_bench.evaluation.insights import describe_coefficients
 
 
 class InteractionOLS(CateAdapter):

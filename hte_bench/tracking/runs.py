@@ -61,7 +61,7 @@ def _artifact_root(uri: str) -> Optional[str]:
 
 def _git_commit() -> Optional[str]:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parents[1],
                              capture_output=True, text=True, timeout=5)
         return out.stdout.strip() or None if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
@@ -403,7 +403,7 @@ class Tracker:
         from mlflow.exceptions import MlflowException
         from mlflow.models import infer_signature
 
-        from hte_bench.serving import CateModel
+        from hte_bench.compare.serving import CateModel
 
         model = CateModel(adapter, list(X_example.columns), alpha)
         example = X_example.head(5).astype(float)
@@ -424,7 +424,7 @@ class Tracker:
             warnings.filterwarnings("ignore", message="Operation with range is deprecated")
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=model, signature=signature, input_example=example,
-                registered_model_name=name, code_paths=[str(Path(__file__).resolve().parent)],
+                registered_model_name=name, code_paths=[str(Path(__file__).resolve().parents[1])],
                 pip_requirements=_model_requirements())
         version = str(info.registered_model_version)
         self.client.log_artifacts(run_id, artifact_dir)

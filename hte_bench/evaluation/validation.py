@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import pandas as pd
 
-from hte_bench.metrics import as_1d, is_constant
+from hte_bench.evaluation.metrics import as_1d, is_constant
 
 NAN = float("nan")
 

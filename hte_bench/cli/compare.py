@@ -49,7 +49,7 @@ def _filter_string(args) -> str:
 
 def load(args):
     """The tracker and the (parents, seeds) run tables after the command line's filters."""
-    from hte_bench.leaderboard import PARENT_ONLY, RANKABLE, direction
+    from hte_bench.compare.leaderboard import PARENT_ONLY, RANKABLE, direction
     from hte_bench.tracking import Tracker
 
     if not 0 < args.level < 1:
@@ -94,7 +94,7 @@ def readable(board, metric: str):
     """The leaderboard as people read it: one formatted string column per quantity."""
     import pandas as pd
 
-    from hte_bench.leaderboard import PARENT_ONLY, direction
+    from hte_bench.compare.leaderboard import PARENT_ONLY, direction
 
     mid = metric if metric in PARENT_ONLY else f"{metric}_mean"
     rows = []
@@ -122,7 +122,7 @@ def write_report(tracker, board, avg, seeds, metric: str, out: Path, plots: bool
     """leaderboard.csv/.md/.html, average_rank.csv and comparison plots per data generator into ``out``."""
     import numpy as np
 
-    from hte_bench import metrics as M
+    from hte_bench.evaluation import metrics as M
     from hte_bench import plots as P
 
     out.mkdir(parents=True, exist_ok=True)
@@ -194,7 +194,7 @@ def leaderboard_main(argv: Optional[list[str]] = None) -> None:
     p.add_argument("--no-log", action="store_true", help="print only; do not log a leaderboard run")
     args = p.parse_args(argv)
     try:
-        from hte_bench.leaderboard import average_rank, build, selector_validation
+        from hte_bench.compare.leaderboard import average_rank, build, selector_validation
 
         tracker, parents, seeds = load(args)
         board = build(parents, seeds, args.metric, args.test, args.level, args.correction)
@@ -213,7 +213,7 @@ def leaderboard_main(argv: Optional[list[str]] = None) -> None:
 
 def promote_main(argv: Optional[list[str]] = None) -> None:
     """Promote the best configuration that passes the gates to the MLflow model registry (alias champion)."""
-    from hte_bench.promote import Gates
+    from hte_bench.compare.promote import Gates
 
     p = _common("hte-bench-promote", promote_main.__doc__)
     p.add_argument("--name", required=True, help="registered model name")
@@ -240,9 +240,9 @@ def promote_main(argv: Optional[list[str]] = None) -> None:
 def _promote(args, gates) -> None:
     from omegaconf import OmegaConf
 
-    from hte_bench import promote
+    from hte_bench.compare import promote
     from hte_bench.data.base import DataError
-    from hte_bench.leaderboard import build
+    from hte_bench.compare.leaderboard import build
     from hte_bench.runner import CHOICE, make_data, make_estimator
 
     promote.check_model_name(args.name)

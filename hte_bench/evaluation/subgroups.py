@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from hte_bench import metrics
+from hte_bench.evaluation import metrics
 
 if TYPE_CHECKING:  # annotations only; matplotlib and the data containers are imported where used
     from matplotlib.figure import Figure

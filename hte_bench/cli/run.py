@@ -15,7 +15,7 @@ log = logging.getLogger("hte_bench")
 
 def conf_dir() -> Path:
     """``conf/`` beside the package in a wheel, or at the repository top in a source/editable install."""
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]  # the hte_bench package
     packaged = here / "conf"
     return packaged if packaged.is_dir() else here.parent / "conf"
 
