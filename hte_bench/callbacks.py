@@ -4,6 +4,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import sys
 from typing import Any
 
 from hydra.experimental.callback import Callback
@@ -25,6 +26,12 @@ class SweepRun(Callback):
         from hte_bench.tracking import Tracker
 
         try:
+            check_sweep_groups(config)  # before the store or any folder is touched
+        except ConfigError as err:
+            # Hydra turns a callback's exception into a warning and sweeps on: stop here, in one line.
+            print(f"hte-bench: error: {err}", file=sys.stderr, flush=True)
+            raise SystemExit(2)
+        try:
             # Store creation (SQLite migrations) happens here, once, not racing in parallel jobs.
             tracker = Tracker.from_config(config.tracking)
         except ConfigError:
@@ -35,8 +42,6 @@ class SweepRun(Callback):
         os.environ[SWEEP_ENV] = run_id
         # Hydra skips on_multirun_end when the sweeper itself raises: close the run as FAILED at exit.
         atexit.register(_close_if_open, tracker, run_id)
-        import sys
-
         from tqdm import tqdm
 
         # Counts jobs finished in this process (the default launcher); worker launchers log per job.
@@ -50,7 +55,8 @@ class SweepRun(Callback):
             bar.update()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from hte_bench.compare.leaderboard import sweep_direction
+        from hte_bench.errors import ConfigError
+        from hte_bench.evaluation import registry
         from hte_bench.tracking import Tracker
 
         run_id = os.environ.pop(SWEEP_ENV, None)
@@ -62,14 +68,51 @@ class SweepRun(Callback):
         import tempfile
 
         metric = str(config.optimized_metric)
+        alpha = float(config.get("alpha", 0.05))
+        try:
+            how = registry.objective(metric)[1]
+        except ConfigError as err:  # every job already said so in one line
+            how, metric = str(err), ""
+
+        def loss(value: float) -> float:  # lower is better, whatever the metric's direction or target
+            return registry.aggregate_loss(metric, value, alpha) if metric else float("nan")
+
         tracker = Tracker.from_config(config.tracking)
         with tempfile.TemporaryDirectory() as tmp:
             _selector_report(tracker, run_id, tmp)
-            best = tracker.finish_sweep(run_id, metric, sweep_direction(metric), artifact_dir=tmp)
+            best = tracker.finish_sweep(run_id, metric, loss, how, artifact_dir=tmp)
         if best:
             log.info("sweep %s: best %s = %.4g (%s, parent run %s)", run_id, metric, best["value"],
                      best["label"], best["parent_run_id"])
         log.info("browse: %s", tracker.ui_hint())
+
+
+def check_sweep_groups(config: DictConfig) -> None:
+    """Refuse a swept group option that does not exist, in one line, before any job or run starts.
+
+    Asks Hydra's own config loader (its search path, the user's ./conf and ``hydra.searchpath`` included).
+    """
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from hte_bench.errors import ConfigError
+
+    if not GlobalHydra.instance().is_initialized():
+        return
+    loader = GlobalHydra.instance().config_loader()
+    hydra_overrides = list(config.hydra.overrides.hydra)
+    for ov in OverridesParser.create().parse_overrides(list(config.hydra.overrides.task)):
+        if ov.is_delete() or "." in ov.key_or_group:
+            continue
+        try:
+            options = loader.get_group_options(ov.key_or_group, config_name="config", overrides=hydra_overrides)
+            values = list(ov.sweep_string_iterator()) if ov.is_sweep_override() else [ov.get_value_element_as_str()]
+        except Exception:  # glob()/interval() sweeps and non-group keys: Hydra checks those itself
+            continue
+        bad = [v for v in values if options and v not in options and v != "null"]
+        if bad:
+            raise ConfigError(f"{ov.key_or_group}={bad[0]} is not an option; allowed {ov.key_or_group} "
+                              f"options: {', '.join(options)}")
 
 
 def _selector_report(tracker, sweep_id: str, out: str) -> None:

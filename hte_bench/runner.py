@@ -1,24 +1,25 @@
-"""The seeds loop: generate → fit → estimate → metrics for each seed, failures isolated, then aggregate."""
+"""One configuration over its seeds: plan → preflight → evaluate seeds → record. Reads top-down.
+
+``run(cfg)`` is the one owner of failures: bad input (``ConfigError``, raised while planning or by the
+first seed's input stages) leaves nothing in the store; a seed that fails later becomes a FAILED seed run
+whose error names its stage; an interrupted job closes its configuration run as KILLED.
+"""
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import tempfile
-import time
-import traceback
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from hte_bench import config as C
 from hte_bench.callbacks import SWEEP_ENV
-from hte_bench.errors import ConfigError
+from hte_bench.seed import SeedResult, evaluate_seed
 from hte_bench.tracking import KIND
 
 # Config groups whose chosen option is recorded on the parent run (tag choice.<group>), so a promoted
@@ -29,270 +30,135 @@ REPLAYED_GROUPS = ("data", "estimator", "outcome_model", "treatment_model")
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class SeedResult:
-    """What one seed produced, ready for the tracker: metrics, tags and a folder of artifacts."""
-
-    seed: int
-    status: str  # "FINISHED" or "FAILED"
-    metrics: dict[str, float] = field(default_factory=dict)
-    tags: dict[str, str] = field(default_factory=dict)
-    artifact_dir: Optional[str] = None
-    dataset_frame: Optional[pd.DataFrame] = None
-    start_ms: int = 0
-    end_ms: int = 0
-
-
-_DATA_CACHE: "OrderedDict[str, tuple]" = OrderedDict()
-_DATA_CACHE_SIZE = 32
-
-
-def make_data(cfg: DictConfig, seed: int):
-    """Instantiate the data generator for this seed and check what it returned.
-
-    Draws are cached per process (a sweep's configurations share each seed's data): the key is the
-    resolved data config and the seed, and a generator is a pure function of them.
-    """
-    import json
-
-    from hydra.utils import instantiate
-
-    from hte_bench.data.base import validate
-
-    key = json.dumps([OmegaConf.to_container(cfg.data, resolve=True), seed], sort_keys=True, default=str)
-    if key in _DATA_CACHE:
-        _DATA_CACHE.move_to_end(key)
-        return _DATA_CACHE[key]
-    dataset, truth = instantiate(cfg.data, seed=seed)
-    validate(dataset, truth)
-    _DATA_CACHE[key] = (dataset, truth)
-    while len(_DATA_CACHE) > _DATA_CACHE_SIZE:
-        _DATA_CACHE.popitem(last=False)
-    return dataset, truth
-
-
-def make_estimator(cfg: DictConfig, seed: int):
-    """Instantiate the estimator adapter (nuisance models included) with models seeded by ``seed``."""
-    from hydra.utils import instantiate
-
-    from hte_bench.estimators.econml_adapter import configure_nuisance_cache
-
-    configure_nuisance_cache(int(cfg.get("nuisance_cache", 16)))
-    return instantiate(C.for_seed(cfg, seed).estimator)
-
-
-def fit_and_estimate(adapter, dataset, alpha: float, seed: int, n_repeats: int, max_rows: int):
-    """Fit on the training sample only and collect point effects, intervals, importance and summaries."""
-    from hte_bench.estimators.base import Estimate, NoInference
-    from hte_bench.evaluation.insights import describe_without_inference
-    from hte_bench.evaluation.importance import effect_importance
-
-    t0 = time.perf_counter()
-    adapter.fit(dataset.X_train, dataset.T_train, dataset.Y_train)
-    fit_seconds = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    tau_hat_train = adapter.effect(dataset.X_train)
-    # The ATE over the training sample is the mean of its CATEs (econml's ate() computes exactly this).
-    est = Estimate(tau_hat_train=tau_hat_train, tau_hat_test=adapter.effect(dataset.X_test),
-                   ate_hat=float(np.mean(tau_hat_train)))
-    try:
-        est.lower_train, est.upper_train = adapter.effect_interval(dataset.X_train, alpha)
-        est.lower_test, est.upper_test = adapter.effect_interval(dataset.X_test, alpha)
-    except NoInference as why:
-        est.interval_reason = str(why)
-    try:
-        est.ate_lower, est.ate_upper = adapter.ate_interval(dataset.X_train, alpha)
-    except NoInference as why:
-        est.ate_interval_reason = str(why)
-    est.predict_seconds = time.perf_counter() - t0
-    est.fit_seconds = fit_seconds
-    est.extra["nuisance_reused"] = bool(getattr(adapter, "reused_nuisance_", False))
-    est.importance = effect_importance(adapter.effect, dataset.X_test, seed, n_repeats, max_rows)
-    est.native_importance = adapter.native_importance()
-    est.summary = adapter.summary()
-    est.insights = adapter.insights(alpha) or describe_without_inference(est.importance, dataset.X_test,
-                                                                          est.tau_hat_test)
-    return est
-
-
-def data_hash(dataset) -> str:
-    """Hash of the observed training data, so runs on identical draws can be recognised."""
-    h = hashlib.sha256()
-    h.update(pd.util.hash_pandas_object(dataset.X_train, index=False).to_numpy().tobytes())
-    h.update(np.asarray(dataset.T_train, dtype=float).tobytes())
-    h.update(np.asarray(dataset.Y_train, dtype=float).tobytes())
-    return h.hexdigest()[:16]
-
-
-def evaluate_seed(cfg: DictConfig, seed: int, workdir: str, strict: bool = False) -> SeedResult:
-    """Run one seed end to end without MLflow; with ``strict`` input errors raise ConfigError instead."""
-    from hte_bench import artifacts
-    from hte_bench.data.base import DataError
-    from hte_bench.evaluation.importance import effect_importance
-    from hte_bench.evaluation.metrics import evaluate
-
-    start = int(time.time() * 1000)
-    out = Path(workdir) / f"seed_{seed}"
-    out.mkdir(parents=True, exist_ok=True)
-    result = SeedResult(seed=seed, status="FAILED", start_ms=start, artifact_dir=str(out))
-    stage = "data"
-    try:
-        dataset, truth = make_data(cfg, seed)
-        result.tags["data_hash"] = data_hash(dataset)
-        # Floats throughout: MLflow warns that integer columns cannot hold missing values.
-        result.dataset_frame = dataset.X_train.assign(T=dataset.T_train, Y=dataset.Y_train).astype(float)
-        stage = "estimator"
-        adapter = make_estimator(cfg, seed)
-        stage = "fit"
-        imp_kw = {"n_repeats": int(cfg.importance_repeats), "max_rows": int(cfg.importance_max_rows)}
-        est = fit_and_estimate(adapter, dataset, float(cfg.alpha), seed, **imp_kw)
-        true_imp = (effect_importance(truth.tau_fn, dataset.X_test, seed, **imp_kw)
-                    if truth.tau_fn is not None else None)
-        result.metrics = evaluate(truth, est, true_imp)
-        if not truth.known:
-            result.tags["truth"] = "absent: no true tau, only truth-free metrics are logged"
-        if est.extra["nuisance_reused"]:
-            result.tags["nuisance_reused"] = "true"  # fit_seconds then covers the final stage only
-        for key, reason in (("interval_reason", est.interval_reason),
-                            ("ate_interval_reason", est.ate_interval_reason)):
-            if reason:
-                result.tags[key] = reason
-        plots = bool(cfg.tracking.plots)
-        artifacts.write_seed(out, dataset, truth, est, true_imp, plots=plots)
-        stage = "analyses"
-        extra_metrics, tables, figures, notes = run_analyses(cfg, dataset, truth, est, adapter, seed)
-        result.metrics.update(extra_metrics)
-        if notes:
-            result.tags["analysis_notes"] = " | ".join(notes)[:500]
-        artifacts.write_report(out, tables, figures if plots else {}, notes)
-        result.status = "FINISHED"
-    except Exception as err:
-        if strict and (stage in ("data", "estimator") or isinstance(err, DataError) or _is_parameter_error(err)):
-            raise ConfigError(_one_line(stage, err)) from err
-        (out / "traceback.txt").write_text(traceback.format_exc())
-        result.tags["error"] = _one_line(stage, err)
-        log.warning("seed %d failed: %s", seed, result.tags["error"])
-    result.end_ms = int(time.time() * 1000)
-    return result
-
-
-def run_analyses(cfg: DictConfig, dataset, truth, est, adapter, seed: int):
-    """The optional analyses of one fitted seed: truth-free validation scores and seed-003 subgroup tables.
-
-    Returns (metrics, tables, figures, notes). An analysis that fails leaves a note, not a failed seed:
-    the fit and its metrics against the truth are still valid.
-    """
-    wanted = cfg.get("analyses") or {}
-    metrics: dict[str, float] = {}
-    tables: dict[str, pd.DataFrame] = {}
-    figures: dict = {}
-    notes: list[str] = []
-    if wanted.get("truth_free", False):
-        from hte_bench.evaluation import validation
-
-        try:
-            scores = validation.truth_free(dataset, adapter.effect, seed, alpha=float(cfg.alpha))
-            metrics.update(scores.metrics)
-            figures.update(scores.figures)
-            notes += scores.notes
-            if truth.known:
-                metrics.update(validation.with_truth(truth.tau_test, est.tau_hat_test))
-        except Exception as err:  # DRTester/RScorer on degenerate data: keep the seed, say what failed
-            notes.append(f"truth-free scores failed: {type(err).__name__}: {err}")
-    if wanted.get("subgroups", False) and truth.known and truth.extra.get("subgroups"):
-        from hte_bench.evaluation import subgroups
-
-        try:
-            report = subgroups.analyse(dataset, truth, est, seed, alpha=float(cfg.alpha))
-            metrics.update(report.metrics)
-            tables.update({f"subgroups/{k}": v for k, v in report.tables.items()})
-            figures.update({f"subgroups_{k}.png": v for k, v in report.figures.items()})
-        except Exception as err:
-            notes.append(f"subgroup analyses failed: {type(err).__name__}: {err}")
-    return metrics, tables, figures, notes
-
-
-def _is_parameter_error(err: BaseException) -> bool:
-    # sklearn's InvalidParameterError and econml's argument checks are ValueError/TypeError raised at fit.
-    return isinstance(err, (ValueError, TypeError))
-
-
-def _one_line(stage: str, err: BaseException) -> str:
-    cause = err.__cause__ or err
-    text = " ".join(str(cause).split()) or type(cause).__name__
-    where = {"data": "data", "estimator": "estimator", "fit": "estimator (first seed's fit)",
-             "analyses": "analyses"}[stage]
-    return f"{where}: {type(cause).__name__}: {text}"[:500]
+# --------------------------------------------------------------------------- the job
 
 
 def run(cfg: DictConfig, choices: Optional[dict[str, str]] = None, job_log: Optional[str] = None) -> dict:
-    """Fit one configuration over its seeds, log parent and child runs, return the aggregate metrics.
+    """Fit one configuration over its seeds, log parent and seed runs, return the aggregate metrics.
 
     With ``resume`` (default) a configuration already in the experiment continues in its parent run:
-    seeds with a FINISHED child are not refitted, children left RUNNING by a killed process become
+    seeds with a FINISHED seed run are not refitted; seed runs left RUNNING by a killed process become
     KILLED and their seeds are redone.
     """
-    from hte_bench.tracking import Tracker
-
-    C.validate(cfg)
-    choices = choices or {}
-    tracker = Tracker.from_config(cfg.tracking)
-    seeds = C.seeds_of(cfg)
-    data_name = choices.get("data") or str(cfg.data._target_).rsplit(".", 2)[-2]
-    est_name = choices.get("estimator") or str(cfg.estimator._target_).rsplit(".", 1)[-1]
-    chash = C.config_hash(cfg)
-    label = f"{data_name}/{est_name} [{chash}]"
-    previous = tracker.find_parent(chash) if cfg.get("resume", True) else None
-    done = tracker.resume_state(previous.info.run_id, seeds) if previous else {}
-    todo = [s for s in seeds if s not in done]
-    sweep_id = os.environ.get(SWEEP_ENV)
-    if previous and not todo and previous.info.status == "FINISHED":
-        if sweep_id:
-            tracker.attach_to_sweep(previous.info.run_id, sweep_id)
-        log.info("%s: all %d seeds already finished in run %s (resume=false to refit)", label, len(seeds),
-                 previous.info.run_id)
-        return {**previous.data.metrics, "_parent_run_id": previous.info.run_id}
-    run_tags = {"data": data_name, "estimator": est_name, "config_hash": chash}
+    plan = make_plan(cfg, choices or {})
+    if plan.previous is not None and not plan.todo and plan.previous.info.status == "FINISHED":
+        return _already_done(plan)
     with tempfile.TemporaryDirectory(prefix="hte-bench-") as workdir:
-        # The first seed to fit is checked strictly before any run is opened or reopened: bad input
-        # fails here with nothing written to the store.
-        pending = _evaluate(cfg, todo, workdir)
-        first = next(pending, None)
-        if previous:
-            parent = previous.info.run_id
-            tracker.reopen(parent)
-        else:
-            parent = tracker.start_parent(
-                run_name=f"{data_name}/{est_name}/{chash[:6]}", params=C.flatten(cfg),
-                tags={**run_tags, KIND: "config", "n_seeds": str(len(seeds)), **tracker.provenance(),
-                      **({"truth": first.tags["truth"]} if first is not None and "truth" in first.tags else {}),
-                      **{f"{CHOICE}{g}": v for g, v in choices.items() if g in REPLAYED_GROUPS}})
-        if sweep_id:
-            tracker.attach_to_sweep(parent, sweep_id)
+        seeds = evaluate_seeds(plan, workdir)
+        first = preflight(seeds)                 # the first seed, fitted before any run is opened
+        parent = open_parent(plan, first)
         try:
-            results = []
-            if first is not None:
-                from itertools import chain
-
-                from tqdm import tqdm
-
-                for result in tqdm(chain([first], pending), total=len(todo), desc=label, unit="seed",
-                                   leave=False, disable=len(todo) < 2):
-                    results.append(result)
-                    tracker.log_seed(parent, result, tags={**run_tags, KIND: "seed"})
-            summary = _finish(cfg, tracker, parent, done, results, workdir, job_log)
+            results = record_seeds(plan, parent, first, seeds)
+            summary = record_configuration(plan, parent, results, workdir, job_log)
         except BaseException:
-            tracker.end(parent, "KILLED")
+            plan.tracker.end(parent, "KILLED")
             raise
-    resumed = f" (resumed: {len(done)} seeds reused)" if done else ""
-    log.info("%s: %s%s", label, _one_line_summary(summary), resumed)
-    if not sweep_id:  # a sweep prints this once, at its end
-        log.info("browse: %s", tracker.ui_hint())
+    resumed = f" (resumed: {len(plan.done)} seeds reused)" if plan.done else ""
+    log.info("%s: %s%s", plan.label, _one_line_summary(summary), resumed)
+    if not plan.sweep_id:  # a sweep prints this once, at its end
+        log.info("browse: %s", plan.tracker.ui_hint())
     return summary
 
 
-def _evaluate(cfg: DictConfig, seeds: list[int], workdir: str):
-    """Yield SeedResults in seed order, serially or in n_jobs processes; the first seed is strict."""
+# --------------------------------------------------------------------------- stage 1: plan
+
+
+@dataclass
+class Plan:
+    """What one job will do, decided before anything is fitted: names, hash, seeds, store, resume state."""
+
+    cfg: DictConfig
+    choices: dict[str, str]
+    tracker: Any
+    data_name: str
+    estimator_name: str
+    config_hash: str
+    seeds: list[int]
+    previous: Any = None                      # the parent run being resumed, if any
+    done: dict = field(default_factory=dict)  # seed -> metrics of seeds already FINISHED there
+    todo: list[int] = field(default_factory=list)
+    sweep_id: Optional[str] = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.data_name}/{self.estimator_name} [{self.config_hash}]"
+
+    @property
+    def run_tags(self) -> dict[str, str]:
+        return {"data": self.data_name, "estimator": self.estimator_name, "config_hash": self.config_hash}
+
+
+def make_plan(cfg: DictConfig, choices: dict[str, str]) -> Plan:
+    """Check the config, name the configuration, reach the store and find what is already done."""
+    from hte_bench.tracking import Tracker
+
+    C.validate(cfg)
+    tracker = Tracker.from_config(cfg.tracking)
+    plan = Plan(cfg=cfg, choices=choices, tracker=tracker, data_name=data_name(cfg, choices),
+                estimator_name=choices.get("estimator") or str(cfg.estimator._target_).rsplit(".", 1)[-1],
+                config_hash=C.config_hash(cfg), seeds=C.seeds_of(cfg), sweep_id=os.environ.get(SWEEP_ENV))
+    if cfg.get("resume", True):
+        plan.previous = tracker.find_parent(plan.config_hash)
+    if plan.previous is not None:
+        plan.done = tracker.resume_state(plan.previous.info.run_id, plan.seeds)
+    plan.todo = [s for s in plan.seeds if s not in plan.done]
+    return plan
+
+
+def data_name(cfg: DictConfig, choices: dict[str, str]) -> str:
+    """The data generator's name: the chosen group option, or the generator's own name for a user's
+    ``data._target_`` (so its runs are never labelled or ranked as a built-in generator's)."""
+    target = str(cfg.data._target_)
+    chosen = choices.get("data")
+    if chosen and target.startswith("hte_bench.data."):
+        return chosen
+    module, _, func = target.rpartition(".")
+    return module.rsplit(".", 1)[-1] if func == "generate" else target.rsplit(".", 1)[-1]
+
+
+def _already_done(plan: Plan) -> dict:
+    """A configuration whose seeds all finished: nothing refitted, its summary returned."""
+    previous = plan.previous
+    if plan.sweep_id:
+        plan.tracker.attach_to_sweep(previous.info.run_id, plan.sweep_id)
+    log.info("%s: all %d seeds already finished in run %s (resume=false to refit)", plan.label,
+             len(plan.seeds), previous.info.run_id)
+    return {**previous.data.metrics, "_parent_run_id": previous.info.run_id}
+
+
+# --------------------------------------------------------------------------- stage 2: preflight
+
+
+def preflight(seeds) -> Optional[SeedResult]:
+    """The first seed's result, computed before any run exists; its input errors were raised as ConfigError."""
+    return next(seeds, None)
+
+
+def open_parent(plan: Plan, first: Optional[SeedResult]) -> str:
+    """Reopen the resumed configuration run or create it (after preflight, so bad input writes nothing)."""
+    tracker = plan.tracker
+    if plan.previous is not None:
+        parent = plan.previous.info.run_id
+        tracker.reopen(parent)
+    else:
+        truth = {"truth": first.tags["truth"]} if first is not None and "truth" in first.tags else {}
+        parent = tracker.start_parent(
+            run_name=f"{plan.data_name}/{plan.estimator_name}/{plan.config_hash[:6]}",
+            params=C.flatten(plan.cfg),
+            tags={**plan.run_tags, KIND: "config", "n_seeds": str(len(plan.seeds)),
+                  **tracker.provenance(), **truth,
+                  **{f"{CHOICE}{g}": v for g, v in plan.choices.items() if g in REPLAYED_GROUPS}})
+    if plan.sweep_id:
+        tracker.attach_to_sweep(parent, plan.sweep_id)
+    return parent
+
+
+# --------------------------------------------------------------------------- stage 3: evaluate seeds
+
+
+def evaluate_seeds(plan: Plan, workdir: str):
+    """Yield SeedResults in seed order, serially or in ``n_jobs`` processes; the first seed is strict."""
+    cfg, seeds = plan.cfg, plan.todo
     n_jobs = int(cfg.n_jobs)
     if n_jobs == 1 or len(seeds) < 2:
         for i, seed in enumerate(seeds):
@@ -306,14 +172,35 @@ def _evaluate(cfg: DictConfig, seeds: list[int], workdir: str):
         delayed(evaluate_seed)(cfg, seed, workdir, i == 0) for i, seed in enumerate(seeds))
 
 
-def _finish(cfg, tracker, parent, done: dict[int, dict], results, workdir, job_log) -> dict:
+# --------------------------------------------------------------------------- stage 4: record
+
+
+def record_seeds(plan: Plan, parent: str, first: Optional[SeedResult], rest) -> list[SeedResult]:
+    """Log each seed as a complete seed run under the parent as it arrives, with a progress bar."""
+    from itertools import chain
+
+    from tqdm import tqdm
+
+    results: list[SeedResult] = []
+    if first is None:
+        return results
+    tags = {**plan.run_tags, KIND: "seed"}
+    for result in tqdm(chain([first], rest), total=len(plan.todo), desc=plan.label, unit="seed", leave=False,
+                       disable=len(plan.todo) < 2):
+        results.append(result)
+        plan.tracker.log_seed(parent, result, tags=tags)
+    return results
+
+
+def record_configuration(plan: Plan, parent: str, results: list[SeedResult], workdir: str,
+                         job_log: Optional[str]) -> dict:
     """Aggregate reused and new seeds, write the parent's files and close it."""
     from hte_bench import artifacts
     from hte_bench.evaluation.metrics import aggregate
 
+    cfg = plan.cfg
     ok = [r for r in results if r.status == "FINISHED"]
-    rows = [{"seed": s, **m} for s, m in done.items()]
-    rows += [{"seed": r.seed, **r.metrics} for r in ok]
+    rows = [{"seed": s, **m} for s, m in plan.done.items()] + [{"seed": r.seed, **r.metrics} for r in ok]
     per_seed = pd.DataFrame(rows).sort_values("seed").reset_index(drop=True) if rows else pd.DataFrame()
     summary = aggregate(per_seed.drop(columns="seed", errors="ignore"), n_failed=len(results) - len(ok),
                         alpha=float(cfg.alpha))
@@ -321,8 +208,7 @@ def _finish(cfg, tracker, parent, done: dict[int, dict], results, workdir, job_l
     failed = [r.seed for r in results if r.status != "FINISHED"]
     artifacts.write_parent(parent_dir, cfg, per_seed, summary, failed=failed, job_log=job_log,
                            plots=bool(cfg.tracking.plots))
-    status = "FINISHED" if rows else "FAILED"
-    tracker.finish_parent(parent, summary, str(parent_dir), status)
+    plan.tracker.finish_parent(parent, summary, str(parent_dir), "FINISHED" if rows else "FAILED")
     summary["_parent_run_id"] = parent
     return summary
 

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import SMALL, all_runs, client, compose, run_cli, run_composed
 from hte_bench.cli.compare import leaderboard_main, promote_main
-from hte_bench.runner import make_data, make_estimator
+from hte_bench.seed import make_data, make_estimator
 
 ESTIMATORS = ["interaction_ols", "constant_effect", "zero_effect"]
 

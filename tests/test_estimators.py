@@ -9,7 +9,7 @@ from hte_bench.data import engagement
 from hte_bench.estimators import NoInference
 from hte_bench.estimators.baselines import ConstantEffect, ZeroEffect
 from hte_bench.estimators.ols import InteractionOLS
-from hte_bench.runner import fit_and_estimate, make_estimator
+from hte_bench.seed import fit_and_estimate, make_estimator
 
 # Shrink forests so each fit takes well under a second; structure and nuisance models stay as configured.
 SHRINK = {"causal_forest_dml": ["++estimator.model.n_estimators=40", "++outcome_model.n_estimators=20"],

@@ -243,7 +243,8 @@ def _promote(args, gates) -> None:
     from hte_bench.compare import promote
     from hte_bench.data.base import DataError
     from hte_bench.compare.leaderboard import build
-    from hte_bench.runner import CHOICE, make_data, make_estimator
+    from hte_bench.runner import CHOICE
+    from hte_bench.seed import make_data, make_estimator
 
     promote.check_model_name(args.name)
     if args.csv and not (args.outcome and args.treatment):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -22,101 +23,141 @@ def conf_dir() -> Path:
 
 _CONF = str(conf_dir())
 _errors: list[str] = []
+_failed_outputs: list[Path] = []  # Hydra output folders of jobs refused for bad input: removed at exit
 
 
-def _user_config_dirs(args: list[str]) -> list[Path]:
-    """Folders whose group options are valid too: ./conf (on Hydra's search path) and ``--config-dir``s."""
-    dirs = [Path.cwd() / "conf"]
-    for i, arg in enumerate(args):
-        if arg in ("--config-dir", "-cd") and i + 1 < len(args):
-            dirs.append(Path(args[i + 1]))
-        elif arg.startswith("--config-dir="):
-            dirs.append(Path(arg.split("=", 1)[1]))
-    return dirs
+def group_options(group: str) -> list[str]:
+    """The option names of one of hte-bench's own config groups (its folder under conf/)."""
+    return sorted(p.stem for p in (Path(_CONF) / group).glob("*.yaml"))
 
 
-def group_options(group: str, extra_dirs: list[Path] = ()) -> list[str]:
-    """The option names of a config group, from its folder under conf/ and any user config folders."""
-    return sorted({p.stem for d in [Path(_CONF), *extra_dirs] for p in (d / group).glob("*.yaml")})
-
-
-def check_group_overrides(args: list[str]) -> None:
-    """Reject ``group=unknown`` before Hydra starts, in one line listing the allowed options."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    extra = _user_config_dirs(args)
-    groups = {p.name for d in [Path(_CONF), *extra] if d.is_dir() for p in d.iterdir() if p.is_dir()}
-    candidates = [a for a in args if "=" in a and not a.startswith("-") and not Path(a).exists()]
-    try:
-        overrides = OverridesParser.create().parse_overrides(candidates)
-    except Exception:
-        return  # Hydra reports syntax errors itself
-    for ov in overrides:
-        group = ov.key_or_group.lstrip("+~")
-        if group not in groups or ov.is_delete():
-            continue
-        try:
-            values = list(ov.sweep_string_iterator()) if ov.is_sweep_override() else [ov.get_value_element_as_str()]
-        except Exception:
-            continue  # glob() and interval() need Hydra's config loader: Hydra checks those itself
-        allowed = group_options(group, extra)
-        for value in values:
-            if value not in allowed:
-                raise ConfigError(f"{group}={value} is not an option; allowed {group} options: {', '.join(allowed)}")
-
-
-def _job_log() -> str | None:
+def _hydra_runtime():
     try:
         from hydra.core.hydra_config import HydraConfig
 
-        hc = HydraConfig.get()
-        return str(Path(hc.runtime.output_dir) / f"{hc.job.name}.log")
-    except Exception:
+        return HydraConfig.get()
+    except Exception:  # called outside a Hydra job (tests composing configs)
         return None
 
 
-def _choices() -> dict[str, str]:
-    try:
-        from hydra.core.hydra_config import HydraConfig
+def _job_log() -> str | None:
+    hc = _hydra_runtime()
+    return None if hc is None else str(Path(hc.runtime.output_dir) / f"{hc.job.name}.log")
 
-        return {k: v for k, v in HydraConfig.get().runtime.choices.items() if v is not None}
-    except Exception:
-        return {}
+
+def _choices() -> dict[str, str]:
+    hc = _hydra_runtime()
+    return {} if hc is None else {k: v for k, v in hc.runtime.choices.items() if v is not None}
+
+
+def own_generator(cfg: DictConfig, choices: dict[str, str], overrides: list[str]) -> None:
+    """A user's ``data._target_``: keep only the knobs the user gave, not the default group's (in place).
+
+    The default data group (engagement) would otherwise pass its ``noise``/``p_treat`` to a function that
+    does not take them, and the runs would be labelled with the group's name.
+    """
+    from omegaconf import OmegaConf, open_dict
+
+    target = str(OmegaConf.select(cfg, "data._target_", default="") or "")
+    if not target or target.startswith("hte_bench.data."):
+        return
+    given = {}
+    for item in overrides:
+        key, _, _ = item.lstrip("+~").partition("=")
+        if key.startswith("data.") and key != "data._target_" and "=" in item and not item.startswith("~"):
+            name = key[len("data."):]
+            given[name] = OmegaConf.select(cfg, key)
+    with open_dict(cfg):
+        cfg.data = OmegaConf.create({"_target_": target, **given})
+    choices.pop("data", None)
 
 
 @hydra.main(version_base="1.3", config_path=_CONF, config_name="config")
 def app(cfg: DictConfig) -> float:
-    """One Hydra job: run one configuration and return ``optimized_metric`` for sweepers."""
+    """One Hydra job: run one configuration and return ``optimized_metric`` (as its registry says) for sweepers."""
+    from hte_bench.evaluation import registry
     from hte_bench.runner import run
 
     for handler in logging.getLogger().handlers:
         handler.flush()
+    choices = _choices()
+    hc = _hydra_runtime()
     try:
-        summary = run(cfg, choices=_choices(), job_log=_job_log())
+        own_generator(cfg, choices, list(hc.overrides.task) if hc is not None else [])
+        registry.objective(str(cfg.optimized_metric))  # refuses a context metric before any fit
+        summary = run(cfg, choices=choices, job_log=_job_log())
     except ConfigError as err:
         # One line, nothing written; the sweep's other jobs go on and the exit code says it failed.
         print(f"hte-bench: error: {err}", file=sys.stderr, flush=True)
         _errors.append(str(err))
+        if hc is not None:
+            _failed_outputs.append(Path(hc.runtime.output_dir))
         return float("nan")
-    return float(summary.get(str(cfg.optimized_metric), float("nan")))
+    return registry.objective_value(str(cfg.optimized_metric), summary, float(cfg.alpha))
+
+
+def hydra_error_line(err: Exception) -> str | None:
+    """Hydra's multi-line composition errors as one line naming the key or group and the fix; None if not one."""
+    import difflib
+
+    from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException, \
+        OverrideParseException
+
+    if isinstance(err, MissingConfigException) and err.missing_cfg_file and err.options is not None:
+        group, _, value = err.missing_cfg_file.rpartition("/")
+        close = difflib.get_close_matches(value, err.options, n=1)
+        hint = f" (did you mean {group}={close[0]}?)" if close else ""
+        return f"{group}={value} is not an option{hint}; allowed {group} options: {', '.join(err.options)}"
+    if isinstance(err, ConfigCompositionException):
+        cause = err.__cause__
+        text = " ".join(str(err).split())
+        key = getattr(cause, "full_key", None)
+        parent = getattr(cause, "parent_node", None)
+        if key and parent is not None and hasattr(parent, "keys"):
+            leaf = str(key).rsplit(".", 1)[-1]
+            close = difflib.get_close_matches(leaf, [str(k) for k in parent.keys()], n=2)
+            prefix = str(key).rsplit(".", 1)[0] + "." if "." in str(key) else ""
+            hint = f"did you mean {' or '.join(prefix + c for c in close)}? " if close else ""
+            return f"{key} is not a key of this config; {hint}(to add a new key write +{key}=...)"
+        return text
+    if isinstance(err, (OverrideParseException, HydraException)):
+        return " ".join(str(err).split())
+    return None
 
 
 def main() -> None:
-    """Console entry point: validate group choices, run the Hydra app, exit non-zero on any input error."""
+    """Console entry point: run the Hydra app; input errors are one line and a non-zero exit."""
+    # A user's generator module in the current folder must import as it would in `python -c`.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    # Hydra's errors reach us as exceptions (not its multi-line report) so they can be said in one line.
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     try:
-        check_group_overrides(sys.argv[1:])
-    except ConfigError as err:
+        app()
+    except ConfigError as err:  # raised before any job (the sweep's checks)
         print(f"hte-bench: error: {err}", file=sys.stderr)
         sys.exit(2)
-    local = Path.cwd() / "conf"
-    if local.is_dir() and local.resolve() != Path(_CONF).resolve() and not any(
-            a.startswith(("hydra.searchpath", "+hydra.searchpath")) for a in sys.argv[1:]):
-        # ./conf extends every group (promoted experiments land there). Added only when it exists:
-        # Hydra warns about a missing search path on every job.
-        sys.argv.insert(1, f"hydra.searchpath=[file://{local}]")
-    app()
-    if _errors:
+    except Exception as err:
+        line = hydra_error_line(err)
+        if line is None:
+            raise
+        print(f"hte-bench: error: {line}", file=sys.stderr)
         sys.exit(2)
+    if _errors:
+        _remove_failed_outputs()
+        sys.exit(2)
+
+
+def _remove_failed_outputs() -> None:
+    """Delete the Hydra output folders of refused jobs, and their sweep folder once it holds nothing else."""
+    import shutil
+
+    for out in _failed_outputs:
+        shutil.rmtree(out, ignore_errors=True)
+        for folder in (out.parent, out.parent.parent):  # the multirun folder, then mlruns/hydra
+            leftovers = [p for p in folder.iterdir() if p.name != "multirun.yaml"] if folder.is_dir() else None
+            if leftovers == [] and folder.name != "mlruns":
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

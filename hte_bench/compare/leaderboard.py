@@ -8,19 +8,13 @@ import numpy as np
 import pandas as pd
 
 from hte_bench.errors import ConfigError
+from hte_bench.evaluation import registry
 
-# Direction of every rankable metric. Coverage has a target (1 - alpha), not a direction: an interval
-# that covers 100% is too wide, one that covers 80% is too narrow.
-LOWER_BETTER = {"cate_mse_train", "cate_mse_test", "cate_rmse_train", "cate_rmse_test", "calib_rmse_test",
-                "ate_ci_width", "cate_ci_width_train", "cate_ci_width_test", "fit_seconds", "predict_seconds",
-                "ate_rmse"}
-HIGHER_BETTER = {"importance_rank_corr", "importance_top_hit"}
-TARGETS = {"ate_bias": 0.0, "calib_slope_test": 1.0, "calib_intercept_test": 0.0,
-           "cate_coverage_train": "1-alpha", "cate_coverage_test": "1-alpha", "ate_coverage_rate": "1-alpha"}
-# Parent-level metrics: ate_rmse is ranked through its per-seed squared error (same order, and testable);
-# ate_coverage_rate only exists across seeds, so it has no paired test.
-PARENT_ONLY = {"ate_rmse", "ate_coverage_rate"}
-RANKABLE = sorted(LOWER_BETTER | HIGHER_BETTER | set(TARGETS))
+# Ranking reads the metric registry (direction or target of every metric). Parent-level metrics:
+# ate_rmse is ranked through its per-seed squared error (same order, and testable); ate_coverage_rate only
+# exists across seeds, so it has no paired test.
+PARENT_ONLY = set(registry.names(level="config"))
+RANKABLE = sorted(registry.rankable())
 # Context columns shown for every configuration, whatever the ranking metric.
 CONTEXT = ["ate_bias_mean", "ate_coverage_rate", "ate_coverage_rate_ci_lower", "ate_coverage_rate_ci_upper",
            "cate_coverage_test_mean", "calib_slope_test_mean", "importance_rank_corr_mean", "fit_seconds_mean"]
@@ -30,25 +24,14 @@ _IGNORED_PARAMS = ("tracking.", "n_jobs", "seeds", "n_seeds", "seed", "optimized
 
 
 def direction(metric: str) -> str:
-    """'lower', 'higher' or 'target=<value>' — how the metric is ranked."""
-    if metric in LOWER_BETTER:
-        return "lower"
-    if metric in HIGHER_BETTER:
-        return "higher"
-    if metric in TARGETS:
-        return f"target={TARGETS[metric]}"
-    raise ConfigError(f"metric={metric!r} cannot be ranked; rankable metrics: {', '.join(RANKABLE)}")
+    """'lower', 'higher' or 'target=<value>' — how the metric is ranked (one-line error if it cannot rank)."""
+    registry.loss(metric, [])  # refuses unregistered and context-only metrics in one line
+    return registry.spec(metric).direction()
 
 
 def loss(metric: str, values, alpha: float = 0.05) -> np.ndarray:
     """Per-seed values turned into a loss (lower is better) for ranking and paired tests."""
-    v = np.asarray(values, dtype=float)
-    if metric in LOWER_BETTER:
-        return v
-    if metric in HIGHER_BETTER:
-        return -v
-    target = 1 - alpha if TARGETS[metric] == "1-alpha" else float(TARGETS[metric])
-    return np.abs(v - target)
+    return registry.loss(metric, values, alpha)
 
 
 def latest_per_config(parents: pd.DataFrame) -> pd.DataFrame:
@@ -192,23 +175,9 @@ def average_rank(board: pd.DataFrame) -> Optional[pd.DataFrame]:
     return table.sort_values("mean_rank")
 
 
-def sweep_direction(aggregate_metric: str) -> str:
-    """'maximize' for importance agreement (e.g. ``importance_rank_corr_mean``), else 'minimize'.
-
-    Errors, widths and times are minimised; target metrics (coverage, bias, calibration slope) have no
-    direction, so they should not be the optimised metric of a sweep.
-    """
-    base = aggregate_metric
-    for suffix in ("_mean", "_std", "_ci_lower", "_ci_upper"):
-        if base.endswith(suffix):
-            base = base[: -len(suffix)]
-            break
-    return "maximize" if base in HIGHER_BETTER else "minimize"
-
-
 # Truth-free scores a user could select a configuration by on real data, and which way is better.
-SELECTORS = {"rscore": "higher", "dr_mse": "lower", "qini": "higher", "autoc": "higher",
-             "cal_score": "higher", "policy_value_model": "higher"}
+SELECTORS = {name: registry.METRICS[name].goal
+             for name in ("rscore", "dr_mse", "qini", "autoc", "cal_score", "policy_value_model")}
 
 
 def selector_validation(board: pd.DataFrame, parents: pd.DataFrame, oracle: str = "cate_rmse_test") -> pd.DataFrame:

@@ -8,37 +8,17 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from hte_bench.evaluation import registry
+
 if TYPE_CHECKING:  # only for annotations; keeps this module free of import cycles
     from hte_bench.data.base import Truth
     from hte_bench.estimators.base import Estimate
 
 NAN = float("nan")
 
-# Public interface: the per-seed metric names, in display order.
-CHILD_METRICS: tuple[str, ...] = (
-    "ate_true",
-    "ate_hat",
-    "ate_bias",
-    "ate_ci_lower",
-    "ate_ci_upper",
-    "ate_covered",
-    "ate_ci_width",
-    "cate_mse_train",
-    "cate_mse_test",
-    "cate_rmse_train",
-    "cate_rmse_test",
-    "cate_coverage_train",
-    "cate_coverage_test",
-    "cate_ci_width_train",
-    "cate_ci_width_test",
-    "calib_slope_test",
-    "calib_intercept_test",
-    "calib_rmse_test",
-    "importance_rank_corr",
-    "importance_top_hit",
-    "fit_seconds",
-    "predict_seconds",
-)
+# Public interface: the per-seed metric names evaluate() returns, in registry order.
+CHILD_METRICS: tuple[str, ...] = tuple(
+    n for n in registry.names(level="seed") if registry.METRICS[n].group in ("core", "interval", "importance", "cost"))
 
 CALIBRATION_COLUMNS = ["bin", "n", "mean_pred", "mean_true"]
 
@@ -92,8 +72,7 @@ def _bounds(lower, upper) -> Optional[tuple[np.ndarray, np.ndarray]]:
 
 
 # What an estimate says about itself: defined without any true tau.
-WITHOUT_TRUTH = ("ate_hat", "ate_ci_lower", "ate_ci_upper", "ate_ci_width", "cate_ci_width_train",
-                 "cate_ci_width_test", "fit_seconds", "predict_seconds")
+WITHOUT_TRUTH = tuple(n for n in CHILD_METRICS if not registry.METRICS[n].needs_truth)
 
 
 def cate_mse(tau, tau_hat) -> float:

@@ -252,22 +252,26 @@ class Tracker:
         """The configuration runs a sweep launched or revisited."""
         return self.search(f"tags.`{KIND}` = 'config' and tags.sweep_run_id = '{sweep_id}'")
 
-    def finish_sweep(self, sweep_id: str, metric: str, direction: str,
+    def finish_sweep(self, sweep_id: str, metric: str, loss, how: str,
                      artifact_dir: Optional[str] = None) -> Optional[dict]:
-        """Tag the sweep run with its best configuration by ``metric``, attach files, close it; returns the best."""
+        """Tag the sweep run with its best configuration (lowest ``loss(value)`` of ``metric``), attach files, close it.
+
+        ``how`` says in words what best means (e.g. "rscore_mean: higher is better"); returns the best.
+        """
         import math
 
         parents = self.sweep_parents(sweep_id)
-        scored = [(p.data.metrics.get(metric, math.nan), p) for p in parents]
+        scored = [(float(loss(p.data.metrics.get(metric, math.nan))), p) for p in parents]
         scored = [(v, p) for v, p in scored if math.isfinite(v)]
         best = None
         if scored:
-            value, run = (min if direction == "minimize" else max)(scored, key=lambda vp: vp[0])
+            _, run = min(scored, key=lambda vp: vp[0])
+            value = run.data.metrics[metric]
             label = run.info.run_name
             best = {"value": value, "parent_run_id": run.info.run_id, "label": label}
             self._batch(sweep_id, metrics={f"best_{metric}": value, "n_configs": len(parents)},
                         tags={"best_parent_run_id": run.info.run_id, "best_config": label,
-                              "best_config_hash": run.data.tags.get("config_hash", ""), "direction": direction})
+                              "best_config_hash": run.data.tags.get("config_hash", ""), "direction": how})
         else:
             self._batch(sweep_id, metrics={"n_configs": len(parents)})
         if artifact_dir and any(Path(artifact_dir).iterdir()):

@@ -1,0 +1,249 @@
+"""The one table of metric metadata: name, direction or target, needs truth, split, level, headline, meaning.
+
+Metrics, leaderboard, sweep callback, Optuna objective, promotion gates and UI curation all read it, so
+adding a metric is one line here and one function where it is computed. Aggregates across seeds are
+named ``<metric>_mean``, ``_std``, ``_ci_lower``, ``_ci_upper`` and inherit the metric's spec.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from hte_bench.errors import ConfigError
+
+# How a metric is judged: lower or higher is better; "target" means closest to ``target`` is best
+# (coverage aims at 1 - alpha: 100% means too wide); "info" is context, never ranked.
+GOALS = ("lower", "higher", "target", "info")
+AGG_STATS = ("mean", "std", "ci_lower", "ci_upper")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """What one logged number means and how to judge it."""
+
+    name: str
+    goal: str
+    needs_truth: bool
+    split: str          # "train", "test", "both" or "-" (no split: times, counts)
+    description: str
+    level: str = "seed"  # "seed": per seed, aggregated on the configuration run; "config": only across seeds
+    headline: bool = False  # shown with mean and interval on configuration runs and boards
+    target: Optional[float | str] = None  # a number or "1-alpha"
+    group: str = "core"  # core, interval, importance, cost, validation, policy, oracle, subgroups, run
+
+    @property
+    def rankable(self) -> bool:
+        return self.goal != "info"
+
+    def target_value(self, alpha: float = 0.05) -> float:
+        """The numeric target (``1-alpha`` resolved)."""
+        return 1.0 - alpha if self.target == "1-alpha" else float(self.target)
+
+    def direction(self) -> str:
+        """'lower', 'higher' or 'target=<value>' as people read it."""
+        return f"target={self.target}" if self.goal == "target" else self.goal
+
+
+def _specs(group: str, split: str, needs_truth: bool, rows: list[tuple]) -> list[MetricSpec]:
+    """Rows of (name, goal, description[, options]) sharing group, split and needs_truth."""
+    out = []
+    for row in rows:
+        name, goal, desc = row[:3]
+        opts = row[3] if len(row) > 3 else {}
+        out.append(MetricSpec(name=name, goal=goal, description=desc, group=group,
+                              split=opts.pop("split", split), needs_truth=opts.pop("needs_truth", needs_truth),
+                              **opts))
+    return out
+
+
+H = {"headline": True}
+_ALL: list[MetricSpec] = [
+    *_specs("core", "train", True, [
+        ("ate_true", "info", "true average effect over the training sample"),
+        ("ate_hat", "info", "estimated average effect over the training sample", {"needs_truth": False}),
+        ("ate_bias", "target", "ATE estimate minus true ATE", {"target": 0.0, "headline": True}),
+        ("cate_mse_train", "lower", "mean squared error of tau_hat, training units (PEHE²)"),
+        ("cate_mse_test", "lower", "mean squared error of tau_hat, test units (PEHE²)", {"split": "test"}),
+        ("cate_rmse_train", "lower", "√PEHE in sample", {"headline": True}),
+        ("cate_rmse_test", "lower", "√PEHE out of sample (the default ranking metric)",
+         {"split": "test", "headline": True}),
+        ("calib_slope_test", "target", "slope of true tau on tau_hat (1 = calibrated)",
+         {"split": "test", "target": 1.0, "headline": True}),
+        ("calib_intercept_test", "target", "intercept of true tau on tau_hat", {"split": "test", "target": 0.0}),
+        ("calib_rmse_test", "lower", "RMS gap of binned mean tau_hat vs mean tau", {"split": "test"}),
+    ]),
+    *_specs("interval", "train", True, [
+        ("ate_ci_lower", "info", "lower end of the ATE interval (kind: tag ate_interval_kind)", {"needs_truth": False}),
+        ("ate_ci_upper", "info", "upper end of the ATE interval", {"needs_truth": False}),
+        ("ate_covered", "target", "1 if the ATE interval covers the true ATE", {"target": "1-alpha"}),
+        ("ate_ci_width", "info", "width of the ATE interval", {"needs_truth": False, "headline": True}),
+        ("cate_coverage_train", "target", "share of training units whose true tau is in their interval",
+         {"target": "1-alpha"}),
+        ("cate_coverage_test", "target", "share of test units whose true tau is in their interval",
+         {"split": "test", "target": "1-alpha", "headline": True}),
+        ("cate_ci_width_train", "info", "mean per-unit interval width, training units", {"needs_truth": False}),
+        ("cate_ci_width_test", "info", "mean per-unit interval width, test units",
+         {"needs_truth": False, "split": "test", "headline": True}),
+        ("ate_rmse", "lower", "root mean squared ATE error across seeds", {"level": "config", "headline": True}),
+        ("ate_coverage_rate", "target", "share of seeds whose ATE interval covers the true ATE (Wilson CI)",
+         {"level": "config", "target": "1-alpha", "headline": True}),
+        ("ate_coverage_rate_ci_lower", "info", "Wilson interval of ate_coverage_rate, lower", {"level": "config"}),
+        ("ate_coverage_rate_ci_upper", "info", "Wilson interval of ate_coverage_rate, upper", {"level": "config"}),
+    ]),
+    *_specs("importance", "test", True, [
+        ("importance_rank_corr", "higher", "Spearman ρ of estimated vs true permutation importance",
+         {"headline": True}),
+        ("importance_top_hit", "higher", "1 if the most important estimated feature is a true modifier"),
+    ]),
+    *_specs("cost", "-", False, [
+        ("fit_seconds", "lower", "seconds to fit (final stage only when the first stage was reused)",
+         {"headline": True}),
+        ("predict_seconds", "lower", "seconds for effects and intervals on both splits"),
+    ]),
+    *_specs("validation", "test", False, [
+        ("rscore", "higher", "econml RScorer R-score on the test split (truth-free)", {"headline": True}),
+        ("r_loss", "lower", "R-loss of the model (truth-free)"),
+        ("r_loss_baseline", "info", "R-loss of the constant-effect model (truth-free)"),
+        ("dr_mse", "lower", "MSE of tau_hat against DR pseudo-outcomes (truth-free; ranks like PEHE)",
+         {"headline": True}),
+        ("blp_coef", "info", "DRTester best linear predictor slope (1 = calibrated heterogeneity)"),
+        ("blp_se", "info", "standard error of blp_coef"),
+        ("blp_pvalue", "info", "p-value of blp_coef = 0"),
+        ("cal_score", "higher", "DRTester calibration R²"),
+        ("qini", "higher", "DRTester Qini coefficient", {"headline": True}),
+        ("qini_se", "info", "standard error of qini"),
+        ("qini_ci_lower", "info", "normal interval of qini, lower"),
+        ("qini_ci_upper", "info", "normal interval of qini, upper"),
+        ("autoc", "higher", "DRTester area under the TOC curve"),
+        ("autoc_se", "info", "standard error of autoc"),
+        ("autoc_ci_lower", "info", "normal interval of autoc, lower"),
+        ("autoc_ci_upper", "info", "normal interval of autoc, upper"),
+    ]),
+    *_specs("policy", "test", False, [
+        ("policy_value_model", "higher", "DR value of 'treat if tau_hat > 0' vs treating nobody, per person"),
+        ("policy_value_model_se", "info", "standard error of policy_value_model"),
+        ("policy_value_treat_all", "info", "DR value of treating everybody"),
+        ("policy_value_treat_all_se", "info", "standard error of policy_value_treat_all"),
+        ("policy_value_treat_none", "info", "value of treating nobody (the reference, 0)"),
+        ("policy_gain_vs_all", "higher", "model policy value minus treat-all value"),
+        ("policy_gain_vs_all_se", "info", "paired standard error of policy_gain_vs_all"),
+        ("targeting_gain_top25", "higher", "DR mean effect in the top quarter by tau_hat minus overall"),
+        ("targeting_gain_top25_se", "info", "standard error of targeting_gain_top25"),
+    ]),
+    *_specs("oracle", "test", True, [
+        ("oracle_policy_value", "info", "true value of treating exactly those who benefit"),
+        ("policy_value_model_true", "higher", "true value of 'treat if tau_hat > 0'"),
+        ("policy_regret", "lower", "oracle policy value minus the model policy's true value", {"headline": True}),
+        ("targeting_gain_top25_true", "higher", "true mean effect in the top quarter by tau_hat minus overall"),
+    ]),
+    *_specs("subgroups", "train", False, [
+        ("aipw_ate", "info", "cross-fitted AIPW ATE on the training sample (seed 003)"),
+        ("aipw_ate_se", "info", "standard error of aipw_ate"),
+        ("aipw_ate_ci_lower", "info", "normal interval of aipw_ate, lower"),
+        ("aipw_ate_ci_upper", "info", "normal interval of aipw_ate, upper"),
+        ("aipw_boot_ci_lower", "info", "bootstrap interval of aipw_ate, lower"),
+        ("aipw_boot_ci_upper", "info", "bootstrap interval of aipw_ate, upper"),
+        ("aipw_ate_covered", "target", "1 if the AIPW interval covers the true ATE",
+         {"target": "1-alpha", "needs_truth": True}),
+        ("max_abs_smd_unweighted", "info", "largest |standardised mean difference| before weighting"),
+        ("max_abs_smd_weighted", "lower", "largest |standardised mean difference| after AIPW weighting"),
+    ]),
+    *_specs("run", "-", False, [
+        ("n_seeds_ok", "info", "seeds that finished", {"level": "config"}),
+        ("n_seeds_failed", "info", "seeds that failed (traceback in their run)", {"level": "config"}),
+        ("n_configs", "info", "configurations in a sweep or board", {"level": "config"}),
+    ]),
+]
+METRICS: dict[str, MetricSpec] = {s.name: s for s in _ALL}
+assert len(METRICS) == len(_ALL), "a metric name is registered twice"
+assert all(s.goal in GOALS for s in _ALL)
+
+
+def split_name(name: str) -> tuple[str, Optional[str]]:
+    """(metric, statistic) of a logged name: ``cate_rmse_test_mean`` -> (``cate_rmse_test``, ``mean``)."""
+    if name in METRICS:
+        return name, None
+    for stat in AGG_STATS:
+        suffix = f"_{stat}"
+        if name.endswith(suffix) and name[: -len(suffix)] in METRICS:
+            return name[: -len(suffix)], stat
+    if name.startswith("best_") and name[5:] and is_registered(name[5:]):  # the sweep run's best_<metric>
+        return split_name(name[5:])
+    return name, None
+
+
+def is_registered(name: str) -> bool:
+    """True when ``name`` is a registered metric or one of its aggregates."""
+    return split_name(name)[0] in METRICS
+
+
+def spec(name: str) -> MetricSpec:
+    """The spec of a metric or of one of its aggregates; one-line ConfigError listing the rankable names."""
+    base, _ = split_name(name)
+    if base not in METRICS:
+        raise ConfigError(f"metric {name!r} is not registered; rankable metrics: {', '.join(rankable())}")
+    return METRICS[base]
+
+
+def rankable() -> list[str]:
+    """Names that can rank configurations (everything with a direction or a target)."""
+    return [s.name for s in _ALL if s.rankable]
+
+
+def names(group: Optional[str] = None, level: Optional[str] = None) -> tuple[str, ...]:
+    """Registered names in table order, optionally of one group or level."""
+    return tuple(s.name for s in _ALL if (group is None or s.group == group) and (level is None or s.level == level))
+
+
+def headline() -> tuple[str, ...]:
+    """The metrics shown first on configuration runs and boards."""
+    return tuple(s.name for s in _ALL if s.headline)
+
+
+def loss(name: str, values, alpha: float = 0.05) -> np.ndarray:
+    """Values as a loss (lower is better): as is, negated, or the distance to the target."""
+    s = spec(name)
+    v = np.asarray(values, dtype=float)
+    if s.goal == "lower":
+        return v
+    if s.goal == "higher":
+        return -v
+    if s.goal == "target":
+        return np.abs(v - s.target_value(alpha))
+    raise ConfigError(f"metric {name!r} is context ({s.description}) and cannot rank; "
+                      f"rankable metrics: {', '.join(rankable())}")
+
+
+def objective(name: str) -> tuple[str, str]:
+    """How a sweeper optimises the aggregate ``name``: (``minimize``|``maximize``, explanation).
+
+    Spread (``_std``) is minimised; a target metric is minimised as its distance to the target; context
+    metrics are refused in one line.
+    """
+    s = spec(name)
+    _, stat = split_name(name)
+    if stat == "std":
+        return "minimize", f"{name}: spread across seeds, lower is better"
+    if s.goal == "info":
+        loss(name, [])  # raises the one-line refusal
+    if s.goal == "target":
+        return "minimize", f"{name}: distance to its target {s.target}"
+    return ("maximize" if s.goal == "higher" else "minimize"), f"{name}: {s.goal} is better"
+
+
+def objective_value(name: str, summary: dict, alpha: float = 0.05) -> float:
+    """The number a sweeper should optimise for ``name`` from a configuration's aggregate metrics."""
+    value = float(summary.get(name, float("nan")))
+    s = spec(name)
+    if s.goal == "target" and split_name(name)[1] != "std":
+        return float(abs(value - s.target_value(alpha)))
+    return value
+
+
+def aggregate_loss(name: str, value: float, alpha: float = 0.05) -> float:
+    """An aggregate's value as a loss (lower is better): spread as is, else the metric's own loss."""
+    if split_name(name)[1] == "std":
+        return float(value)
+    return float(loss(name, [value], alpha)[0])

@@ -1,0 +1,350 @@
+"""One seed, stage by stage: data → estimator → fit → predict → metrics → analyses → artifacts (no MLflow).
+
+Each stage is a small named function; ``evaluate_seed`` runs them in order and is the only place a seed's
+failure is caught: the error names its stage and the traceback goes to the seed's files. With ``strict``
+(the first seed of a job) errors of the input stages are the user's input errors and raise ConfigError.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import traceback
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from hte_bench import config as C
+from hte_bench.errors import ConfigError
+
+# Per-seed stages, in order. The first three read the user's input: on the first seed their errors are
+# input errors (one line, nothing written); later stages fail a seed, never the configuration.
+SEED_STAGES = ("data", "estimator", "fit", "predict", "metrics", "analyses", "artifacts")
+INPUT_STAGES = ("data", "estimator", "fit")
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SeedResult:
+    """What one seed produced, ready for the tracker: metrics, tags and a folder of artifacts."""
+
+    seed: int
+    status: str  # "FINISHED" or "FAILED"
+    metrics: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    artifact_dir: Optional[str] = None
+    dataset_frame: Optional[pd.DataFrame] = None
+    start_ms: int = 0
+    end_ms: int = 0
+
+
+@dataclass
+class SeedContext:
+    """What the stages of one seed hand each other."""
+
+    cfg: DictConfig
+    seed: int
+    out: Path
+    result: SeedResult
+    dataset: Any = None
+    truth: Any = None
+    adapter: Any = None
+    estimate: Any = None
+    true_importance: Optional[pd.Series] = None
+    analysis: Any = None
+
+
+def evaluate_seed(cfg: DictConfig, seed: int, workdir: str, strict: bool = False) -> SeedResult:
+    """Run the stages of one seed without MLflow; with ``strict``, input-stage errors raise ConfigError."""
+    out = Path(workdir) / f"seed_{seed}"
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = SeedContext(cfg=cfg, seed=seed, out=out, result=SeedResult(
+        seed=seed, status="FAILED", start_ms=int(time.time() * 1000), artifact_dir=str(out)))
+    for stage in SEED_STAGES:
+        try:
+            _STAGES[stage](ctx)
+        except Exception as err:
+            if strict and stage in INPUT_STAGES and _is_input_error(stage, err):
+                raise ConfigError(_one_line(stage, err)) from err
+            (out / "traceback.txt").write_text(f"stage: {stage}\n\n{traceback.format_exc()}")
+            ctx.result.tags["error"] = _one_line(stage, err)
+            ctx.result.tags["failed_stage"] = stage
+            log.warning("seed %d failed: %s", seed, ctx.result.tags["error"])
+            break
+    else:
+        ctx.result.status = "FINISHED"
+    ctx.result.end_ms = int(time.time() * 1000)
+    return ctx.result
+
+
+def _stage_data(ctx: SeedContext) -> None:
+    """Draw (or load) the seed's data and truth and check the training sample can be fitted."""
+    ctx.dataset, ctx.truth = make_data(ctx.cfg, ctx.seed)
+    check_fittable(ctx.cfg, ctx.dataset)
+    ctx.result.tags["data_hash"] = data_hash(ctx.dataset)
+    # Floats throughout: MLflow warns that integer columns cannot hold missing values.
+    ctx.result.dataset_frame = ctx.dataset.X_train.assign(T=ctx.dataset.T_train, Y=ctx.dataset.Y_train).astype(float)
+    if not ctx.truth.known:
+        ctx.result.tags["truth"] = "absent: no true tau, only truth-free metrics are logged"
+
+
+def _stage_estimator(ctx: SeedContext) -> None:
+    """Build the estimator adapter with this seed's random states."""
+    ctx.adapter = make_estimator(ctx.cfg, ctx.seed)
+
+
+def _stage_fit(ctx: SeedContext) -> None:
+    """Fit on the training sample only."""
+    from hte_bench.estimators.base import Estimate
+
+    d = ctx.dataset
+    t0 = time.perf_counter()
+    ctx.adapter.fit(d.X_train, d.T_train, d.Y_train)
+    ctx.estimate = Estimate(tau_hat_train=np.array([]), tau_hat_test=np.array([]), ate_hat=float("nan"),
+                            fit_seconds=time.perf_counter() - t0)
+    ctx.estimate.extra["nuisance_reused"] = bool(getattr(ctx.adapter, "reused_nuisance_", False))
+    if ctx.estimate.extra["nuisance_reused"]:
+        ctx.result.tags["nuisance_reused"] = "true"  # fit_seconds then covers the final stage only
+
+
+def _stage_predict(ctx: SeedContext) -> None:
+    """Effects and intervals on both splits, the library's importance and summary."""
+    predict(ctx.adapter, ctx.dataset, float(ctx.cfg.alpha), ctx.estimate)
+    for key, reason in (("interval_reason", ctx.estimate.interval_reason),
+                        ("ate_interval_reason", ctx.estimate.ate_interval_reason)):
+        if reason:
+            ctx.result.tags[key] = reason
+
+
+def _stage_metrics(ctx: SeedContext) -> None:
+    """Every per-seed metric of the estimate against the truth (pure functions, no MLflow)."""
+    from hte_bench.evaluation.importance import effect_importance
+    from hte_bench.evaluation.insights import describe_without_inference
+    from hte_bench.evaluation.metrics import evaluate
+
+    cfg, d, est = ctx.cfg, ctx.dataset, ctx.estimate
+    imp_kw = {"n_repeats": int(cfg.importance_repeats), "max_rows": int(cfg.importance_max_rows)}
+    est.importance = effect_importance(ctx.adapter.effect, d.X_test, ctx.seed, **imp_kw)
+    est.insights = est.insights or describe_without_inference(est.importance, d.X_test, est.tau_hat_test)
+    if ctx.truth.tau_fn is not None:
+        ctx.true_importance = effect_importance(ctx.truth.tau_fn, d.X_test, ctx.seed, **imp_kw)
+    ctx.result.metrics = evaluate(ctx.truth, est, ctx.true_importance)
+
+
+def _stage_analyses(ctx: SeedContext) -> None:
+    """The optional analyses; each failing analysis leaves a note, not a failed seed."""
+    metrics, tables, figures, notes = run_analyses(ctx.cfg, ctx.dataset, ctx.truth, ctx.estimate, ctx.adapter,
+                                                   ctx.seed)
+    ctx.result.metrics.update(metrics)
+    if notes:
+        ctx.result.tags["analysis_notes"] = " | ".join(notes)[:500]
+    ctx.analysis = (tables, figures, notes)
+
+
+def _stage_artifacts(ctx: SeedContext) -> None:
+    """The seed's files: predictions, importance, summary, insights, tables and (optionally) plots."""
+    from hte_bench import artifacts
+
+    plots = bool(ctx.cfg.tracking.plots)
+    artifacts.write_seed(ctx.out, ctx.dataset, ctx.truth, ctx.estimate, ctx.true_importance, plots=plots)
+    tables, figures, notes = ctx.analysis
+    artifacts.write_report(ctx.out, tables, figures if plots else {}, notes)
+
+
+_STAGES = {"data": _stage_data, "estimator": _stage_estimator, "fit": _stage_fit, "predict": _stage_predict,
+           "metrics": _stage_metrics, "analyses": _stage_analyses, "artifacts": _stage_artifacts}
+assert tuple(_STAGES) == SEED_STAGES
+
+
+# --------------------------------------------------------------------------- building blocks
+
+
+_DATA_CACHE: "OrderedDict[str, tuple]" = OrderedDict()
+_DATA_CACHE_SIZE = 32
+
+
+def make_data(cfg: DictConfig, seed: int):
+    """Instantiate the data generator for this seed and check what it returned.
+
+    Draws are cached per process (a sweep's configurations share each seed's data): the key is the
+    resolved data config and the seed, and a generator is a pure function of them.
+    """
+    import json
+
+    from hydra.utils import instantiate
+
+    from hte_bench.data.base import validate
+
+    key = json.dumps([OmegaConf.to_container(cfg.data, resolve=True), seed], sort_keys=True, default=str)
+    if key in _DATA_CACHE:
+        _DATA_CACHE.move_to_end(key)
+        return _DATA_CACHE[key]
+    dataset, truth = instantiate(cfg.data, seed=seed)
+    validate(dataset, truth)
+    _DATA_CACHE[key] = (dataset, truth)
+    while len(_DATA_CACHE) > _DATA_CACHE_SIZE:
+        _DATA_CACHE.popitem(last=False)
+    return dataset, truth
+
+
+def check_fittable(cfg: DictConfig, dataset) -> None:
+    """Refuse a training sample with fewer units per arm than ``min_units_per_arm`` or the estimator's folds need."""
+    from hte_bench.data.base import DataError
+
+    folds = OmegaConf.select(cfg, "estimator.model.cv", default=None)
+    folds = int(folds) if isinstance(folds, int) and not isinstance(folds, bool) else 2
+    need = max(int(cfg.get("min_units_per_arm", 10)), 2 * folds)
+    arms, counts = np.unique(np.asarray(dataset.T_train).ravel(), return_counts=True)
+    have = dict(zip(arms.tolist(), counts.tolist()))
+    if len(arms) == 2 and counts.min() >= need:
+        return
+    size = f"data.n={len(dataset.X_train)}" if "n" in cfg.data else f"{len(dataset.X_train)} training units"
+    raise DataError(f"{size} gives {have} units per treatment arm in the training sample; hte-bench needs at "
+                    f"least {need} per arm (min_units_per_arm={cfg.get('min_units_per_arm', 10)}, and 2 per "
+                    f"cross-fitting fold, cv={folds}): raise data.n")
+
+
+def make_estimator(cfg: DictConfig, seed: int):
+    """Instantiate the estimator adapter (nuisance models included) with models seeded by ``seed``."""
+    from hydra.utils import instantiate
+
+    from hte_bench.estimators.econml_adapter import configure_nuisance_cache
+
+    configure_nuisance_cache(int(cfg.get("nuisance_cache", 16)))
+    return instantiate(C.for_seed(cfg, seed).estimator)
+
+
+def predict(adapter, dataset, alpha: float, est):
+    """Fill ``est`` with point effects and intervals on both splits, the ATE and the library's own reports."""
+    from hte_bench.estimators.base import NoInference
+
+    t0 = time.perf_counter()
+    est.tau_hat_train = adapter.effect(dataset.X_train)
+    est.tau_hat_test = adapter.effect(dataset.X_test)
+    # The ATE over the training sample is the mean of its CATEs (econml's ate() computes exactly this).
+    est.ate_hat = float(np.mean(est.tau_hat_train))
+    try:
+        est.lower_train, est.upper_train = adapter.effect_interval(dataset.X_train, alpha)
+        est.lower_test, est.upper_test = adapter.effect_interval(dataset.X_test, alpha)
+    except NoInference as why:
+        est.interval_reason = str(why)
+    try:
+        est.ate_lower, est.ate_upper = adapter.ate_interval(dataset.X_train, alpha)
+    except NoInference as why:
+        est.ate_interval_reason = str(why)
+    est.predict_seconds = time.perf_counter() - t0
+    est.native_importance = adapter.native_importance()
+    est.summary = adapter.summary()
+    est.insights = adapter.insights(alpha)
+    return est
+
+
+def fit_and_estimate(adapter, dataset, alpha: float, seed: int, n_repeats: int, max_rows: int):
+    """Fit on the training sample and collect effects, intervals, importance and summaries (tests, promotion)."""
+    from hte_bench.estimators.base import Estimate
+    from hte_bench.evaluation.importance import effect_importance
+    from hte_bench.evaluation.insights import describe_without_inference
+
+    t0 = time.perf_counter()
+    adapter.fit(dataset.X_train, dataset.T_train, dataset.Y_train)
+    est = Estimate(tau_hat_train=np.array([]), tau_hat_test=np.array([]), ate_hat=float("nan"),
+                   fit_seconds=time.perf_counter() - t0)
+    est.extra["nuisance_reused"] = bool(getattr(adapter, "reused_nuisance_", False))
+    predict(adapter, dataset, alpha, est)
+    est.importance = effect_importance(adapter.effect, dataset.X_test, seed, n_repeats, max_rows)
+    est.insights = est.insights or describe_without_inference(est.importance, dataset.X_test, est.tau_hat_test)
+    return est
+
+
+def run_analyses(cfg: DictConfig, dataset, truth, est, adapter, seed: int):
+    """The optional analyses of one fitted seed: truth-free validation scores and seed-003 subgroup tables.
+
+    Returns (metrics, tables, figures, notes). An analysis that fails leaves a note, not a failed seed:
+    the fit and its metrics against the truth are still valid.
+    """
+    wanted = cfg.get("analyses") or {}
+    metrics: dict[str, float] = {}
+    tables: dict[str, pd.DataFrame] = {}
+    figures: dict = {}
+    notes: list[str] = []
+    if wanted.get("truth_free", False):
+        from hte_bench.evaluation import validation
+
+        try:
+            scores = validation.truth_free(dataset, adapter.effect, seed, alpha=float(cfg.alpha))
+            metrics.update(scores.metrics)
+            figures.update(scores.figures)
+            notes += scores.notes
+            if truth.known:
+                metrics.update(validation.with_truth(truth.tau_test, est.tau_hat_test))
+        except Exception as err:  # DRTester/RScorer on degenerate data: keep the seed, say what failed
+            notes.append(f"truth-free scores failed: {type(err).__name__}: {err}")
+    if wanted.get("subgroups", False) and truth.known and truth.extra.get("subgroups"):
+        from hte_bench.evaluation import subgroups
+
+        try:
+            report = subgroups.analyse(dataset, truth, est, seed, alpha=float(cfg.alpha))
+            metrics.update(report.metrics)
+            tables.update({f"subgroups/{k}": v for k, v in report.tables.items()})
+            figures.update({f"subgroups_{k}.png": v for k, v in report.figures.items()})
+        except Exception as err:
+            notes.append(f"subgroup analyses failed: {type(err).__name__}: {err}")
+    return metrics, tables, figures, notes
+
+
+def data_hash(dataset) -> str:
+    """Hash of the observed training data, so runs on identical draws can be recognised."""
+    h = hashlib.sha256()
+    h.update(pd.util.hash_pandas_object(dataset.X_train, index=False).to_numpy().tobytes())
+    h.update(np.asarray(dataset.T_train, dtype=float).tobytes())
+    h.update(np.asarray(dataset.Y_train, dtype=float).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _is_input_error(stage: str, err: BaseException) -> bool:
+    """Whether a first-seed error is the user's input: data and estimator errors, and parameter errors at fit
+    (sklearn's InvalidParameterError and econml's argument checks are ValueError/TypeError)."""
+    from hte_bench.data.base import DataError
+
+    return stage in ("data", "estimator") or isinstance(err, (DataError, ValueError, TypeError))
+
+
+def _one_line(stage: str, err: BaseException) -> str:
+    cause = err.__cause__ or err
+    text = " ".join(str(cause).split()) or type(cause).__name__
+    hint = _did_you_mean(text)
+    return f"{stage}: {type(cause).__name__}: {text}{hint}"[:500]
+
+
+def _did_you_mean(text: str) -> str:
+    """For "X.__init__() got an unexpected keyword argument 'k'": the closest parameter names of X."""
+    import difflib
+    import re
+
+    m = re.search(r"(\w+)\.__init__\(\) got an unexpected keyword argument '(\w+)'", text)
+    if not m:
+        return ""
+    cls = _find_class(m.group(1))
+    if cls is None:
+        return ""
+    import inspect
+
+    params = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "args", "kwargs")]
+    close = difflib.get_close_matches(m.group(2), params, n=3)
+    return f"; did you mean {' or '.join(close)}?" if close else f"; its parameters: {', '.join(params)}"
+
+
+def _find_class(name: str):
+    """A class of that name among the estimator libraries already imported (econml, sklearn, hte_bench)."""
+    import sys
+
+    for mod_name, mod in list(sys.modules.items()):
+        if mod_name.split(".")[0] in ("econml", "sklearn", "hte_bench") and isinstance(getattr(mod, name, None), type):
+            return getattr(mod, name)
+    return None
