@@ -32,6 +32,9 @@ class MetricSpec:
     headline: bool = False  # shown with mean and interval on configuration runs and boards
     target: Optional[float | str] = None  # a number or "1-alpha"
     group: str = "core"  # core, interval, importance, cost, validation, policy, oracle, subgroups, run
+    # "package.module.function" computing the per-seed value from (truth, estimate); evaluate() calls it.
+    # Built-in metrics are computed together in metrics.evaluate() and leave it empty.
+    fn: Optional[str] = None
 
     @property
     def rankable(self) -> bool:
@@ -159,6 +162,22 @@ _ALL: list[MetricSpec] = [
 METRICS: dict[str, MetricSpec] = {s.name: s for s in _ALL}
 assert len(METRICS) == len(_ALL), "a metric name is registered twice"
 assert all(s.goal in GOALS for s in _ALL)
+
+
+def register(new: MetricSpec) -> MetricSpec:
+    """Add a metric at run time (a user's module); its name must be new. Returns the spec."""
+    if new.name in METRICS:
+        raise ConfigError(f"metric {new.name!r} is already registered")
+    if new.goal not in GOALS:
+        raise ConfigError(f"metric {new.name!r}: goal={new.goal!r} is not allowed; allowed: {', '.join(GOALS)}")
+    _ALL.append(new)
+    METRICS[new.name] = new
+    return new
+
+
+def computed() -> list[MetricSpec]:
+    """Specs whose per-seed value comes from their own ``fn`` (metrics added after the built-in set)."""
+    return [s for s in _ALL if s.fn]
 
 
 def split_name(name: str) -> tuple[str, Optional[str]]:
