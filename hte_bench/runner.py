@@ -104,6 +104,9 @@ def fit_and_estimate(adapter, dataset, alpha: float, seed: int, n_repeats: int, 
         est.ate_lower, est.ate_upper = adapter.ate_interval(dataset.X_train, alpha)
     except NoInference as why:
         est.ate_interval_reason = str(why)
+    # What the intervals claim (vocabulary in estimators/base.py); an interval that is absent claims nothing.
+    est.interval_kind = "none" if est.interval_reason else adapter.interval_kind()
+    est.ate_interval_kind = "none" if est.ate_interval_reason else adapter.ate_interval_kind()
     est.predict_seconds = time.perf_counter() - t0
     est.fit_seconds = fit_seconds
     est.extra["nuisance_reused"] = bool(getattr(adapter, "reused_nuisance_", False))
@@ -153,6 +156,7 @@ def evaluate_seed(cfg: DictConfig, seed: int, workdir: str, strict: bool = False
             result.tags["truth"] = "absent: no true tau, only truth-free metrics are logged"
         if est.extra["nuisance_reused"]:
             result.tags["nuisance_reused"] = "true"  # fit_seconds then covers the final stage only
+        result.tags.update(interval_kind=est.interval_kind, ate_interval_kind=est.ate_interval_kind)
         for key, reason in (("interval_reason", est.interval_reason),
                             ("ate_interval_reason", est.ate_interval_reason)):
             if reason:
