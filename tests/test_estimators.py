@@ -291,6 +291,8 @@ def test_interval_kinds_say_what_each_interval_claims(name, overrides, kinds, da
     # A kind other than none comes with a real interval, none with a reason.
     assert (est.lower_test is None) == (kinds[0] == "none") == bool(est.interval_reason)
     assert np.isnan(est.ate_lower) == (kinds[1] == "none") == bool(est.ate_interval_reason)
+    # The logged ATE is the number its interval is about (for the forest: econml's doubly robust ATE).
+    assert kinds[1] == "none" or est.ate_lower < est.ate_hat < est.ate_upper
 
 
 def test_forest_dr_ate_interval_is_for_the_training_sample_only(data):

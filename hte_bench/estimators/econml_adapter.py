@@ -176,6 +176,10 @@ class EconmlAdapter(CateAdapter):
         unit = "not_honest" if getattr(self.model_, "honest", True) is False else "per_unit"
         return unit, "ate" if self._has_dr_ate() else "conservative_bound"
 
+    def _uses_dr_ate(self) -> bool:
+        """Whether the ATE and its interval are econml's doubly robust ones (inference on, DR available)."""
+        return self.ate_interval_kind_ == "ate" and self._has_dr_ate()
+
     def _has_dr_ate(self) -> bool:
         """Whether econml computed a doubly robust training-sample ATE with its standard error (drate)."""
         try:
@@ -202,7 +206,7 @@ class EconmlAdapter(CateAdapter):
 
     def ate_interval(self, X: pd.DataFrame, alpha: float):
         Xa = X.to_numpy(dtype=float)
-        if self.ate_interval_kind_ == "ate" and self._has_dr_ate():
+        if self._uses_dr_ate():
             # econml's doubly robust ATE exists for the training sample only; its interval is centred on
             # that DR estimate (ate()), not on the mean of the forest's CATEs.
             if _fingerprint(Xa) != self.train_fingerprint_:
@@ -215,7 +219,7 @@ class EconmlAdapter(CateAdapter):
 
     def ate(self, X: pd.DataFrame) -> float:
         """The ATE over X that ate_interval is about: the DR estimate on the training sample, else mean CATE."""
-        if self._has_dr_ate() and _fingerprint(X.to_numpy(dtype=float)) == self.train_fingerprint_:
+        if self._uses_dr_ate() and _fingerprint(X.to_numpy(dtype=float)) == self.train_fingerprint_:
             return float(np.ravel(self.model_.ate_)[0])
         return super().ate(X)
 
