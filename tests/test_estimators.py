@@ -279,6 +279,9 @@ def test_clone_is_unfitted_with_equal_params_and_refits_identically(name, data):
     ("linear_dml", [], ("per_unit", "ate")),
     ("dr_learner", [], ("per_unit", "ate")),
     ("zero_effect", [], ("none", "none")),
+    # The README's ForestDRLearner: honest forest per arm, ATE interval on econml's stderr_mean bound.
+    ("forest_dr", ["++estimator.model.n_estimators=40", "++estimator.model.model_regression.n_estimators=20"],
+     ("per_unit", "conservative_bound")),
 ])
 def test_interval_kinds_say_what_each_interval_claims(name, overrides, kinds, data):
     from hte_bench.estimators.base import ATE_INTERVAL_KINDS, INTERVAL_KINDS
