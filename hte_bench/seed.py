@@ -116,6 +116,7 @@ def _stage_fit(ctx: SeedContext) -> None:
 def _stage_predict(ctx: SeedContext) -> None:
     """Effects and intervals on both splits, the library's importance and summary."""
     predict(ctx.adapter, ctx.dataset, float(ctx.cfg.alpha), ctx.estimate)
+    ctx.result.tags.update(interval_kind=ctx.estimate.interval_kind, ate_interval_kind=ctx.estimate.ate_interval_kind)
     for key, reason in (("interval_reason", ctx.estimate.interval_reason),
                         ("ate_interval_reason", ctx.estimate.ate_interval_reason)):
         if reason:
@@ -227,8 +228,9 @@ def predict(adapter, dataset, alpha: float, est):
     t0 = time.perf_counter()
     est.tau_hat_train = adapter.effect(dataset.X_train)
     est.tau_hat_test = adapter.effect(dataset.X_test)
-    # The ATE over the training sample is the mean of its CATEs (econml's ate() computes exactly this).
-    est.ate_hat = float(np.mean(est.tau_hat_train))
+    # The ATE over the training sample as the adapter estimates it, so its interval is about this number:
+    # the mean of the CATEs, except CausalForestDML's doubly robust ATE (see EconmlAdapter.ate).
+    est.ate_hat = float(adapter.ate(dataset.X_train))
     try:
         est.lower_train, est.upper_train = adapter.effect_interval(dataset.X_train, alpha)
         est.lower_test, est.upper_test = adapter.effect_interval(dataset.X_test, alpha)
@@ -238,6 +240,9 @@ def predict(adapter, dataset, alpha: float, est):
         est.ate_lower, est.ate_upper = adapter.ate_interval(dataset.X_train, alpha)
     except NoInference as why:
         est.ate_interval_reason = str(why)
+    # What the intervals claim (vocabulary in estimators/base.py); an interval that is absent claims nothing.
+    est.interval_kind = "none" if est.interval_reason else adapter.interval_kind()
+    est.ate_interval_kind = "none" if est.ate_interval_reason else adapter.ate_interval_kind()
     est.predict_seconds = time.perf_counter() - t0
     est.native_importance = adapter.native_importance()
     est.summary = adapter.summary()
