@@ -242,7 +242,11 @@ def run(cfg: DictConfig, choices: Optional[dict[str, str]] = None, job_log: Opti
     est_name = choices.get("estimator") or str(cfg.estimator._target_).rsplit(".", 1)[-1]
     chash = C.config_hash(cfg)
     label = f"{data_name}/{est_name} [{chash}]"
-    previous = tracker.find_parent(chash) if cfg.get("resume", True) else None
+    resume = cfg.get("resume", True)  # true: a run fitted by the same code and package versions; force: any
+    previous, note = (tracker.find_parent(chash, None if resume == "force" else tracker.resume_versions())
+                      if resume else (None, None))
+    if note:
+        log.warning("resume: %s; starting a new parent (resume=force joins it anyway)", note)
     done = tracker.resume_state(previous.info.run_id, seeds) if previous else {}
     todo = [s for s in seeds if s not in done]
     sweep_id = os.environ.get(SWEEP_ENV)
