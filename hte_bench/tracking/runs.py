@@ -27,12 +27,12 @@ class Tracker(Queries, Registry):
     @classmethod
     def from_config(cls, tracking) -> "Tracker":
         """Build from the ``tracking`` config node; reaches the store once so errors surface before any run."""
-        uri = store.resolve_uri(tracking.get("uri"))
-        timeout = store.timeout_of(tracking)
-        store.check_uri(uri, timeout)
         name = tracking.get("experiment")
         if not name or not str(name).strip():
             raise ConfigError("tracking.experiment is empty; give an experiment name, e.g. hte-bench")
+        uri = store.resolve_uri(tracking.get("uri"))
+        timeout = store.timeout_of(tracking)
+        store.check_uri(uri, timeout)  # may create a new SQLite store's folder: the last check before it
         with store.store_errors(uri, timeout):
             tracker = cls(uri, str(name))  # creates/migrates a new SQLite store here, once
             tracker.client.search_experiments(max_results=1)
