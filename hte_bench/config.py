@@ -51,6 +51,9 @@ def validate(cfg: DictConfig) -> None:
     for key in ("data.n", "data.n_test"):
         if OmegaConf.select(cfg, key, default=None) is not None:
             _require(cfg, key, lambda v: _is_int(v) and v > 0, "an integer ≥ 1")
+    resume = OmegaConf.select(cfg, "resume", default=True)
+    if not (isinstance(resume, bool) or resume == "force"):
+        raise ConfigError(f"resume={resume!r} is not allowed; resume must be true, false or force")
     seeds = OmegaConf.select(cfg, "seeds", default=None)
     if seeds is not None and not all(_is_int(s) and s >= 0 for s in seeds):
         raise ConfigError(f"seeds={list(seeds)!r} is not allowed; seeds must be a list of integers ≥ 0")

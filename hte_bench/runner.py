@@ -97,8 +97,13 @@ def make_plan(cfg: DictConfig, choices: dict[str, str]) -> Plan:
     plan = Plan(cfg=cfg, choices=choices, tracker=tracker, data_name=data_name(cfg, choices),
                 estimator_name=choices.get("estimator") or str(cfg.estimator._target_).rsplit(".", 1)[-1],
                 config_hash=C.config_hash(cfg), seeds=C.seeds_of(cfg), sweep_id=os.environ.get(SWEEP_ENV))
-    if cfg.get("resume", True):
-        plan.previous = tracker.find_parent(plan.config_hash)
+    resume = cfg.get("resume", True)
+    if resume:
+        # A parent fitted by other code or library versions is not joined unless resume=force.
+        plan.previous, note = tracker.find_parent(
+            plan.config_hash, None if resume == "force" else tracker.resume_versions())
+        if note:
+            log.warning("resume: %s; starting a new parent (resume=force joins it anyway)", note)
     if plan.previous is not None:
         plan.done = tracker.resume_state(plan.previous.info.run_id, plan.seeds)
     plan.todo = [s for s in plan.seeds if s not in plan.done]

@@ -265,10 +265,11 @@ def _short(params: Mapping[str, Any]) -> str:
 
 def _prepare_storage(storage: Optional[str]) -> Optional[str]:
     """Create the folder of a sqlite file (sqlite does not); other URLs are passed on unchanged."""
-    if storage and storage.startswith("sqlite:///"):
-        path = storage[len("sqlite:///") :].split("?", 1)[0]
-        if path and path != ":memory:":
-            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    from hte_bench.tracking.store import sqlite_path
+
+    path = sqlite_path(storage)
+    if path is not None:
+        path.expanduser().parent.mkdir(parents=True, exist_ok=True)
     return storage
 
 
