@@ -149,15 +149,19 @@ def main() -> None:
 
 
 def _remove_failed_outputs() -> None:
-    """Delete the Hydra output folders of refused jobs, and their sweep folder once it holds nothing else."""
+    """Delete the Hydra output folders of refused jobs, and each parent folder they leave empty."""
     import shutil
 
+    stop = Path.cwd().resolve()
     for out in _failed_outputs:
         shutil.rmtree(out, ignore_errors=True)
-        for folder in (out.parent, out.parent.parent):  # the multirun folder, then mlruns/hydra
-            leftovers = [p for p in folder.iterdir() if p.name != "multirun.yaml"] if folder.is_dir() else None
-            if leftovers == [] and folder.name != "mlruns":
-                shutil.rmtree(folder, ignore_errors=True)
+        folder = out.resolve().parent
+        # The multirun folder (empty but for Hydra's multirun.yaml), then mlruns/hydra, then mlruns.
+        while folder != stop and stop in folder.parents and folder.is_dir():
+            if [p for p in folder.iterdir() if p.name != "multirun.yaml"]:
+                break
+            shutil.rmtree(folder, ignore_errors=True)
+            folder = folder.parent
 
 
 if __name__ == "__main__":
