@@ -40,7 +40,7 @@ def test_target_metric_is_optimised_as_distance_and_context_is_refused():
         pytest.approx(0.05)
     assert registry.objective_value("calib_slope_test_mean", {"calib_slope_test_mean": 1.2}) == pytest.approx(0.2)
     assert registry.objective_value("rscore_mean", {"rscore_mean": 0.3}) == 0.3
-    with pytest.raises(ConfigError, match="cannot rank") as info:
+    with pytest.raises(ConfigError, match="cannot be ranked") as info:
         registry.objective("ate_hat_mean")
     assert "\n" not in str(info.value)
     with pytest.raises(ConfigError, match="not registered"):

@@ -202,7 +202,7 @@ def spec(name: str) -> MetricSpec:
     """The spec of a metric or of one of its aggregates; one-line ConfigError listing the rankable names."""
     base, _ = split_name(name)
     if base not in METRICS:
-        raise ConfigError(f"metric {name!r} is not registered; rankable metrics: {', '.join(rankable())}")
+        raise ConfigError(f"metric {name!r} is not registered, so it cannot be ranked; rankable metrics: {', '.join(rankable())}")
     return METRICS[base]
 
 
@@ -231,7 +231,7 @@ def loss(name: str, values, alpha: float = 0.05) -> np.ndarray:
         return -v
     if s.goal == "target":
         return np.abs(v - s.target_value(alpha))
-    raise ConfigError(f"metric {name!r} is context ({s.description}) and cannot rank; "
+    raise ConfigError(f"metric {name!r} is context ({s.description}) and cannot be ranked; "
                       f"rankable metrics: {', '.join(rankable())}")
 
 
