@@ -81,11 +81,9 @@ def make_estimator(cfg: DictConfig, seed: int):
     return instantiate(C.for_seed(cfg, seed).estimator)
 
 
-def fit_and_estimate(adapter, dataset, alpha: float, seed: int, n_repeats: int, max_rows: int):
-    """Fit on the training sample only and collect point effects, intervals, importance and summaries."""
+def fit_and_estimate(adapter, dataset, alpha: float):
+    """Fit on the training sample only and collect point effects, intervals, the effect function and summaries."""
     from hte_bench.estimators.base import Estimate, NoInference
-    from hte_bench.evaluation.insights import describe_without_inference
-    from hte_bench.evaluation.importance import effect_importance
 
     t0 = time.perf_counter()
     adapter.fit(dataset.X_train, dataset.T_train, dataset.Y_train)
@@ -107,11 +105,12 @@ def fit_and_estimate(adapter, dataset, alpha: float, seed: int, n_repeats: int, 
     est.predict_seconds = time.perf_counter() - t0
     est.fit_seconds = fit_seconds
     est.extra["nuisance_reused"] = bool(getattr(adapter, "reused_nuisance_", False))
-    est.importance = effect_importance(adapter.effect, dataset.X_test, seed, n_repeats, max_rows)
+    # Importance and insights.md are analyses (evaluation.analyses); they need the fitted effect function
+    # and the estimator's own coefficient statement.
+    est.effect_fn = adapter.effect
     est.native_importance = adapter.native_importance()
+    est.native_insights = adapter.insights(alpha)
     est.summary = adapter.summary()
-    est.insights = adapter.insights(alpha) or describe_without_inference(est.importance, dataset.X_test,
-                                                                          est.tau_hat_test)
     return est
 
 
@@ -128,7 +127,7 @@ def evaluate_seed(cfg: DictConfig, seed: int, workdir: str, strict: bool = False
     """Run one seed end to end without MLflow; with ``strict`` input errors raise ConfigError instead."""
     from hte_bench import artifacts
     from hte_bench.data.base import DataError
-    from hte_bench.evaluation.importance import effect_importance
+    from hte_bench.evaluation import analyses
     from hte_bench.evaluation.metrics import evaluate
 
     start = int(time.time() * 1000)
@@ -144,11 +143,20 @@ def evaluate_seed(cfg: DictConfig, seed: int, workdir: str, strict: bool = False
         stage = "estimator"
         adapter = make_estimator(cfg, seed)
         stage = "fit"
-        imp_kw = {"n_repeats": int(cfg.importance_repeats), "max_rows": int(cfg.importance_max_rows)}
-        est = fit_and_estimate(adapter, dataset, float(cfg.alpha), seed, **imp_kw)
-        true_imp = (effect_importance(truth.tau_fn, dataset.X_test, seed, **imp_kw)
-                    if truth.tau_fn is not None else None)
-        result.metrics = evaluate(truth, est, true_imp)
+        est = fit_and_estimate(adapter, dataset, float(cfg.alpha))
+        # Analyses (importance, insights, truth-free scores, subgroups) isolate their own failures as notes.
+        stage = "analyses"
+        settings = analyses.Settings.from_config(cfg, seed)
+        report = analyses.run_all(dataset, est, truth if truth.known else None, settings,
+                                  which=analyses.selected(cfg.get("analyses")))
+        # Until artifacts.write_seed stops writing importance.csv/png and insights.md itself, it is fed
+        # from the analyses' outputs (which then are not written twice).
+        imp = report.tables.pop("importance", None)
+        report.figures.pop("importance.png", None)
+        est.importance = imp["estimated"] if imp is not None else pd.Series(np.nan, index=dataset.feature_names)
+        true_imp = None if imp is None or not truth.known else imp["true"]
+        est.insights = report.texts.get("insights.md")
+        result.metrics = {**evaluate(truth, est, true_imp), **report.metrics}
         if not truth.known:
             result.tags["truth"] = "absent: no true tau, only truth-free metrics are logged"
         if est.extra["nuisance_reused"]:
@@ -157,14 +165,11 @@ def evaluate_seed(cfg: DictConfig, seed: int, workdir: str, strict: bool = False
                             ("ate_interval_reason", est.ate_interval_reason)):
             if reason:
                 result.tags[key] = reason
+        if report.notes:
+            result.tags["analysis_notes"] = " | ".join(report.notes)[:500]
         plots = bool(cfg.tracking.plots)
         artifacts.write_seed(out, dataset, truth, est, true_imp, plots=plots)
-        stage = "analyses"
-        extra_metrics, tables, figures, notes = run_analyses(cfg, dataset, truth, est, adapter, seed)
-        result.metrics.update(extra_metrics)
-        if notes:
-            result.tags["analysis_notes"] = " | ".join(notes)[:500]
-        artifacts.write_report(out, tables, figures if plots else {}, notes)
+        artifacts.write_report(out, report.tables, report.figures if plots else {}, report.notes)
         result.status = "FINISHED"
     except Exception as err:
         if strict and (stage in ("data", "estimator") or isinstance(err, DataError) or _is_parameter_error(err)):
@@ -174,42 +179,6 @@ def evaluate_seed(cfg: DictConfig, seed: int, workdir: str, strict: bool = False
         log.warning("seed %d failed: %s", seed, result.tags["error"])
     result.end_ms = int(time.time() * 1000)
     return result
-
-
-def run_analyses(cfg: DictConfig, dataset, truth, est, adapter, seed: int):
-    """The optional analyses of one fitted seed: truth-free validation scores and seed-003 subgroup tables.
-
-    Returns (metrics, tables, figures, notes). An analysis that fails leaves a note, not a failed seed:
-    the fit and its metrics against the truth are still valid.
-    """
-    wanted = cfg.get("analyses") or {}
-    metrics: dict[str, float] = {}
-    tables: dict[str, pd.DataFrame] = {}
-    figures: dict = {}
-    notes: list[str] = []
-    if wanted.get("truth_free", False):
-        from hte_bench.evaluation import validation
-
-        try:
-            scores = validation.truth_free(dataset, adapter.effect, seed, alpha=float(cfg.alpha))
-            metrics.update(scores.metrics)
-            figures.update(scores.figures)
-            notes += scores.notes
-            if truth.known:
-                metrics.update(validation.with_truth(truth.tau_test, est.tau_hat_test))
-        except Exception as err:  # DRTester/RScorer on degenerate data: keep the seed, say what failed
-            notes.append(f"truth-free scores failed: {type(err).__name__}: {err}")
-    if wanted.get("subgroups", False) and truth.known and truth.extra.get("subgroups"):
-        from hte_bench.evaluation import subgroups
-
-        try:
-            report = subgroups.analyse(dataset, truth, est, seed, alpha=float(cfg.alpha))
-            metrics.update(report.metrics)
-            tables.update({f"subgroups/{k}": v for k, v in report.tables.items()})
-            figures.update({f"subgroups_{k}.png": v for k, v in report.figures.items()})
-        except Exception as err:
-            notes.append(f"subgroup analyses failed: {type(err).__name__}: {err}")
-    return metrics, tables, figures, notes
 
 
 def _is_parameter_error(err: BaseException) -> bool:
