@@ -1,5 +1,6 @@
 """Tests of hte_bench.evaluation.analyses (one shape, run_all, failure isolation, metric names) and of the
 best linear projection behind insights.md, on real fits."""
+import io
 import math
 
 import matplotlib.pyplot as plt
@@ -46,6 +47,9 @@ def test_run_all_gives_one_result_of_every_analysis(forest):
     assert all(isinstance(v, float) for v in out.metrics.values())
     assert {"importance", "best_linear_projection"} <= set(out.tables)
     assert {"importance.png", "best_linear_projection.png", "drtester_qini.png"} <= set(out.figures)
+    buf = io.BytesIO()
+    out.figures["best_linear_projection.png"].savefig(buf, format="png")
+    assert buf.getvalue()[:4] == b"\x89PNG"
     assert out.texts["insights.md"].startswith("# Insights")
     # One DR nuisance fit for the seed, shared by insights and truth_free.
     assert len(settings.cache) == 1
@@ -122,6 +126,8 @@ def test_insights_text_names_modifiers_with_size_and_keeps_the_native_statement(
     assert I.named_modifiers(table) == ["engagement"]
     row = table.loc["engagement"]
     assert f"Each +1 sd of engagement ({row['sd']:.3g}) raises the effect by {row['coef']:.3g}" in text
+    assert f"This estimator's τ̂ moves by {row['tau_hat_slope']:+.3g} per step." in text
+    assert row["tau_hat_slope"] > 0  # LinearDML's estimate moves with engagement too
     assert "(interval includes zero): age" in text
     # LinearDML keeps its own coefficient statement beneath the BLP.
     assert "## The estimator's own coefficient inference" in text

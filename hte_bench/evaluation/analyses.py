@@ -122,13 +122,15 @@ def insights(dataset: "Dataset", estimate: "Estimate", truth: Optional["Truth"],
         nuisances = dr_nuisances(dataset, settings)
         scores = nuisances.test.grf_scores(estimate.tau_hat_test)
         table = I.best_linear_projection(scores, dataset.X_test, settings.alpha, standardize=True)
+        table["tau_hat_slope"] = I.estimate_slopes(estimate.tau_hat_test, dataset.X_test, table)
     except ValueError as err:  # too few units per arm, non-finite scores: say so in insights.md itself
         out.notes.append(f"insights: no best linear projection ({err})")
         out.texts["insights.md"] = I.compose(f"## Effect modifiers\n\nNo best linear projection: {err}\n",
                                              estimate.native_insights)
         return out
     source = (f"OLS of grf-style DR scores with this estimator's τ̂ on the centered, standardized features, "
-              f"test split; nuisances: {nuisances.models}.")
+              f"test split; nuisances: {nuisances.models}. The scores are doubly robust, so the intervals "
+              f"describe the effect itself; the estimator's own τ̂ slope is shown beside them, without inference.")
     out.tables["best_linear_projection"] = table
     out.texts["insights.md"] = I.compose(I.describe_blp(table, settings.alpha, source), estimate.native_insights)
     if settings.plots:

@@ -20,7 +20,6 @@ import numpy as np
 import pandas as pd
 
 NO_TARGETING = "No targeting indicators, no features important in decision to treat."
-BLP_COLUMNS = ["coef", "se", "ci_lower", "ci_upper", "pvalue", "sd", "per_sd"]
 INTERCEPT = "(Intercept)"
 
 
@@ -76,6 +75,21 @@ def best_linear_projection(scores, X: pd.DataFrame, alpha: float = 0.05, standar
     return table
 
 
+def estimate_slopes(tau_hat, X: pd.DataFrame, table: pd.DataFrame) -> pd.Series:
+    """Least-squares slopes of the estimator's own tau_hat on the features of a BLP table, on the same scale.
+
+    Descriptive (no inference): shows whether the estimate moves with a feature the DR scores say matters.
+    """
+    features = [f for f in table.index if f != INTERCEPT]
+    frame = X.reset_index(drop=True)[features].astype(float) if features else pd.DataFrame(index=range(len(X)))
+    design = frame - frame.mean()
+    if bool(table["per_sd"].iloc[1:].all()) and features:
+        design = design / table.loc[features, "sd"].to_numpy(float)
+    D = np.column_stack([np.ones(len(design)), design.to_numpy(float)])
+    coef, *_ = np.linalg.lstsq(D, np.asarray(tau_hat, dtype=float).ravel(), rcond=None)
+    return pd.Series(coef, index=[INTERCEPT, *features], name="tau_hat_slope")
+
+
 def named_modifiers(table: pd.DataFrame) -> list[str]:
     """Features of a BLP table whose interval excludes zero."""
     rows = table.drop(index=INTERCEPT, errors="ignore")
@@ -92,8 +106,10 @@ def describe_blp(table: pd.DataFrame, alpha: float, source: str) -> str:
         r = rows.loc[name]
         step = f"+1 sd of {name} ({r['sd']:.3g})" if r["per_sd"] else f"+1 of {name}"
         verb = "raises" if r["coef"] > 0 else "lowers"
+        own = (f" This estimator's τ̂ moves by {r['tau_hat_slope']:+.3g} per step."
+               if "tau_hat_slope" in rows.columns else "")
         lines.append(f"- Each {step} {verb} the effect by {abs(r['coef']):.3g} "
-                     f"[{r['ci_lower']:.3g}, {r['ci_upper']:.3g}] ({level}; p = {r['pvalue']:.2g}).")
+                     f"[{r['ci_lower']:.3g}, {r['ci_upper']:.3g}] ({level}; p = {r['pvalue']:.2g}).{own}")
     if not named:
         lines.append(f"- {NO_TARGETING} (no feature's interval excludes zero)")
     others = [str(f) for f in rows.index if str(f) not in named]
