@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import pandas as pd
@@ -54,6 +54,10 @@ class Estimate:
     native_importance: Optional[pd.DataFrame] = None
     summary: Optional[str] = None
     insights: Optional[str] = None
+    # The estimator's own coefficient statement (adapter.insights), composed into insights.md by the analyses.
+    native_insights: Optional[str] = None
+    # The fitted CATE function tau_hat(X), for analyses that evaluate it on other rows (permutation importance).
+    effect_fn: Optional[Callable[[pd.DataFrame], np.ndarray]] = None
     fit_seconds: float = float("nan")
     predict_seconds: float = float("nan")
     extra: dict = field(default_factory=dict)
