@@ -224,6 +224,8 @@ def _one_line_summary(summary: dict) -> str:
         return "nan" if v is None or not np.isfinite(v) else f"{v:.4g}"
 
     seeds = f"seeds ok {int(summary.get('n_seeds_ok', 0))}, failed {int(summary.get('n_seeds_failed', 0))}"
+    if not summary.get("n_seeds_ok"):
+        return f"{seeds}; every seed failed: see the error tag and traceback.txt of each seed run"
     if "ate_true_mean" not in summary:
         return f"{seeds}; no true tau: ATE estimate {f('ate_hat_mean')} (truth metrics absent)"
     return (f"{seeds}; √PEHE test {f('cate_rmse_test_mean')}, ATE bias {f('ate_bias_mean')}, "
