@@ -12,8 +12,11 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 
-def _save(fig, path: Path) -> None:
+def _save(fig, path: Path, title: str = "") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    if title:  # a downloaded PNG still says which estimator on which data it shows
+        own = fig.get_suptitle()  # e.g. the heatmap's: kept under the name
+        fig.suptitle(f"{title}\n{own}" if own else title, fontsize="small", wrap=True)
     fig.savefig(path, dpi=100, bbox_inches="tight")
 
 
@@ -33,7 +36,7 @@ def predictions_table(dataset, truth, est) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def write_seed(out: Path, dataset, truth, est, plots: bool = True) -> None:
+def write_seed(out: Path, dataset, truth, est, plots: bool = True, title: str = "") -> None:
     """Seed-run files of the fit itself: predictions.parquet, summary.txt and the truth-vs-estimate plots."""
     out = Path(out)
     predictions_table(dataset, truth, est).to_parquet(out / "predictions.parquet", index=False)
@@ -44,12 +47,13 @@ def write_seed(out: Path, dataset, truth, est, plots: bool = True) -> None:
     from hte_bench import plots as P
 
     _save(P.calibration_plot(truth.tau_test, est.tau_hat_test, title="Calibration on the test split"),
-          out / "plots" / "calibration_test.png")
+          out / "plots" / "calibration_test.png", title)
     _save(P.scatter_plot(truth.tau_test, est.tau_hat_test, est.lower_test, est.upper_test,
-                         title="Estimated vs true tau (test)"), out / "plots" / "tau_scatter_test.png")
+                         title="Estimated vs true tau (test)"), out / "plots" / "tau_scatter_test.png", title)
 
 
-def write_report(out: Path, tables: dict, figures: dict, notes: list[str], texts: Optional[dict] = None) -> None:
+def write_report(out: Path, tables: dict, figures: dict, notes: list[str], texts: Optional[dict] = None,
+                 title: str = "") -> None:
     """Files of the analyses: tables as CSV (keys may contain sub-folders), texts as given, figures under plots/."""
     out = Path(out)
     for name, table in tables.items():
@@ -59,7 +63,7 @@ def write_report(out: Path, tables: dict, figures: dict, notes: list[str], texts
     for name, text in (texts or {}).items():
         (out / name).write_text(text)
     for name, fig in figures.items():
-        _save(fig, out / "plots" / name)
+        _save(fig, out / "plots" / name, title)
     if notes:
         (out / "analysis_notes.txt").write_text("\n".join(notes) + "\n")
 
@@ -69,7 +73,7 @@ def _jsonable(d: dict) -> dict:
 
 
 def write_parent(out: Path, cfg: DictConfig, per_seed: pd.DataFrame, summary: dict, failed: list[int],
-                 job_log: Optional[str], plots: bool = True) -> None:
+                 job_log: Optional[str], plots: bool = True, title: str = "") -> None:
     """Parent-run files: config.yaml, per_seed.csv, aggregate.json, the ATE-across-seeds plot, the job log."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -85,4 +89,4 @@ def write_parent(out: Path, cfg: DictConfig, per_seed: pd.DataFrame, summary: di
         from hte_bench import plots as P
 
         _save(P.ate_across_seeds_plot(per_seed, title="ATE estimate and interval per seed vs truth"),
-              out / "ate_across_seeds.png")
+              out / "ate_across_seeds.png", title)

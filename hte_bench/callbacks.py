@@ -47,7 +47,15 @@ class SweepRun(Callback):
         # Counts jobs finished in this process (the default launcher); worker launchers log per job.
         # On stdout, beside Hydra's job lines: stderr keeps one-line errors readable. Kept outside the
         # callback object, which launchers pickle to their workers.
-        _BAR[run_id] = tqdm(desc="sweep", unit="config", leave=False, file=sys.stdout)
+        _BAR[run_id] = tqdm(desc="sweep", unit="config", leave=False, file=sys.stdout, total=sweep_size(config))
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        # Hydra has just set up this job's console handler: route it through tqdm.write so log lines
+        # clear the progress bars instead of sharing their line. Not exited: the next job's logging
+        # setup replaces the handler, and lines Hydra logs between jobs still pass through tqdm.
+        logging_redirect_tqdm().__enter__()
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         bar = _BAR.get(os.environ.get(SWEEP_ENV, ""))
@@ -84,7 +92,46 @@ class SweepRun(Callback):
         if best:
             log.info("sweep %s: best %s = %.4g (%s, parent run %s)", run_id, metric, best["value"],
                      best["label"], best["parent_run_id"])
+        if best and best.get("top"):
+            print_summary(best["top"], metric, how)
         log.info("browse: %s", tracker.ui_hint())
+
+
+def sweep_size(config: DictConfig) -> Any:
+    """How many jobs the sweeper will launch: Optuna's n_trials, the basic sweeper's product of its
+    sweeps (task overrides and ``hydra.sweeper.params``); None when it cannot be known beforehand."""
+    sweeper = config.hydra.sweeper
+    if sweeper.get("n_trials") is not None:
+        return int(sweeper.n_trials)
+    if not str(sweeper.get("_target_", "")).endswith("BasicSweeper"):
+        return None
+    try:
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+        from hydra.core.global_hydra import GlobalHydra
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        loader = GlobalHydra.instance().config_loader() if GlobalHydra.instance().is_initialized() else None
+        params = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
+        overrides = OverridesParser.create(config_loader=loader).parse_overrides(
+            params + list(config.hydra.overrides.task))
+        return sum(len(batch) for batch in BasicSweeper.split_arguments(overrides, None))
+    except Exception:  # an override only the sweeper itself can expand: a bar without total
+        return None
+
+
+def print_summary(top: list[dict], metric: str, how: str) -> None:
+    """The sweep's leading configurations per data condition, best first, as a table on stdout."""
+    import pandas as pd
+
+    from hte_bench.tracking.notes import fmt, interval
+
+    table = pd.DataFrame([{"condition": r["condition"], "rank": r["rank"], "configuration": r["run_name"],
+                           metric: fmt(r["value"], 4), "interval": interval(r["lo"], r["hi"]),
+                           "seeds ok/failed": f"{r['seeds']}/{r['failed']}"} for r in top])
+    print(f"\nsweep summary: {how} (interval: t across seeds; ranks within a data condition)", flush=True)
+    for condition, rows in table.groupby("condition", sort=True):
+        print(f"\n{condition}\n" + rows.drop(columns="condition").to_string(index=False), flush=True)
+    print(flush=True)
 
 
 def check_sweep_groups(config: DictConfig) -> None:

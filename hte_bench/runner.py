@@ -53,8 +53,6 @@ def run(cfg: DictConfig, choices: Optional[dict[str, str]] = None, job_log: Opti
         except BaseException:
             plan.tracker.end(parent, "KILLED")
             raise
-    resumed = f" (resumed: {len(plan.done)} seeds reused)" if plan.done else ""
-    log.info("%s: %s%s", plan.label, _one_line_summary(summary), resumed)
     if not plan.sweep_id:  # a sweep prints this once, at its end
         log.info("browse: %s", plan.tracker.ui_hint())
     return summary
@@ -147,11 +145,11 @@ def open_parent(plan: Plan, first: Optional[SeedResult]) -> str:
         tracker.reopen(parent)
     else:
         truth = {"truth": first.tags["truth"]} if first is not None and "truth" in first.tags else {}
+        # Params are immutable and a resume may add seeds: the seed count is a tag set when seeds finish.
+        params = {k: v for k, v in C.flatten(plan.cfg).items() if k not in ("n_seeds", "seeds")}
         parent = tracker.start_parent(
-            run_name=f"{plan.data_name}/{plan.estimator_name}/{plan.config_hash[:6]}",
-            params=C.flatten(plan.cfg),
-            tags={**plan.run_tags, KIND: "config", "n_seeds": str(len(plan.seeds)),
-                  **tracker.provenance(), **truth,
+            run_name=f"{plan.data_name}/{plan.estimator_name}/{plan.config_hash[:6]}", params=params,
+            tags={**plan.run_tags, KIND: "config", **tracker.provenance(), **truth,
                   **{f"{CHOICE}{g}": v for g, v in plan.choices.items() if g in REPLAYED_GROUPS}})
     if plan.sweep_id:
         tracker.attach_to_sweep(parent, plan.sweep_id)
@@ -163,18 +161,18 @@ def open_parent(plan: Plan, first: Optional[SeedResult]) -> str:
 
 def evaluate_seeds(plan: Plan, workdir: str):
     """Yield SeedResults in seed order, serially or in ``n_jobs`` processes; the first seed is strict."""
-    cfg, seeds = plan.cfg, plan.todo
+    cfg, seeds, title = plan.cfg, plan.todo, plot_title(plan)
     n_jobs = int(cfg.n_jobs)
     if n_jobs == 1 or len(seeds) < 2:
         for i, seed in enumerate(seeds):
-            yield evaluate_seed(cfg, seed, workdir, strict=i == 0)
+            yield evaluate_seed(cfg, seed, workdir, strict=i == 0, title=title)
         return
     from joblib import Parallel, delayed
 
     # All seeds go to the pool at once; results come back in order, so a strict failure of the first
     # seed still surfaces before the parent run is opened.
     yield from Parallel(n_jobs=n_jobs, return_as="generator")(
-        delayed(evaluate_seed)(cfg, seed, workdir, i == 0) for i, seed in enumerate(seeds))
+        delayed(evaluate_seed)(cfg, seed, workdir, i == 0, title) for i, seed in enumerate(seeds))
 
 
 # --------------------------------------------------------------------------- stage 4: record
@@ -211,11 +209,36 @@ def record_configuration(plan: Plan, parent: str, results: list[SeedResult], wor
                         alpha=float(cfg.alpha))
     parent_dir = Path(workdir) / "parent"
     failed = [r.seed for r in results if r.status != "FINISHED"]
+    resumed = f" (resumed: {len(plan.done)} seeds reused)" if plan.done else ""
+    log.info("%s: %s%s", plan.label, _one_line_summary(summary), resumed)  # before the job log is copied
+    tags = _parent_tags(plan, ok, per_seed, summary, failed)
     artifacts.write_parent(parent_dir, cfg, per_seed, summary, failed=failed, job_log=job_log,
-                           plots=bool(cfg.tracking.plots))
-    plan.tracker.finish_parent(parent, summary, str(parent_dir), "FINISHED" if rows else "FAILED")
+                           plots=bool(cfg.tracking.plots), title=plot_title(plan))
+    plan.tracker.finish_parent(parent, summary, str(parent_dir), "FINISHED" if rows else "FAILED", tags=tags,
+                               keep=(str(cfg.optimized_metric),), per_seed=per_seed)
     summary["_parent_run_id"] = parent
     return summary
+
+
+def plot_title(plan: Plan) -> str:
+    """What every figure of this configuration names: estimator and data condition."""
+    from hte_bench.tracking.notes import condition_text
+
+    return f"{plan.estimator_name} on {plan.run_tags.get('condition') or condition_text(plan.cfg)}"
+
+
+def _parent_tags(plan: Plan, ok: list[SeedResult], per_seed: pd.DataFrame, summary: dict, failed: list) -> dict:
+    """Tags true after any resume: seeds finished, interval kinds of the seeds, the description."""
+    from hte_bench.tracking.notes import NOTE, condition_text, config_note, seed_list
+
+    before = plan.previous.data.tags if plan.previous is not None else {}
+    kinds = {k: ", ".join(sorted({r.tags[k] for r in ok if k in r.tags})) or before.get(k, "")
+             for k in ("interval_kind", "ate_interval_kind")}
+    seeds = seed_list(per_seed["seed"].tolist() if len(per_seed) else [])
+    what = {"estimator": plan.estimator_name, "seeds": seeds, "code_version": plan.tracker.provenance().get(
+        "code_version", "?"), "condition": plan.run_tags.get("condition") or condition_text(plan.cfg), **kinds}
+    return {"n_seeds": str(len(per_seed)), "seeds": seeds, **{k: v for k, v in kinds.items() if v},
+            NOTE: config_note(what, summary, float(plan.cfg.alpha), failed)}
 
 
 def _one_line_summary(summary: dict) -> str:

@@ -58,14 +58,16 @@ class SeedContext:
     estimate: Any = None
     true_importance: Optional[pd.Series] = None
     analysis: Any = None
+    title: str = ""  # names estimator and data condition on every figure
 
 
-def evaluate_seed(cfg: DictConfig, seed: int, workdir: str, strict: bool = False) -> SeedResult:
+def evaluate_seed(cfg: DictConfig, seed: int, workdir: str, strict: bool = False, title: str = "") -> SeedResult:
     """Run the stages of one seed without MLflow; with ``strict``, input-stage errors raise ConfigError."""
     out = Path(workdir) / f"seed_{seed}"
     out.mkdir(parents=True, exist_ok=True)
     ctx = SeedContext(cfg=cfg, seed=seed, out=out, result=SeedResult(
-        seed=seed, status="FAILED", start_ms=int(time.time() * 1000), artifact_dir=str(out)))
+        seed=seed, status="FAILED", start_ms=int(time.time() * 1000), artifact_dir=str(out)),
+        title=f"{title}, seed {seed}" if title else "")
     for stage in SEED_STAGES:
         try:
             _STAGES[stage](ctx)
@@ -149,9 +151,10 @@ def _stage_artifacts(ctx: SeedContext) -> None:
     from hte_bench import artifacts
 
     plots = bool(ctx.cfg.tracking.plots)
-    artifacts.write_seed(ctx.out, ctx.dataset, ctx.truth, ctx.estimate, plots=plots)
+    artifacts.write_seed(ctx.out, ctx.dataset, ctx.truth, ctx.estimate, plots=plots, title=ctx.title)
     report = ctx.analysis
-    artifacts.write_report(ctx.out, report.tables, report.figures if plots else {}, report.notes, report.texts)
+    artifacts.write_report(ctx.out, report.tables, report.figures if plots else {}, report.notes, report.texts,
+                           title=ctx.title)
 
 
 _STAGES = {"data": _stage_data, "estimator": _stage_estimator, "fit": _stage_fit, "predict": _stage_predict,

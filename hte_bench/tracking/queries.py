@@ -70,9 +70,25 @@ class Queries:
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per file is noise
         return self.client.download_artifacts(run_id, path, dst)
 
-    @staticmethod
-    def frame(runs) -> "pd.DataFrame":
-        """Runs as a table: run_id, run_name, status, start_time, parent_id, then tags.*, params.*, metrics.*."""
+    def aggregates(self, run_id: str) -> dict:
+        """Every aggregate of a configuration run (its ``aggregate.json``; the run logs only a curated set)."""
+        import json
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                path = self.download(run_id, "aggregate.json", tmp)
+            except Exception:  # a run killed before its files were written
+                return {}
+            data = json.loads(Path(path).read_text())
+        return {k: v for k, v in data.items() if isinstance(v, (int, float)) or v is None}
+
+    def frame(self, runs) -> "pd.DataFrame":
+        """Runs as a table: run_id, run_name, status, start_time, parent_id, then tags.*, params.*, metrics.*.
+
+        Configuration runs get every aggregate of their ``aggregate.json`` as ``metrics.*``, so a board can
+        rank by any registered metric although the run logs only the headline ones.
+        """
         import pandas as pd
 
         rows = []
@@ -82,6 +98,9 @@ class Queries:
             row.update({f"tags.{k}": v for k, v in r.data.tags.items() if not k.startswith("mlflow.")})
             row.update({f"params.{k}": v for k, v in r.data.params.items()})
             row.update({f"metrics.{k}": v for k, v in r.data.metrics.items()})
+            if r.data.tags.get(KIND) == "config" and r.info.status == "FINISHED":
+                row.update({f"metrics.{k}": (float("nan") if v is None else float(v))
+                            for k, v in self.aggregates(r.info.run_id).items() if f"metrics.{k}" not in row})
             rows.append(row)
         return pd.DataFrame(rows)
 

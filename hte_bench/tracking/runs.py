@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from hte_bench.errors import ConfigError
-from hte_bench.tracking import store
+from hte_bench.tracking import notes, store
 from hte_bench.tracking.queries import KIND, Queries
 from hte_bench.tracking.registry import Registry
 
@@ -52,6 +52,10 @@ class Tracker(Queries, Registry):
                     self._experiment_id = self.client.get_experiment_by_name(self.experiment).experiment_id
             else:
                 self._experiment_id = exp.experiment_id
+                if notes.NOTE in exp.tags:
+                    return self._experiment_id
+            # The description the UI shows above the runs table (stores made before it get it too).
+            self.client.set_experiment_tag(self._experiment_id, notes.NOTE, notes.EXPERIMENT)
         return self._experiment_id
 
     def _batch(self, run_id: str, metrics: dict[str, float] | None = None,
@@ -79,7 +83,7 @@ class Tracker(Queries, Registry):
     def log_seed(self, parent_id: str, result, tags: dict[str, str]) -> str:
         """Write one finished or failed seed as a complete child run in one go."""
         # The child's own code_version shows which seeds a resume=force join added under other code.
-        run_id = self._new_run(f"seed={result.seed}", {"mlflow.parentRunId": parent_id, "seed": str(result.seed),
+        run_id = self._new_run(f"{tags.get('estimator', 'seed')}/seed={result.seed}", {"mlflow.parentRunId": parent_id, "seed": str(result.seed),
                                                        "code_version": store.code_version(), **tags, **result.tags},
                                {"seed": result.seed}, result.metrics, start_time=result.start_ms)
         if result.dataset_frame is not None:
@@ -102,16 +106,36 @@ class Tracker(Queries, Registry):
         self.client.log_inputs(run_id, [DatasetInput(ds._to_mlflow_entity(),
                                                      [InputTag(MLFLOW_DATASET_CONTEXT, "training")])])
 
-    def finish_parent(self, parent_id: str, metrics: dict[str, float], artifact_dir: str, status: str) -> None:
-        """Log the aggregate metrics and files of a configuration and close its run."""
-        self._batch(parent_id, metrics={k: v for k, v in metrics.items() if not k.startswith("_")})
+    def finish_parent(self, parent_id: str, metrics: dict[str, float], artifact_dir: str, status: str,
+                      tags: Optional[dict] = None, keep: tuple = (), per_seed=None) -> None:
+        """Log a configuration's curated metrics (``notes.logged_metrics``; ``keep`` adds named aggregates),
+        tags (the description among them), per-seed table and files, and close its run."""
+        from hte_bench.compare.leaderboard import SELECTORS  # the sweep's selector report reads their means
+
+        keep = (*keep, *(f"{s}_mean" for s in SELECTORS))
+        self._batch(parent_id, metrics=notes.logged_metrics(metrics, keep), tags=tags)
+        if per_seed is not None and len(per_seed):
+            self.log_table(parent_id, per_seed, "per_seed.json")
         self.client.log_artifacts(parent_id, artifact_dir)
         self.client.set_terminated(parent_id, status)
+
+    def log_table(self, run_id: str, frame, artifact_file: str) -> None:
+        """A table MLflow's Evaluation and artifact views show (missing values as empty cells)."""
+        self.client.log_table(run_id, data=frame.astype(object).where(frame.notna(), None),
+                              artifact_file=artifact_file)
 
     def log_report(self, run_name: str, kind: str, params: dict, tags: dict, metrics: dict,
                    artifact_dir: str) -> str:
         """A finished run holding a report (leaderboard, promotion) beside the configuration runs."""
         run_id = self._new_run(run_name, {KIND: kind, **tags, **self.provenance()}, params, metrics)
+        board = Path(artifact_dir) / "leaderboard.csv"
+        if board.is_file():
+            import pandas as pd
+
+            table = pd.read_csv(board)
+            if len(table):
+                self.log_table(run_id, table, "leaderboard.json")
+                self._batch(run_id, tags={notes.NOTE: notes.board_note(self.experiment_id, table, run_name)})
         self.client.log_artifacts(run_id, artifact_dir)
         self.client.set_terminated(run_id, "FINISHED")
         return run_id
@@ -145,8 +169,16 @@ class Tracker(Queries, Registry):
                 pass
 
     def attach_to_sweep(self, parent_id: str, sweep_id: str) -> None:
-        """Show a configuration run under the sweep that (re)visited it."""
-        self._batch(parent_id, tags={"sweep_run_id": sweep_id, "mlflow.parentRunId": sweep_id})
+        """Show a configuration run under the sweep that (re)visited it, remember every sweep that did
+        (tag ``sweep_run_ids``), and make sure it carries the sweep's optimized metric."""
+        parent = self.client.get_run(parent_id)
+        earlier = [s for s in parent.data.tags.get("sweep_run_ids", "").split(",") if s and s != sweep_id]
+        metric = self.client.get_run(sweep_id).data.tags.get("optimized_metric", "")
+        missing = {}
+        if metric and metric not in parent.data.metrics:  # logged before this sweep chose it
+            missing = {k: v for k, v in self.aggregates(parent_id).items() if k == metric and v is not None}
+        self._batch(parent_id, metrics=missing, tags={"sweep_run_id": sweep_id, "mlflow.parentRunId": sweep_id,
+                                                      "sweep_run_ids": ",".join([*earlier, sweep_id])})
 
     def sweep_parents(self, sweep_id: str) -> list:
         """The configuration runs a sweep launched or revisited."""
@@ -156,11 +188,14 @@ class Tracker(Queries, Registry):
                      artifact_dir: Optional[str] = None) -> Optional[dict]:
         """Tag the sweep run with its best configuration (lowest ``loss(value)`` of ``metric``), attach files, close it.
 
-        ``how`` says in words what best means (e.g. "rscore_mean: higher is better"); returns the best.
+        ``how`` says in words what best means (e.g. "rscore_mean: higher is better"); returns the best, with
+        ``top``: the leading configurations per data condition (``notes.sweep_rows``). The description
+        links the best run, which a later sweep may re-parent (tag ``best_parent_run_id`` keeps it).
         """
         import math
 
         parents = self.sweep_parents(sweep_id)
+        top = notes.sweep_rows(parents, metric, loss) if metric else []
         scored = [(float(loss(p.data.metrics.get(metric, math.nan))), p) for p in parents]
         scored = [(v, p) for v, p in scored if math.isfinite(v)]
         best = None
@@ -168,12 +203,14 @@ class Tracker(Queries, Registry):
             _, run = min(scored, key=lambda vp: vp[0])
             value = run.data.metrics[metric]
             label = run.info.run_name
-            best = {"value": value, "parent_run_id": run.info.run_id, "label": label}
+            best = {"value": value, "parent_run_id": run.info.run_id, "label": label, "top": top}
             self._batch(sweep_id, metrics={f"best_{metric}": value, "n_configs": len(parents)},
                         tags={"best_parent_run_id": run.info.run_id, "best_config": label,
                               "best_config_hash": run.data.tags.get("config_hash", ""), "direction": how})
         else:
             self._batch(sweep_id, metrics={"n_configs": len(parents)})
+        self._batch(sweep_id, tags={notes.NOTE: notes.sweep_note(self.experiment_id, top, metric, how,
+                                                                 len(parents), best)})
         if artifact_dir and any(Path(artifact_dir).iterdir()):
             self.client.log_artifacts(sweep_id, artifact_dir)
         self.client.set_terminated(sweep_id, "FINISHED")

@@ -1,0 +1,216 @@
+"""Markdown descriptions (the UI's 'Description' box, tag ``mlflow.note.content``) and the curated metric set.
+
+Pure text from dicts and tables, no MLflow: the tracker writes what these functions return.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable, Optional
+
+from hte_bench.evaluation import registry
+
+NOTE = "mlflow.note.content"
+MAX_CONFIG_METRICS = 40  # a configuration run's metric count: what the UI's chart view can show usefully
+
+EXPERIMENT = """\
+**hte-bench**: heterogeneous-treatment-effect estimators fitted on data generators whose true effect is known,
+across seeds, and scored against the truth.
+
+- **Configuration runs** (`hte_bench.kind = config`, named `<data>/<estimator>/<hash>`): one estimator with its
+  settings on one data condition. Metrics: the headline ones only, as `<metric>_mean` with
+  `<metric>_ci_lower/_ci_upper` (t-interval of the mean across the finished seeds); every other aggregate is
+  in the artifact `aggregate.json`, every per-seed value in the table `per_seed.json` (Evaluation/table view)
+  and `per_seed.csv`. The Description of each run says what was fitted on what.
+- **Seed runs** (children, named `<estimator>/seed=N`): every per-seed metric, predictions and plots.
+- **Sweep runs** (`sweep/<time>`): group the configuration runs of one `hte-bench -m` sweep; their Description
+  lists the best per data condition with links.
+- **Leaderboard / promotion runs**: `hte-bench-leaderboard` and `hte-bench-promote` reports.
+
+Lower √PEHE (`cate_rmse_test`) is better; coverage aims at 1 − alpha.
+"""
+
+
+def logged_metrics(summary: dict, keep: Iterable[str] = ()) -> dict[str, float]:
+    """The configuration-run metrics: headline aggregates with their interval, seed counts, ``keep``.
+
+    ``keep`` names aggregates readers need (a sweep's optimized metric, the selector scores), logged
+    whether or not they are headline. At most ``MAX_CONFIG_METRICS``; the rest stays in aggregate.json.
+    """
+    wanted: list[str] = []
+    for name in registry.headline():
+        base = name if registry.METRICS[name].level == "config" else f"{name}_mean"
+        wanted += [base, f"{name}_ci_lower", f"{name}_ci_upper"]
+    wanted += list(registry.names(group="run", level="config")) + list(keep)
+    out = {k: float(summary[k]) for k in dict.fromkeys(wanted) if summary.get(k) is not None}
+    if len(out) > MAX_CONFIG_METRICS:  # a registry edit made too many headline: keep the first ones
+        out = dict(list(out.items())[:MAX_CONFIG_METRICS])
+    return out
+
+
+def condition_text(cfg) -> str:
+    """The data condition as people read it: generator and its resolved knobs, e.g. ``engagement(n=300, ...)``."""
+    from omegaconf import OmegaConf
+
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    target = str(data.pop("_target_", "data"))
+    module, _, func = target.rpartition(".")
+    name = module.rsplit(".", 1)[-1] if func == "generate" else func
+    return f"{name}({', '.join(f'{k}={v}' for k, v in data.items())})"
+
+
+def seed_list(seeds: list) -> str:
+    """Seeds compactly: ``0-4`` for a run of consecutive seeds, else comma-separated."""
+    seeds = sorted(int(s) for s in seeds)
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ",".join(map(str, seeds))
+
+
+def fmt(value, digits: int = 3) -> str:
+    """A number as people read it; '–' for missing or not finite."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return "–"
+    return f"{v:.{digits}g}" if math.isfinite(v) else "–"
+
+
+def interval(lo, hi) -> str:
+    return f"[{fmt(lo)}, {fmt(hi)}]" if fmt(lo) != "–" else "–"
+
+
+def run_link(experiment_id: str, run_id: str, label: str) -> str:
+    """A markdown link the MLflow UI follows to a run's page."""
+    return f"[{label}](#/experiments/{experiment_id}/runs/{run_id})"
+
+
+def headline_table(summary: dict, alpha: float) -> str:
+    """Markdown table of the headline aggregates: mean, interval (with its kind), goal, meaning."""
+    level = f"{100 * (1 - alpha):g} %"
+    rows = ["| metric | mean | interval | better | meaning |", "|---|---|---|---|---|"]
+    for name in registry.headline():
+        s = registry.METRICS[name]
+        if s.level == "config":
+            mid = summary.get(name)
+            kind = f"Wilson {level}" if f"{name}_ci_lower" in summary else "across seeds"
+        else:
+            mid = summary.get(f"{name}_mean")
+            kind = f"t {level} across seeds"
+        if mid is None:
+            continue
+        lo, hi = summary.get(f"{name}_ci_lower"), summary.get(f"{name}_ci_upper")
+        span = f"{interval(lo, hi)} ({kind})" if fmt(lo) != "–" else "–"
+        rows.append(f"| `{name}` | {fmt(mid)} | {span} | {s.direction()} | {s.description} |")
+    return "\n".join(rows)
+
+
+def config_note(what: dict, summary: dict, alpha: float, failed: list[int]) -> str:
+    """The configuration run's description: what was fitted on what, seeds, interval kinds, headline figures.
+
+    ``what`` holds estimator, condition, seeds (finished), interval_kind, ate_interval_kind, code_version.
+    """
+    ok = int(summary.get("n_seeds_ok", 0) or 0)
+    lines = [f"**{what['estimator']}** fitted on **{what['condition']}**, "
+             f"{ok} seed{'s' * (ok != 1)} finished ({what.get('seeds') or 'none'})"
+             + (f", failed: {', '.join(map(str, failed))} (see their seed runs)" if failed else "") + ".",
+             "",
+             f"- per-unit CATE intervals: **{what.get('interval_kind') or 'unknown'}**; "
+             f"ATE interval: **{what.get('ate_interval_kind') or 'unknown'}** (level {100 * (1 - alpha):g} %)",
+             f"- code {what.get('code_version', '?')}; each seed draws its own sample and fit "
+             "(seed N: data and models with random_state N)", ""]
+    if not ok:
+        lines.append("Every seed failed: see the `error` tag and `traceback.txt` of each seed run.")
+        return "\n".join(lines)
+    if "ate_true_mean" not in summary:
+        lines.append("No true tau for this data: only truth-free metrics are available.\n")
+    lines.append(headline_table(summary, alpha))
+    widths = ", ".join(f"`{k}` {fmt(summary[k])}" for k in ("ate_ci_width_mean", "cate_ci_width_test_mean")
+                       if k in summary)
+    if widths:
+        lines.append(f"\nMean interval widths: {widths}.")
+    lines.append("\nEvery aggregate: artifact `aggregate.json`; every seed: table `per_seed.json` "
+                 "(Evaluation tab / artifact view) and `per_seed.csv`.")
+    return "\n".join(lines)
+
+
+def sweep_rows(parents: list, metric: str, loss, top: int = 1000) -> list[dict]:
+    """Per data condition, the ``top`` configuration runs of a sweep by ``loss(metric)``, best first."""
+    rows = []
+    for p in parents:
+        value = p.data.metrics.get(metric, math.nan)
+        base, stat = registry.split_name(metric)
+        lo = p.data.metrics.get(f"{base}_ci_lower") if stat == "mean" else None
+        hi = p.data.metrics.get(f"{base}_ci_upper") if stat == "mean" else None
+        score = float(loss(value)) if math.isfinite(value) else math.inf
+        rows.append({"condition": p.data.tags.get("condition") or p.data.tags.get("data", "?"),
+                     "estimator": p.data.tags.get("estimator", "?"), "run_name": p.info.run_name,
+                     "run_id": p.info.run_id, "value": value, "lo": lo, "hi": hi, "loss": score,
+                     "seeds": int(p.data.metrics.get("n_seeds_ok", 0) or 0),
+                     "failed": int(p.data.metrics.get("n_seeds_failed", 0) or 0)})
+    rows.sort(key=lambda r: (r["condition"], r["loss"]))
+    out, seen = [], {}
+    for r in rows:
+        seen[r["condition"]] = seen.get(r["condition"], 0) + 1
+        if seen[r["condition"]] <= top:
+            out.append({**r, "rank": seen[r["condition"]]})
+    return out
+
+
+def sweep_note(experiment_id: str, rows: list[dict], metric: str, how: str, n_configs: int,
+               best: Optional[dict], top: int = 5) -> str:
+    """The sweep run's description: the best run linked, then the ``top`` per data condition with links."""
+    rows = [r for r in rows if r["rank"] <= top]
+    lines = [f"Sweep over **{n_configs}** configuration runs, ranked by `{metric}` ({how}).", ""]
+    if best:
+        lines.append(f"**Best:** {run_link(experiment_id, best['parent_run_id'], best['label'])} "
+                     f"`{metric}` = {fmt(best['value'], 4)}\n")
+    if not rows:
+        lines.append("No configuration produced this metric (see the runs' errors).")
+        return "\n".join(lines)
+    lines += ["| condition | rank | configuration | value | interval | seeds ok / failed |",
+              "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['condition']} | {r['rank']} | {run_link(experiment_id, r['run_id'], r['run_name'])} | "
+                     f"{fmt(r['value'], 4)} | {interval(r['lo'], r['hi'])} | {r['seeds']} / {r['failed']} |")
+    lines.append("\nIntervals: t-interval of the mean across each configuration's seeds. Ranks compare "
+                 "configurations within one data condition only. Full table: `leaderboard.csv` when truth exists.")
+    return "\n".join(lines)
+
+
+def board_note(experiment_id: str, board, title: str, top: int = 3) -> str:
+    """A leaderboard table's description: the top rows per data condition, with links to their runs."""
+    lines = [f"**{title}** — {len(board)} configurations; ranks within each data condition, "
+             "paired tests on shared seeds against the best.", ""]
+    metric_cols = [c for c in board.columns if c.endswith("_mean") and c not in ("ate_bias_mean",)][:1]
+    lines += ["| data | rank | estimator | overrides | vs best | score |", "|---|---|---|---|---|---|"]
+    for _, r in board.sort_values(["data", "rank"]).groupby("data").head(top).iterrows():
+        label = run_link(experiment_id, r["parent_run_id"], str(r["estimator"])) if "parent_run_id" in r else r["estimator"]
+        lines.append(f"| {r['data']} | {r['rank']} | {label} | {r.get('overrides', '') or ''} | "
+                     f"{r.get('vs_best', '')} | {fmt(r.get('score'), 4)} |")
+    if metric_cols:
+        lines.append(f"\nScore: mean per-seed loss of the ranking metric (column `{metric_cols[0]}` holds its mean).")
+    lines.append("\nFull table: the `leaderboard.json` table (artifact view) and `leaderboard.csv`.")
+    return "\n".join(lines)
+
+
+def version_note(name: str, version_tags: dict, experiment_id: str, run_id: str) -> str:
+    """A registered model version's description: what it is, where it came from, its figures."""
+    import json
+
+    summary = {}
+    try:
+        summary = json.loads(version_tags.get("metric_summary") or "{}")
+    except ValueError:
+        pass
+    lines = [f"**{summary.get('estimator', '?')}** {summary.get('overrides', '') or ''} promoted as `{name}` "
+             f"by `{version_tags.get('metric', '?')}` on data **{summary.get('data', '?')}**; "
+             f"refit on {version_tags.get('refit_on', '?')}.",
+             f"Promotion run: {run_link(experiment_id, run_id, run_id)}; source configuration runs: "
+             + ", ".join(run_link(experiment_id, r, r[:8]) for r in
+                         str(version_tags.get("source_parent_run_ids", "")).split(",") if r), "",
+             "| figure | value |", "|---|---|"]
+    lines += [f"| `{k}` | {fmt(v, 4) if isinstance(v, (int, float)) else v} |" for k, v in summary.items()
+              if k not in ("data", "estimator", "overrides", "parent_run_id")]
+    lines.append("\nPredict: `mlflow.pyfunc.load_model('models:/" + name + "@champion').predict(X)` returns "
+                 "tau_hat with its interval columns.")
+    return "\n".join(lines)
