@@ -62,6 +62,38 @@ def _diagonal(ax, values: list[np.ndarray], label: str = "identity (45°)") -> N
     ax.set_ylim(lo, hi)
 
 
+def _legend_outside(ax, **kwargs) -> None:
+    """The legend right of the Axes, never over the data (constrained layout makes room for it)."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", **kwargs)
+
+
+# Estimators that are yardsticks rather than candidates: their values may be far off the others'.
+BASELINES = ("zero_effect", "constant_effect")
+
+
+def _focus_on_candidates(ax, labels: list[str], data: list[np.ndarray], anchor: float = NAN) -> list[str]:
+    """Limit the value (x) axis to the non-baseline configurations when a baseline lies far outside them.
+
+    ``anchor`` (e.g. 0 = the truth) stays in view. Returns the labels, an off-scale one marked with its
+    median, so a clipped configuration is named rather than hidden.
+    """
+    finite = [d[np.isfinite(d)] for d in data]
+    candidate = [d for label, d in zip(labels, finite) if label.split()[0] not in BASELINES and d.size]
+    if not candidate or len(candidate) == sum(d.size > 0 for d in finite):
+        return labels
+    inner = np.concatenate(candidate + ([np.array([anchor])] if np.isfinite(anchor) else []))
+    lo, hi = float(inner.min()), float(inner.max())
+    pad = 0.1 * (hi - lo) if hi > lo else max(abs(hi) * 0.1, 0.1)
+    lo, hi = lo - pad, hi + pad
+    out = list(labels)
+    for i, d in enumerate(finite):
+        if d.size and (d.min() < lo - pad or d.max() > hi + pad):
+            out[i] = f"{labels[i]}  [off scale: median {np.median(d):.3g}]"
+    if out != list(labels):
+        ax.set_xlim(lo, hi)
+    return out
+
+
 def calibration_plot(tau_true, tau_hat, title: str = "") -> Figure:
     """Mean predicted vs mean true effect per decile of the prediction, points sized by bin count, with the 45° line."""
     fig, ax = _new_figure()
@@ -78,7 +110,7 @@ def calibration_plot(tau_true, tau_hat, title: str = "") -> Figure:
         rmse = metrics.calibration_rmse(tau_true, tau_hat)
         ax.scatter(pred, true, s=sizes, color=BLUE, edgecolor="white", zorder=3,
                    label=f"decile of prediction (size ∝ n), calibration RMSE {rmse:.3g}")
-        ax.legend(loc="upper left", fontsize="small")
+        _legend_outside(ax)
     ax.set_xlabel("mean predicted effect in bin (τ̂)")
     ax.set_ylabel("mean true effect in bin (τ)")
     ax.set_title(title or "Calibration of CATE predictions")
@@ -107,7 +139,7 @@ def scatter_plot(tau_true, tau_hat, lower=None, upper=None, title: str = "") -> 
                           label=f"interval ({k} of {t.size} units shown)")
         alpha = 0.5 if t.size <= 2000 else 0.25
         ax.scatter(t, h, s=8, color=BLUE, alpha=alpha, linewidths=0, zorder=3, label="unit")
-        ax.legend(loc="upper left", fontsize="small")
+        _legend_outside(ax)
     ax.set_xlabel("true effect τ")
     ax.set_ylabel("estimated effect τ̂")
     ax.set_title(title or "Estimated vs true unit-level effects")
@@ -144,7 +176,7 @@ def importance_plot(table: pd.DataFrame, title: str = "") -> Figure:
         ax.set_yticks(y, features)
         ax.invert_yaxis()
         ax.axvline(0.0, color=BLACK, linewidth=0.8)
-        ax.legend(loc="lower right", fontsize="small")
+        _legend_outside(ax)
     ax.set_xlabel("share of total importance")
     ax.set_ylabel("feature")
     ax.set_title(title or "Feature importance for the effect: estimated vs true")
@@ -187,7 +219,7 @@ def ate_across_seeds_plot(per_seed: pd.DataFrame, title: str = "") -> Figure:
         handles.append(Line2D([], [], color=BLACK, marker="x", linewidth=0, label="true ATE"))
         ax.set_xticks(x, [str(s) for s in seeds], rotation=90 if n > 20 else 0)
         ax.set_xlim(-0.7, n - 0.3)
-        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+        _legend_outside(ax, handles=handles)
     ax.set_xlabel("seed")
     ax.set_ylabel("average treatment effect")
     ax.set_title(title or "ATE estimate per seed")
@@ -281,7 +313,7 @@ def subgroup_figure(table: pd.DataFrame) -> "Figure":
     ax.axhline(0.0, color="black", linewidth=0.8)
     ax.set_ylabel("mean effect in subgroup")
     ax.set_title("Effect by subgroup: estimate vs truth")
-    ax.legend(fontsize="small")
+    _legend_outside(ax)
     ax.grid(True, axis="y", alpha=0.3)
     return fig
 
@@ -306,7 +338,7 @@ def blp_plot(table: pd.DataFrame, title: str = "") -> Figure:
     unit = "per +1 sd of the feature" if bool(rows.get("per_sd", pd.Series([False])).all()) else "per unit"
     ax.set_xlabel(f"change of the effect {unit}")
     ax.set_title(title or "Best linear projection of DR scores (HC3 intervals)")
-    ax.legend(fontsize="small")
+    _legend_outside(ax)
     ax.grid(True, axis="x", alpha=0.3)
     return fig
 
@@ -328,7 +360,7 @@ def metric_by_config_plot(values: dict[str, np.ndarray], metric: str, title: str
     rng = np.random.default_rng(0)
     for i, d in enumerate(data):
         ax.scatter(d, i + rng.uniform(-0.15, 0.15, d.size), s=14, color=BLUE, alpha=0.7, zorder=3)
-    ax.set_yticks(y, labels)
+    ax.set_yticks(y, _focus_on_candidates(ax, labels, data))
     ax.invert_yaxis()
     ax.set_xlabel(f"{metric} (one dot per seed)")
     ax.set_title(title or f"{metric} by configuration")
@@ -340,6 +372,7 @@ def ate_error_by_config_plot(rows: dict[str, pd.DataFrame], title: str = "") -> 
     """ATE estimate minus truth, with its interval, for every seed of every configuration (0 = truth)."""
     labels = list(rows)
     fig, ax = _new_figure(7.0, max(3.0, 0.45 * len(labels) + 1.5))
+    spans = []
     for i, label in enumerate(labels):
         frame = rows[label]
         truth = frame["ate_true"].to_numpy(float)
@@ -352,8 +385,9 @@ def ate_error_by_config_plot(rows: dict[str, pd.DataFrame], title: str = "") -> 
         ax.hlines(offsets[covered], lo[covered], hi[covered], color=BLUE, linewidth=1.2)
         ax.hlines(offsets[has & ~covered], lo[has & ~covered], hi[has & ~covered], color=VERMILLION, linewidth=1.2)
         ax.scatter(err, offsets, s=12, color=BLACK, zorder=3)
+        spans.append(np.concatenate([err, lo, hi]))
     ax.axvline(0, color=GREY, linestyle="--", linewidth=1.0)
-    ax.set_yticks(np.arange(len(labels)), labels)
+    ax.set_yticks(np.arange(len(labels)), _focus_on_candidates(ax, labels, spans, anchor=0.0))
     ax.invert_yaxis()
     ax.set_xlabel("ATE estimate − true ATE (interval blue if it covers the truth, vermillion if not)")
     ax.set_title(title or "ATE error and interval per seed")
@@ -372,7 +406,7 @@ def calibration_overlay_plot(tables: dict[str, pd.DataFrame], title: str = "") -
         everything += [pred, true]
     if everything:
         _diagonal(ax, everything)
-        ax.legend(fontsize="small")
+        _legend_outside(ax)
     else:
         _empty(ax, "no predictions")
     ax.set_xlabel("mean predicted tau (decile of prediction)")

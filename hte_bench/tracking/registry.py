@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import warnings
 
+from hte_bench.tracking import notes
 from hte_bench.tracking.queries import KIND
 from hte_bench.tracking.store import PACKAGE_DIR, VALUE_MAX, package_version, provenance
 
@@ -50,6 +51,9 @@ class Registry:
                            "promotion_run_id": run_id}.items():
             self.client.set_model_version_tag(name, version, key, str(value)[:VALUE_MAX])
         self.client.set_registered_model_alias(name, "champion", version)
+        note = notes.version_note(name, {**version_tags, **tags}, self.experiment_id, run_id)
+        self.client.update_model_version(name, version, description=note)
+        self.client.set_tag(run_id, notes.NOTE, f"Promotion of version {version} of `{name}`.\n\n{note}")
         return {"version": version, "previous": previous, "run_id": run_id, "model_uri": f"models:/{name}@champion"}
 
 
