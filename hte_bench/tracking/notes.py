@@ -79,6 +79,10 @@ def interval(lo, hi) -> str:
     return f"[{fmt(lo)}, {fmt(hi)}]" if fmt(lo) != "–" else "–"
 
 
+def _text(value) -> str:
+    return value if isinstance(value, str) else ""  # a CSV's empty cell reads back as NaN
+
+
 def run_link(experiment_id: str, run_id: str, label: str) -> str:
     """A markdown link the MLflow UI follows to a run's page."""
     return f"[{label}](#/experiments/{experiment_id}/runs/{run_id})"
@@ -181,14 +185,15 @@ def board_note(experiment_id: str, board, title: str, top: int = 3) -> str:
     """A leaderboard table's description: the top rows per data condition, with links to their runs."""
     lines = [f"**{title}** — {len(board)} configurations; ranks within each data condition, "
              "paired tests on shared seeds against the best.", ""]
-    metric_cols = [c for c in board.columns if c.endswith("_mean") and c not in ("ate_bias_mean",)][:1]
+    if "parent_run_id" not in board:  # not a configuration board (nothing to link)
+        return lines[0]
     lines += ["| data | rank | estimator | overrides | vs best | score |", "|---|---|---|---|---|---|"]
     for _, r in board.sort_values(["data", "rank"]).groupby("data").head(top).iterrows():
-        label = run_link(experiment_id, r["parent_run_id"], str(r["estimator"])) if "parent_run_id" in r else r["estimator"]
-        lines.append(f"| {r['data']} | {r['rank']} | {label} | {r.get('overrides', '') or ''} | "
-                     f"{r.get('vs_best', '')} | {fmt(r.get('score'), 4)} |")
-    if metric_cols:
-        lines.append(f"\nScore: mean per-seed loss of the ranking metric (column `{metric_cols[0]}` holds its mean).")
+        label = run_link(experiment_id, r["parent_run_id"], str(r["estimator"]))
+        lines.append(f"| {r['data']} | {r['rank']} | {label} | {_text(r.get('overrides'))} | "
+                     f"{_text(r.get('vs_best'))} | {fmt(r.get('score'), 4)} |")
+    lines.append("\nScore: the mean per-seed loss of the ranking metric (lower is better; distance to the "
+                 "target for coverage and calibration).")
     lines.append("\nFull table: the `leaderboard.json` table (artifact view) and `leaderboard.csv`.")
     return "\n".join(lines)
 

@@ -83,8 +83,9 @@ class Tracker(Queries, Registry):
     def log_seed(self, parent_id: str, result, tags: dict[str, str]) -> str:
         """Write one finished or failed seed as a complete child run in one go."""
         # The child's own code_version shows which seeds a resume=force join added under other code.
-        run_id = self._new_run(f"{tags.get('estimator', 'seed')}/seed={result.seed}", {"mlflow.parentRunId": parent_id, "seed": str(result.seed),
-                                                       "code_version": store.code_version(), **tags, **result.tags},
+        name = f"{tags.get('estimator', 'seed')}/seed={result.seed}"  # the runs table names the estimator
+        run_id = self._new_run(name, {"mlflow.parentRunId": parent_id, "seed": str(result.seed),
+                                      "code_version": store.code_version(), **tags, **result.tags},
                                {"seed": result.seed}, result.metrics, start_time=result.start_ms)
         if result.dataset_frame is not None:
             self._log_dataset(run_id, result.dataset_frame, name=f"{tags.get('data', 'data')}-seed{result.seed}")
