@@ -126,7 +126,9 @@ def _already_done(plan: Plan) -> dict:
         plan.tracker.attach_to_sweep(previous.info.run_id, plan.sweep_id)
     log.info("%s: all %d seeds already finished in run %s (resume=false to refit)", plan.label,
              len(plan.seeds), previous.info.run_id)
-    return {**previous.data.metrics, "_parent_run_id": previous.info.run_id}
+    # The run logs the headline aggregates only; a sweeper may optimise any of aggregate.json's.
+    return {**plan.tracker.aggregates(previous.info.run_id), **previous.data.metrics,
+            "_parent_run_id": previous.info.run_id}
 
 
 # --------------------------------------------------------------------------- stage 2: preflight

@@ -176,7 +176,8 @@ class Tracker(Queries, Registry):
         earlier = [s for s in parent.data.tags.get("sweep_run_ids", "").split(",") if s and s != sweep_id]
         metric = self.client.get_run(sweep_id).data.tags.get("optimized_metric", "")
         missing = {}
-        if metric and metric not in parent.data.metrics:  # logged before this sweep chose it
+        if metric and metric not in parent.data.metrics and parent.info.status == "FINISHED":
+            # A configuration finished before this sweep chose a non-headline metric: log it from its files.
             missing = {k: v for k, v in self.aggregates(parent_id).items() if k == metric and v is not None}
         self._batch(parent_id, metrics=missing, tags={"sweep_run_id": sweep_id, "mlflow.parentRunId": sweep_id,
                                                       "sweep_run_ids": ",".join([*earlier, sweep_id])})
