@@ -117,7 +117,7 @@ def config_note(what: dict, summary: dict, alpha: float, failed: list[int]) -> s
     lines = [f"**{what['estimator']}** fitted on **{what['condition']}**, "
              f"{ok} seed{'s' * (ok != 1)} finished ({what.get('seeds') or 'none'})"
              + (f", failed: {', '.join(map(str, failed))} (see their seed runs)" if failed else "") + ".",
-             "",
+             "", _first_figures(summary),
              f"- per-unit CATE intervals: **{what.get('interval_kind') or 'unknown'}**; "
              f"ATE interval: **{what.get('ate_interval_kind') or 'unknown'}** (level {100 * (1 - alpha):g} %)",
              f"- code {what.get('code_version', '?')}; each seed draws its own sample and fit "
@@ -135,6 +135,20 @@ def config_note(what: dict, summary: dict, alpha: float, failed: list[int]) -> s
     lines.append("\nEvery aggregate: artifact `aggregate.json`; every seed: table `per_seed.json` "
                  "(Evaluation tab / artifact view) and `per_seed.csv`.")
     return "\n".join(lines)
+
+
+def _first_figures(summary: dict) -> str:
+    """One line of the main figures with their intervals: the UI shows only a description's first lines."""
+    parts = []
+    for name, label in (("cate_rmse_test", "√PEHE test"), ("ate_bias", "ATE bias"),
+                        ("cate_coverage_test", "CATE coverage test"), ("rscore", "R-score")):
+        if f"{name}_mean" in summary and fmt(summary[f"{name}_mean"]) != "–":
+            span = interval(summary.get(f"{name}_ci_lower"), summary.get(f"{name}_ci_upper"))
+            parts.append(f"{label} **{fmt(summary[f'{name}_mean'])}**" + (f" {span}" if span != "–" else ""))
+    if fmt(summary.get("ate_coverage_rate")) != "–":
+        span = interval(summary.get("ate_coverage_rate_ci_lower"), summary.get("ate_coverage_rate_ci_upper"))
+        parts.append(f"ATE coverage **{fmt(summary['ate_coverage_rate'])}** {span} (Wilson)")
+    return ("- " + " · ".join(parts) + "; means with t-intervals across seeds") if parts else ""
 
 
 def sweep_rows(parents: list, metric: str, loss, top: int = 1000) -> list[dict]:
