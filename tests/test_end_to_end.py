@@ -40,8 +40,9 @@ def test_one_parent_per_configuration_and_one_child_per_seed(sweep):
         assert all(k.info.status == "FINISHED" for k in kids) and p.info.status == "FINISHED"
         assert set(CHILD_METRICS) <= set(kids[0].data.metrics)
         assert p.data.metrics["n_seeds_ok"] == 2 and p.data.metrics["n_seeds_failed"] == 0
-        for m in ("cate_rmse_test_mean", "cate_rmse_test_std", "cate_rmse_test_ci_lower", "ate_rmse"):
+        for m in ("cate_rmse_test_mean", "cate_rmse_test_ci_lower", "ate_rmse"):
             assert m in p.data.metrics
+        assert "cate_rmse_test_std" not in p.data.metrics and len(p.data.metrics) <= 40  # the rest: aggregate.json
         assert p.data.params["data._target_"] == "hte_bench.data.engagement.generate"
         assert p.data.tags["data"] == "engagement" and len(p.data.tags["config_hash"]) == 12
         assert p.data.tags["version.econml"]
@@ -79,6 +80,7 @@ def test_parent_artifacts(sweep):
     assert {"config.yaml", "per_seed.csv", "aggregate.json", "ate_across_seeds.png", "hte-bench.log"} <= files
     agg = json.loads(Path(c.download_artifacts(parent.info.run_id, "aggregate.json")).read_text())
     assert agg["n_seeds_ok"] == 2 and agg["failed_seeds"] == []
+    assert "seeds ok 2" in Path(c.download_artifacts(parent.info.run_id, "hte-bench.log")).read_text()
     per_seed = pd.read_csv(c.download_artifacts(parent.info.run_id, "per_seed.csv"))
     assert per_seed.seed.tolist() == [0, 1]
     config = Path(c.download_artifacts(parent.info.run_id, "config.yaml")).read_text()
@@ -102,6 +104,8 @@ def test_the_sweep_run_groups_its_configurations_and_names_the_best(sweep):
     best = min(parents, key=lambda p: p.data.metrics["cate_rmse_test_mean"])
     assert sweeps[0].data.tags["best_parent_run_id"] == best.info.run_id
     assert sweeps[0].data.metrics["best_cate_rmse_test_mean"] == best.data.metrics["cate_rmse_test_mean"]
+    assert f"runs/{best.info.run_id})" in sweeps[0].data.tags["mlflow.note.content"]  # a link to the best run
+    assert all(p.data.tags["sweep_run_ids"] == sweep_id for p in parents)
     # Selector validation for this sweep: which configuration each truth-free score would have picked.
     files = {f.path for f in client(store).list_artifacts(sweep_id)}
     assert {"leaderboard.csv", "selector_validation.csv"} <= files
