@@ -78,6 +78,11 @@ class SweepRun(Callback):
             return registry.aggregate_loss(metric, value, alpha) if metric else float("nan")
 
         tracker = Tracker.from_config(config.tracking)
+        if not tracker.sweep_parents(run_id):
+            # Every job was refused before opening a run, each in one line: bad input leaves nothing in the
+            # store, so the empty sweep run goes too (MLflow's delete: hidden everywhere, `mlflow gc` purges).
+            tracker.client.delete_run(run_id)
+            return
         with tempfile.TemporaryDirectory() as tmp:
             _selector_report(tracker, run_id, tmp)
             best = tracker.finish_sweep(run_id, metric, loss, how, artifact_dir=tmp)
@@ -92,6 +97,8 @@ def check_sweep_groups(config: DictConfig) -> None:
 
     Asks Hydra's own config loader (its search path, the user's ./conf and ``hydra.searchpath`` included).
     """
+    import difflib
+
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -111,7 +118,9 @@ def check_sweep_groups(config: DictConfig) -> None:
             continue
         bad = [v for v in values if options and v not in options and v != "null"]
         if bad:
-            raise ConfigError(f"{ov.key_or_group}={bad[0]} is not an option; allowed {ov.key_or_group} "
+            close = difflib.get_close_matches(bad[0], options, n=1)
+            hint = f" (did you mean {ov.key_or_group}={close[0]}?)" if close else ""
+            raise ConfigError(f"{ov.key_or_group}={bad[0]} is not an option{hint}; allowed {ov.key_or_group} "
                               f"options: {', '.join(options)}")
 
 

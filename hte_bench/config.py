@@ -38,6 +38,10 @@ def _missing(node: Any, prefix: str = "") -> list[str]:
 
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError on the first impossible value, before anything is generated or logged."""
+    if not isinstance(cfg.get("data"), DictConfig) or not cfg.data:
+        raise ConfigError("no data generator (removed with ~data?): choose one, e.g. data=engagement, or your own "
+                          "without ~data: data._target_=my_module.generate data.n=2000")
+    _check_data_file(cfg)  # a wrong path is the first thing to fix, before the columns it should hold
     missing = [k for k in _missing(cfg) if not k.startswith("hydra.")]
     if missing:
         raise ConfigError(f"{', '.join(missing)} required: give {' '.join(m + '=...' for m in missing)}")
@@ -54,6 +58,22 @@ def validate(cfg: DictConfig) -> None:
     seeds = OmegaConf.select(cfg, "seeds", default=None)
     if seeds is not None and not all(_is_int(s) and s >= 0 for s in seeds):
         raise ConfigError(f"seeds={list(seeds)!r} is not allowed; seeds must be a list of integers ≥ 0")
+
+
+def _check_data_file(cfg: DictConfig) -> None:
+    """A generator reading a file (``data.path``): the file must exist; with its columns still to be chosen,
+    name them."""
+    if OmegaConf.is_missing(cfg.data, "path") or not isinstance(cfg.data.get("path"), str):
+        return
+    from hte_bench.data.csv import columns_hint, missing_file
+
+    problem = missing_file(cfg.data.path)
+    if problem:
+        raise ConfigError(f"data.path={cfg.data.path!r}: {problem}")
+    todo = [f"data.{k}" for k in ("outcome", "treatment") if OmegaConf.is_missing(cfg.data, k)]
+    if todo and str(cfg.data.get("_target_", "")).startswith("hte_bench.data.csv."):
+        raise ConfigError(f"{', '.join(todo)} required: give {' '.join(k + '=<column>' for k in todo)}; "
+                          f"{columns_hint(cfg.data.path)}")
 
 
 def seeds_of(cfg: DictConfig) -> list[int]:
