@@ -71,7 +71,7 @@ def evaluate_seed(cfg: DictConfig, seed: int, workdir: str, strict: bool = False
             _STAGES[stage](ctx)
         except Exception as err:
             if strict and stage in INPUT_STAGES and _is_input_error(stage, err):
-                raise ConfigError(_one_line(stage, err)) from err
+                raise ConfigError(_one_line(stage, err) + _knobs(cfg, stage, err)) from err
             (out / "traceback.txt").write_text(f"stage: {stage}\n\n{traceback.format_exc()}")
             ctx.result.tags["error"] = _one_line(stage, err)
             ctx.result.tags["failed_stage"] = stage
@@ -320,6 +320,16 @@ def _one_line(stage: str, err: BaseException) -> str:
     text = " ".join(str(cause).split()) or type(cause).__name__
     hint = _did_you_mean(text)
     return f"{stage}: {type(cause).__name__}: {text}{hint}"[:500]
+
+
+def _knobs(cfg: DictConfig, stage: str, err: BaseException) -> str:
+    """For a generator's own error (e.g. numpy's "scale < 0"): the knobs it was called with, so the bad one shows."""
+    from hte_bench.data.base import DataError
+
+    if stage != "data" or isinstance(err, DataError):
+        return ""
+    knobs = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k != "_target_"}
+    return f" (from {cfg.data._target_} with {', '.join(f'data.{k}={v}' for k, v in knobs.items())})"[:300]
 
 
 def _did_you_mean(text: str) -> str:

@@ -162,6 +162,8 @@ def main() -> None:
         sys.path.insert(0, os.getcwd())
     # Hydra's errors reach us as exceptions (not its multi-line report) so they can be said in one line.
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    # MLflow announces a new SQLite store in two INFO lines on stderr, where only errors should be.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     before = set(os.listdir("."))  # folders that were here already are never removed
     try:
         app()
