@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 from hte_bench import config as C
 from hte_bench.callbacks import SWEEP_ENV
-from hte_bench.seed import SeedResult, evaluate_seed
+from hte_bench.seed import SeedResult, evaluate_seed, preflight_inputs
 from hte_bench.tracking import KIND
 
 # Config groups whose chosen option is recorded on the parent run (tag choice.<group>), so a promoted
@@ -93,6 +93,7 @@ def make_plan(cfg: DictConfig, choices: dict[str, str]) -> Plan:
     from hte_bench.tracking import Tracker
 
     C.validate(cfg)
+    preflight_inputs(cfg, C.seeds_of(cfg)[0])  # bad data or estimator: refused before the store is reached
     tracker = Tracker.from_config(cfg.tracking)
     plan = Plan(cfg=cfg, choices=choices, tracker=tracker, data_name=data_name(cfg, choices),
                 estimator_name=choices.get("estimator") or str(cfg.estimator._target_).rsplit(".", 1)[-1],

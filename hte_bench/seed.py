@@ -83,6 +83,17 @@ def evaluate_seed(cfg: DictConfig, seed: int, workdir: str, strict: bool = False
     return ctx.result
 
 
+def preflight_inputs(cfg: DictConfig, seed: int) -> None:
+    """The data and estimator stages of one seed as input checks, before the store is reached: ConfigError
+    on data that cannot be fitted or an estimator that cannot be built (the draw stays cached)."""
+    ctx = SeedContext(cfg=cfg, seed=seed, out=Path("."), result=SeedResult(seed=seed, status="FAILED"))
+    for stage in ("data", "estimator"):
+        try:
+            _STAGES[stage](ctx)
+        except Exception as err:
+            raise ConfigError(_one_line(stage, err) + _knobs(cfg, stage, err)) from err
+
+
 def _stage_data(ctx: SeedContext) -> None:
     """Draw (or load) the seed's data and truth and check the training sample can be fitted."""
     ctx.dataset, ctx.truth = make_data(ctx.cfg, ctx.seed)

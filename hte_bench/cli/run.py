@@ -75,8 +75,8 @@ def own_generator(cfg: DictConfig, choices: dict[str, str], overrides: list[str]
 @hydra.main(version_base="1.3", config_path=_CONF, config_name="config")
 def app(cfg: DictConfig) -> float:
     """One Hydra job: run one configuration and return ``optimized_metric`` (as its registry says) for sweepers."""
+    from hte_bench import config as C
     from hte_bench.evaluation import registry
-    from hte_bench.runner import run
 
     for handler in logging.getLogger().handlers:
         handler.flush()
@@ -85,6 +85,9 @@ def app(cfg: DictConfig) -> float:
     try:
         own_generator(cfg, choices, list(hc.overrides.task) if hc is not None else [])
         registry.objective(str(cfg.optimized_metric))  # refuses a context metric before any fit
+        C.validate(cfg)  # before the runner's imports (MLflow, pandas): a typo is refused in a second
+        from hte_bench.runner import run
+
         summary = run(cfg, choices=choices, job_log=_job_log())
     except ConfigError as err:
         # One line, nothing written; the sweep's other jobs go on and the exit code says it failed.
