@@ -1,5 +1,4 @@
 """The command line beyond single mistakes (those are the table in test_new_user.py): sweeps and --help."""
-
 from conftest import SMALL, all_runs, run_cli
 from hte_bench.cli.run import group_options
 
