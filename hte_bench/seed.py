@@ -337,7 +337,7 @@ def _knobs(cfg: DictConfig, stage: str, err: BaseException) -> str:
     """For a generator's own error (e.g. numpy's "scale < 0"): the knobs it was called with, so the bad one shows."""
     from hte_bench.data.base import DataError
 
-    if stage != "data" or isinstance(err, DataError):
+    if stage != "data" or isinstance(err.__cause__ or err, DataError):  # Hydra's instantiate wraps errors
         return ""
     knobs = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k != "_target_"}
     return f" (from {cfg.data._target_} with {', '.join(f'data.{k}={v}' for k, v in knobs.items())})"[:300]

@@ -55,6 +55,8 @@ def _local_conf(folder: Path) -> None:
     (folder / "conf" / "experiment" / "x.yaml").write_text("# @package _global_\nn_seeds: 1\n")
     (folder / "conf" / "estimator").mkdir()
     shutil.copy(TEST_CONF / "estimator" / "cf_small.yaml", folder / "conf" / "estimator" / "cf_small.yaml")
+    (folder / "conf" / "estimator" / "my_ols.yaml").write_text(
+        "_target_: hte_bench.estimators.ols.InteractionOLS\ninteractions: false\n")
 
 
 def _csv(folder: Path, treatment=(0, 1)) -> None:
@@ -239,11 +241,11 @@ def test_own_generator_from_its_folder_gets_only_the_users_knobs(tmp_path):
 def test_sweep_in_a_folder_with_its_own_conf(tmp_path):
     """Issue 10, case 1: ``-m`` the README's way where ./conf exists (as promotion leaves it)."""
     _local_conf(tmp_path)
-    _run(["-m", "estimator=zero_effect,cf_small", *TINY], tmp_path)
+    _run(["-m", "estimator=zero_effect,my_ols", "+experiment=x", *TINY[1:]], tmp_path)
     runs = all_runs(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}", "hte-bench")
     kinds = sorted((r.data.tags["hte_bench.kind"], r.data.tags.get("estimator", "")) for r in runs)
-    assert kinds == [("config", "cf_small"), ("config", "zero_effect"), ("seed", "cf_small"),
-                     ("seed", "zero_effect"), ("sweep", "")]
+    assert kinds == [("config", "my_ols"), ("config", "zero_effect"), ("seed", "my_ols"),
+                     ("seed", "zero_effect"), ("sweep", "")]  # n_seeds=1 came from conf/experiment/x.yaml
     assert all(r.info.status == "FINISHED" for r in runs)
 
 
