@@ -195,7 +195,7 @@ def check_fittable(cfg: DictConfig, dataset) -> None:
     from hte_bench.data.base import DataError
 
     folds = OmegaConf.select(cfg, "estimator.model.cv", default=None)
-    folds = int(folds) if isinstance(folds, int) and not isinstance(folds, bool) else 2
+    folds = int(folds) if C.is_int(folds) else 2
     need = max(int(cfg.get("min_units_per_arm", 10)), 2 * folds)
     arms, counts = np.unique(np.asarray(dataset.T_train).ravel(), return_counts=True)
     have = dict(zip(arms.tolist(), counts.tolist()))
