@@ -20,8 +20,23 @@ def _require(cfg: DictConfig, key: str, ok, allowed: str) -> None:
         raise ConfigError(f"{key}={value!r} is not allowed; {key} must be {allowed}")
 
 
-def _is_int(v: Any) -> bool:
+def is_int(v: Any) -> bool:
+    """An int that is not a bool (YAML's true is an int to Python)."""
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+def flatten_dict(node: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as ``{dotted.key: leaf}``; keys that already contain dots stay as written."""
+    from collections.abc import Mapping
+
+    out: dict[str, Any] = {}
+    for k, v in node.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, Mapping):
+            out.update(flatten_dict(v, key))
+        else:
+            out[key] = v
+    return out
 
 
 def _missing(node: Any, prefix: str = "") -> list[str]:
@@ -45,8 +60,8 @@ def validate(cfg: DictConfig) -> None:
     missing = [k for k in _missing(cfg) if not k.startswith("hydra.")]
     if missing:
         raise ConfigError(f"{', '.join(missing)} required: give {' '.join(m + '=...' for m in missing)}")
-    _require(cfg, "n_seeds", lambda v: _is_int(v) and v > 0, "an integer ≥ 1")
-    _require(cfg, "n_jobs", lambda v: _is_int(v) and v != 0, "a non-zero integer (-1 = all cores)")
+    _require(cfg, "n_seeds", lambda v: is_int(v) and v > 0, "an integer ≥ 1")
+    _require(cfg, "n_jobs", lambda v: is_int(v) and v != 0, "a non-zero integer (-1 = all cores)")
     _require(cfg, "alpha", lambda v: isinstance(v, float) and 0 < v < 1, "a number in (0, 1), e.g. 0.05")
     _require(cfg, "data._target_", lambda v: isinstance(v, str) and "." in v,
              "a dotted path to a generate(seed, n, n_test, ...) function")
@@ -54,9 +69,12 @@ def validate(cfg: DictConfig) -> None:
              "a dotted path to an estimator adapter class")
     for key in ("data.n", "data.n_test"):
         if OmegaConf.select(cfg, key, default=None) is not None:
-            _require(cfg, key, lambda v: _is_int(v) and v > 0, "an integer ≥ 1")
+            _require(cfg, key, lambda v: is_int(v) and v > 0, "an integer ≥ 1")
+    resume = OmegaConf.select(cfg, "resume", default=True)
+    if not (isinstance(resume, bool) or resume == "force"):
+        raise ConfigError(f"resume={resume!r} is not allowed; resume must be true, false or force")
     seeds = OmegaConf.select(cfg, "seeds", default=None)
-    if seeds is not None and not all(_is_int(s) and s >= 0 for s in seeds):
+    if seeds is not None and not all(is_int(s) and s >= 0 for s in seeds):
         raise ConfigError(f"seeds={list(seeds)!r} is not allowed; seeds must be a list of integers ≥ 0")
 
 
@@ -93,17 +111,7 @@ def flatten(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config as dotted keys (hydra section dropped), seed-dependent values shown as placeholders."""
     container = OmegaConf.to_container(for_seed(cfg, SEED_PLACEHOLDER), resolve=True)
     container.pop("hydra", None)
-    out: dict[str, Any] = {}
-
-    def walk(prefix: str, node: Any) -> None:
-        if isinstance(node, dict):
-            for k, v in node.items():
-                walk(f"{prefix}.{k}" if prefix else str(k), v)
-        else:
-            out[prefix] = node
-
-    walk("", container)
-    return out
+    return flatten_dict(container)
 
 
 def config_hash(cfg: DictConfig) -> str:

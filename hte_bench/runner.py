@@ -98,8 +98,13 @@ def make_plan(cfg: DictConfig, choices: dict[str, str]) -> Plan:
     plan = Plan(cfg=cfg, choices=choices, tracker=tracker, data_name=data_name(cfg, choices),
                 estimator_name=choices.get("estimator") or str(cfg.estimator._target_).rsplit(".", 1)[-1],
                 config_hash=C.config_hash(cfg), seeds=C.seeds_of(cfg), sweep_id=os.environ.get(SWEEP_ENV))
-    if cfg.get("resume", True):
-        plan.previous = tracker.find_parent(plan.config_hash)
+    resume = cfg.get("resume", True)
+    if resume:
+        # A parent fitted by other code or library versions is not joined unless resume=force.
+        plan.previous, note = tracker.find_parent(
+            plan.config_hash, None if resume == "force" else tracker.resume_versions())
+        if note:
+            log.warning("resume: %s; starting a new parent (resume=force joins it anyway)", note)
     if plan.previous is not None:
         plan.done = tracker.resume_state(plan.previous.info.run_id, plan.seeds)
     plan.todo = [s for s in plan.seeds if s not in plan.done]
@@ -220,6 +225,8 @@ def _one_line_summary(summary: dict) -> str:
         return "nan" if v is None or not np.isfinite(v) else f"{v:.4g}"
 
     seeds = f"seeds ok {int(summary.get('n_seeds_ok', 0))}, failed {int(summary.get('n_seeds_failed', 0))}"
+    if not summary.get("n_seeds_ok"):
+        return f"{seeds}; every seed failed: see the error tag and traceback.txt of each seed run"
     if "ate_true_mean" not in summary:
         return f"{seeds}; no true tau: ATE estimate {f('ate_hat_mean')} (truth metrics absent)"
     return (f"{seeds}; √PEHE test {f('cate_rmse_test_mean')}, ATE bias {f('ate_bias_mean')}, "

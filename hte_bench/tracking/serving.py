@@ -1,6 +1,6 @@
 """The promoted estimator as an MLflow pyfunc model: features in, CATE with its interval out.
 
-Part of the tracking layer (it subclasses MLflow's PythonModel); only promotion and model loading import it.
+Lives in the tracking package because it subclasses MLflow's PythonModel; only promotion and model loading import it.
 """
 import numpy as np
 import pandas as pd
