@@ -27,15 +27,16 @@ class SweepRun(Callback):
 
         try:
             check_sweep_groups(config)  # before the store or any folder is touched
-        except ConfigError as err:
-            # Hydra turns a callback's exception into a warning and sweeps on: stop here, in one line.
-            print(f"hte-bench: error: {err}", file=sys.stderr, flush=True)
-            raise SystemExit(2)
-        try:
             # Store creation (SQLite migrations) happens here, once, not racing in parallel jobs.
             tracker = Tracker.from_config(config.tracking)
-        except ConfigError:
-            return  # each job reports the bad URI itself, in one line
+        except ConfigError as err:
+            if any(o.split("=", 1)[0].lstrip("+~").startswith("tracking.") and "," in o
+                   for o in config.hydra.overrides.task):
+                return  # the store itself is swept: each job reports its own, in one line
+            # Hydra turns a callback's exception into a warning and sweeps on: stop here, in one line
+            # (not once per job, each waiting for the same dead server).
+            print(f"hte-bench: error: {err}", file=sys.stderr, flush=True)
+            raise SystemExit(2)
         overrides = list(config.hydra.overrides.task)
         run_id = tracker.start_sweep(overrides, sweeper=str(config.hydra.sweeper._target_),
                                      metric=str(config.optimized_metric))

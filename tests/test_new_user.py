@@ -64,6 +64,16 @@ def _csv(folder: Path, treatment=(0, 1)) -> None:
     (folder / "my.csv").write_text("a,t,y\n" + "\n".join(rows) + "\n")
 
 
+def _free_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+DEAD_PORT = _free_port()
 SETUPS = {
     None: lambda folder: None,
     "conf": _local_conf,
@@ -113,6 +123,15 @@ CASES = [
     ("7-csv-columns", "csv", ["data=csv", "data.path=my.csv"],
      "data.outcome, data.treatment required: give data.outcome=<column> data.treatment=<column>; "
      "columns in my.csv: a, t, y"),
+    ("resume", None, ["resume=maybe"], "resume='maybe' is not allowed; resume must be true, false or force"),
+    # The store: a dead server within tracking.timeout (default 10 s), SQLite paths that cannot work.
+    ("4-dead-server", None, [f"tracking.uri=http://127.0.0.1:{DEAD_PORT}"],
+     f"tracking.uri='http://127.0.0.1:{DEAD_PORT}': no MLflow server answers there within 10 s (connection refused)"),
+    ("4-dead-server-sweep", None, ["-m", "estimator=zero_effect,interaction_ols", "tracking.timeout=2",
+                                   f"tracking.uri=http://127.0.0.1:{DEAD_PORT}"], "within 2 s (connection refused)"),
+    ("timeout", None, ["tracking.timeout=0"], "tracking.timeout=0 is not allowed"),
+    ("5-sqlite-under-a-file", None, ["tracking.uri=sqlite:////etc/hostname/x.db"],
+     "tracking.uri='sqlite:////etc/hostname/x.db': /etc/hostname is a file, not a folder"),
     # The first seed's data and fit, before any run is opened.
     ("3-too-small", None, ["estimator=zero_effect", "data.n=5"],
      "data.n=5 gives {0: 2, 1: 3} units per treatment arm in the training sample; hte-bench needs at least 10"),

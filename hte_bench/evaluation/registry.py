@@ -212,7 +212,8 @@ def spec(name: str) -> MetricSpec:
         stat = next((f"_{s}" for s in AGG_STATS if name.endswith(f"_{s}")), "")
         close = difflib.get_close_matches(name, [m + stat for m in rankable()], n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
-        raise ConfigError(f"metric {name!r} is not registered, so it cannot be ranked{hint}; rankable metrics: {', '.join(rankable())}")
+        raise ConfigError(f"metric {name!r} is not registered{hint}, so it cannot be ranked; "
+                          f"rankable metrics: {', '.join(rankable())}")
     return METRICS[base]
 
 
