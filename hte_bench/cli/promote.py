@@ -166,6 +166,6 @@ def promote(args) -> None:
                           "condition": win["condition"], "metric": args.metric,
                           "metric_summary": json.dumps(summary), "refit_on": refit_on, **seeds_tags},
             artifact_dir=tmp)
-    print(f"promoted {win['estimator']} {win['overrides']} [{win['config_hash']}] as {res['model_uri']} "
+    print(f"promoted {(win['estimator'] + ' ' + win['overrides']).strip()} [{win['config_hash']}] as {res['model_uri']} "
           f"(version {res['version']}; previous champion: {res['previous'] or 'none'})")
     print(f"config written to {path}; re-run with: hte-bench +experiment=promoted_{args.name}")
