@@ -142,7 +142,10 @@ def _sweep_report(tracker, sweep_id: str, metric: str, alpha: float, out: str):
     if len(bests):
         bests.to_csv(Path(out) / "best_per_condition.csv", index=False)
     seeds = tracker.frame(tracker.seed_runs(parents["run_id"].tolist()))
-    _study_figures(parents, seeds, metric, Path(out))
+    try:
+        _study_figures(parents, seeds, metric, Path(out))
+    except Exception:  # a figure must not leave the sweep run open; the runs themselves are complete
+        log.warning("sweep %s: the study figure could not be drawn", sweep_id, exc_info=True)
     if "metrics.cate_rmse_test_mean" in parents:  # without truth (user data) nothing judges the selectors
         board = build(parents, seeds, "cate_rmse_test")
         board.to_csv(Path(out) / "leaderboard.csv", index=False)

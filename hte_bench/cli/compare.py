@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import tempfile
@@ -227,25 +226,6 @@ def _print_board(board, avg, metric: str, selectors=None, confirmations=None) ->
         print(confirmations.to_string(index=False))
 
 
-def confirmations(tracker, metric: str):
-    """Promotion's confirmation runs in the experiment, as a small table (empty when there are none)."""
-    import pandas as pd
-
-    from hte_bench.tracking import KIND
-
-    runs = tracker.frame(tracker.search(f"tags.`{KIND}` = 'confirmation' and attributes.status = 'FINISHED'"))
-    if runs.empty:
-        return pd.DataFrame()
-    mid = f"metrics.{metric}_mean" if f"metrics.{metric}_mean" in runs else f"metrics.{metric}"
-    return pd.DataFrame({
-        "condition": runs.get("tags.condition"), "estimator": runs["tags.estimator"],
-        "config_hash": runs["tags.config_hash"], "selection seeds": runs.get("tags.selection_seeds"),
-        "confirmation seeds": runs.get("tags.confirmation_seeds"),
-        metric: [_interval(r, mid, f"metrics.{metric}_ci_lower", f"metrics.{metric}_ci_upper")
-                 for _, r in runs.iterrows()],
-        "run": runs["run_id"]})
-
-
 def _report_params(args) -> dict:
     return {k: v for k, v in {"metric": args.metric, "test": args.test, "level": args.level,
                               "correction": args.correction, "filter.data": args.data,
@@ -292,6 +272,8 @@ def leaderboard_main(argv: Optional[list[str]] = None) -> None:
         board = build(parents, seeds, args.metric, args.test, args.level, args.correction)
         avg = average_rank(board)
         selectors = selector_validation(board, parents)
+        from hte_bench.cli.promote import confirmations
+
         _print_board(board, avg, args.metric, selectors, confirmations(tracker, args.metric))
         with tempfile.TemporaryDirectory() as tmp:
             if args.by:

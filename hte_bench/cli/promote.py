@@ -77,6 +77,26 @@ def confirm(tracker, config_text: str, choices: dict, win, selection: list[int],
     return {"summary": summary, "seeds": fresh, "run_id": summary["_parent_run_id"]}
 
 
+def confirmations(tracker, metric: str):
+    """Promotion's confirmation runs in the experiment, as a small table (empty when there are none)."""
+    import pandas as pd
+
+    from hte_bench.cli.compare import _interval
+    from hte_bench.tracking import KIND
+
+    runs = tracker.frame(tracker.search(f"tags.`{KIND}` = 'confirmation' and attributes.status = 'FINISHED'"))
+    if runs.empty:
+        return pd.DataFrame()
+    mid = f"metrics.{metric}_mean" if f"metrics.{metric}_mean" in runs else f"metrics.{metric}"
+    return pd.DataFrame({
+        "condition": runs.get("tags.condition"), "estimator": runs["tags.estimator"],
+        "config_hash": runs["tags.config_hash"], "selection seeds": runs.get("tags.selection_seeds"),
+        "confirmation seeds": runs.get("tags.confirmation_seeds"),
+        metric: [_interval(r, mid, f"metrics.{metric}_ci_lower", f"metrics.{metric}_ci_upper")
+                 for _, r in runs.iterrows()],
+        "run": runs["run_id"]})
+
+
 def promote(args) -> None:
     """Choose the winner of one data condition, confirm it on fresh seeds, refit it, register it."""
     from omegaconf import OmegaConf
