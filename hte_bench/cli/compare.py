@@ -222,6 +222,8 @@ def _print_board(board, avg, metric: str, selectors=None, confirmations=None) ->
               "ties listed, regret averaged over tied picks) ==")
         print(selectors.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     if confirmations is not None and len(confirmations):
+        confirmations = confirmations[confirmations["condition"].isin(board["condition"])]
+    if confirmations is not None and len(confirmations):
         print("\n== confirmation runs of promoted configurations (fresh seeds; never used for ranking) ==")
         print(confirmations.to_string(index=False))
 

@@ -136,8 +136,8 @@ def promote(args) -> None:
     selection = sorted(int(s) for s in kids["tags.seed"])
     n_confirm = len(selection) if args.confirm_seeds is None else args.confirm_seeds
     selected = summary_text(args.metric, {k: win.get(k) for k in win.index}, selection, alpha)
+    print(f"selection    {args.metric}: {selected} — the seeds it was picked on (optimistic)", flush=True)
     confirmed = confirm(tracker, config_text, choices, win, selection, n_confirm, args.name) if n_confirm else None
-    print(f"selection    {args.metric}: {selected} — the seeds it was picked on (optimistic)")
     if confirmed:
         confirmed["text"] = summary_text(args.metric, confirmed["summary"], confirmed["seeds"], alpha)
         print(f"confirmation {args.metric}: {confirmed['text']} — fresh seeds (run {confirmed['run_id']})")
