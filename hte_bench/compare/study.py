@@ -79,8 +79,9 @@ def with_conditions(parents: pd.DataFrame) -> pd.DataFrame:
             out[col] = None
     data_cols = [c for c in out.columns if c.startswith("params.data.")]
     for idx in out.index[out["tags.condition_hash"].isna()]:
-        knobs = {c[len("params.data."):]: yaml.safe_load(str(out.at[idx, c])) for c in data_cols
-                 if isinstance(out.at[idx, c], str)}
+        # Params are str(value): "None" is Python's null, not YAML's.
+        knobs = {c[len("params.data."):]: None if out.at[idx, c] == "None" else yaml.safe_load(out.at[idx, c])
+                 for c in data_cols if isinstance(out.at[idx, c], str)}
         out.at[idx, "tags.condition_hash"], out.at[idx, "tags.condition"] = condition_of(knobs, out.at[idx, "tags.data"])
     shared = out.groupby("tags.condition")["tags.condition_hash"].transform("nunique") > 1
     out.loc[shared, "tags.condition"] = out.loc[shared, "tags.condition"] + " [" + \
