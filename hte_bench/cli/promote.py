@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -109,6 +110,10 @@ def promote(args) -> None:
     from hte_bench.seed import make_data, make_estimator
 
     P.check_model_name(args.name)
+    # A user's generator module in the current folder must import for the confirmation and the refit,
+    # as it does for hte-bench (console scripts do not put the current folder on sys.path).
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     if args.csv and not (args.outcome and args.treatment):
         raise ConfigError("--csv needs --outcome and --treatment")
     if args.confirm_seeds is not None and args.confirm_seeds < 0:
