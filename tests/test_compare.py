@@ -10,7 +10,7 @@ from hte_bench.cli.compare import leaderboard_main, promote_main
 from hte_bench.seed import make_data, make_estimator
 
 ESTIMATORS = ["interaction_ols", "constant_effect", "zero_effect"]
-FAST = [*SMALL, "analyses.truth_free=false", "analyses.subgroups=false", "tracking.plots=false", "n_seeds=3"]
+FAST = [*SMALL, "analyses.truth_free=false", "analyses.subgroups=false", "tracking.plots=false"]
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +165,7 @@ def test_promotion_refits_on_a_user_csv(study, tmp_path, capsys):
 
 def _sweep(cwd, uri, *overrides):
     given = {o.split("=")[0] for o in overrides}
-    fast = [o for o in FAST if o.split("=")[0] not in given]
+    fast = [o for o in [*FAST, "n_seeds=2"] if o.split("=")[0] not in given]
     proc = run_cli(["-m", *overrides, *fast, f"tracking.uri={uri}"], cwd=cwd)
     assert proc.returncode == 0, proc.stderr[-2000:]
     runs = all_runs(uri, "hte-bench")
