@@ -33,14 +33,17 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------- the job
 
 
-def run(cfg: DictConfig, choices: Optional[dict[str, str]] = None, job_log: Optional[str] = None) -> dict:
+def run(cfg: DictConfig, choices: Optional[dict[str, str]] = None, job_log: Optional[str] = None,
+        kind: str = "config", tags: Optional[dict[str, str]] = None) -> dict:
     """Fit one configuration over its seeds, log parent and seed runs, return the aggregate metrics.
 
     With ``resume`` (default) a configuration already in the experiment continues in its parent run:
     seeds with a FINISHED seed run are not refitted; seed runs left RUNNING by a killed process become
-    KILLED and their seeds are redone.
+    KILLED and their seeds are redone. ``kind`` other than ``config`` (promotion's ``confirmation``) keeps
+    the run out of resume and rankings; ``tags`` go on the configuration and seed runs.
     """
     plan = make_plan(cfg, choices or {})
+    plan.kind, plan.extra_tags = kind, dict(tags or {})
     if plan.previous is not None and not plan.todo and plan.previous.info.status == "FINISHED":
         return _already_done(plan)
     with tempfile.TemporaryDirectory(prefix="hte-bench-") as workdir:
@@ -78,6 +81,8 @@ class Plan:
     done: dict = field(default_factory=dict)  # seed -> metrics of seeds already FINISHED there
     todo: list[int] = field(default_factory=list)
     sweep_id: Optional[str] = None
+    kind: str = "config"                      # hte_bench.kind of the configuration run
+    extra_tags: dict = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -85,7 +90,11 @@ class Plan:
 
     @property
     def run_tags(self) -> dict[str, str]:
-        return {"data": self.data_name, "estimator": self.estimator_name, "config_hash": self.config_hash}
+        from hte_bench.compare.study import condition_tags
+
+        # The data condition (generator + every data knob): runs are compared only within one.
+        return {"data": self.data_name, "estimator": self.estimator_name, "config_hash": self.config_hash,
+                **condition_tags(self.cfg, self.data_name), **self.extra_tags}
 
 
 def make_plan(cfg: DictConfig, choices: dict[str, str]) -> Plan:
@@ -151,7 +160,7 @@ def open_parent(plan: Plan, first: Optional[SeedResult]) -> str:
         parent = tracker.start_parent(
             run_name=f"{plan.data_name}/{plan.estimator_name}/{plan.config_hash[:6]}",
             params=C.flatten(plan.cfg),
-            tags={**plan.run_tags, KIND: "config", "n_seeds": str(len(plan.seeds)),
+            tags={**plan.run_tags, KIND: plan.kind, "n_seeds": str(len(plan.seeds)),
                   **tracker.provenance(), **truth,
                   **{f"{CHOICE}{g}": v for g, v in plan.choices.items() if g in REPLAYED_GROUPS}})
     if plan.sweep_id:

@@ -153,12 +153,16 @@ class Tracker(Queries, Registry):
         return self.search(f"tags.`{KIND}` = 'config' and tags.sweep_run_id = '{sweep_id}'")
 
     def finish_sweep(self, sweep_id: str, metric: str, loss, how: str,
-                     artifact_dir: Optional[str] = None) -> Optional[dict]:
+                     artifact_dir: Optional[str] = None, tags: Optional[dict] = None) -> Optional[dict]:
         """Tag the sweep run with its best configuration (lowest ``loss(value)`` of ``metric``), attach files, close it.
 
         ``how`` says in words what best means (e.g. "rscore_mean: higher is better"); returns the best.
+        ``tags`` are added as given (the best of each data condition).
         """
         import math
+
+        if tags:
+            self._batch(sweep_id, tags=tags)
 
         parents = self.sweep_parents(sweep_id)
         scored = [(float(loss(p.data.metrics.get(metric, math.nan))), p) for p in parents]
