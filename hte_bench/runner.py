@@ -166,10 +166,13 @@ def evaluate_seeds(plan: Plan, workdir: str):
         return
     from joblib import Parallel, delayed
 
+    from hte_bench.backends import seed_backend
+
     # All seeds go to the pool at once; results come back in order, so a strict failure of the first
-    # seed still surfaces before the parent run is opened.
-    yield from Parallel(n_jobs=n_jobs, return_as="generator")(
-        delayed(evaluate_seed)(cfg, seed, workdir, i == 0) for i, seed in enumerate(seeds))
+    # seed still surfaces before the parent run is opened. joblib_backend=ray: the pool is Ray's.
+    with seed_backend(cfg) as (task, receive):
+        yield from map(receive, Parallel(n_jobs=n_jobs, return_as="generator")(
+            delayed(task)(cfg, seed, workdir, i == 0) for i, seed in enumerate(seeds)))
 
 
 # --------------------------------------------------------------------------- stage 4: record

@@ -1,0 +1,71 @@
+"""Where the seeds of one configuration run when ``n_jobs`` > 1: joblib's ``loky`` processes on this
+machine, or Ray tasks (``joblib_backend=ray``, Ray's own joblib backend) anywhere in a Ray cluster.
+
+Ray joins the cluster in ``$RAY_ADDRESS`` (or one started on this machine with ``ray start``), else
+starts one here. Seeds only compute on the workers; their runs are logged by the job itself, so the
+tracking URI needs no server for this, but each seed's files travel back with its result.
+"""
+from __future__ import annotations
+
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from omegaconf import DictConfig
+
+from hte_bench.errors import ConfigError
+from hte_bench.seed import SeedResult, evaluate_seed
+
+@dataclass
+class Shipped:
+    """A seed's result with its files, from a worker whose disk may not be this machine's."""
+
+    result: SeedResult
+    files: dict[str, bytes]
+    workdir: str
+
+
+@contextmanager
+def seed_backend(cfg: DictConfig) -> Iterator[tuple[Callable, Callable]]:
+    """``(task, receive)`` under the configured joblib backend: ``task(cfg, seed, workdir, strict)`` runs
+    on a worker, ``receive`` turns what it returned into the SeedResult the runner logs."""
+    if str(cfg.joblib_backend) == "loky":  # the only other value config.validate lets through is ray
+        yield evaluate_seed, _same
+        return
+    try:
+        from ray.util.joblib import register_ray
+    except ImportError:
+        raise ConfigError("joblib_backend=ray needs Ray: pip install 'hte-bench[cluster]'") from None
+    from joblib import parallel_config
+
+    register_ray()
+    with parallel_config(backend="ray"):
+        yield evaluate_seed_shipped, receive
+
+
+def evaluate_seed_shipped(cfg: DictConfig, seed: int, workdir: str, strict: bool = False) -> Shipped:
+    """``evaluate_seed`` in the worker's own temporary folder; its files come back as bytes."""
+    with tempfile.TemporaryDirectory(prefix="hte-bench-seed-") as tmp:
+        result = evaluate_seed(cfg, seed, tmp, strict)
+        files = {str(p.relative_to(tmp)): p.read_bytes() for p in Path(tmp).rglob("*") if p.is_file()}
+        if result.artifact_dir:
+            result.artifact_dir = str(Path(result.artifact_dir).relative_to(tmp))
+    return Shipped(result, files, workdir)
+
+
+def receive(shipped: Shipped) -> SeedResult:
+    """Write a shipped seed's files into the job's folder and point its result there."""
+    root = Path(shipped.workdir)
+    for name, data in shipped.files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    result = shipped.result
+    if result.artifact_dir:
+        result.artifact_dir = str(root / result.artifact_dir)
+    return result
+
+
+def _same(result: SeedResult) -> SeedResult:
+    return result
