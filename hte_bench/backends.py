@@ -8,15 +8,15 @@ tracking URI needs no server for this, but each seed's files travel back with it
 from __future__ import annotations
 
 import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 from omegaconf import DictConfig
 
 from hte_bench.errors import ConfigError
 from hte_bench.seed import SeedResult, evaluate_seed
+
 
 @dataclass
 class Shipped:
@@ -27,22 +27,34 @@ class Shipped:
     workdir: str
 
 
-@contextmanager
-def seed_backend(cfg: DictConfig) -> Iterator[tuple[Callable, Callable]]:
-    """``(task, receive)`` under the configured joblib backend: ``task(cfg, seed, workdir, strict)`` runs
-    on a worker, ``receive`` turns what it returned into the SeedResult the runner logs."""
+def evaluate_in_parallel(cfg: DictConfig, seeds: list[int], workdir: str, n_jobs: int) -> Iterator[SeedResult]:
+    """SeedResults in seed order from ``n_jobs`` workers of the configured backend; the first seed is strict."""
+    from joblib import Parallel, delayed
+
     if str(cfg.joblib_backend) == "loky":  # the only other value config.validate lets through is ray
-        yield evaluate_seed, _same
+        # All seeds go to the pool at once; results stream back in order as they finish.
+        yield from Parallel(n_jobs=n_jobs, return_as="generator")(
+            delayed(evaluate_seed)(cfg, seed, workdir, i == 0) for i, seed in enumerate(seeds))
         return
     try:
         from ray.util.joblib import register_ray
     except ImportError:
         raise ConfigError("joblib_backend=ray needs Ray: pip install 'hte-bench[cluster]'") from None
+    import logging
+
     from joblib import parallel_config
 
     register_ray()
-    with parallel_config(backend="ray"):
-        yield evaluate_seed_shipped, receive
+    # joblib passes a multiprocessing context, which Ray's pool ignores with a warning on every run.
+    logging.getLogger("ray.util.multiprocessing.pool").setLevel(logging.ERROR)
+    # Ray's backend cannot stream results (no return_as="generator"): batches of a few seeds per worker
+    # keep memory bounded and let seed runs appear batch by batch. One pool serves every batch.
+    step = 4 * n_jobs if n_jobs > 0 else 64
+    with parallel_config(backend="ray"), Parallel(n_jobs=n_jobs) as parallel:
+        for start in range(0, len(seeds), step):
+            batch = seeds[start:start + step]
+            yield from map(receive, parallel(delayed(evaluate_seed_shipped)(cfg, seed, workdir, start + i == 0)
+                                             for i, seed in enumerate(batch)))
 
 
 def evaluate_seed_shipped(cfg: DictConfig, seed: int, workdir: str, strict: bool = False) -> Shipped:
@@ -64,8 +76,4 @@ def receive(shipped: Shipped) -> SeedResult:
     result = shipped.result
     if result.artifact_dir:
         result.artifact_dir = str(root / result.artifact_dir)
-    return result
-
-
-def _same(result: SeedResult) -> SeedResult:
     return result

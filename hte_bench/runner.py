@@ -164,15 +164,11 @@ def evaluate_seeds(plan: Plan, workdir: str):
         for i, seed in enumerate(seeds):
             yield evaluate_seed(cfg, seed, workdir, strict=i == 0)
         return
-    from joblib import Parallel, delayed
+    from hte_bench.backends import evaluate_in_parallel
 
-    from hte_bench.backends import seed_backend
-
-    # All seeds go to the pool at once; results come back in order, so a strict failure of the first
-    # seed still surfaces before the parent run is opened. joblib_backend=ray: the pool is Ray's.
-    with seed_backend(cfg) as (task, receive):
-        yield from map(receive, Parallel(n_jobs=n_jobs, return_as="generator")(
-            delayed(task)(cfg, seed, workdir, i == 0) for i, seed in enumerate(seeds)))
+    # Results come back in seed order, so a strict failure of the first seed still surfaces before the
+    # parent run is opened. Processes here (loky) or Ray tasks: joblib_backend, see hte_bench/backends.py.
+    yield from evaluate_in_parallel(cfg, seeds, workdir, n_jobs)
 
 
 # --------------------------------------------------------------------------- stage 4: record
