@@ -66,6 +66,27 @@ def test_jobs_on_other_machines_refuse_a_local_tracking_uri(tmp_path, args):
     assert not (tmp_path / "mlruns").exists()  # nothing submitted, no store, no output folder
 
 
+def test_which_tracking_uris_and_ray_addresses_count_as_other_machines():
+    from omegaconf import OmegaConf
+
+    from hte_bench.tracking.remote import reachable_from_elsewhere, remote_launcher
+
+    for uri in ("http://mlflow.lab.example:5000", "https://mlflow.example.org",
+                "postgresql+psycopg://hte@db.example:5432/mlflow", "mysql://u@db.example/mlflow"):
+        assert reachable_from_elsewhere(uri), uri
+    for uri in ("sqlite:///mlruns/mlflow.db", "file:///tmp/mlruns", "http://localhost:5000", "http://[::1]:5000",
+                "http://127.0.0.1:5000", "postgresql://hte@127.0.0.1/mlflow", "postgresql:///mlflow"):
+        assert not reachable_from_elsewhere(uri), uri
+
+    def ray_at(address):
+        target = "hydra_plugins.hte_bench_ray_launcher.launcher.HteRayLauncher"
+        return remote_launcher(OmegaConf.create({"hydra": {"launcher": {"_target_": target, "address": address}}}))
+
+    assert ray_at(None) is None and ray_at("local") is None and ray_at("127.0.0.1:6379") is None
+    assert ray_at("ray://localhost:10001") is None
+    assert ray_at("auto") and ray_at("ray://head.example:10001") and ray_at("head.example:6379")
+
+
 # --------------------------------------------------------------------------- Ray
 
 
