@@ -3,6 +3,7 @@ PostgreSQL — real processes on loopback, small fits."""
 import glob
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -87,6 +88,94 @@ def test_which_tracking_uris_and_ray_addresses_count_as_other_machines():
     assert ray_at("auto") and ray_at("ray://head.example:10001") and ray_at("head.example:6379")
 
 
+# --------------------------------------------------------------------------- a server on PostgreSQL
+
+
+def _pg_bin(name: str):
+    found = shutil.which(name)
+    return found or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None)
+
+
+def _wait_for(ready, what: str, seconds: float = 180) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if ready():
+            return
+        time.sleep(0.5)
+    pytest.fail(f"{what} did not start in {seconds:.0f} s")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _answers(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url, timeout=2)
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def postgres():
+    """A throwaway PostgreSQL cluster on a loopback port (as the ``postgres`` user when run as root,
+    since PostgreSQL refuses to run as root); yields a SQLAlchemy URI of an empty database."""
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    if not initdb or not pg_ctl:
+        pytest.skip("PostgreSQL binaries (initdb, pg_ctl) absent: apt-get install postgresql (.ci/run does)")
+    as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    root = Path(tempfile.mkdtemp(prefix="hte-pg-"))
+    if as_owner:
+        shutil.chown(root, "postgres")
+    data, port = root / "data", _free_port()
+
+    def pg(*cmd: str) -> None:
+        done = subprocess.run([*as_owner, *cmd], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, f"{' '.join(cmd)}: {done.stderr[-2000:]}"
+
+    pg(initdb, "-D", str(data), "-U", "hte", "--auth=trust", "--no-sync")
+    pg(pg_ctl, "-D", str(data), "-l", str(root / "log"), "-w", "-t", "60", "start",
+       "-o", f"-h 127.0.0.1 -p {port} -k {root} -c fsync=off")
+    try:
+        pg(str(Path(initdb).resolve().with_name("createdb")), "-h", "127.0.0.1", "-p", str(port), "-U", "hte", "mlflow")
+        yield f"postgresql+psycopg://hte@127.0.0.1:{port}/mlflow"  # psycopg 3, as README says
+    finally:
+        pg(pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def server_on_postgres(tmp_path, postgres):
+    """``mlflow server`` on loopback with the PostgreSQL backend store and a local artifact folder."""
+    port = _free_port()
+    # One worker process and no job runner (MLflow's GenAI jobs): the writers are what is tested.
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", postgres, "--artifacts-destination", str(tmp_path / "artifacts")],
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "server.log", "w"), start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for(lambda: server.poll() is not None or _answers(f"{url}/health"),
+                  "mlflow server")
+        assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
+        yield url
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+
+
+def test_four_writers_through_a_server_on_postgresql(tmp_path, server_on_postgres):
+    proc = run_cli(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=4", "estimator=interaction_ols",
+                    "data.noise=0.5,1.0,1.5,2.0", "n_seeds=2", *FAST, f"tracking.uri={server_on_postgres}"],
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    check_nested(server_on_postgres, n_configs=4, n_seeds=2)
+    assert not (tmp_path / "mlruns" / "mlflow.db").exists()
+
+
 # --------------------------------------------------------------------------- Ray
 
 
@@ -127,89 +216,3 @@ def test_seeds_as_ray_tasks_match_serial_seeds(tmp_path, local_ray):
     seed_run = next(r for r in all_runs(uri, "hte-bench") if r.data.tags.get("hte_bench.kind") == "seed")
     files = {f.path for f in client(uri).list_artifacts(seed_run.info.run_id)}
     assert "predictions.parquet" in files  # a seed's files travel back from its Ray worker
-
-
-# --------------------------------------------------------------------------- a server on PostgreSQL
-
-
-def _pg_bin(name: str):
-    found = shutil.which(name)
-    return found or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None)
-
-
-def _wait_for(ready, what: str, seconds: float = 90) -> None:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if ready():
-            return
-        time.sleep(0.5)
-    pytest.fail(f"{what} did not start in {seconds:.0f} s")
-
-
-def _answers(url: str) -> bool:
-    try:
-        urllib.request.urlopen(url, timeout=2)
-        return True
-    except OSError:
-        return False
-
-
-@pytest.fixture
-def postgres():
-    """A throwaway PostgreSQL cluster on a loopback port (as the ``postgres`` user when run as root,
-    since PostgreSQL refuses to run as root); yields a SQLAlchemy URI of an empty database."""
-    from test_scale import _free_port
-
-    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
-    if not initdb or not pg_ctl:
-        pytest.skip("PostgreSQL binaries (initdb, pg_ctl) absent: apt-get install postgresql (.ci/run does)")
-    as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    root = Path(tempfile.mkdtemp(prefix="hte-pg-"))
-    if as_owner:
-        shutil.chown(root, "postgres")
-    data, port = root / "data", _free_port()
-
-    def pg(*cmd: str) -> None:
-        done = subprocess.run([*as_owner, *cmd], capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, f"{' '.join(cmd)}: {done.stderr[-2000:]}"
-
-    pg(initdb, "-D", str(data), "-U", "hte", "--auth=trust", "--no-sync")
-    pg(pg_ctl, "-D", str(data), "-l", str(root / "log"), "-w", "-t", "60", "start",
-       "-o", f"-h 127.0.0.1 -p {port} -k {root} -c fsync=off")
-    try:
-        pg(str(Path(initdb).resolve().with_name("createdb")), "-h", "127.0.0.1", "-p", str(port), "-U", "hte", "mlflow")
-        yield f"postgresql+psycopg://hte@127.0.0.1:{port}/mlflow"  # psycopg 3, as README says
-    finally:
-        pg(pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop")
-        shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture
-def server_on_postgres(tmp_path, postgres):
-    """``mlflow server`` on loopback with the PostgreSQL backend store and a local artifact folder."""
-    from test_scale import _free_port
-
-    port = _free_port()
-    # One worker process and no job runner (MLflow's GenAI jobs): the writers are what is tested.
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", postgres, "--artifacts-destination", str(tmp_path / "artifacts")],
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "server.log", "w"), start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_for(lambda: server.poll() is not None or _answers(f"{url}/health"),
-                  "mlflow server")
-        assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
-        yield url
-    finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
-
-
-def test_four_writers_through_a_server_on_postgresql(tmp_path, server_on_postgres):
-    proc = run_cli(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=4", "estimator=interaction_ols",
-                    "data.noise=0.5,1.0,1.5,2.0", "n_seeds=2", *FAST, f"tracking.uri={server_on_postgres}"],
-                   cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    check_nested(server_on_postgres, n_configs=4, n_seeds=2)
-    assert not (tmp_path / "mlruns" / "mlflow.db").exists()
