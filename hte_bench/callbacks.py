@@ -24,9 +24,16 @@ class SweepRun(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from hte_bench.errors import ConfigError
         from hte_bench.tracking import Tracker
+        from hte_bench.tracking.remote import check_remote_tracking
 
         try:
             check_sweep_groups(config)  # before the store or any folder is touched
+            check_remote_tracking(config)  # SLURM or a Ray cluster: no local SQLite file
+        except ConfigError as err:
+            # Hydra turns a callback's exception into a warning and sweeps on: stop here, in one line.
+            print(f"hte-bench: error: {err}", file=sys.stderr, flush=True)
+            raise SystemExit(2)
+        try:
             # Store creation (SQLite migrations) happens here, once, not racing in parallel jobs.
             tracker = Tracker.from_config(config.tracking)
         except ConfigError as err:

@@ -10,7 +10,9 @@ from omegaconf import DictConfig, OmegaConf
 from hte_bench.errors import ConfigError
 
 # Keys that do not change what is estimated, so they stay out of the config hash.
-_NOT_HASHED = ("seed", "n_seeds", "n_jobs", "resume", "nuisance_cache", "tracking", "hydra", "min_units_per_arm")
+_NOT_HASHED = ("seed", "n_seeds", "n_jobs", "joblib_backend", "resume", "nuisance_cache", "tracking", "hydra",
+               "min_units_per_arm")
+JOBLIB_BACKENDS = ("loky", "ray")  # where n_jobs seeds run (hte_bench/backends.py)
 SEED_PLACEHOLDER = "<per-seed>"
 
 
@@ -62,6 +64,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"{', '.join(missing)} required: give {' '.join(m + '=...' for m in missing)}")
     _require(cfg, "n_seeds", lambda v: is_int(v) and v > 0, "an integer ≥ 1")
     _require(cfg, "n_jobs", lambda v: is_int(v) and v != 0, "a non-zero integer (-1 = all cores)")
+    _require(cfg, "joblib_backend", lambda v: v in JOBLIB_BACKENDS, " or ".join(JOBLIB_BACKENDS))
     _require(cfg, "alpha", lambda v: isinstance(v, float) and 0 < v < 1, "a number in (0, 1), e.g. 0.05")
     _require(cfg, "data._target_", lambda v: isinstance(v, str) and "." in v,
              "a dotted path to a generate(seed, n, n_test, ...) function")

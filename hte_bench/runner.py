@@ -179,12 +179,11 @@ def evaluate_seeds(plan: Plan, workdir: str):
         for i, seed in enumerate(seeds):
             yield evaluate_seed(cfg, seed, workdir, strict=i == 0)
         return
-    from joblib import Parallel, delayed
+    from hte_bench.backends import evaluate_in_parallel
 
-    # All seeds go to the pool at once; results come back in order, so a strict failure of the first
-    # seed still surfaces before the parent run is opened.
-    yield from Parallel(n_jobs=n_jobs, return_as="generator")(
-        delayed(evaluate_seed)(cfg, seed, workdir, i == 0) for i, seed in enumerate(seeds))
+    # Results come back in seed order, so a strict failure of the first seed still surfaces before the
+    # parent run is opened. Processes here (loky) or Ray tasks: joblib_backend, see hte_bench/backends.py.
+    yield from evaluate_in_parallel(cfg, seeds, workdir, n_jobs)
 
 
 # --------------------------------------------------------------------------- stage 4: record
