@@ -24,6 +24,7 @@ class SweepRun(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from hte_bench.errors import ConfigError
         from hte_bench.tracking import Tracker
+        from hte_bench.tracking.claims import close_expired_sweeps, leases_for
 
         try:
             check_sweep_groups(config)  # before the store or any folder is touched
@@ -34,11 +35,16 @@ class SweepRun(Callback):
         try:
             # Store creation (SQLite migrations) happens here, once, not racing in parallel jobs.
             tracker = Tracker.from_config(config.tracking)
+            leases = leases_for(config, tracker.uri)
         except ConfigError:
-            return  # each job reports the bad URI itself, in one line
+            return  # each job reports the bad URI or claims setting itself, in one line
+        # The sweep run holds a lease while the sweep lives; one whose lease expired was killed.
+        close_expired_sweeps(tracker, leases)
         overrides = list(config.hydra.overrides.task)
         run_id = tracker.start_sweep(overrides, sweeper=str(config.hydra.sweeper._target_),
                                      metric=str(config.optimized_metric))
+        if leases is not None:
+            leases.take(run_id, "sweep")
         os.environ[SWEEP_ENV] = run_id
         # Hydra skips on_multirun_end when the sweeper itself raises: close the run as FAILED at exit.
         atexit.register(_close_if_open, tracker, run_id)

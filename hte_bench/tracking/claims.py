@@ -1,0 +1,378 @@
+"""Claims with leases beside MLflow's store, so concurrent runs of one sweep never fit the same thing twice.
+
+A claim is a row ``(key, part)`` of the table ``hte_bench_claims`` — e.g. (config hash, seed), (config hash,
+"parent"), (sweep run id, "sweep") — taken atomically through the database's unique key: an INSERT, or an
+UPDATE whose WHERE accepts only an expired lease. Expiry times come from the database's own clock, so
+holders on machines with skewed clocks agree. A daemon thread renews this process's claims every lease/3;
+a holder that is SIGKILLed or loses its machine stops renewing, and a later run takes its claims over.
+"""
+from __future__ import annotations
+
+import atexit
+import hashlib
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator, NamedTuple, Optional
+from urllib.parse import urlparse
+
+from hte_bench.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+TABLE = "hte_bench_claims"
+COORDINATION_DB = "coordination.db"
+POLL_SECONDS = 0.5
+# Seconds since the epoch on the database's clock, per dialect.
+_NOW = {"sqlite": "((julianday('now') - 2440587.5) * 86400.0)",
+        "postgresql": "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)",
+        "mysql": "UNIX_TIMESTAMP(NOW(6))"}
+_OFF = ("off", "none", "false")
+
+
+class Holding(NamedTuple):
+    """Who holds a claim and until when (seconds since the epoch, database clock), with the database's now."""
+
+    holder: str
+    expires_at: float
+    now: float
+
+    def until(self) -> str:
+        return time.strftime("%H:%M:%S", time.localtime(self.expires_at))
+
+
+def coordination_url(tracking_uri: str, configured: Optional[str]) -> Optional[str]:
+    """Where claims live: the configured URL, a SQLite file beside a SQLite store, the store's own database;
+    None when switched off. A tracking server without ``tracking.coordination_uri`` is refused."""
+    if configured is not None and str(configured).strip().lower() in _OFF:
+        return None
+    if configured:
+        return str(configured)
+    scheme = urlparse(tracking_uri).scheme.split("+")[0]
+    if scheme == "sqlite":
+        path = tracking_uri.split("sqlite:///", 1)[-1]
+        if not path or path == ":memory:":
+            return None  # an in-memory store is private to one process
+        return f"sqlite:///{Path(path).resolve().parent / COORDINATION_DB}"
+    if scheme in _NOW:
+        return tracking_uri
+    raise ConfigError(
+        f"tracking.coordination_uri is not set: with tracking.uri={tracking_uri!r} give a database every run "
+        f"can reach, e.g. tracking.coordination_uri=sqlite:///{Path.cwd() / 'mlruns' / COORDINATION_DB} "
+        f"(runs on this machine) or the server's postgresql://… URL; tracking.coordination_uri=off runs "
+        f"without claims (concurrent runs may then fit the same seeds twice)")
+
+
+class Leases:
+    """The claims table of one database, as seen by this process (one holder id, one heartbeat thread)."""
+
+    _open: dict[str, "Leases"] = {}
+
+    def __init__(self, url: str, lease_seconds: float):
+        from sqlalchemy import create_engine, event, text
+        from sqlalchemy.pool import NullPool
+
+        self.url, self.lease = url, float(lease_seconds)
+        self.holder = f"{socket.gethostname()}:pid {os.getpid()}:{uuid.uuid4().hex[:4]}"
+        sqlite = url.startswith("sqlite")
+        dialect = urlparse(url).scheme.split("+")[0]
+        if dialect not in _NOW:
+            raise ConfigError(f"tracking.coordination_uri={url!r}: claims need sqlite://, postgresql:// or "
+                              f"mysql:// (a SQLAlchemy URL)")
+        self._now = _NOW[dialect]
+        if sqlite:
+            Path(url.split("sqlite:///", 1)[-1]).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.engine = create_engine(url, poolclass=NullPool if sqlite else None,
+                                        **({"connect_args": {"timeout": 30}} if sqlite else {}))
+        except Exception as err:  # a missing driver, a malformed URL
+            raise ConfigError(f"tracking.coordination_uri={url!r} cannot be used: {err}")
+        if sqlite:
+            @event.listens_for(self.engine, "connect")
+            def _wal(dbapi_connection, _record):  # readers never block the writer; waits instead of failing
+                dbapi_connection.execute("PRAGMA journal_mode=WAL")
+                dbapi_connection.execute("PRAGMA busy_timeout=30000")
+        self._text = text
+        try:
+            self._exec(f"CREATE TABLE IF NOT EXISTS {TABLE} (claim_key VARCHAR(100) NOT NULL, "
+                       "claim_part VARCHAR(40) NOT NULL, holder VARCHAR(200) NOT NULL, "
+                       "expires_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (claim_key, claim_part))")
+        except Exception as err:
+            if not self._table_exists():  # two processes creating it at once: one of them wins
+                raise ConfigError(f"tracking.coordination_uri={url!r} cannot be used: "
+                                  f"{' '.join(str(err).split())[:300]}")
+        self._beat: Optional[threading.Thread] = None
+        atexit.register(self.release_all)
+
+    @classmethod
+    def get(cls, url: str, lease_seconds: float) -> "Leases":
+        """This process's handle on the claims in ``url`` (one per database, reused across jobs)."""
+        leases = cls._open.get(url)
+        if leases is None:
+            leases = cls._open[url] = cls(url, lease_seconds)
+        leases.lease = float(lease_seconds)
+        return leases
+
+    def _exec(self, sql: str, **params) -> int:
+        with self.engine.begin() as con:
+            return con.execute(self._text(sql.replace("{now}", self._now)), params).rowcount
+
+    def _table_exists(self) -> bool:
+        from sqlalchemy import inspect
+
+        return inspect(self.engine).has_table(TABLE)
+
+    def take(self, key: str, part: str) -> tuple[bool, Optional[Holding]]:
+        """Claim (key, part) if it is free, expired or ours: (True, previous holding if taken over), else
+        (False, the holder's holding)."""
+        from sqlalchemy.exc import IntegrityError
+
+        for _ in range(3):  # the row may vanish between a failed INSERT and the UPDATE (holder released)
+            try:
+                self._exec(f"INSERT INTO {TABLE} VALUES (:k, :p, :h, {{now}} + :lease)", k=key, p=part,
+                           h=self.holder, lease=self.lease)
+                self._start_heartbeat()
+                return True, None
+            except IntegrityError:
+                pass
+            before = self.peek(key, part)
+            if self._exec(f"UPDATE {TABLE} SET holder = :h, expires_at = {{now}} + :lease WHERE claim_key = :k "
+                          "AND claim_part = :p AND (holder = :h OR expires_at < {now})", k=key, p=part,
+                          h=self.holder, lease=self.lease) == 1:
+                self._start_heartbeat()
+                return True, before if before and before.holder != self.holder else None
+            now = self.peek(key, part)
+            if now is not None:
+                return False, now
+        return False, None
+
+    def peek(self, key: str, part: str) -> Optional[Holding]:
+        """The current holding of (key, part), or None."""
+        return self.holdings(key).get(part)
+
+    def holdings(self, key: str) -> dict[str, Holding]:
+        """Every part of ``key`` that is claimed, with its holding (expired ones included)."""
+        with self.engine.begin() as con:
+            rows = con.execute(self._text(f"SELECT claim_part, holder, expires_at, {self._now} FROM {TABLE} "
+                                          "WHERE claim_key = :k"), {"k": key}).all()
+        return {str(r[0]): Holding(str(r[1]), float(r[2]), float(r[3])) for r in rows}
+
+    def renew(self, key: str, part: str) -> bool:
+        """Extend one claim if it is still ours (False: its lease expired and another run took it)."""
+        return self._exec(f"UPDATE {TABLE} SET expires_at = {{now}} + :lease WHERE claim_key = :k AND "
+                          "claim_part = :p AND holder = :h", k=key, p=part, h=self.holder, lease=self.lease) == 1
+
+    def release(self, key: str, part: Optional[str] = None) -> None:
+        """Give up one claim (or every part of ``key``) held by this process."""
+        extra = "" if part is None else " AND claim_part = :p"
+        self._exec(f"DELETE FROM {TABLE} WHERE claim_key = :k AND holder = :h{extra}", k=key, p=part,
+                   h=self.holder)
+
+    def drop_expired(self, key: str, part: str) -> None:
+        """Delete a claim whose lease has expired (its holder is gone)."""
+        self._exec(f"DELETE FROM {TABLE} WHERE claim_key = :k AND claim_part = :p AND expires_at < {{now}}",
+                   k=key, p=part)
+
+    def release_all(self) -> None:
+        """Give up every claim of this process (at exit: others need not wait for the leases to expire)."""
+        try:
+            self._exec(f"DELETE FROM {TABLE} WHERE holder = :h", h=self.holder)
+        except Exception:  # the database may be what failed; the leases then simply expire
+            log.debug("could not release claims of %s", self.holder, exc_info=True)
+
+    def _start_heartbeat(self) -> None:
+        if self._beat is None or not self._beat.is_alive():
+            self._beat = threading.Thread(target=self._renew_forever, name="hte-bench-leases", daemon=True)
+            self._beat.start()
+
+    def _renew_forever(self) -> None:
+        while True:
+            time.sleep(self.lease / 3)
+            try:
+                self._exec(f"UPDATE {TABLE} SET expires_at = {{now}} + :lease WHERE holder = :h",
+                           h=self.holder, lease=self.lease)
+            except Exception as err:  # a busy or unreachable database: try again next beat
+                log.warning("claims: could not renew leases (%s); retrying in %.0f s",
+                            " ".join(str(err).split())[:200], self.lease / 3)
+
+
+def leases_for(cfg, tracking_uri: str) -> Optional[Leases]:
+    """The claims database of a job's config (``tracking.coordination_uri``, ``claims.lease_seconds``)."""
+    lease = cfg.get("claims", {}).get("lease_seconds", 60)
+    if isinstance(lease, bool) or not isinstance(lease, (int, float)) or lease <= 0:
+        raise ConfigError(f"claims.lease_seconds={lease!r} is not allowed; give a number of seconds > 0, e.g. 60")
+    url = coordination_url(tracking_uri, cfg.tracking.get("coordination_uri"))
+    return None if url is None else Leases.get(url, lease)
+
+
+class ConfigClaims:
+    """One job's claims on one configuration: its seeds, its single parent run and its aggregate.
+
+    Without a claims database (``leases=None``) every call lets the job through, as a lone process.
+    """
+
+    def __init__(self, leases: Optional[Leases], config_hash: str, label: str):
+        self.leases, self.key, self.label = leases, config_hash, label
+        self.reused: list[int] = []   # seeds another process fitted while this job waited
+        self._told: set = set()
+
+    def free(self, pending: list[int], outcome: Callable[[int], Optional[str]]) -> Iterator[int]:
+        """Claim the pending seeds one at a time, lazily, yielding those to fit here; a seed that turns out
+        finished (or failed just now) elsewhere is dropped as reused. Seeds held by others stay pending."""
+        held: dict[int, Holding] = self._held_elsewhere(pending)
+        self._tell(held)
+        for seed in list(pending):
+            if self.leases is None:
+                pending.remove(seed)
+                yield seed
+                continue
+            got, holding = self.leases.take(self.key, str(seed))
+            if not got:
+                if holding is not None:
+                    held[seed] = holding
+                continue
+            pending.remove(seed)
+            if holding is not None:
+                log.warning("%s: seed %d: the lease of %s expired at %s; taking it over", self.label, seed,
+                            holding.holder, holding.until())
+            if outcome(seed) is not None:
+                self.leases.release(self.key, str(seed))
+                self.reused.append(seed)
+                continue
+            yield seed
+        self._tell(held)
+
+    def _held_elsewhere(self, seeds: list[int]) -> dict[int, Holding]:
+        if self.leases is None:
+            return {}
+        held = self.leases.holdings(self.key)
+        return {s: h for s in seeds if (h := held.get(str(s))) is not None
+                and h.holder != self.leases.holder and h.expires_at >= h.now}
+
+    def _tell(self, held: dict[int, Holding]) -> None:
+        by_holder: dict[str, list] = {}
+        for seed, h in sorted(held.items()):
+            by_holder.setdefault(h.holder, []).append((seed, h))
+        for holder, items in by_holder.items():
+            seeds = tuple(s for s, _ in items)
+            if (holder, seeds) in self._told:
+                continue
+            self._told.add((holder, seeds))
+            word = "seed" if len(seeds) == 1 else "seeds"
+            verb = "is" if len(seeds) == 1 else "are"
+            log.info("%s: %s %s %s being fitted by %s (lease until %s); skipped here, reused when done",
+                     self.label, word, ", ".join(map(str, seeds)), verb, holder, max(h.until() for _, h in items))
+
+    def wait(self) -> None:
+        """Pause before asking again for seeds other processes hold."""
+        time.sleep(POLL_SECONDS)
+
+    def still_mine(self, seed: int) -> bool:
+        """Renew the seed's claim right before its run is written; False if another run took it over."""
+        return self.leases is None or self.leases.renew(self.key, str(seed))
+
+    def done(self, seed: int) -> None:
+        """The seed's run is written: let others see it as finished."""
+        if self.leases is not None:
+            self.leases.release(self.key, str(seed))
+
+    def held_elsewhere(self, seed: int) -> bool:
+        """Whether another process holds a live claim on the seed (its run may be RUNNING while written)."""
+        return bool(self._held_elsewhere([seed]))
+
+    @contextmanager
+    def exclusive(self, part: str):
+        """Hold (config, part) for a block, waiting while another process holds it."""
+        if self.leases is None:
+            yield
+            return
+        while not self.leases.take(self.key, part)[0]:
+            time.sleep(POLL_SECONDS / 2)
+        try:
+            yield
+        finally:
+            self.leases.release(self.key, part)
+
+    def __enter__(self) -> "ConfigClaims":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        """Give up whatever this job still holds on the configuration (bad input, interruption, the end)."""
+        if self.leases is not None:
+            self.leases.release(self.key)
+
+
+# --------------------------------------------------------------------------- reading seed runs back
+
+
+def seed_outcome(tracker, parent_id: Optional[str], seed: int, since_ms: int) -> Optional[str]:
+    """FINISHED if the seed has a finished run under the parent, FAILED if one failed since ``since_ms``.
+
+    The caller holds the seed's claim, so a run of it still RUNNING lost its writer: it is closed KILLED.
+    """
+    if parent_id is None:
+        return None
+    runs = tracker.search(f"tags.`mlflow.parentRunId` = '{parent_id}' and tags.seed = '{seed}'")
+    for run in runs:
+        if run.info.status == "RUNNING":
+            tracker.end(run.info.run_id, "KILLED")
+    if any(r.info.status == "FINISHED" for r in runs):
+        return "FINISHED"
+    return "FAILED" if any(r.info.status == "FAILED" and r.info.start_time >= since_ms for r in runs) else None
+
+
+def failed_seeds(tracker, parent_id: str, seeds: list[int]) -> list[int]:
+    """Seeds whose runs under the parent failed and never finished."""
+    status: dict[int, set] = {}
+    for run in tracker.search(f"tags.`mlflow.parentRunId` = '{parent_id}'"):
+        status.setdefault(int(run.data.tags.get("seed", -1)), set()).add(run.info.status)
+    return [s for s in seeds if "FAILED" in status.get(s, ()) and "FINISHED" not in status[s]]
+
+
+AGGREGATE_TAG = "aggregate_of"
+
+
+def digest(rows: list[dict], failed: list[int]) -> str:
+    """A fingerprint of the seed results an aggregate is computed from."""
+    blob = json.dumps([rows, failed], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def aggregate_is_current(tracker, parent_id: str, fingerprint: str) -> bool:
+    """Whether the parent is FINISHED with an aggregate of exactly these seed results (written by another job)."""
+    run = tracker.client.get_run(parent_id)
+    return run.info.status == "FINISHED" and run.data.tags.get(AGGREGATE_TAG) == fingerprint
+
+
+def mark_aggregate(tracker, parent_id: str, fingerprint: str) -> None:
+    """Record which seed results the parent's aggregate is about to be computed from."""
+    tracker.client.set_tag(parent_id, AGGREGATE_TAG, fingerprint)
+
+
+# --------------------------------------------------------------------------- sweep runs
+
+
+def close_expired_sweeps(tracker, leases: Optional[Leases]) -> None:
+    """Mark KILLED the RUNNING sweep runs whose lease expired (or which never had one and are older than a lease).
+
+    Works across hosts: a live sweep anywhere renews its lease; a SIGKILLed one stops.
+    """
+    from hte_bench.tracking.runs import KIND
+
+    if leases is None or tracker.client.get_experiment_by_name(tracker.experiment) is None:
+        return
+    for run in tracker.search(f"tags.`{KIND}` = 'sweep' and attributes.status = 'RUNNING'"):
+        h = leases.peek(run.info.run_id, "sweep")
+        now = h.now if h is not None else time.time()
+        if (h is None and run.info.start_time / 1000 < now - leases.lease) or (h is not None and h.expires_at < now):
+            log.info("sweep run %s: lease expired (%s); marking it KILLED", run.info.run_id,
+                     f"holder {h.holder}, at {h.until()}" if h else "no lease")
+            tracker.end(run.info.run_id, "KILLED")
+            if h is not None:
+                leases.drop_expired(run.info.run_id, "sweep")
