@@ -23,8 +23,8 @@ class SweepRun(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from hte_bench.errors import ConfigError
-        from hte_bench.tracking import Tracker
-        from hte_bench.tracking.claims import close_expired_sweeps, leases_for
+        from hte_bench.tracking import Tracker, resolve_uri
+        from hte_bench.tracking.claims import close_expired_sweeps, coordination, open_leases
 
         try:
             check_sweep_groups(config)  # before the store or any folder is touched
@@ -34,8 +34,9 @@ class SweepRun(Callback):
             raise SystemExit(2)
         try:
             # Store creation (SQLite migrations) happens here, once, not racing in parallel jobs.
+            where = coordination(config, resolve_uri(config.tracking.get("uri")))
             tracker = Tracker.from_config(config.tracking)
-            leases = leases_for(config, tracker.uri)
+            leases = open_leases(where)
         except ConfigError:
             return  # each job reports the bad URI or claims setting itself, in one line
         # The sweep run holds a lease while the sweep lives; one whose lease expired was killed.

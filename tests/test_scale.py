@@ -66,7 +66,8 @@ def tracking_server(tmp_path):
 
 
 def test_a_sweep_against_a_tracking_server(tmp_path, tracking_server):
-    proc = run_cli(["-m", *SWEEP, "n_seeds=2", *SMALL, f"tracking.uri={tracking_server}"], cwd=tmp_path)
+    proc = run_cli(["-m", *SWEEP, "n_seeds=2", *SMALL, f"tracking.uri={tracking_server}",
+                    f"tracking.coordination_uri=sqlite:///{tmp_path / 'coordination.db'}"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     _check_sweep(tracking_server, n_seeds=2)
     kid = next(r for r in all_runs(tracking_server, "hte-bench") if r.data.tags.get("hte_bench.kind") == "seed")

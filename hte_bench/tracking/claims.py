@@ -202,13 +202,19 @@ class Leases:
                             " ".join(str(err).split())[:200], self.lease / 3)
 
 
-def leases_for(cfg, tracking_uri: str) -> Optional[Leases]:
-    """The claims database of a job's config (``tracking.coordination_uri``, ``claims.lease_seconds``)."""
+def coordination(cfg, tracking_uri: str) -> Optional[tuple[str, float]]:
+    """(claims database URL, lease seconds) of a job's config, checked without touching any database;
+    None when claims are off (``tracking.coordination_uri``, ``claims.lease_seconds``)."""
     lease = cfg.get("claims", {}).get("lease_seconds", 60)
     if isinstance(lease, bool) or not isinstance(lease, (int, float)) or lease <= 0:
         raise ConfigError(f"claims.lease_seconds={lease!r} is not allowed; give a number of seconds > 0, e.g. 60")
     url = coordination_url(tracking_uri, cfg.tracking.get("coordination_uri"))
-    return None if url is None else Leases.get(url, lease)
+    return None if url is None else (url, float(lease))
+
+
+def open_leases(where: Optional[tuple[str, float]]) -> Optional[Leases]:
+    """This process's handle on the claims database ``coordination()`` named (None when off)."""
+    return None if where is None else Leases.get(*where)
 
 
 class ConfigClaims:
