@@ -88,6 +88,7 @@ class SweepRun(Callback):
         with tempfile.TemporaryDirectory() as tmp:
             _selector_report(tracker, run_id, tmp)
             best = tracker.finish_sweep(run_id, metric, loss, how, artifact_dir=tmp)
+        _end_lease(config, tracker, run_id)
         if best:
             log.info("sweep %s: best %s = %.4g (%s, parent run %s)", run_id, metric, best["value"],
                      best["label"], best["parent_run_id"])
@@ -137,6 +138,16 @@ def _selector_report(tracker, sweep_id: str, out: str) -> None:
     selectors = selector_validation(board, parents)
     if len(selectors):
         selectors.to_csv(Path(out) / "selector_validation.csv", index=False)
+
+
+def _end_lease(config: DictConfig, tracker, run_id: str) -> None:
+    """Give up this sweep's lease; close sweeps whose lease expired while this one ran (a kill -9 rerun)."""
+    from hte_bench.tracking.claims import close_expired_sweeps, coordination, open_leases
+
+    leases = open_leases(coordination(config, tracker.uri))
+    if leases is not None:
+        leases.release(run_id, "sweep")
+    close_expired_sweeps(tracker, leases)
 
 
 def _close_if_open(tracker, run_id: str) -> None:

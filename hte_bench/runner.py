@@ -156,7 +156,7 @@ def open_parent(plan: Plan, first: Optional[SeedResult]) -> str:
     else:
         # One parent per configuration: whoever holds the "parent" claim looks again, then creates it.
         with plan.claims.exclusive("parent"):
-            found = tracker.find_parent(plan.config_hash)
+            found = tracker.find_parent(plan.config_hash) if plan.cfg.get("resume", True) else None
             parent = found.info.run_id if found is not None else _new_parent(plan, first)
     plan.parent_id = parent
     if plan.sweep_id:
