@@ -24,7 +24,8 @@ class SweepRun(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from hte_bench.errors import ConfigError
         from hte_bench.tracking import Tracker, resolve_uri
-        from hte_bench.tracking.claims import close_expired_sweeps, coordination, open_leases
+        from hte_bench.tracking.claims import coordination, open_leases
+        from hte_bench.tracking.shared import close_expired_sweeps
 
         try:
             check_sweep_groups(config)  # before the store or any folder is touched
@@ -142,7 +143,8 @@ def _selector_report(tracker, sweep_id: str, out: str) -> None:
 
 def _end_lease(config: DictConfig, tracker, run_id: str) -> None:
     """Give up this sweep's lease; close sweeps whose lease expired while this one ran (a kill -9 rerun)."""
-    from hte_bench.tracking.claims import close_expired_sweeps, coordination, open_leases
+    from hte_bench.tracking.claims import coordination, open_leases
+    from hte_bench.tracking.shared import close_expired_sweeps
 
     leases = open_leases(coordination(config, tracker.uri))
     if leases is not None:

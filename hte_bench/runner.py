@@ -206,7 +206,7 @@ def evaluate_seeds(plan: Plan, workdir: str):
 
 def _outcome(plan: Plan, seed: int) -> Optional[str]:
     """FINISHED/FAILED if another process already did the seed (checked after claiming it), else None."""
-    from hte_bench.tracking.claims import seed_outcome
+    from hte_bench.tracking.shared import seed_outcome
 
     if plan.parent_id is None:
         found = plan.previous or plan.tracker.find_parent(plan.config_hash)
@@ -244,24 +244,24 @@ def record_configuration(plan: Plan, parent: str, results: list[SeedResult], wor
     from hte_bench import artifacts
     from hte_bench.evaluation.metrics import aggregate
 
-    from hte_bench.tracking import claims
+    from hte_bench.tracking import shared
 
     cfg, tracker = plan.cfg, plan.tracker
     # From the store, not from this job's results: other processes may have fitted some of the seeds.
     # Under the "aggregate" claim, so the parent is written once per set of seed results.
     with plan.claims.exclusive("aggregate"):
         done = tracker.resume_state(parent, plan.seeds, alive=plan.claims.held_elsewhere)
-        failed = claims.failed_seeds(tracker, parent, plan.seeds)
+        failed = shared.failed_seeds(tracker, parent, plan.seeds)
         rows = [{"seed": s, **m} for s, m in done.items()]
         per_seed = pd.DataFrame(rows).sort_values("seed").reset_index(drop=True) if rows else pd.DataFrame()
         summary = aggregate(per_seed.drop(columns="seed", errors="ignore"), n_failed=len(failed),
                             alpha=float(cfg.alpha))
-        fingerprint = claims.digest(rows, failed)
-        if not claims.aggregate_is_current(tracker, parent, fingerprint):
+        fingerprint = shared.digest(rows, failed)
+        if not shared.aggregate_is_current(tracker, parent, fingerprint):
             parent_dir = Path(workdir) / "parent"
             artifacts.write_parent(parent_dir, cfg, per_seed, summary, failed=failed, job_log=job_log,
                                    plots=bool(cfg.tracking.plots))
-            claims.mark_aggregate(tracker, parent, fingerprint)
+            shared.mark_aggregate(tracker, parent, fingerprint)
             tracker.finish_parent(parent, summary, str(parent_dir), "FINISHED" if rows else "FAILED")
     summary["_parent_run_id"] = parent
     return summary

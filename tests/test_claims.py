@@ -7,7 +7,7 @@ import time
 from collections import Counter
 
 from conftest import SMALL, TEST_CONF, all_runs, cli_env
-from test_scale import tracking_server  # noqa: F401  (fixture: mlflow server on loopback)
+from test_scale import tracking_server  # noqa: F401 (fixture: an mlflow server on loopback)
 
 FAST = [*SMALL, "analyses.truth_free=false", "analyses.subgroups=false", "tracking.plots=false"]
 SWEEP = ["-m", "estimator=interaction_ols,constant_effect", "n_seeds=4", *FAST]
