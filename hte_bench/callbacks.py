@@ -24,7 +24,7 @@ class SweepRun(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from hte_bench.errors import ConfigError
         from hte_bench.tracking import Tracker, resolve_uri
-        from hte_bench.tracking.claims import coordination, open_leases
+        from hte_bench.tracking.claims import coordination, creating_store, open_leases
         from hte_bench.tracking.shared import close_expired_sweeps
 
         try:
@@ -36,7 +36,8 @@ class SweepRun(Callback):
         try:
             # Store creation (SQLite migrations) happens here, once, not racing in parallel jobs.
             where = coordination(config, resolve_uri(config.tracking.get("uri")))
-            tracker = Tracker.from_config(config.tracking)
+            with creating_store(where, resolve_uri(config.tracking.get("uri"))):
+                tracker = Tracker.from_config(config.tracking)
             leases = open_leases(where)
         except ConfigError:
             return  # each job reports the bad URI or claims setting itself, in one line

@@ -97,17 +97,19 @@ class Plan:
 def make_plan(cfg: DictConfig, choices: dict[str, str]) -> Plan:
     """Check the config, name the configuration, reach the store and find what is already done."""
     from hte_bench.tracking import Tracker, resolve_uri
-    from hte_bench.tracking.claims import ConfigClaims, coordination, open_leases
+    from hte_bench.tracking.claims import ConfigClaims, coordination, creating_store, open_leases
 
     C.validate(cfg)
     resume = cfg.get("resume", True)
-    # resume=false makes a parent of its own: nothing to share, nothing to claim.
-    where = coordination(cfg, resolve_uri(cfg.tracking.get("uri"))) if resume else None
-    tracker = Tracker.from_config(cfg.tracking)
+    uri = resolve_uri(cfg.tracking.get("uri"))
+    where = coordination(cfg, uri)  # refuses a missing tracking.coordination_uri before the store is reached
+    with creating_store(where, uri):
+        tracker = Tracker.from_config(cfg.tracking)
     plan = Plan(cfg=cfg, choices=choices, tracker=tracker, data_name=data_name(cfg, choices),
                 estimator_name=choices.get("estimator") or str(cfg.estimator._target_).rsplit(".", 1)[-1],
                 config_hash=C.config_hash(cfg), seeds=C.seeds_of(cfg), sweep_id=os.environ.get(SWEEP_ENV))
-    plan.claims = ConfigClaims(open_leases(where), plan.config_hash, plan.label)
+    # resume=false makes a parent of its own: nothing to share, nothing to claim.
+    plan.claims = ConfigClaims(open_leases(where) if resume else None, plan.config_hash, plan.label)
     plan.started_ms = int(time.time() * 1000)
     if resume:
         plan.previous = tracker.find_parent(plan.config_hash)

@@ -43,21 +43,14 @@ def _check_once_each(uri, n_configs=2, n_seeds=4):
     return runs
 
 
-def _precreate(uri):
-    from mlflow import MlflowClient
-
-    MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
-
-
 def test_two_identical_sweeps_at_once_fit_each_seed_once(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-    _precreate(uri)  # MLflow's own migrations on a fresh store are not what is tested here
-    out = _two_at_once(SWEEP, tmp_path)
+    out = _two_at_once(SWEEP, tmp_path)  # on a new store: they also take turns creating it
     _check_once_each(uri)
     assert (tmp_path / "mlruns" / "coordination.db").exists()
     with sqlite3.connect(tmp_path / "mlruns" / "coordination.db") as con:  # nothing left claimed
         assert con.execute("select count(*) from hte_bench_claims").fetchone()[0] == 0
-    assert "being fitted by" in out or "all 4 seeds already finished" in out
+    assert "being fitted by" in out or "already finished" in out
 
 
 def _claims(db):
@@ -70,7 +63,6 @@ def _claims(db):
 
 def test_a_killed_holders_claims_are_taken_over_after_the_lease(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-    _precreate(uri)
     args = ["-m", "estimator=cf_small", "n_seeds=3", *FAST, "claims.lease_seconds=2"]
     first = _cli(args, tmp_path)
     db = tmp_path / "mlruns" / "coordination.db"

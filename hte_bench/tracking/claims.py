@@ -150,6 +150,16 @@ class Leases:
                 return False, now
         return False, None
 
+    @contextmanager
+    def hold(self, key: str, part: str):
+        """Hold (key, part) for a block, waiting while another process holds it."""
+        while not self.take(key, part)[0]:
+            time.sleep(POLL_SECONDS / 2)
+        try:
+            yield
+        finally:
+            self.release(key, part)
+
     def peek(self, key: str, part: str) -> Optional[Holding]:
         """The current holding of (key, part), or None."""
         return self.holdings(key).get(part)
@@ -213,6 +223,23 @@ def coordination(cfg, tracking_uri: str) -> Optional[tuple[str, float]]:
 def open_leases(where: Optional[tuple[str, float]]) -> Optional[Leases]:
     """This process's handle on the claims database ``coordination()`` named (None when off)."""
     return None if where is None else Leases.get(*where)
+
+
+@contextmanager
+def creating_store(where: Optional[tuple[str, float]], tracking_uri: str):
+    """One process at a time reaches a SQLite store, so two runs started at once on a new store do not race
+    in MLflow's migrations (the second waits, then finds the store made)."""
+    leases = None
+    if tracking_uri.startswith("sqlite:///"):
+        try:
+            leases = open_leases(where)
+        except (ConfigError, OSError):  # the store's folder is unusable: MLflow's check says so in its words
+            leases = None
+    if leases is None:
+        yield
+    else:
+        with leases.hold("store", "create"):
+            yield
 
 
 class ConfigClaims:
@@ -295,13 +322,9 @@ class ConfigClaims:
         """Hold (config, part) for a block, waiting while another process holds it."""
         if self.leases is None:
             yield
-            return
-        while not self.leases.take(self.key, part)[0]:
-            time.sleep(POLL_SECONDS / 2)
-        try:
-            yield
-        finally:
-            self.leases.release(self.key, part)
+        else:
+            with self.leases.hold(self.key, part):
+                yield
 
     def __enter__(self) -> "ConfigClaims":
         return self
