@@ -60,6 +60,8 @@ def coordination_url(tracking_uri: str, configured: Optional[str]) -> Optional[s
         return f"sqlite:///{Path(path).resolve().parent / COORDINATION_DB}"
     if scheme in _NOW:
         return tracking_uri
+    if scheme not in ("http", "https", "databricks"):
+        return None  # not a store anyone shares (file://), or not a store at all: the tracker says so
     raise ConfigError(
         f"tracking.coordination_uri is not set: with tracking.uri={tracking_uri!r} give a database every run "
         f"can reach, e.g. tracking.coordination_uri=sqlite:///{Path.cwd() / 'mlruns' / COORDINATION_DB} "
