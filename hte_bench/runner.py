@@ -97,7 +97,8 @@ class Plan:
 def make_plan(cfg: DictConfig, choices: dict[str, str]) -> Plan:
     """Check the config, name the configuration, reach the store and find what is already done."""
     from hte_bench.tracking import Tracker, resolve_uri
-    from hte_bench.tracking.claims import ConfigClaims, coordination, creating_store, open_leases
+    from hte_bench.tracking.claims import coordination, creating_store, open_leases
+    from hte_bench.tracking.shared import ConfigClaims
 
     C.validate(cfg)
     resume = cfg.get("resume", True)
