@@ -62,7 +62,11 @@ def tracking_server(tmp_path):
         pytest.fail("mlflow server did not start in 90 s")
     yield url
     os.killpg(server.pid, 15)
-    server.wait(timeout=30)
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:  # a loaded machine shuts uvicorn down slowly: not the test's failure
+        os.killpg(server.pid, 9)
+        server.wait()
 
 
 def test_a_sweep_against_a_tracking_server(tmp_path, tracking_server):
