@@ -27,14 +27,15 @@ class Shipped:
     workdir: str
 
 
-def evaluate_in_parallel(cfg: DictConfig, seeds: list[int], workdir: str, n_jobs: int) -> Iterator[SeedResult]:
-    """SeedResults in seed order from ``n_jobs`` workers of the configured backend; the first seed is strict."""
+def evaluate_in_parallel(cfg: DictConfig, seeds: list[int], workdir: str, n_jobs: int,
+                         strict: bool = True) -> Iterator[SeedResult]:
+    """SeedResults in seed order from ``n_jobs`` workers of the configured backend; with ``strict`` the first seed is."""
     from joblib import Parallel, delayed
 
     if str(cfg.joblib_backend) == "loky":  # the only other value config.validate lets through is ray
         # All seeds go to the pool at once; results stream back in order as they finish.
         yield from Parallel(n_jobs=n_jobs, return_as="generator")(
-            delayed(evaluate_seed)(cfg, seed, workdir, i == 0) for i, seed in enumerate(seeds))
+            delayed(evaluate_seed)(cfg, seed, workdir, strict and i == 0) for i, seed in enumerate(seeds))
         return
     try:
         from ray.util.joblib import register_ray
@@ -53,7 +54,7 @@ def evaluate_in_parallel(cfg: DictConfig, seeds: list[int], workdir: str, n_jobs
     with parallel_config(backend="ray"), Parallel(n_jobs=n_jobs) as parallel:
         for start in range(0, len(seeds), step):
             batch = seeds[start:start + step]
-            yield from map(receive, parallel(delayed(evaluate_seed_shipped)(cfg, seed, workdir, start + i == 0)
+            yield from map(receive, parallel(delayed(evaluate_seed_shipped)(cfg, seed, workdir, strict and start + i == 0)
                                              for i, seed in enumerate(batch)))
 
 

@@ -10,8 +10,8 @@ from omegaconf import DictConfig, OmegaConf
 from hte_bench.errors import ConfigError
 
 # Keys that do not change what is estimated, so they stay out of the config hash.
-_NOT_HASHED = ("seed", "n_seeds", "n_jobs", "joblib_backend", "resume", "nuisance_cache", "tracking", "hydra",
-               "min_units_per_arm")
+_NOT_HASHED = ("seed", "n_seeds", "n_jobs", "joblib_backend", "resume", "nuisance_cache", "tracking", "claims",
+               "hydra", "min_units_per_arm")
 JOBLIB_BACKENDS = ("loky", "ray")  # where n_jobs seeds run (hte_bench/backends.py)
 SEED_PLACEHOLDER = "<per-seed>"
 

@@ -120,37 +120,23 @@ class Tracker(Queries, Registry):
 
     def start_sweep(self, overrides: list[str], sweeper: str, metric: str) -> str:
         """Open the run that groups every configuration of one multirun sweep."""
-        self._close_dead_sweeps()
         return self._new_run(f"sweep/{time.strftime('%Y-%m-%d_%H-%M-%S')}",
                              {KIND: "sweep", "optimized_metric": metric, "host": socket.gethostname(),
                               "pid": str(os.getpid()), **self.provenance()},
                              {"overrides": " ".join(overrides) or "(none)", "sweeper": sweeper})
 
-    def _close_dead_sweeps(self) -> None:
-        """Mark KILLED the sweep runs left RUNNING by a process of this host that no longer exists.
-
-        A SIGKILLed sweep cannot close its own run; a live sweep in another terminal is left alone.
-        """
-        if self.client.get_experiment_by_name(self.experiment) is None:
-            return
-        for run in self.search(f"tags.`{KIND}` = 'sweep' and attributes.status = 'RUNNING'"):
-            tags = run.data.tags
-            if tags.get("host") != socket.gethostname() or not tags.get("pid", "").isdigit():
-                continue
-            try:
-                os.kill(int(tags["pid"]), 0)
-            except ProcessLookupError:
-                self.client.set_terminated(run.info.run_id, "KILLED")
-            except PermissionError:  # alive, owned by someone else
-                pass
-
     def attach_to_sweep(self, parent_id: str, sweep_id: str) -> None:
-        """Show a configuration run under the sweep that (re)visited it."""
-        self._batch(parent_id, tags={"sweep_run_id": sweep_id, "mlflow.parentRunId": sweep_id})
+        """Show a configuration run under the sweep that (re)visited it.
+
+        The UI shows it under the last such sweep; ``swept_by.<sweep id>`` keeps every sweep that used it
+        (two sweeps running at once share their configurations).
+        """
+        self._batch(parent_id, tags={"sweep_run_id": sweep_id, "mlflow.parentRunId": sweep_id,
+                                     f"swept_by.{sweep_id}": "true"})
 
     def sweep_parents(self, sweep_id: str) -> list:
         """The configuration runs a sweep launched or revisited."""
-        return self.search(f"tags.`{KIND}` = 'config' and tags.sweep_run_id = '{sweep_id}'")
+        return self.search(f"tags.`{KIND}` = 'config' and tags.`swept_by.{sweep_id}` = 'true'")
 
     def finish_sweep(self, sweep_id: str, metric: str, loss, how: str,
                      artifact_dir: Optional[str] = None, tags: Optional[dict] = None) -> Optional[dict]:
@@ -205,15 +191,18 @@ class Tracker(Queries, Registry):
             return (same[0] if same else None), None
         return None, _version_note(runs[0], versions)
 
-    def resume_state(self, parent_id: str, seeds: list[int]) -> dict[int, dict[str, float]]:
-        """Metrics of the seeds already FINISHED under a parent; children left RUNNING are marked KILLED."""
+    def resume_state(self, parent_id: str, seeds: list[int],
+                     alive=lambda seed: False) -> dict[int, dict[str, float]]:
+        """Metrics of the seeds already FINISHED under a parent; children left RUNNING are marked KILLED
+        unless ``alive(seed)`` (another process holds the seed's claim and is writing that child)."""
         done: dict[int, tuple[int, dict]] = {}
         for child in self.search(f"tags.`mlflow.parentRunId` = '{parent_id}'"):
+            seed = int(child.data.tags.get("seed", -1))
             if child.info.status == "RUNNING":
                 # A child is written in one go, so RUNNING means its process died mid-write.
-                self.client.set_terminated(child.info.run_id, "KILLED")
+                if not alive(seed):
+                    self.client.set_terminated(child.info.run_id, "KILLED")
                 continue
-            seed = int(child.data.tags.get("seed", -1))
             if child.info.status == "FINISHED" and seed in seeds:
                 if seed not in done or child.info.start_time > done[seed][0]:
                     done[seed] = (child.info.start_time, dict(child.data.metrics))
