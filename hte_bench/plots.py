@@ -414,3 +414,42 @@ def calibration_overlay_plot(tables: dict[str, pd.DataFrame], title: str = "") -
     ax.set_title(title or "Calibration by configuration (test split)")
     ax.grid(True, alpha=0.3)
     return fig
+
+
+# ---- studies across data conditions (sweep run, hte-bench-leaderboard --by) ----
+
+def study_plot(table: pd.DataFrame, knob: str, metric: str, title: str = "") -> Figure:
+    """``metric`` against a data knob, one line per configuration, 95% t-intervals of the mean across seeds.
+
+    ``table`` has columns ``config``, ``knob``, ``mean``, ``ci_lower``, ``ci_upper``, ``n_seeds`` (one row per
+    configuration and knob value, as ``compare.study.study_table`` builds it). Non-numeric knob values
+    (Nie–Wager's setup) are placed in order on a categorical axis.
+    """
+    fig, ax = _new_figure(7.0, 4.8)
+    if table.empty:
+        _empty(ax, "no configurations")
+        return fig
+    values = pd.to_numeric(table[knob], errors="coerce")
+    categorical = values.isna().any()
+    levels = sorted(table[knob].astype(str).unique()) if categorical else None
+    x_all = table[knob].astype(str).map({v: i for i, v in enumerate(levels or [])}) if categorical else values
+    palette = [BLUE, ORANGE, GREEN, VERMILLION, SKY, "#CC79A7", "#F0E442", BLACK]
+    configs = list(dict.fromkeys(table["config"]))
+    width = 0.08 * (np.ptp(x_all) or 1.0)
+    for i, config in enumerate(configs):
+        rows = table["config"] == config
+        x = x_all[rows].to_numpy(float) + (i - (len(configs) - 1) / 2) * width / max(len(configs), 1)
+        order = np.argsort(x)
+        mean, lo, hi = (table.loc[rows, c].to_numpy(float)[order] for c in ("mean", "ci_lower", "ci_upper"))
+        ax.errorbar(x[order], mean, yerr=[mean - lo, hi - mean], marker="o", markersize=4, capsize=3,
+                    color=palette[i % len(palette)], label=config)
+    if categorical:
+        ax.set_xticks(range(len(levels)), levels)
+    n = table["n_seeds"]
+    ax.set_xlabel(knob)
+    ax.set_ylabel(f"{metric}: mean over seeds, 95% t-interval (n = {n.min()}–{n.max()} seeds)"
+                  if n.min() != n.max() else f"{metric}: mean over seeds, 95% t-interval (n = {n.min()} seeds)")
+    ax.set_title(title or f"{metric} by {knob}")
+    ax.legend(fontsize="small")
+    ax.grid(True, alpha=0.3)
+    return fig

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -19,7 +20,7 @@ from omegaconf import DictConfig
 
 from hte_bench import config as C
 from hte_bench.callbacks import SWEEP_ENV
-from hte_bench.seed import SeedResult, evaluate_seed
+from hte_bench.seed import SeedResult, evaluate_seed, preflight_inputs
 from hte_bench.tracking import KIND
 
 # Config groups whose chosen option is recorded on the parent run (tag choice.<group>), so a promoted
@@ -33,17 +34,20 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------- the job
 
 
-def run(cfg: DictConfig, choices: Optional[dict[str, str]] = None, job_log: Optional[str] = None) -> dict:
+def run(cfg: DictConfig, choices: Optional[dict[str, str]] = None, job_log: Optional[str] = None,
+        kind: str = "config", tags: Optional[dict[str, str]] = None) -> dict:
     """Fit one configuration over its seeds, log parent and seed runs, return the aggregate metrics.
 
     With ``resume`` (default) a configuration already in the experiment continues in its parent run:
     seeds with a FINISHED seed run are not refitted; seed runs left RUNNING by a killed process become
-    KILLED and their seeds are redone.
+    KILLED and their seeds are redone. ``kind`` other than ``config`` (promotion's ``confirmation``) keeps
+    the run out of resume and rankings; ``tags`` go on the configuration and seed runs.
     """
     plan = make_plan(cfg, choices or {})
+    plan.kind, plan.extra_tags = kind, dict(tags or {})
     if plan.previous is not None and not plan.todo and plan.previous.info.status == "FINISHED":
         return _already_done(plan)
-    with tempfile.TemporaryDirectory(prefix="hte-bench-") as workdir:
+    with tempfile.TemporaryDirectory(prefix="hte-bench-") as workdir, plan.claims:
         seeds = evaluate_seeds(plan, workdir)
         first = preflight(seeds)                 # the first seed, fitted before any run is opened
         parent = open_parent(plan, first)
@@ -76,6 +80,11 @@ class Plan:
     done: dict = field(default_factory=dict)  # seed -> metrics of seeds already FINISHED there
     todo: list[int] = field(default_factory=list)
     sweep_id: Optional[str] = None
+    kind: str = "config"                      # hte_bench.kind of the configuration run
+    extra_tags: dict = field(default_factory=dict)
+    claims: Any = None                        # this job's claims on the configuration (tracking/claims.py)
+    started_ms: int = 0
+    parent_id: Optional[str] = None
 
     @property
     def label(self) -> str:
@@ -83,27 +92,38 @@ class Plan:
 
     @property
     def run_tags(self) -> dict[str, str]:
-        return {"data": self.data_name, "estimator": self.estimator_name, "config_hash": self.config_hash}
+        from hte_bench.compare.study import condition_tags
+
+        # The data condition (generator + every data knob): runs are compared only within one.
+        return {"data": self.data_name, "estimator": self.estimator_name, "config_hash": self.config_hash,
+                **condition_tags(self.cfg, self.data_name), **self.extra_tags}
 
 
 def make_plan(cfg: DictConfig, choices: dict[str, str]) -> Plan:
     """Check the config, name the configuration, reach the store and find what is already done."""
-    from hte_bench.tracking import Tracker
+    from hte_bench.tracking import Tracker, resolve_uri
+    from hte_bench.tracking.claims import coordination, creating_store, open_leases
+    from hte_bench.tracking.shared import ConfigClaims
 
     C.validate(cfg)
-    tracker = Tracker.from_config(cfg.tracking)
+    preflight_inputs(cfg, C.seeds_of(cfg)[0])  # bad data or estimator: refused before the store is reached
+    resume = cfg.get("resume", True)
+    uri = resolve_uri(cfg.tracking.get("uri"))
+    where = coordination(cfg, uri)  # refuses a missing tracking.coordination_uri before the store is reached
+    with creating_store(where, uri):
+        tracker = Tracker.from_config(cfg.tracking)
     plan = Plan(cfg=cfg, choices=choices, tracker=tracker, data_name=data_name(cfg, choices),
                 estimator_name=choices.get("estimator") or str(cfg.estimator._target_).rsplit(".", 1)[-1],
                 config_hash=C.config_hash(cfg), seeds=C.seeds_of(cfg), sweep_id=os.environ.get(SWEEP_ENV))
-    resume = cfg.get("resume", True)
+    # resume=false makes a parent of its own: nothing to share, nothing to claim.
+    plan.claims = ConfigClaims(open_leases(where) if resume else None, plan.config_hash, plan.label)
+    plan.started_ms = int(time.time() * 1000)
     if resume:
-        # A parent fitted by other code or library versions is not joined unless resume=force.
-        plan.previous, note = tracker.find_parent(
-            plan.config_hash, None if resume == "force" else tracker.resume_versions())
+        plan.previous, note = _find_parent(plan)
         if note:
             log.warning("resume: %s; starting a new parent (resume=force joins it anyway)", note)
     if plan.previous is not None:
-        plan.done = tracker.resume_state(plan.previous.info.run_id, plan.seeds)
+        plan.done = tracker.resume_state(plan.previous.info.run_id, plan.seeds, alive=plan.claims.held_elsewhere)
     plan.todo = [s for s in plan.seeds if s not in plan.done]
     return plan
 
@@ -144,37 +164,74 @@ def open_parent(plan: Plan, first: Optional[SeedResult]) -> str:
     tracker = plan.tracker
     if plan.previous is not None:
         parent = plan.previous.info.run_id
-        tracker.reopen(parent)
+        if first is not None:  # with nothing to add, a parent another process is finishing is left alone
+            tracker.reopen(parent)
     else:
-        truth = {"truth": first.tags["truth"]} if first is not None and "truth" in first.tags else {}
-        # Params are immutable and a resume may add seeds: the seed count is a tag set when seeds finish.
-        params = {k: v for k, v in C.flatten(plan.cfg).items() if k not in ("n_seeds", "seeds")}
-        parent = tracker.start_parent(
-            run_name=f"{plan.data_name}/{plan.estimator_name}/{plan.config_hash[:6]}", params=params,
-            tags={**plan.run_tags, KIND: "config", **tracker.provenance(), **truth,
-                  **{f"{CHOICE}{g}": v for g, v in plan.choices.items() if g in REPLAYED_GROUPS}})
+        # One parent per configuration: whoever holds the "parent" claim looks again, then creates it.
+        with plan.claims.exclusive("parent"):
+            found = _find_parent(plan)[0] if plan.cfg.get("resume", True) else None
+            parent = found.info.run_id if found is not None else _new_parent(plan, first)
+    plan.parent_id = parent
     if plan.sweep_id:
         tracker.attach_to_sweep(parent, plan.sweep_id)
     return parent
+
+
+def _find_parent(plan: Plan):
+    """(the configuration's parent run or None, a note when one exists under other code or library versions)."""
+    force = plan.cfg.get("resume", True) == "force"
+    return plan.tracker.find_parent(plan.config_hash, None if force else plan.tracker.resume_versions())
+
+
+def _new_parent(plan: Plan, first: Optional[SeedResult]) -> str:
+    """Create the configuration run (under the "parent" claim, so only once)."""
+    tracker = plan.tracker
+    truth = {"truth": first.tags["truth"]} if first is not None and "truth" in first.tags else {}
+    # Params are immutable and a resume may add seeds: the seed count is a tag set when seeds finish.
+    params = {k: v for k, v in C.flatten(plan.cfg).items() if k not in ("n_seeds", "seeds")}
+    return tracker.start_parent(
+        run_name=f"{plan.data_name}/{plan.estimator_name}/{plan.config_hash[:6]}", params=params,
+        tags={**plan.run_tags, KIND: plan.kind, **tracker.provenance(), **truth,
+              **{f"{CHOICE}{g}": v for g, v in plan.choices.items() if g in REPLAYED_GROUPS}})
 
 
 # --------------------------------------------------------------------------- stage 3: evaluate seeds
 
 
 def evaluate_seeds(plan: Plan, workdir: str):
-    """Yield SeedResults in seed order, serially or in ``n_jobs`` processes; the first seed is strict."""
-    cfg, seeds, title = plan.cfg, plan.todo, plot_title(plan)
-    n_jobs = int(cfg.n_jobs)
-    if n_jobs == 1 or len(seeds) < 2:
-        for i, seed in enumerate(seeds):
-            yield evaluate_seed(cfg, seed, workdir, strict=i == 0, title=title)
-        return
-    from joblib import Parallel, delayed
+    """Yield SeedResults, serially or in ``n_jobs`` processes; the job's first seed is strict.
 
-    # All seeds go to the pool at once; results come back in order, so a strict failure of the first
-    # seed still surfaces before the parent run is opened.
-    yield from Parallel(n_jobs=n_jobs, return_as="generator")(
-        delayed(evaluate_seed)(cfg, seed, workdir, i == 0, title) for i, seed in enumerate(seeds))
+    Each seed is claimed just before it is fitted; seeds other processes hold are waited for and reused.
+    """
+    cfg, pending, strict, title = plan.cfg, list(plan.todo), True, plot_title(plan)
+    n_jobs = int(cfg.n_jobs)
+    while pending:
+        seeds = plan.claims.free(pending, lambda seed: _outcome(plan, seed))
+        if n_jobs == 1 or len(plan.todo) < 2:
+            for seed in seeds:
+                yield evaluate_seed(cfg, seed, workdir, strict=strict, title=title)
+                strict = False
+        else:
+            from hte_bench.backends import evaluate_in_parallel
+
+            # Seeds go to the pool as they are claimed; results come back in order, so a strict failure
+            # of the first seed still surfaces before the parent run is opened. Processes here (loky) or
+            # Ray tasks: joblib_backend, see hte_bench/backends.py.
+            for result in evaluate_in_parallel(cfg, seeds, workdir, n_jobs, strict):
+                strict = False
+                yield result
+        if pending:
+            plan.claims.wait()
+
+
+def _outcome(plan: Plan, seed: int) -> Optional[str]:
+    """FINISHED/FAILED if another process already did the seed (checked after claiming it), else None."""
+    from hte_bench.tracking.shared import seed_outcome
+
+    if plan.parent_id is None:
+        found = plan.previous or _find_parent(plan)[0]
+        plan.parent_id = found.info.run_id if found is not None else None
+    return seed_outcome(plan.tracker, plan.parent_id, seed, plan.started_ms)
 
 
 # --------------------------------------------------------------------------- stage 4: record
@@ -192,8 +249,12 @@ def record_seeds(plan: Plan, parent: str, first: Optional[SeedResult], rest) -> 
     tags = {**plan.run_tags, KIND: "seed"}
     for result in tqdm(chain([first], rest), total=len(plan.todo), desc=plan.label, unit="seed", leave=False,
                        disable=len(plan.todo) < 2):
+        if not plan.claims.still_mine(result.seed):  # paused past its lease: the new holder writes it
+            log.warning("%s: seed %d: lease lost to another run; result discarded", plan.label, result.seed)
+            continue
         results.append(result)
         plan.tracker.log_seed(parent, result, tags=tags)
+        plan.claims.done(result.seed)
     return results
 
 
@@ -203,21 +264,32 @@ def record_configuration(plan: Plan, parent: str, results: list[SeedResult], wor
     from hte_bench import artifacts
     from hte_bench.evaluation.metrics import aggregate
 
-    cfg = plan.cfg
-    ok = [r for r in results if r.status == "FINISHED"]
-    rows = [{"seed": s, **m} for s, m in plan.done.items()] + [{"seed": r.seed, **r.metrics} for r in ok]
-    per_seed = pd.DataFrame(rows).sort_values("seed").reset_index(drop=True) if rows else pd.DataFrame()
-    summary = aggregate(per_seed.drop(columns="seed", errors="ignore"), n_failed=len(results) - len(ok),
-                        alpha=float(cfg.alpha))
-    parent_dir = Path(workdir) / "parent"
-    failed = [r.seed for r in results if r.status != "FINISHED"]
-    resumed = f" (resumed: {len(plan.done)} seeds reused)" if plan.done else ""
-    log.info("%s: %s%s", plan.label, _one_line_summary(summary), resumed)  # before the job log is copied
-    tags = _parent_tags(plan, ok, per_seed, summary, failed)
-    artifacts.write_parent(parent_dir, cfg, per_seed, summary, failed=failed, job_log=job_log,
-                           plots=bool(cfg.tracking.plots), title=plot_title(plan))
-    plan.tracker.finish_parent(parent, summary, str(parent_dir), "FINISHED" if rows else "FAILED", tags=tags,
-                               keep=(str(cfg.optimized_metric),), per_seed=per_seed)
+    from hte_bench.tracking import shared
+
+    cfg, tracker = plan.cfg, plan.tracker
+    # From the store, not from this job's results: other processes may have fitted some of the seeds.
+    # Under the "aggregate" claim, so the parent is written once per set of seed results.
+    with plan.claims.exclusive("aggregate"):
+        done = tracker.resume_state(parent, plan.seeds, alive=plan.claims.held_elsewhere)
+        failed = shared.failed_seeds(tracker, parent, plan.seeds)
+        rows = [{"seed": s, **m} for s, m in done.items()]
+        per_seed = pd.DataFrame(rows).sort_values("seed").reset_index(drop=True) if rows else pd.DataFrame()
+        summary = aggregate(per_seed.drop(columns="seed", errors="ignore"), n_failed=len(failed),
+                            alpha=float(cfg.alpha))
+        fingerprint = shared.digest(rows, failed)
+        resumed = f" (resumed: {len(plan.done)} seeds reused)" if plan.done else ""
+        if plan.claims.reused:
+            resumed += f" (fitted by another process: seeds {', '.join(map(str, sorted(plan.claims.reused)))})"
+        log.info("%s: %s%s", plan.label, _one_line_summary(summary), resumed)  # before the job log is copied
+        if not shared.aggregate_is_current(tracker, parent, fingerprint):
+            parent_dir = Path(workdir) / "parent"
+            artifacts.write_parent(parent_dir, cfg, per_seed, summary, failed=failed, job_log=job_log,
+                                   plots=bool(cfg.tracking.plots), title=plot_title(plan))
+            shared.mark_aggregate(tracker, parent, fingerprint)
+            ok = [r for r in results if r.status == "FINISHED"]
+            tracker.finish_parent(parent, summary, str(parent_dir), "FINISHED" if rows else "FAILED",
+                                  tags=_parent_tags(plan, ok, per_seed, summary, failed),
+                                  keep=(str(cfg.optimized_metric),), per_seed=per_seed)
     summary["_parent_run_id"] = parent
     return summary
 

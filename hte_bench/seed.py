@@ -73,7 +73,7 @@ def evaluate_seed(cfg: DictConfig, seed: int, workdir: str, strict: bool = False
             _STAGES[stage](ctx)
         except Exception as err:
             if strict and stage in INPUT_STAGES and _is_input_error(stage, err):
-                raise ConfigError(_one_line(stage, err)) from err
+                raise ConfigError(_one_line(stage, err) + _knobs(cfg, stage, err)) from err
             (out / "traceback.txt").write_text(f"stage: {stage}\n\n{traceback.format_exc()}")
             ctx.result.tags["error"] = _one_line(stage, err)
             ctx.result.tags["failed_stage"] = stage
@@ -83,6 +83,17 @@ def evaluate_seed(cfg: DictConfig, seed: int, workdir: str, strict: bool = False
         ctx.result.status = "FINISHED"
     ctx.result.end_ms = int(time.time() * 1000)
     return ctx.result
+
+
+def preflight_inputs(cfg: DictConfig, seed: int) -> None:
+    """The data and estimator stages of one seed as input checks, before the store is reached: ConfigError
+    on data that cannot be fitted or an estimator that cannot be built (the draw stays cached)."""
+    ctx = SeedContext(cfg=cfg, seed=seed, out=Path("."), result=SeedResult(seed=seed, status="FAILED"))
+    for stage in ("data", "estimator"):
+        try:
+            _STAGES[stage](ctx)
+        except Exception as err:
+            raise ConfigError(_one_line(stage, err) + _knobs(cfg, stage, err)) from err
 
 
 def _stage_data(ctx: SeedContext) -> None:
@@ -198,7 +209,7 @@ def check_fittable(cfg: DictConfig, dataset) -> None:
     from hte_bench.data.base import DataError
 
     folds = OmegaConf.select(cfg, "estimator.model.cv", default=None)
-    folds = int(folds) if isinstance(folds, int) and not isinstance(folds, bool) else 2
+    folds = int(folds) if C.is_int(folds) else 2
     need = max(int(cfg.get("min_units_per_arm", 10)), 2 * folds)
     arms, counts = np.unique(np.asarray(dataset.T_train).ravel(), return_counts=True)
     have = dict(zip(arms.tolist(), counts.tolist()))
@@ -286,6 +297,16 @@ def _one_line(stage: str, err: BaseException) -> str:
     text = " ".join(str(cause).split()) or type(cause).__name__
     hint = _did_you_mean(text)
     return f"{stage}: {type(cause).__name__}: {text}{hint}"[:500]
+
+
+def _knobs(cfg: DictConfig, stage: str, err: BaseException) -> str:
+    """For a generator's own error (e.g. numpy's "scale < 0"): the knobs it was called with, so the bad one shows."""
+    from hte_bench.data.base import DataError
+
+    if stage != "data" or isinstance(err.__cause__ or err, DataError):  # Hydra's instantiate wraps errors
+        return ""
+    knobs = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k != "_target_"}
+    return f" (from {cfg.data._target_} with {', '.join(f'data.{k}={v}' for k, v in knobs.items())})"[:300]
 
 
 def _did_you_mean(text: str) -> str:

@@ -10,6 +10,7 @@ from hte_bench.cli.compare import leaderboard_main, promote_main
 from hte_bench.seed import make_data, make_estimator
 
 ESTIMATORS = ["interaction_ols", "constant_effect", "zero_effect"]
+FAST = [*SMALL, "analyses.truth_free=false", "analyses.subgroups=false", "tracking.plots=false"]
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +19,7 @@ def study(tmp_path_factory):
     root = tmp_path_factory.mktemp("study")
     uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
     for name in ESTIMATORS:
-        run_composed([f"estimator={name}", "n_seeds=8", *SMALL, f"tracking.uri={uri}"])
+        run_composed([f"estimator={name}", *FAST, "n_seeds=8", f"tracking.uri={uri}"])
     return root, uri
 
 
@@ -39,8 +40,10 @@ def test_leaderboard_ranks_and_logs_a_report_run(study, capsys):
     files = {f.path for f in c.list_artifacts(report[0].info.run_id)}
     assert {"leaderboard.csv", "leaderboard.md", "leaderboard.html", "plots"} <= files
     plots = {f.path for f in c.list_artifacts(report[0].info.run_id, "plots")}
-    assert {"plots/engagement_cate_rmse_test_by_config.png", "plots/engagement_ate_error_by_config.png",
-            "plots/engagement_calibration_by_config.png"} == plots
+    # One set per data condition, named after it (here the small test data: n=300 n_test=200).
+    cond = "engagement_n-300_n_test-200"
+    assert {f"plots/{cond}_cate_rmse_test_by_config.png", f"plots/{cond}_ate_error_by_config.png",
+            f"plots/{cond}_calibration_by_config.png"} == plots
     board = pd.read_csv(c.download_artifacts(report[0].info.run_id, "leaderboard.csv", str(root)))
     assert board.loc[board.estimator == "zero_effect", "p_vs_best_adj"].item() < 0.05
 
@@ -78,6 +81,21 @@ def test_promotion_registers_champion_and_writes_a_reproducing_config(study, cap
     c = client(uri)
     version = c.get_model_version_by_alias("eng_cate", "champion")
     assert version.tags["previous_champion_version"] == "none"
+
+    # Picked on seeds 0-7, confirmed on 8 fresh seeds in its own run, which no later ranking uses.
+    selection = version.tags["selection_seeds"].split(",")
+    confirmation = version.tags["confirmation_seeds"].split(",")
+    assert selection == [str(s) for s in range(8)] and confirmation == [str(s) for s in range(8, 16)]
+    for key in ("selection_cate_rmse_test", "confirmation_cate_rmse_test"):
+        assert "t-interval" in version.tags[key] and "n=8" in version.tags[key]
+    run = c.get_run(version.tags["confirmation_run_id"])
+    assert run.data.tags["hte_bench.kind"] == "confirmation" and run.data.tags["estimator"] == "interaction_ols"
+    kids = [r for r in all_runs(uri, "hte-bench") if r.data.tags.get("mlflow.parentRunId") == run.info.run_id]
+    assert sorted(int(k.data.tags["seed"]) for k in kids) == list(range(8, 16))
+    assert "confirmation cate_rmse_test:" in out and "fresh seeds" in out
+    _lb(uri, "--no-log")
+    board_out = capsys.readouterr().out
+    assert "confirmation runs of promoted configurations" in board_out
     winner = json.loads(version.tags["metric_summary"])
     assert winner["estimator"] == "interaction_ols" and version.tags["config_hash"] == winner["config_hash"]
     assert winner["parent_run_id"] in version.tags["source_parent_run_ids"]
@@ -93,22 +111,28 @@ def test_promotion_registers_champion_and_writes_a_reproducing_config(study, cap
     assert (pred["tau_lower"] < pred["tau_hat"]).all() and (pred["tau_hat"] < pred["tau_upper"]).all()
 
     # A second promotion moves the alias and remembers the previous champion (the registry keeps no history).
-    promote_main(["--tracking-uri", uri, "--name", "eng_cate", "--config-out", str(conf)])
-    assert c.get_model_version_by_alias("eng_cate", "champion").tags["previous_champion_version"] == "1"
+    promote_main(["--tracking-uri", uri, "--name", "eng_cate", "--config-out", str(conf), "--confirm-seeds", "0"])
+    again = c.get_model_version_by_alias("eng_cate", "champion")
+    assert again.tags["previous_champion_version"] == "1" and again.tags["confirmation_seeds"] == "none (skipped)"
+    # The confirmation run did not replace the selection run on the board.
+    assert json.loads(again.tags["metric_summary"])["parent_run_id"] == winner["parent_run_id"]
 
-    # The written config re-runs with one override and reproduces every logged metric exactly.
+    # The written config re-runs with one override and reproduces every logged metric exactly — also in
+    # the experiment it came from (resume: false), rather than reporting "already finished".
     path = conf / "promoted_eng_cate.yaml"
     assert path.read_text().startswith("# @package _global_")
-    proc = run_cli(["+experiment=promoted_eng_cate", f"tracking.uri={uri}", "tracking.experiment=rerun"], cwd=root)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = run_cli(["+experiment=promoted_eng_cate", f"tracking.uri={uri}"], cwd=root)
+    assert proc.returncode == 0 and "already finished" not in proc.stderr + proc.stdout, proc.stderr[-2000:]
+    parents = sorted((r for r in all_runs(uri, "hte-bench") if r.data.tags.get("hte_bench.kind") == "config"
+                      and r.data.tags.get("config_hash") == winner["config_hash"]), key=lambda r: r.info.start_time)
+    assert len(parents) == 2
 
-    def seed_metrics(experiment):
-        runs = [r for r in all_runs(uri, experiment) if r.data.tags.get("config_hash") == winner["config_hash"]
-                and r.data.tags.get("hte_bench.kind") == "seed"]
+    def seed_metrics(parent):
+        runs = [r for r in all_runs(uri, "hte-bench") if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
         return {r.data.tags["seed"]: {k: v for k, v in r.data.metrics.items() if not k.endswith("_seconds")}
                 for r in runs}
 
-    original, rerun = seed_metrics("hte-bench"), seed_metrics("rerun")
+    original, rerun = seed_metrics(parents[0]), seed_metrics(parents[1])
     assert len(original) == 8 and original == rerun
 
 
@@ -129,11 +153,65 @@ def test_promotion_refits_on_a_user_csv(study, tmp_path, capsys):
     dataset, _ = make_data(compose(SMALL), 1)
     path = tmp_path / "mine.csv"
     dataset.X_train.assign(treated=dataset.T_train, outcome=dataset.Y_train).to_csv(path, index=False)
-    promote_main(["--tracking-uri", uri, "--name", "from_csv", "--config-out", str(tmp_path),
+    promote_main(["--tracking-uri", uri, "--name", "from_csv", "--config-out", str(tmp_path), "--confirm-seeds", "0",
                   "--csv", str(path), "--outcome", "outcome", "--treatment", "treated"])
     version = client(uri).get_model_version_by_alias("from_csv", "champion")
     assert version.tags["refit_on"] == f"csv {path}"
     with pytest.raises(SystemExit):
-        promote_main(["--tracking-uri", uri, "--name", "bad_csv", "--config-out", str(tmp_path),
-                      "--csv", str(path), "--outcome", "nope", "--treatment", "treated"])
+        promote_main(["--tracking-uri", uri, "--name", "bad_csv", "--config-out", str(tmp_path), "--confirm-seeds",
+                      "0", "--csv", str(path), "--outcome", "nope", "--treatment", "treated"])
     assert "column(s) ['nope'] not in mine.csv" in capsys.readouterr().err
+
+
+def _sweep(cwd, uri, *overrides):
+    given = {o.split("=")[0] for o in overrides}
+    fast = [o for o in [*FAST, "n_seeds=2"] if o.split("=")[0] not in given]
+    proc = run_cli(["-m", *overrides, *fast, f"tracking.uri={uri}"], cwd=cwd)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    runs = all_runs(uri, "hte-bench")
+    sweep = next(r for r in runs if r.data.tags.get("hte_bench.kind") == "sweep")
+    parents = [r for r in runs if r.data.tags.get("sweep_run_id") == sweep.info.run_id]
+    return sweep, parents
+
+
+def test_a_knob_sweep_is_two_conditions_never_pooled(tmp_path, capsys):
+    """data.noise=1.0,3.0: two conditions, a best and a board section each, and a study figure."""
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    sweep, parents = _sweep(tmp_path, uri, "data.noise=1.0,3.0", "estimator=interaction_ols,zero_effect")
+    small = "engagement n=300 n_test=200"  # the generator plus every knob that differs from its defaults
+    assert {p.data.tags["condition"] for p in parents} == {small, f"{small} noise=3.0"}
+    c = client(uri)
+    for p in parents:  # seed runs carry the condition of their configuration
+        kids = [r for r in all_runs(uri, "hte-bench") if r.data.tags.get("mlflow.parentRunId") == p.info.run_id]
+        assert {k.data.tags["condition_hash"] for k in kids} == {p.data.tags["condition_hash"]}
+    # The sweep names the best of each condition (lowest √PEHE), none pooled across conditions.
+    assert "best_parent_run_id" not in sweep.data.tags and sweep.data.tags["n_conditions"] == "2"
+    for chash in {p.data.tags["condition_hash"] for p in parents}:
+        mine = [p for p in parents if p.data.tags["condition_hash"] == chash]
+        top = min(mine, key=lambda p: p.data.metrics["cate_rmse_test_mean"])
+        assert top.info.run_id in sweep.data.tags[f"best_config/{chash}"]
+    files = {f.path for f in c.list_artifacts(sweep.info.run_id)} | \
+        {f.path for f in c.list_artifacts(sweep.info.run_id, "plots")}
+    assert {"best_per_condition.csv", "leaderboard.csv", "plots/study_engagement_data_noise.png"} <= files
+
+    _lb(uri, "--by", "data.noise", "--metric", "cate_rmse_test")
+    out = capsys.readouterr().out
+    assert f"== {small} [condition" in out and f"== {small} noise=3.0 [condition" in out
+    assert "cate_rmse_test by data.noise: mean over seeds, 95% t-interval, n seeds" in out
+    report = next(r for r in all_runs(uri, "hte-bench") if r.data.tags.get("hte_bench.kind") == "leaderboard")
+    board = pd.read_csv(c.download_artifacts(report.info.run_id, "leaderboard.csv", str(tmp_path)))
+    assert sorted(board["condition"].unique()) == [small, f"{small} noise=3.0"]
+    assert board.groupby("condition")["rank"].apply(sorted).tolist() == [[1, 2], [1, 2]]
+    with pytest.raises(SystemExit):
+        promote_main(["--tracking-uri", uri, "--name", "pooled", "--config-out", str(tmp_path)])
+    assert "promotion needs one data condition" in capsys.readouterr().err
+
+
+def test_rscore_sweep_tags_the_highest_as_best(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    sweep, parents = _sweep(tmp_path, uri, "estimator=interaction_ols,zero_effect", "optimized_metric=rscore_mean",
+                            "analyses.truth_free=true", "n_seeds=2")
+    scores = {p.info.run_id: p.data.metrics["rscore_mean"] for p in parents}
+    assert len(scores) == 2 and len(set(scores.values())) == 2
+    assert sweep.data.tags["best_parent_run_id"] == max(scores, key=scores.get)
+    assert sweep.data.tags["best_condition"] == "engagement n=300 n_test=200"

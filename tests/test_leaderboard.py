@@ -8,7 +8,8 @@ from hte_bench.compare.leaderboard import average_rank, build, direction, distin
 from hte_bench.compare.promote import Gates, choose
 
 
-def _tables(configs: dict[str, list[float]], data: str = "d1", metric: str = "cate_rmse_test", extra=None):
+def _tables(configs: dict[str, list[float]], data: str = "d1", metric: str = "cate_rmse_test", extra=None,
+            seed_tags=None):
     """Parent and seed tables as the tracker returns them, one config per key with per-seed values."""
     parents, seeds = [], []
     for i, (name, values) in enumerate(configs.items()):
@@ -22,7 +23,7 @@ def _tables(configs: dict[str, list[float]], data: str = "d1", metric: str = "ca
                         **(extra or {}).get(name, {})})
         for s, x in enumerate(v):
             seeds.append({"run_id": f"{run_id}-{s}", "parent_id": run_id, "status": "FINISHED",
-                          "tags.seed": str(s), f"metrics.{metric}": x})
+                          "tags.seed": str(s), f"metrics.{metric}": x, **(seed_tags or {}).get(name, {})})
     return pd.DataFrame(parents), pd.DataFrame(seeds)
 
 
@@ -67,7 +68,7 @@ def test_ranks_are_within_each_data_generator():
     ranks = {(d, e): r for d, e, r in zip(board["data"], board["estimator"], board["rank"])}
     assert ranks == {("d1", "x"): 1, ("d1", "y"): 2, ("d2", "y"): 1, ("d2", "x"): 2}
     avg = average_rank(board)
-    assert avg["mean_rank"].tolist() == [1.5, 1.5] and set(avg.columns) >= {"d1", "d2", "n_data"}
+    assert avg["mean_rank"].tolist() == [1.5, 1.5] and set(avg.columns) >= {"d1", "d2", "n_conditions"}
 
 
 def test_latest_rerun_of_a_config_wins():
@@ -138,3 +139,88 @@ def test_selector_validation_on_a_constructed_sweep():
     assert table.loc["dr_mse", "regret"] == pytest.approx(0.5)
     assert table.loc["dr_mse", "spearman_with_oracle"] == pytest.approx(-1.0)
     assert "qini" not in table.index  # not logged, not judged
+
+
+def test_two_conditions_of_one_generator_are_ranked_apart_never_pooled():
+    from hte_bench.compare.leaderboard import selector_validation
+
+    # One generator, two noise levels: "x" wins at low noise, "y" at high noise; pooled, "x" would win both.
+    low, low_seeds = _tables({"x": BASE, "y": BASE + 0.3}, data="engagement")
+    high, high_seeds = _tables({"x": BASE + 5, "y": BASE + 4}, data="engagement")
+    high = high.assign(run_id=lambda f: f["run_id"] + "-high", **{"tags.config_hash": lambda f: f["tags.config_hash"] + "h"})
+    high_seeds = high_seeds.assign(parent_id=lambda f: f["parent_id"] + "-high")
+    for frame, noise in ((low, "1.0"), (high, "3.0")):
+        frame["params.data._target_"] = "hte_bench.data.engagement.generate"
+        frame["params.data.noise"] = noise
+        frame["metrics.rscore_mean"] = [0.2, 0.1]
+    board = build(pd.concat([low, high]), pd.concat([low_seeds, high_seeds]))
+    assert sorted(board["condition"].unique()) == ["engagement", "engagement noise=3.0"]
+    ranks = {(c, e): (r, v) for c, e, r, v in zip(board["condition"], board["estimator"], board["rank"], board["vs_best"])}
+    assert ranks == {("engagement", "x"): (1, "best"), ("engagement", "y"): (2, "worse"),
+                     ("engagement noise=3.0", "y"): (1, "best"), ("engagement noise=3.0", "x"): (2, "worse")}
+    assert board["selection_seeds"].unique().tolist() == ["0-9"]
+    selectors = selector_validation(board, pd.concat([low, high])).set_index("condition")
+    assert selectors.loc["engagement", "regret"] == 0 and selectors.loc["engagement noise=3.0", "regret"] > 0
+    with pytest.raises(ConfigError, match="one data condition.*--condition"):
+        choose(board, Gates())
+
+
+def test_tied_selector_scores_are_reported_as_ties_with_mean_regret():
+    from hte_bench.compare.leaderboard import selector_validation
+
+    # "flat" and "forest" both treat everyone: the same policy value. Row order must not break the tie.
+    parents, seeds = _tables({"flat": BASE + 0.4, "forest": BASE, "ols": BASE + 0.2})
+    parents["metrics.policy_value_model_mean"] = [1.0, 1.0, 0.5]
+    table = selector_validation(build(parents, seeds), parents).set_index("selector")
+    row = table.loc["policy_value_model"]
+    assert row["n_tied"] == 2 and set(row["picked"].split(" | ")) == {"flat", "forest"}
+    assert row["regret"] == pytest.approx(0.2)  # mean of 0.4 (flat) and 0 (forest)
+    assert row["picked_oracle_rank"] == pytest.approx(2.0)  # ranks 3 and 1
+
+
+def test_coverage_counts_only_for_intervals_that_claim_it():
+    kinds = {"ols": {"tags.interval_kind": "per_unit", "tags.ate_interval_kind": "ate"},
+             "flat": {"tags.interval_kind": "broadcast_ate", "tags.ate_interval_kind": "ate"},
+             "forest": {"tags.interval_kind": "not_honest", "tags.ate_interval_kind": "conservative_bound"}}
+    cover = {"ols": [0.9] * 4, "flat": [0.95] * 4, "forest": [0.94] * 4}
+    parents, seeds = _tables(cover, metric="cate_coverage_test", seed_tags=kinds,
+                             extra={"forest": {"metrics.ate_coverage_rate": 1.0}})
+    parents["metrics.cate_coverage_test_mean"] = [0.9, 0.95, 0.94]
+    board = build(parents, seeds, "cate_coverage_test").set_index("estimator")
+    # Only the per-unit intervals are ranked by per-unit coverage; the others say why they are not.
+    assert board.loc["ols", "vs_best"] == "best" and board.loc["ols", "rank"] == 1
+    assert board.loc["flat", "vs_best"] == "unranked: broadcast_ate"
+    assert board.loc["forest", "vs_best"] == "unranked: not_honest"
+    decision = choose(board.reset_index(), Gates(min_cate_coverage=0.8, min_ate_coverage=0.8))
+    assert decision.winner["estimator"] == "ols"
+    assert "not evidence of valid per-unit intervals" in decision.reasons["flat [hash-d1-flat]"][0]
+    # Runs logged before kinds were recorded say so, and cannot pass a per-unit coverage gate.
+    old, old_seeds = _tables({"a": [0.95] * 3}, metric="cate_coverage_test")
+    old["metrics.cate_coverage_test_mean"] = 0.95
+    old_board = build(old, old_seeds, "cate_coverage_test")
+    assert old_board["interval_kind"].tolist() == ["unknown"]
+    assert choose(old_board, Gates(min_cate_coverage=0.8)).winner is None
+    # A conservative bound passes an ATE coverage gate, with the caveat said.
+    decision = choose(board.reset_index(), Gates(min_ate_coverage=0.8))
+    assert "conservative bound" in decision.reasons["forest [hash-d1-forest]"][0]
+
+
+def test_study_table_puts_conditions_side_by_side():
+    from hte_bench.compare.study import study_grid, study_table
+
+    frames = []
+    for noise, shift in (("0.5", 0.0), ("3.0", 1.0)):
+        p, s = _tables({"x": BASE + shift, "y": BASE + 2 * shift}, data="engagement")
+        p = p.assign(run_id=p["run_id"] + noise, **{"params.data.noise": noise, "status": "FINISHED"})
+        frames.append((p.assign(**{"tags.config_hash": p["tags.config_hash"] + noise}),
+                       s.assign(parent_id=s["parent_id"] + noise)))
+    parents = pd.concat([f[0] for f in frames])
+    seeds = pd.concat([f[1] for f in frames])
+    table = study_table(parents, seeds, "cate_rmse_test", "data.noise")
+    assert len(table) == 4 and set(table["n_seeds"]) == {10}
+    x_high = table[(table["config"] == "x") & (table["data.noise"] == "3.0")].iloc[0]
+    assert x_high["mean"] == pytest.approx(BASE.mean() + 1) and x_high["ci_lower"] < x_high["mean"] < x_high["ci_upper"]
+    grid = study_grid(table, "data.noise")
+    assert list(grid.columns) == ["0.5", "3.0"] and "(n=10)" in grid.iloc[0, 0]
+    with pytest.raises(ConfigError, match="not a data knob.*data.noise"):
+        study_table(parents, seeds, "cate_rmse_test", "estimator.x")

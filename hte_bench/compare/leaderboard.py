@@ -1,4 +1,8 @@
-"""Ranks configurations within each data generator, with paired tests against the best (no MLflow here)."""
+"""Ranks configurations within each data condition, with paired tests against the best (no MLflow here).
+
+A data condition is the generator plus every resolved data knob (``compare.study``): configurations on
+different data are never ranked, tested or judged together.
+"""
 from __future__ import annotations
 
 import math
@@ -7,6 +11,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
+from hte_bench.compare import study
 from hte_bench.errors import ConfigError
 from hte_bench.evaluation import registry
 
@@ -46,18 +51,20 @@ def _varies(col: pd.Series) -> bool:
     return col.astype(str).nunique(dropna=False) > 1
 
 
-def distinguishing_overrides(parents: pd.DataFrame) -> pd.Series:
+def distinguishing_overrides(parents: pd.DataFrame, group: str = "tags.condition_hash") -> pd.Series:
     """For each row, the ``key=value`` params that tell it apart from its neighbours.
 
-    Data and top-level params are compared within a data generator; estimator params only between
-    configurations of the same estimator (a forest and an OLS differ in every estimator key).
+    Top-level params are compared within ``group`` (a data condition); estimator params only between
+    configurations of the same estimator (a forest and an OLS differ in every estimator key). Data knobs
+    are never shown: they are the condition's, in its own column.
     """
     out = pd.Series("", index=parents.index, dtype=object)
     params = [c for c in parents.columns if c.startswith("params.")
-              and not c[len("params."):].startswith(_IGNORED_PARAMS)]
-    for _, group in parents.groupby("tags.data"):
-        shared = [c for c in params if not c.startswith("params.estimator.") and _varies(group[c])]
-        for _, sub in group.groupby("tags.estimator"):
+              and not c[len("params."):].startswith(_IGNORED_PARAMS + ("data.",))]
+    keys = parents[group] if group in parents else pd.Series("", index=parents.index)
+    for _, part in parents.groupby(keys):
+        shared = [c for c in params if not c.startswith("params.estimator.") and _varies(part[c])]
+        for _, sub in part.groupby("tags.estimator"):
             own = [c for c in params if c.startswith("params.estimator.") and _varies(sub[c])]
             for idx, row in sub.iterrows():
                 out[idx] = " ".join(f"{c[len('params.'):]}={row[c]}" for c in shared + own if pd.notna(row[c]))
@@ -95,28 +102,40 @@ def seed_losses(seeds: pd.DataFrame, metric: str, alphas: dict[str, float]) -> p
     return wide
 
 
+# Per-unit coverage metrics: only intervals whose kind claims per-unit validity are ranked by them.
+PER_UNIT_COVERAGE = ("cate_coverage_train", "cate_coverage_test")
+
+
 def build(parents: pd.DataFrame, seeds: pd.DataFrame, metric: str = "cate_rmse_test", test: str = "wilcoxon",
           level: float = 0.05, correction: str = "holm") -> pd.DataFrame:
-    """The leaderboard: configurations ranked by ``metric`` within each data generator.
+    """The leaderboard: configurations ranked by ``metric`` within each data condition.
 
     ``parents``/``seeds`` are run tables (columns ``tags.*``, ``params.*``, ``metrics.*``). Each
-    configuration is tested against the best of its generator on the seeds both share; p-values are
-    corrected for the number of comparisons with statsmodels ``multipletests``.
+    configuration is tested against the best of its condition on the seeds both share (the best was chosen
+    on those same seeds); p-values are corrected for the number of comparisons with statsmodels
+    ``multipletests``. Ranking by per-unit coverage skips configurations whose intervals do not claim it.
     """
     from statsmodels.stats.multitest import multipletests
 
     direction(metric)
-    parents = latest_per_config(parents)
+    parents = latest_per_config(study.with_conditions(parents))
     if parents.empty:
         return pd.DataFrame()
     alpha_col = parents["params.alpha"] if "params.alpha" in parents else pd.Series(0.05, index=parents.index)
     alphas = {r: float(a) for r, a in zip(parents["run_id"], alpha_col)}
     losses = seed_losses(seeds, metric, alphas) if metric != "ate_coverage_rate" else pd.DataFrame()
+    ids = parents["run_id"]
+    ok = seeds[seeds["status"] == "FINISHED"] if len(seeds) else seeds
     board = pd.DataFrame({
-        "data": parents["tags.data"], "estimator": parents["tags.estimator"],
-        "overrides": distinguishing_overrides(parents), "config_hash": parents["tags.config_hash"],
+        "data": parents["tags.data"], "condition": parents["tags.condition"],
+        "estimator": parents["tags.estimator"], "overrides": distinguishing_overrides(parents),
+        "config_hash": parents["tags.config_hash"],
+        "selection_seeds": [study.seed_list(ok.loc[ok["parent_id"] == r, "tags.seed"]) if len(ok) else ""
+                            for r in ids],
         "seeds_ok": parents.get("metrics.n_seeds_ok"), "seeds_failed": parents.get("metrics.n_seeds_failed"),
-        "parent_run_id": parents["run_id"]})
+        "interval_kind": ids.map(study.interval_kinds(seeds, ids, "interval_kind")),
+        "ate_interval_kind": ids.map(study.interval_kinds(seeds, ids, "ate_interval_kind")),
+        "condition_hash": parents["tags.condition_hash"], "parent_run_id": ids})
     if metric in PARENT_ONLY:
         board[metric] = parents.get(f"metrics.{metric}")
         for side in ("ci_lower", "ci_upper"):
@@ -132,46 +151,57 @@ def build(parents: pd.DataFrame, seeds: pd.DataFrame, metric: str = "cate_rmse_t
     else:
         board["score"] = [float(np.nanmean(losses[r])) if r in losses and np.isfinite(losses[r]).any()
                           else math.nan for r in board["parent_run_id"]]
+    unclaimed = pd.Series(False, index=board.index)
+    if metric in PER_UNIT_COVERAGE:  # a broadcast ATE or a dishonest forest claims nothing per unit
+        unclaimed = ~board["interval_kind"].isin(study.PER_UNIT_VALID + ("unknown",))
+        board.loc[unclaimed, "score"] = math.nan
     board["p_vs_best"] = math.nan
     board["p_vs_best_adj"] = math.nan
     board["vs_best"] = "untested"
     board["rank"] = 0
     frames = []
-    for _, group in board.groupby("data", sort=True):
-        group = group.sort_values("score", na_position="last").copy()
-        group["rank"] = group["score"].rank(method="min").astype("Int64")
-        best = group.iloc[0]["parent_run_id"]
-        others = group.index[1:]
-        if not losses.empty and best in losses:
-            for idx in others:
-                run_id = group.at[idx, "parent_run_id"]
-                if run_id in losses:
-                    group.at[idx, "p_vs_best"] = _paired_p(losses[run_id].to_numpy(float),
-                                                           losses[best].to_numpy(float), test)
-            testable = group.loc[others, "p_vs_best"].dropna()
-            if len(testable):
-                group.loc[testable.index, "p_vs_best_adj"] = multipletests(testable.to_numpy(), alpha=level,
-                                                                           method=correction)[1]
-            adj = group.loc[others, "p_vs_best_adj"]
-            group.loc[adj.index[adj < level], "vs_best"] = "worse"
-            group.loc[adj.index[adj >= level], "vs_best"] = "tied"
-        group.loc[group.index[0], "vs_best"] = "best"
-        frames.append(group)
+    for _, group in board.groupby("condition_hash", sort=False):
+        frames.append(_rank_condition(group.sort_values("score", na_position="last").copy(), losses, test,
+                                      level, correction, multipletests))
     out = pd.concat(frames)
-    first = ["data", "rank", "estimator", "overrides", "vs_best", "score"]
+    out.loc[unclaimed, "vs_best"] = "unranked: " + out.loc[unclaimed, "interval_kind"]
+    out = out.sort_values(["data", "condition", "rank"], kind="stable", na_position="last")
+    first = ["data", "condition", "rank", "estimator", "overrides", "vs_best", "score"]
     return out[first + [c for c in out.columns if c not in first]].reset_index(drop=True)
 
 
+def _rank_condition(group: pd.DataFrame, losses: pd.DataFrame, test: str, level: float, correction: str,
+                    multipletests) -> pd.DataFrame:
+    """Ranks and paired tests against the best within one condition (``group`` sorted by score)."""
+    group["rank"] = group["score"].rank(method="min").astype("Int64")
+    best = group.iloc[0]["parent_run_id"]
+    others = group.index[1:]
+    if not losses.empty and best in losses:
+        for idx in others:
+            run_id = group.at[idx, "parent_run_id"]
+            if run_id in losses:
+                group.at[idx, "p_vs_best"] = _paired_p(losses[run_id].to_numpy(float),
+                                                       losses[best].to_numpy(float), test)
+        testable = group.loc[others, "p_vs_best"].dropna()
+        if len(testable):
+            group.loc[testable.index, "p_vs_best_adj"] = multipletests(testable.to_numpy(), alpha=level,
+                                                                       method=correction)[1]
+        adj = group.loc[others, "p_vs_best_adj"]
+        group.loc[adj.index[adj < level], "vs_best"] = "worse"
+        group.loc[adj.index[adj >= level], "vs_best"] = "tied"
+    group.loc[group.index[0], "vs_best"] = "best"
+    return group
+
+
 def average_rank(board: pd.DataFrame) -> Optional[pd.DataFrame]:
-    """Mean rank of each estimator+overrides across data generators (only meaningful beside per-DGP ranks)."""
-    if board.empty or board["data"].nunique() < 2:
+    """Mean over data conditions of each estimator+overrides' rank within its condition (only meaningful
+    beside the per-condition ranks; nothing is pooled across conditions)."""
+    if board.empty or board["condition"].nunique() < 2:
         return None
-    non_data = board["overrides"].str.split().apply(
-        lambda parts: " ".join(p for p in parts if not p.startswith("data.")))
-    key = board["estimator"] + np.where(non_data != "", " " + non_data, "")
-    table = board.assign(config=key).pivot_table(index="config", columns="data", values="rank", aggfunc="min")
+    key = (board["estimator"] + " " + board["overrides"]).str.strip()
+    table = board.assign(config=key).pivot_table(index="config", columns="condition", values="rank", aggfunc="min")
     table["mean_rank"] = table.mean(axis=1)
-    table["n_data"] = table.drop(columns="mean_rank").notna().sum(axis=1)
+    table["n_conditions"] = table.drop(columns="mean_rank").notna().sum(axis=1)
     return table.sort_values("mean_rank")
 
 
@@ -180,26 +210,33 @@ SELECTORS = {name: registry.METRICS[name].goal
              for name in ("rscore", "dr_mse", "qini", "autoc", "cal_score", "policy_value_model")}
 
 
+def _tied(values: np.ndarray) -> np.ndarray:
+    """Indices whose value equals the minimum (up to rounding): ties are reported, never broken by row order."""
+    best = np.min(values)
+    return np.flatnonzero(np.isclose(values, best, rtol=1e-12, atol=1e-12))
+
+
 def selector_validation(board: pd.DataFrame, parents: pd.DataFrame, oracle: str = "cate_rmse_test") -> pd.DataFrame:
     """How well each truth-free score picks configurations, judged by the truth (no other tool can).
 
-    Within each data generator: the configuration each score would pick, its oracle value (mean
-    ``oracle`` across seeds), the regret against the oracle-best configuration, and the Spearman
-    correlation between the score and the oracle across configurations (signed so that +1 means the
-    score orders configurations exactly as the truth does).
+    Within each data condition: the configuration(s) each score would pick (all of them when several have
+    the same score: ``n_tied``), their oracle value (mean ``oracle`` across seeds), the regret against the
+    oracle-best configuration (averaged over tied picks), and the Spearman correlation between the score
+    and the oracle across configurations (signed so that +1 means the score orders them as the truth does).
     """
     from scipy import stats
 
     rows = []
     latest = parents.set_index("run_id")
-    for data, group in board.groupby("data"):
+    for _, group in board.groupby("condition_hash", sort=False):
         ids = group["parent_run_id"]
         truth = latest.loc[ids, f"metrics.{oracle}_mean"].astype(float).to_numpy() \
             if f"metrics.{oracle}_mean" in latest else np.full(len(ids), np.nan)
         if not np.isfinite(truth).any():
             continue
         oracle_loss = loss(oracle, truth)
-        best = int(np.nanargmin(oracle_loss))
+        labels = (group["estimator"] + " " + group["overrides"]).str.strip().to_numpy()
+        best = _tied(np.where(np.isfinite(oracle_loss), oracle_loss, np.inf))
         for score, way in SELECTORS.items():
             col = f"metrics.{score}_mean"
             if col not in latest:
@@ -209,14 +246,14 @@ def selector_validation(board: pd.DataFrame, parents: pd.DataFrame, oracle: str 
             if ok.sum() < 2:
                 continue
             score_loss = np.where(ok, values if way == "lower" else -values, np.inf)
-            pick = int(np.argmin(score_loss))
+            picks = _tied(score_loss)
+            ranks = stats.rankdata(np.where(ok, oracle_loss, np.inf), method="min")
             rho = stats.spearmanr(score_loss[ok], oracle_loss[ok]).statistic if ok.sum() > 2 else float("nan")
-            labels = (group["estimator"] + " " + group["overrides"]).str.strip().to_numpy()
-            rows.append({"data": data, "selector": score, "direction": way, "n_configs": int(ok.sum()),
-                         "picked": labels[pick], f"picked_{oracle}": truth[pick],
-                         "oracle_best": labels[best], f"best_{oracle}": truth[best],
-                         "regret": float(oracle_loss[pick] - oracle_loss[best]),
-                         "picked_oracle_rank": int(stats.rankdata(oracle_loss[ok], method="min")[
-                             np.flatnonzero(ok).tolist().index(pick)]),
+            rows.append({"data": group["data"].iloc[0], "condition": group["condition"].iloc[0], "selector": score,
+                         "direction": way, "n_configs": int(ok.sum()), "picked": " | ".join(labels[picks]),
+                         "n_tied": len(picks), f"picked_{oracle}": float(np.mean(truth[picks])),
+                         "oracle_best": " | ".join(labels[best]), f"best_{oracle}": float(truth[best[0]]),
+                         "regret": float(np.mean(oracle_loss[picks]) - oracle_loss[best[0]]),
+                         "picked_oracle_rank": float(np.mean(ranks[picks])),
                          "spearman_with_oracle": float(rho)})
     return pd.DataFrame(rows)

@@ -11,6 +11,7 @@ from typing import Optional
 import pandas as pd
 from omegaconf import OmegaConf
 
+from hte_bench.compare.study import KIND_NOTES, PER_UNIT_VALID
 from hte_bench.errors import ConfigError
 
 
@@ -22,6 +23,7 @@ class Gates:
     max_failed_seeds: Optional[int] = None
     min_seeds: Optional[int] = None
     require_significance: bool = False
+    min_cate_coverage: Optional[float] = None  # counted only for intervals that claim per-unit validity
 
 
 @dataclass
@@ -38,6 +40,13 @@ def _failures(row: pd.Series, group: pd.DataFrame, gates: Gates) -> list[str]:
         rate = row.get("ate_coverage_rate")
         if rate is None or not math.isfinite(rate) or rate < gates.min_ate_coverage:
             out.append(f"ATE coverage rate {rate} < {gates.min_ate_coverage}")
+    if gates.min_cate_coverage is not None:
+        kind, cover = row.get("interval_kind", "unknown"), row.get("cate_coverage_test_mean")
+        if kind not in PER_UNIT_VALID:  # a repeated ATE interval or a dishonest forest proves nothing per unit
+            out.append(f"per-unit coverage of kind {kind} is not evidence of valid per-unit intervals "
+                       f"({KIND_NOTES.get(kind, kind)})")
+        elif cover is None or not math.isfinite(cover) or cover < gates.min_cate_coverage:
+            out.append(f"per-unit coverage {cover} < {gates.min_cate_coverage}")
     if gates.max_failed_seeds is not None and (row.get("seeds_failed") or 0) > gates.max_failed_seeds:
         out.append(f"{int(row['seeds_failed'])} failed seeds > {gates.max_failed_seeds}")
     if gates.min_seeds is not None and (row.get("seeds_ok") or 0) < gates.min_seeds:
@@ -53,16 +62,24 @@ def _failures(row: pd.Series, group: pd.DataFrame, gates: Gates) -> list[str]:
     return out
 
 
+def _note(row: pd.Series, gates: Gates) -> str:
+    """What a passed coverage gate does not say (a conservative bound covers more than 1-α by design)."""
+    if gates.min_ate_coverage is not None and row.get("ate_interval_kind") == "conservative_bound":
+        return f" (ATE interval is a {KIND_NOTES['conservative_bound']})"
+    return ""
+
+
 def choose(board: pd.DataFrame, gates: Gates) -> Decision:
-    """The best-ranked configuration of a one-generator leaderboard that passes every gate."""
-    if board["data"].nunique() != 1:
-        raise ConfigError(f"promotion needs one data generator; the leaderboard has "
-                          f"{', '.join(sorted(board['data'].unique()))}: choose one with --data")
+    """The best-ranked configuration of a one-condition leaderboard that passes every gate."""
+    if board["condition_hash"].nunique() != 1:
+        raise ConfigError(f"promotion needs one data condition; the leaderboard has "
+                          f"{', '.join(repr(c) for c in sorted(board['condition'].unique()))}: "
+                          f"choose one with --condition (or --data)")
     decision = Decision(winner=None)
     for _, row in board.sort_values("rank").iterrows():
         label = f"{row['estimator']} {row['overrides']} [{row['config_hash']}]".replace("  ", " ")
         failed = _failures(row, board, gates)
-        decision.reasons[label] = failed or ["passes every gate"]
+        decision.reasons[label] = failed or ["passes every gate" + _note(row, gates)]
         if not failed and decision.winner is None:
             decision.winner = row
     return decision
@@ -87,6 +104,8 @@ def experiment_config(config_yaml: str, choices: dict[str, str], header: list[st
     composed = OmegaConf.to_container(OmegaConf.create(config_yaml), resolve=False)
     composed.pop("tracking", None)
     composed.pop("hydra", None)
+    # Re-running is the reproducibility check: refit every seed rather than report "already finished".
+    composed["resume"] = False
     body = {"defaults": [{f"override /{group}": option} for group, option in choices.items()], **composed}
     lines = ["# @package _global_", *[f"# {h}" for h in header]]
     return "\n".join(lines) + "\n" + OmegaConf.to_yaml(OmegaConf.create(body))

@@ -209,7 +209,13 @@ def spec(name: str) -> MetricSpec:
     """The spec of a metric or of one of its aggregates; one-line ConfigError listing the rankable names."""
     base, _ = split_name(name)
     if base not in METRICS:
-        raise ConfigError(f"metric {name!r} is not registered, so it cannot be ranked; rankable metrics: {', '.join(rankable())}")
+        import difflib
+
+        stat = next((f"_{s}" for s in AGG_STATS if name.endswith(f"_{s}")), "")
+        close = difflib.get_close_matches(name, [m + stat for m in rankable()], n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ConfigError(f"metric {name!r} is not registered{hint}, so it cannot be ranked; "
+                          f"rankable metrics: {', '.join(rankable())}")
     return METRICS[base]
 
 

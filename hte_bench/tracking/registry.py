@@ -20,13 +20,12 @@ class Registry:
         """
         import mlflow
         from mlflow.exceptions import MlflowException
-        from mlflow.models import infer_signature
 
-        from hte_bench.tracking.serving import CateModel
+        from hte_bench.tracking.serving import CateModel, feature_signature
 
         model = CateModel(adapter, list(X_example.columns), alpha)
         example = X_example.head(5).astype(float)
-        signature = infer_signature(example, model.predict(None, example))
+        signature = feature_signature(example, model.predict(None, example))
         try:
             previous = self.client.get_model_version_by_alias(name, "champion").version
         except MlflowException:

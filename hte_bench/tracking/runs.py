@@ -145,33 +145,18 @@ class Tracker(Queries, Registry):
 
     def start_sweep(self, overrides: list[str], sweeper: str, metric: str) -> str:
         """Open the run that groups every configuration of one multirun sweep."""
-        self._close_dead_sweeps()
         return self._new_run(f"sweep/{time.strftime('%Y-%m-%d_%H-%M-%S')}",
                              {KIND: "sweep", "optimized_metric": metric, "host": socket.gethostname(),
                               "pid": str(os.getpid()), **self.provenance()},
                              {"overrides": " ".join(overrides) or "(none)", "sweeper": sweeper})
 
-    def _close_dead_sweeps(self) -> None:
-        """Mark KILLED the sweep runs left RUNNING by a process of this host that no longer exists.
-
-        A SIGKILLed sweep cannot close its own run; a live sweep in another terminal is left alone.
-        """
-        if self.client.get_experiment_by_name(self.experiment) is None:
-            return
-        for run in self.search(f"tags.`{KIND}` = 'sweep' and attributes.status = 'RUNNING'"):
-            tags = run.data.tags
-            if tags.get("host") != socket.gethostname() or not tags.get("pid", "").isdigit():
-                continue
-            try:
-                os.kill(int(tags["pid"]), 0)
-            except ProcessLookupError:
-                self.client.set_terminated(run.info.run_id, "KILLED")
-            except PermissionError:  # alive, owned by someone else
-                pass
-
     def attach_to_sweep(self, parent_id: str, sweep_id: str) -> None:
-        """Show a configuration run under the sweep that (re)visited it, remember every sweep that did
-        (tag ``sweep_run_ids``), and make sure it carries the sweep's optimized metric."""
+        """Show a configuration run under the sweep that (re)visited it; make sure it carries the sweep's
+        optimized metric.
+
+        The UI shows it under the last such sweep; ``swept_by.<sweep id>`` keeps every sweep that used it
+        (two sweeps running at once share their configurations), and ``sweep_run_ids`` lists them in order.
+        """
         parent = self.client.get_run(parent_id)
         earlier = [s for s in parent.data.tags.get("sweep_run_ids", "").split(",") if s and s != sweep_id]
         metric = self.client.get_run(sweep_id).data.tags.get("optimized_metric", "")
@@ -180,21 +165,26 @@ class Tracker(Queries, Registry):
             # A configuration finished before this sweep chose a non-headline metric: log it from its files.
             missing = {k: v for k, v in self.aggregates(parent_id).items() if k == metric and v is not None}
         self._batch(parent_id, metrics=missing, tags={"sweep_run_id": sweep_id, "mlflow.parentRunId": sweep_id,
-                                                      "sweep_run_ids": ",".join([*earlier, sweep_id])})
+                                                      f"swept_by.{sweep_id}": "true",
+                                                      "sweep_run_ids": ",".join([*earlier, sweep_id])[:5000]})
 
     def sweep_parents(self, sweep_id: str) -> list:
         """The configuration runs a sweep launched or revisited."""
-        return self.search(f"tags.`{KIND}` = 'config' and tags.sweep_run_id = '{sweep_id}'")
+        return self.search(f"tags.`{KIND}` = 'config' and tags.`swept_by.{sweep_id}` = 'true'")
 
     def finish_sweep(self, sweep_id: str, metric: str, loss, how: str,
-                     artifact_dir: Optional[str] = None) -> Optional[dict]:
+                     artifact_dir: Optional[str] = None, tags: Optional[dict] = None) -> Optional[dict]:
         """Tag the sweep run with its best configuration (lowest ``loss(value)`` of ``metric``), attach files, close it.
 
         ``how`` says in words what best means (e.g. "rscore_mean: higher is better"); returns the best, with
         ``top``: the leading configurations per data condition (``notes.sweep_rows``). The description
         links the best run, which a later sweep may re-parent (tag ``best_parent_run_id`` keeps it).
+        ``tags`` are added as given (the best of each data condition).
         """
         import math
+
+        if tags:
+            self._batch(sweep_id, tags=tags)
 
         parents = self.sweep_parents(sweep_id)
         top = notes.sweep_rows(parents, metric, loss) if metric else []
@@ -240,15 +230,18 @@ class Tracker(Queries, Registry):
             return (same[0] if same else None), None
         return None, _version_note(runs[0], versions)
 
-    def resume_state(self, parent_id: str, seeds: list[int]) -> dict[int, dict[str, float]]:
-        """Metrics of the seeds already FINISHED under a parent; children left RUNNING are marked KILLED."""
+    def resume_state(self, parent_id: str, seeds: list[int],
+                     alive=lambda seed: False) -> dict[int, dict[str, float]]:
+        """Metrics of the seeds already FINISHED under a parent; children left RUNNING are marked KILLED
+        unless ``alive(seed)`` (another process holds the seed's claim and is writing that child)."""
         done: dict[int, tuple[int, dict]] = {}
         for child in self.search(f"tags.`mlflow.parentRunId` = '{parent_id}'"):
+            seed = int(child.data.tags.get("seed", -1))
             if child.info.status == "RUNNING":
                 # A child is written in one go, so RUNNING means its process died mid-write.
-                self.client.set_terminated(child.info.run_id, "KILLED")
+                if not alive(seed):
+                    self.client.set_terminated(child.info.run_id, "KILLED")
                 continue
-            seed = int(child.data.tags.get("seed", -1))
             if child.info.status == "FINISHED" and seed in seeds:
                 if seed not in done or child.info.start_time > done[seed][0]:
                     done[seed] = (child.info.start_time, dict(child.data.metrics))

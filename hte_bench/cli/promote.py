@@ -1,0 +1,196 @@
+"""``hte-bench-promote``: pick the best configuration on its seeds, confirm it on fresh seeds, register it."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from hte_bench.errors import ConfigError
+
+
+def add_arguments(p) -> None:
+    """Promotion's own options (gates, confirmation, refit, output) on top of the leaderboard's filters."""
+    p.add_argument("--name", required=True, help="registered model name")
+    p.add_argument("--min-ate-coverage", type=float, default=None, help="gate: minimum ATE coverage rate")
+    p.add_argument("--min-cate-coverage", type=float, default=None,
+                   help="gate: minimum per-unit coverage (test split), counted only for intervals whose kind "
+                        "claims per-unit validity (per_unit, bootstrap)")
+    p.add_argument("--max-failed-seeds", type=int, default=None, help="gate: at most this many failed seeds")
+    p.add_argument("--min-seeds", type=int, default=None, help="gate: at least this many finished seeds")
+    p.add_argument("--require-significance", action="store_true",
+                   help="gate: the best must be significantly better than every other configuration")
+    p.add_argument("--confirm-seeds", type=int, default=None, metavar="N",
+                   help="confirm the winner on N fresh seeds above every seed used in the experiment "
+                        "(default: as many as it was selected on; 0 skips the confirmation)")
+    p.add_argument("--refit-seed", type=int, default=0, help="refit on this seed's training data (default 0)")
+    p.add_argument("--csv", default=None, help="refit on this CSV instead (with --outcome, --treatment)")
+    p.add_argument("--outcome", default=None)
+    p.add_argument("--treatment", default=None)
+    p.add_argument("--features", default=None, help="comma-separated (default: all other columns)")
+    p.add_argument("--config-out", default="conf/experiment",
+                   help="where promoted_<name>.yaml is written (default: conf/experiment, on the search path)")
+
+
+def summary_text(metric: str, values: dict, seeds: list[int], alpha: float) -> str:
+    """``metric`` of one configuration with its interval and what the interval is, e.g.
+    ``0.41 [0.39, 0.43] (mean over seeds 0-7, 95% t-interval, n=8)``."""
+    from hte_bench.compare.leaderboard import PARENT_ONLY
+    from hte_bench.compare.study import seed_list
+
+    def f(key):
+        v = values.get(key)
+        return "–" if v is None or not math.isfinite(float(v)) else f"{float(v):.4g}"
+
+    where = f"seeds {seed_list(seeds)}, n={len(seeds)}"
+    if metric == "ate_coverage_rate":
+        return f"{f(metric)} [{f(metric + '_ci_lower')}, {f(metric + '_ci_upper')}] (share of {where}; Wilson interval)"
+    if metric in PARENT_ONLY:
+        return f"{f(metric)} (across {where}; no interval)"
+    return (f"{f(metric + '_mean')} [{f(metric + '_ci_lower')}, {f(metric + '_ci_upper')}] "
+            f"(mean over {where}, {1 - alpha:.0%} t-interval)")
+
+
+def confirm(tracker, config_text: str, choices: dict, win, selection: list[int], n: int, name: str) -> dict:
+    """Run the winner's configuration on ``n`` fresh seeds as its own run (``hte_bench.kind=confirmation``).
+
+    Fresh means above every seed of any seed run in the experiment, so no ranking (leaderboard, sweep,
+    Optuna) and no earlier confirmation has seen them. Returns the run's summary and its seeds.
+    """
+    from omegaconf import OmegaConf
+
+    from hte_bench.compare.study import fresh_seeds, seed_list
+    from hte_bench.runner import run
+    from hte_bench.tracking import KIND
+
+    used = tracker.frame(tracker.search(f"tags.`{KIND}` = 'seed'"))
+    fresh = fresh_seeds(list(used["tags.seed"]) if len(used) else [], n)
+    cfg = OmegaConf.create(config_text)
+    cfg.seeds, cfg.resume = fresh, False  # never joins the selection run, whatever its seeds
+    cfg.tracking.uri, cfg.tracking.experiment = tracker.uri, tracker.experiment
+    print(f"confirming on fresh seeds {seed_list(fresh)} (selected on seeds {seed_list(selection)}) …", flush=True)
+    summary = run(cfg, choices=choices, kind="confirmation",
+                  tags={"confirmation_of": win["parent_run_id"], "promoted_as": name,
+                        "selection_seeds": ",".join(map(str, selection)),
+                        "confirmation_seeds": ",".join(map(str, fresh))})
+    return {"summary": summary, "seeds": fresh, "run_id": summary["_parent_run_id"]}
+
+
+def confirmations(tracker, metric: str):
+    """Promotion's confirmation runs in the experiment, as a small table (empty when there are none)."""
+    import pandas as pd
+
+    from hte_bench.cli.compare import _interval
+    from hte_bench.tracking import KIND
+
+    runs = tracker.frame(tracker.search(f"tags.`{KIND}` = 'confirmation' and attributes.status = 'FINISHED'"))
+    if runs.empty:
+        return pd.DataFrame()
+    mid = f"metrics.{metric}_mean" if f"metrics.{metric}_mean" in runs else f"metrics.{metric}"
+    return pd.DataFrame({
+        "condition": runs.get("tags.condition"), "estimator": runs["tags.estimator"],
+        "config_hash": runs["tags.config_hash"], "selection seeds": runs.get("tags.selection_seeds"),
+        "confirmation seeds": runs.get("tags.confirmation_seeds"),
+        metric: [_interval(r, mid, f"metrics.{metric}_ci_lower", f"metrics.{metric}_ci_upper")
+                 for _, r in runs.iterrows()],
+        "run": runs["run_id"]})
+
+
+def promote(args) -> None:
+    """Choose the winner of one data condition, confirm it on fresh seeds, refit it, register it."""
+    from omegaconf import OmegaConf
+
+    from hte_bench.cli.compare import load
+    from hte_bench.compare import promote as P
+    from hte_bench.compare.leaderboard import build
+    from hte_bench.data.base import DataError
+    from hte_bench.runner import CHOICE
+    from hte_bench.seed import make_data, make_estimator
+
+    P.check_model_name(args.name)
+    # A user's generator module in the current folder must import for the confirmation and the refit,
+    # as it does for hte-bench (console scripts do not put the current folder on sys.path).
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    if args.csv and not (args.outcome and args.treatment):
+        raise ConfigError("--csv needs --outcome and --treatment")
+    if args.confirm_seeds is not None and args.confirm_seeds < 0:
+        raise ConfigError(f"--confirm-seeds={args.confirm_seeds} is not allowed; give 0 (skip) or more")
+    gates = P.Gates(args.min_ate_coverage, args.max_failed_seeds, args.min_seeds, args.require_significance,
+                    args.min_cate_coverage)
+    tracker, parents, seeds = load(args)
+    board = build(parents, seeds, args.metric, args.test, args.level, args.correction)
+    decision = P.choose(board, gates)
+    print(f"Candidates in condition '{board['condition'].iloc[0]}', ranked by {args.metric} on the seeds they ran:")
+    for label, why in decision.reasons.items():
+        print(f"  {label}: {'; '.join(why)}")
+    if decision.winner is None:
+        print("nothing qualified for promotion", file=sys.stderr)
+        sys.exit(1)
+    win = decision.winner
+    with tempfile.TemporaryDirectory() as tmp:
+        config_text = Path(tracker.download(win["parent_run_id"], "config.yaml", tmp)).read_text()
+    cfg = OmegaConf.create(config_text)
+    alpha = float(cfg.get("alpha", 0.05))
+    row = parents.set_index("run_id").loc[win["parent_run_id"]]
+    choices = {c[len("tags." + CHOICE):]: row[c] for c in parents.columns
+               if c.startswith("tags." + CHOICE) and isinstance(row[c], str)}
+    kids = seeds[(seeds["parent_id"] == win["parent_run_id"]) & (seeds["status"] == "FINISHED")]
+    selection = sorted(int(s) for s in kids["tags.seed"])
+    n_confirm = len(selection) if args.confirm_seeds is None else args.confirm_seeds
+    selected = summary_text(args.metric, {k: win.get(k) for k in win.index}, selection, alpha)
+    print(f"selection    {args.metric}: {selected} — the seeds it was picked on (optimistic)", flush=True)
+    confirmed = confirm(tracker, config_text, choices, win, selection, n_confirm, args.name) if n_confirm else None
+    if confirmed:
+        confirmed["text"] = summary_text(args.metric, confirmed["summary"], confirmed["seeds"], alpha)
+        print(f"confirmation {args.metric}: {confirmed['text']} — fresh seeds (run {confirmed['run_id']})")
+    else:
+        print("confirmation skipped (--confirm-seeds 0): the figures above are the selection's, optimistic")
+    try:
+        if args.csv:
+            from hte_bench.data.csv import read_observed
+
+            X, T, Y = read_observed(args.csv, args.outcome, args.treatment,
+                                    args.features.split(",") if args.features else None)
+            refit_on = f"csv {args.csv}"
+        else:
+            dataset, _ = make_data(cfg, args.refit_seed)
+            X, T, Y = dataset.X_train, dataset.T_train, dataset.Y_train
+            refit_on = f"{win['condition']} seed {args.refit_seed} (train split)"
+    except DataError as err:
+        raise ConfigError(str(err)) from err
+    adapter = make_estimator(cfg, args.refit_seed).fit(X, T, Y)
+    same = parents[parents["tags.config_hash"] == win["config_hash"]]["run_id"].tolist()
+    header = [f"Promoted by hte-bench-promote as model {args.name!r} on {P.stamp()}",
+              f"from experiment {args.experiment!r}, config_hash {win['config_hash']}, parent run {win['parent_run_id']}",
+              f"Re-run: hte-bench +experiment=promoted_{args.name}",
+              "resume: false below: a re-run refits every seed (the reproducibility check) instead of reporting",
+              "'already finished'; add resume=true to the command line to reuse finished seeds instead"]
+    text = P.experiment_config(config_text, choices or {"data": win["data"], "estimator": win["estimator"]}, header)
+    path = P.write_experiment(text, Path(args.config_out), args.name)
+    summary = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+               for k, v in win.items() if isinstance(v, (int, float, str))}
+    seeds_tags = {"selection_seeds": ",".join(map(str, selection)), f"selection_{args.metric}": selected,
+                  "confirmation_seeds": ",".join(map(str, confirmed["seeds"])) if confirmed else "none (skipped)",
+                  **({f"confirmation_{args.metric}": confirmed["text"], "confirmation_run_id": confirmed["run_id"]}
+                     if confirmed else {})}
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / path.name).write_text(text)
+        (Path(tmp) / "decision.json").write_text(json.dumps(
+            {"metric": args.metric, "winner": summary, "reasons": decision.reasons, "refit_on": refit_on,
+             **seeds_tags}, indent=2))
+        board.to_csv(Path(tmp) / "leaderboard.csv", index=False)
+        res = tracker.register_model(
+            args.name, adapter, X, alpha, run_name=f"promote/{args.name}",
+            params={"metric": args.metric, "refit_on": refit_on, **{f"gate.{k}": v for k, v in vars(gates).items()}},
+            tags={"config_hash": win["config_hash"], "data": win["data"], "condition": win["condition"],
+                  "estimator": win["estimator"], **seeds_tags},
+            version_tags={"config_hash": win["config_hash"], "source_parent_run_ids": ",".join(same),
+                          "condition": win["condition"], "metric": args.metric,
+                          "metric_summary": json.dumps(summary), "refit_on": refit_on, **seeds_tags},
+            artifact_dir=tmp)
+    print(f"promoted {(win['estimator'] + ' ' + win['overrides']).strip()} [{win['config_hash']}] as {res['model_uri']} "
+          f"(version {res['version']}; previous champion: {res['previous'] or 'none'})")
+    print(f"config written to {path}; re-run with: hte-bench +experiment=promoted_{args.name}")

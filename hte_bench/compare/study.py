@@ -1,0 +1,216 @@
+"""Data conditions and studies across them: which runs share data, a metric against a data knob, fresh seeds.
+
+A **data condition** is the generator plus every resolved data knob. Configurations are ranked, tested and
+judged only against others of their own condition; a study puts conditions side by side, one line per
+configuration, never pooled. No MLflow here.
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import math
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+
+from hte_bench.errors import ConfigError
+
+# What an interval of each kind lets a coverage number say (kinds are tagged on seed runs by the runner).
+PER_UNIT_VALID = ("per_unit", "bootstrap")   # per-unit coverage is evidence about per-unit intervals
+KIND_NOTES = {
+    "broadcast_ate": "ATE interval repeated: not a per-unit interval",
+    "not_honest": "forest without honesty: not a valid per-unit interval",
+    "conservative_bound": "conservative bound: coverage above 1-α is expected, not a virtue",
+    "none": "no interval",
+    "unknown": "interval kind not recorded (older run)",
+}
+
+
+def _signature_defaults(target: str) -> dict[str, Any]:
+    """The generator function's own keyword defaults (its knobs as nobody changed them); {} if unreadable."""
+    import importlib
+
+    module, _, name = target.rpartition(".")
+    try:
+        fn = getattr(importlib.import_module(module), name)
+        params = inspect.signature(fn).parameters.values()
+    except Exception:  # a generator we cannot import here still gets a condition: every knob in the label
+        return {}
+    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty and p.name != "seed"}
+
+
+def condition_of(data: dict[str, Any], data_name: str) -> tuple[str, str]:
+    """(hash, label) of a data condition from the resolved ``data`` config (knobs and ``_target_``).
+
+    The hash covers every knob, the generator's own defaults filled in (``noise=1.0`` given or implied is
+    one condition); numbers follow the type of the default (``noise=3`` is ``noise=3.0``). The label is the
+    generator's name plus the knobs that differ from the generator's defaults, so it is the same wherever
+    the condition appears (runs, boards, experiments), e.g. ``engagement noise=3.0``.
+    """
+    target = str(data.get("_target_", ""))
+    defaults = _signature_defaults(target) if target else {}
+    knobs = {**defaults, **{k: v for k, v in data.items() if k != "_target_"}}
+    for key, value in knobs.items():
+        if isinstance(defaults.get(key), float) and isinstance(value, int) and not isinstance(value, bool):
+            knobs[key] = float(value)
+    digest = hashlib.sha256(json.dumps({"_target_": target or data_name, **knobs}, sort_keys=True, default=str).encode())
+    changed = [f"{k}={v}" for k, v in knobs.items() if k not in defaults or defaults[k] != v]
+    return digest.hexdigest()[:12], " ".join([data_name, *changed])
+
+
+def condition_tags(cfg, data_name: str) -> dict[str, str]:
+    """Tags ``condition_hash`` and ``condition`` of a configuration's data, for its configuration and seed runs."""
+    from omegaconf import OmegaConf
+
+    chash, label = condition_of(OmegaConf.to_container(cfg.data, resolve=True), data_name)
+    return {"condition_hash": chash, "condition": label}
+
+
+def with_conditions(parents: pd.DataFrame) -> pd.DataFrame:
+    """Configuration runs with ``tags.condition_hash``/``tags.condition`` filled for runs logged before those
+    tags existed (rebuilt from their ``params.data.*``); a label shared by two conditions gets its hash."""
+    import yaml
+
+    out = parents.reset_index(drop=True)
+    for col in ("tags.condition_hash", "tags.condition"):
+        if col not in out:
+            out[col] = None
+    data_cols = [c for c in out.columns if c.startswith("params.data.")]
+    for idx in out.index[out["tags.condition_hash"].isna()]:
+        # Params are str(value): "None" is Python's null, not YAML's.
+        knobs = {c[len("params.data."):]: None if out.at[idx, c] == "None" else yaml.safe_load(out.at[idx, c])
+                 for c in data_cols if isinstance(out.at[idx, c], str)}
+        out.at[idx, "tags.condition_hash"], out.at[idx, "tags.condition"] = condition_of(knobs, out.at[idx, "tags.data"])
+    shared = out.groupby("tags.condition")["tags.condition_hash"].transform("nunique") > 1
+    out.loc[shared, "tags.condition"] = out.loc[shared, "tags.condition"] + " [" + \
+        out.loc[shared, "tags.condition_hash"].str[:6] + "]"
+    return out
+
+
+def seed_list(seeds) -> str:
+    """Seeds as people read them: ``0-7`` for a run of consecutive seeds, else ``0,3,9``."""
+    s = sorted({int(x) for x in seeds})
+    if not s:
+        return ""
+    if len(s) > 2 and s == list(range(s[0], s[-1] + 1)):
+        return f"{s[0]}-{s[-1]}"
+    return ",".join(map(str, s))
+
+
+def fresh_seeds(used, n: int) -> list[int]:
+    """``n`` seeds above every seed already used in the experiment (by any ranking or confirmation)."""
+    start = max((int(s) for s in used), default=-1) + 1
+    return list(range(start, start + n))
+
+
+def t_interval(values, level: float = 0.95) -> tuple[float, float, float, int]:
+    """(mean, lower, upper, n) of the finite values: Student-t interval of the mean across seeds."""
+    from scipy import stats
+
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size < 2:
+        return (float(v.mean()) if v.size else math.nan), math.nan, math.nan, int(v.size)
+    sem = float(stats.sem(v))
+    if sem == 0:  # every seed gave the same value
+        return float(v[0]), float(v[0]), float(v[0]), int(v.size)
+    lo, hi = stats.t.interval(level, v.size - 1, loc=v.mean(), scale=sem)
+    return float(v.mean()), float(lo), float(hi), int(v.size)
+
+
+def knobs_varying(parents: pd.DataFrame) -> list[str]:
+    """Data knobs (``data.<knob>``) whose value differs among configuration runs of the same generator."""
+    cols = [c for c in parents.columns if c.startswith("params.data.") and c != "params.data._target_"]
+    return sorted({c[len("params."):] for c in cols for _, g in parents.groupby("tags.data")
+                   if g[c].astype(str).nunique(dropna=False) > 1})
+
+
+def study_table(parents: pd.DataFrame, seeds: pd.DataFrame, metric: str, by: str,
+                level: float = 0.95) -> pd.DataFrame:
+    """``metric`` against the data knob ``by``: one row per (generator, configuration, value of ``by``).
+
+    The configuration is the estimator with its non-data overrides plus any other data knob that varies
+    (each line of the study stays on one setting of everything else). Cells: mean over seeds with a
+    Student-t interval at ``level`` and the number of seeds.
+    """
+    from hte_bench.compare.leaderboard import distinguishing_overrides, latest_per_config
+    from hte_bench.evaluation import registry
+
+    spec = registry.spec(metric)
+    if spec.level != "seed":
+        raise ConfigError(f"--by needs a per-seed metric; {metric} exists only across seeds "
+                          f"(try ate_bias or cate_rmse_test)")
+    col = f"params.{by}"
+    if not by.startswith("data.") or col not in parents:
+        raise ConfigError(f"--by={by} is not a data knob of these runs; varying knobs: "
+                          f"{', '.join(knobs_varying(parents)) or '(none)'}")
+    parents = latest_per_config(with_conditions(parents))
+    other = [k for k in knobs_varying(parents) if k != by]
+    overrides = distinguishing_overrides(parents, group="tags.data")
+    ok = seeds[seeds["status"] == "FINISHED"] if len(seeds) else seeds
+    rows = []
+    for idx, p in parents.iterrows():
+        kids = ok[ok["parent_id"] == p["run_id"]]
+        values = kids[f"metrics.{metric}"] if f"metrics.{metric}" in kids else []
+        mean, lo, hi, n = t_interval(values, level)
+        line = " ".join([p["tags.estimator"], overrides[idx], *[f"{k}={p.get('params.' + k)}" for k in other]])
+        rows.append({"data": p["tags.data"], "config": " ".join(line.split()), by: p[col],
+                     "condition": p["tags.condition"], "mean": mean, "ci_lower": lo, "ci_upper": hi,
+                     "n_seeds": n, "parent_run_id": p["run_id"]})
+    table = pd.DataFrame(rows)
+    return table.sort_values(["data", "config", by], key=_natural).reset_index(drop=True)
+
+
+def _natural(col: pd.Series) -> pd.Series:
+    """Sort knob values as numbers when they all are (n=500 before n=1000), else as text."""
+    num = pd.to_numeric(col, errors="coerce")
+    return num if num.notna().all() else col.astype(str)
+
+
+def study_grid(table: pd.DataFrame, by: str) -> pd.DataFrame:
+    """The study as people read it: configurations down, values of the knob across, ``mean [lo, hi] (n)``."""
+    def cell(r) -> str:
+        if not math.isfinite(r["mean"]):
+            return "–"
+        ci = f" [{r['ci_lower']:.4g}, {r['ci_upper']:.4g}]" if math.isfinite(r["ci_lower"]) else ""
+        return f"{r['mean']:.4g}{ci} (n={r['n_seeds']})"
+
+    shown = table.assign(cell=table.apply(cell, axis=1))
+    grid = shown.pivot_table(index=["data", "config"], columns=by, values="cell", aggfunc="first")
+    ordered = sorted(grid.columns, key=lambda v: (pd.to_numeric(pd.Series([v]), errors="coerce").iloc[0], str(v)))
+    return grid[ordered].fillna("–")
+
+
+def best_per_condition(parents: pd.DataFrame, metric: str, alpha: float = 0.05) -> pd.DataFrame:
+    """The best configuration run of each data condition by the aggregate ``metric`` (lower loss wins, as the
+    metric registry says); one row per condition, with the value and the run."""
+    from hte_bench.evaluation import registry
+
+    if parents.empty or f"metrics.{metric}" not in parents:
+        return pd.DataFrame()
+    parents = with_conditions(parents)
+    loss = parents[f"metrics.{metric}"].astype(float).map(lambda v: registry.aggregate_loss(metric, v, alpha))
+    rows = []
+    for chash, group in parents.assign(_loss=loss).groupby("tags.condition_hash", sort=False):
+        group = group[np.isfinite(group["_loss"])]
+        if group.empty:
+            continue
+        best = group.loc[group["_loss"].idxmin()]
+        rows.append({"condition": best["tags.condition"], "condition_hash": chash, "best_config": best["run_name"],
+                     "config_hash": best.get("tags.config_hash"), metric: float(best[f"metrics.{metric}"]),
+                     "parent_run_id": best["run_id"], "n_configs": len(group)})
+    return pd.DataFrame(rows).sort_values("condition").reset_index(drop=True) if rows else pd.DataFrame()
+
+
+def interval_kinds(seeds: pd.DataFrame, parent_ids, tag: str) -> dict[str, str]:
+    """Per configuration run, the interval kind its seed runs recorded under ``tag`` (``unknown`` when the
+    tag is absent: runs from before kinds were recorded; ``a/b`` when seeds disagree)."""
+    out = {}
+    for run_id in parent_ids:
+        kinds: Optional[pd.Series] = None
+        if len(seeds) and f"tags.{tag}" in seeds:
+            kinds = seeds.loc[seeds["parent_id"] == run_id, f"tags.{tag}"].dropna()
+        out[run_id] = "/".join(sorted(set(kinds))) if kinds is not None and len(kinds) else "unknown"
+    return out
