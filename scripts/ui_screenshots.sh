@@ -25,9 +25,7 @@ print(e.experiment_id, best)
 PY
 )
 read -r exp best <<<"$ids"
-# The configuration runs only (a filter shows them flat, not folded under their sweep).
-configs="searchFilter=$(python -c 'import urllib.parse as u; print(u.quote("tags.`hte_bench.kind` = '"'config'"'"))')"
-"$shot" "$uri" "$out/model_training.png" "/#/experiments/$exp/runs?workflowType=machine_learning&$configs"
+"$shot" "$uri" "$out/model_training.png" "/#/experiments/$exp/runs?workflowType=machine_learning"
 "$shot" "$uri" "$out/config_run.png" "/#/experiments/$exp/runs/$best"
-# Under heavy load the UI may still be drawing when the tool takes the picture: look before committing.
+# The committed pictures are cropped to the page (the assistant panel cut off). Under heavy load the UI may still be drawing when the tool takes the picture: look before committing.
 echo "screenshots in $out"
