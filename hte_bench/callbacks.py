@@ -124,8 +124,10 @@ class SweepRun(Callback):
             for _, row in bests.iterrows():
                 log.info("sweep %s: best %s in condition %r = %.4g (%s)", run_id, metric, row["condition"],
                          row[metric], row["best_config"])
-        if best and best.get("top"):
-            print_summary(best["top"], metric, how)
+        if metric:
+            from hte_bench.tracking.notes import sweep_rows
+
+            print_summary(sweep_rows(tracker.sweep_parents(run_id), metric), metric, how)
         log.info("browse: %s", tracker.ui_hint())
 
 
@@ -155,6 +157,8 @@ def print_summary(top: list[dict], metric: str, how: str) -> None:
     """The sweep's leading configurations per data condition, best first, as a table on stdout."""
     import pandas as pd
 
+    if not top:
+        return
     from hte_bench.tracking.notes import fmt, interval
 
     table = pd.DataFrame([{"condition": r["condition"], "rank": r["rank"], "configuration": r["run_name"],

@@ -151,15 +151,17 @@ def _first_figures(summary: dict) -> str:
     return ("- " + " · ".join(parts) + "; means with t-intervals across seeds") if parts else ""
 
 
-def sweep_rows(parents: list, metric: str, loss, top: int = 1000) -> list[dict]:
-    """Per data condition, the ``top`` configuration runs of a sweep by ``loss(metric)``, best first."""
+def sweep_rows(parents: list, metric: str, top: int = 1000) -> list[dict]:
+    """Per data condition, the ``top`` configuration runs of a sweep by ``metric`` (its registry loss at
+    each run's alpha), best first; ranks never compare across conditions."""
     rows = []
     for p in parents:
         value = p.data.metrics.get(metric, math.nan)
         base, stat = registry.split_name(metric)
         lo = p.data.metrics.get(f"{base}_ci_lower") if stat == "mean" else None
         hi = p.data.metrics.get(f"{base}_ci_upper") if stat == "mean" else None
-        score = float(loss(value)) if math.isfinite(value) else math.inf
+        alpha = float(p.data.params.get("alpha", 0.05))
+        score = registry.aggregate_loss(metric, value, alpha) if math.isfinite(value) else math.inf
         rows.append({"condition": p.data.tags.get("condition") or p.data.tags.get("data", "?"),
                      "estimator": p.data.tags.get("estimator", "?"), "run_name": p.info.run_name,
                      "run_id": p.info.run_id, "value": value, "lo": lo, "hi": hi, "loss": score,

@@ -176,9 +176,9 @@ class Tracker(Queries, Registry):
                      artifact_dir: Optional[str] = None, tags: Optional[dict] = None) -> Optional[dict]:
         """Tag the sweep run with its best configuration (lowest ``loss(value)`` of ``metric``), attach files, close it.
 
-        ``how`` says in words what best means (e.g. "rscore_mean: higher is better"); returns the best, with
-        ``top``: the leading configurations per data condition (``notes.sweep_rows``). The description
-        links the best run, which a later sweep may re-parent (tag ``best_parent_run_id`` keeps it).
+        ``how`` says in words what best means (e.g. "rscore_mean: higher is better"); returns the best. The
+        description ranks the configurations per data condition (``notes.sweep_rows``) with links, the
+        best's among them, which a later sweep may re-parent (tag ``best_parent_run_id`` keeps it).
         ``tags`` are added as given (the best of each data condition).
         """
         import math
@@ -187,7 +187,7 @@ class Tracker(Queries, Registry):
             self._batch(sweep_id, tags=tags)
 
         parents = self.sweep_parents(sweep_id)
-        top = notes.sweep_rows(parents, metric, loss) if metric else []
+        top = notes.sweep_rows(parents, metric) if metric else []
         scored = [(float(loss(p.data.metrics.get(metric, math.nan))), p) for p in parents]
         scored = [(v, p) for v, p in scored if math.isfinite(v)]
         best = None
@@ -195,7 +195,7 @@ class Tracker(Queries, Registry):
             _, run = min(scored, key=lambda vp: vp[0])
             value = run.data.metrics[metric]
             label = run.info.run_name
-            best = {"value": value, "parent_run_id": run.info.run_id, "label": label, "top": top}
+            best = {"value": value, "parent_run_id": run.info.run_id, "label": label}
             self._batch(sweep_id, metrics={f"best_{metric}": value, "n_configs": len(parents)},
                         tags={"best_parent_run_id": run.info.run_id, "best_config": label,
                               "best_config_hash": run.data.tags.get("config_hash", ""), "direction": how})
