@@ -91,7 +91,7 @@ def test_the_ui_shows_descriptions_curated_metrics_and_tables(tmp_path, ui_serve
     assert "cate_mse_train_std" not in metrics  # in aggregate.json only
     tags = _tags(parent)
     note = tags["mlflow.note.content"]
-    assert "**interaction_ols** fitted on **engagement(n=300" in note and "`cate_rmse_test`" in note
+    assert "**interaction_ols** fitted on **engagement" in note and "n_test=200" in note and "`cate_rmse_test`" in note
     assert "t 95 % across seeds" in note and f"intervals: **{tags['interval_kind']}**" in note
     assert tags["n_seeds"] == "2" and "n_seeds" not in {p["key"] for p in parent["data"].get("params", [])}
     # log_table registers the table for the Evaluation view.
