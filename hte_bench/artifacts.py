@@ -33,48 +33,31 @@ def predictions_table(dataset, truth, est) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def importance_table(est, true_importance: Optional[pd.Series], modifiers: list[str]) -> pd.DataFrame:
-    """Estimated vs true permutation importance per feature, plus the library's own measures."""
-    table = pd.DataFrame({"estimated": est.importance})
-    table["true"] = true_importance if true_importance is not None else np.nan
-    table["true_modifier"] = [f in modifiers for f in table.index]
-    if est.native_importance is not None:
-        table = table.join(est.native_importance.add_prefix("native_"))
-    table.index.name = "feature"
-    return table
-
-
-def write_seed(out: Path, dataset, truth, est, true_importance, plots: bool = True) -> None:
-    """Child-run files: predictions.parquet, importance.csv, summary.txt, insights.md and plots."""
+def write_seed(out: Path, dataset, truth, est, plots: bool = True) -> None:
+    """Seed-run files of the fit itself: predictions.parquet, summary.txt and the truth-vs-estimate plots."""
     out = Path(out)
     predictions_table(dataset, truth, est).to_parquet(out / "predictions.parquet", index=False)
-    imp = importance_table(est, true_importance, truth.modifiers)
-    imp.to_csv(out / "importance.csv")
     if est.summary:
         (out / "summary.txt").write_text(est.summary)
-    (out / "insights.md").write_text(est.insights or "")
-    if not plots:
+    if not (plots and truth.known):  # both figures need the true tau
         return
     from hte_bench import plots as P
 
-    figures = {"importance.png": P.importance_plot(imp[["estimated", "true"]],
-                                                   title="Permutation importance of tau: estimate vs truth")}
-    if truth.known:  # both need the true tau
-        figures["calibration_test.png"] = P.calibration_plot(truth.tau_test, est.tau_hat_test,
-                                                             title="Calibration on the test split")
-        figures["tau_scatter_test.png"] = P.scatter_plot(truth.tau_test, est.tau_hat_test, est.lower_test,
-                                                         est.upper_test, title="Estimated vs true tau (test)")
-    for name, fig in figures.items():
-        _save(fig, out / "plots" / name)
+    _save(P.calibration_plot(truth.tau_test, est.tau_hat_test, title="Calibration on the test split"),
+          out / "plots" / "calibration_test.png")
+    _save(P.scatter_plot(truth.tau_test, est.tau_hat_test, est.lower_test, est.upper_test,
+                         title="Estimated vs true tau (test)"), out / "plots" / "tau_scatter_test.png")
 
 
-def write_report(out: Path, tables: dict, figures: dict, notes: list[str]) -> None:
-    """Files of the optional analyses: tables as CSV (keys may contain sub-folders), figures as PNG under plots/."""
+def write_report(out: Path, tables: dict, figures: dict, notes: list[str], texts: Optional[dict] = None) -> None:
+    """Files of the analyses: tables as CSV (keys may contain sub-folders), texts as given, figures under plots/."""
     out = Path(out)
     for name, table in tables.items():
         path = out / f"{name}.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(path, index=not isinstance(table.index, pd.RangeIndex))
+    for name, text in (texts or {}).items():
+        (out / name).write_text(text)
     for name, fig in figures.items():
         _save(fig, out / "plots" / name)
     if notes:

@@ -23,22 +23,39 @@ class SweepRun(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from hte_bench.errors import ConfigError
-        from hte_bench.tracking import Tracker
+        from hte_bench.tracking import Tracker, resolve_uri
+        from hte_bench.tracking.claims import coordination, creating_store, open_leases
+        from hte_bench.tracking.remote import check_remote_tracking
+        from hte_bench.tracking.shared import close_expired_sweeps
 
         try:
             check_sweep_groups(config)  # before the store or any folder is touched
+            check_remote_tracking(config)  # SLURM or a Ray cluster: no local SQLite file
         except ConfigError as err:
             # Hydra turns a callback's exception into a warning and sweeps on: stop here, in one line.
             print(f"hte-bench: error: {err}", file=sys.stderr, flush=True)
             raise SystemExit(2)
         try:
             # Store creation (SQLite migrations) happens here, once, not racing in parallel jobs.
-            tracker = Tracker.from_config(config.tracking)
-        except ConfigError:
-            return  # each job reports the bad URI itself, in one line
+            where = coordination(config, resolve_uri(config.tracking.get("uri")))
+            with creating_store(where, resolve_uri(config.tracking.get("uri"))):
+                tracker = Tracker.from_config(config.tracking)
+            leases = open_leases(where)
+        except ConfigError as err:
+            if any(o.split("=", 1)[0].lstrip("+~").startswith("tracking.") and "," in o
+                   for o in config.hydra.overrides.task):
+                return  # the store itself is swept: each job reports its own, in one line
+            # Hydra turns a callback's exception into a warning and sweeps on: stop here, in one line
+            # (not once per job, each waiting for the same dead server).
+            print(f"hte-bench: error: {err}", file=sys.stderr, flush=True)
+            raise SystemExit(2)
+        # The sweep run holds a lease while the sweep lives; one whose lease expired was killed.
+        close_expired_sweeps(tracker, leases)
         overrides = list(config.hydra.overrides.task)
         run_id = tracker.start_sweep(overrides, sweeper=str(config.hydra.sweeper._target_),
                                      metric=str(config.optimized_metric))
+        if leases is not None:
+            leases.take(run_id, "sweep")
         os.environ[SWEEP_ENV] = run_id
         # Hydra skips on_multirun_end when the sweeper itself raises: close the run as FAILED at exit.
         atexit.register(_close_if_open, tracker, run_id)
@@ -78,6 +95,11 @@ class SweepRun(Callback):
             return registry.aggregate_loss(metric, value, alpha) if metric else float("nan")
 
         tracker = Tracker.from_config(config.tracking)
+        if not tracker.sweep_parents(run_id):
+            # Every job was refused before opening a run, each in one line: bad input leaves nothing in the
+            # store, so the empty sweep run goes too (MLflow's delete: hidden everywhere, `mlflow gc` purges).
+            tracker.client.delete_run(run_id)
+            return
         with tempfile.TemporaryDirectory() as tmp:
             bests = _sweep_report(tracker, run_id, metric, alpha, tmp)
             tags = _best_tags(bests, metric)
@@ -86,6 +108,7 @@ class SweepRun(Callback):
             pooled = len(bests) <= 1
             best = tracker.finish_sweep(run_id, metric, loss if pooled else (lambda v: float("nan")), how,
                                         artifact_dir=tmp, tags=tags)
+        _end_lease(config, tracker, run_id)
         if best:
             log.info("sweep %s: best %s = %.4g (%s, parent run %s)", run_id, metric, best["value"],
                      best["label"], best["parent_run_id"])
@@ -101,6 +124,8 @@ def check_sweep_groups(config: DictConfig) -> None:
 
     Asks Hydra's own config loader (its search path, the user's ./conf and ``hydra.searchpath`` included).
     """
+    import difflib
+
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -120,7 +145,9 @@ def check_sweep_groups(config: DictConfig) -> None:
             continue
         bad = [v for v in values if options and v not in options and v != "null"]
         if bad:
-            raise ConfigError(f"{ov.key_or_group}={bad[0]} is not an option; allowed {ov.key_or_group} "
+            close = difflib.get_close_matches(bad[0], options, n=1)
+            hint = f" (did you mean {ov.key_or_group}={close[0]}?)" if close else ""
+            raise ConfigError(f"{ov.key_or_group}={bad[0]} is not an option{hint}; allowed {ov.key_or_group} "
                               f"options: {', '.join(options)}")
 
 
@@ -187,6 +214,17 @@ def _best_tags(bests, metric: str) -> dict[str, str]:
             f"{row['best_config']} [{row['config_hash']}]: {metric} = {row[metric]:.4g} in condition "
             f"'{row['condition']}' (parent run {row['parent_run_id']})")
     return tags
+
+
+def _end_lease(config: DictConfig, tracker, run_id: str) -> None:
+    """Give up this sweep's lease; close sweeps whose lease expired while this one ran (a kill -9 rerun)."""
+    from hte_bench.tracking.claims import coordination, open_leases
+    from hte_bench.tracking.shared import close_expired_sweeps
+
+    leases = open_leases(coordination(config, tracker.uri))
+    if leases is not None:
+        leases.release(run_id, "sweep")
+    close_expired_sweeps(tracker, leases)
 
 
 def _close_if_open(tracker, run_id: str) -> None:

@@ -10,7 +10,9 @@ from omegaconf import DictConfig, OmegaConf
 from hte_bench.errors import ConfigError
 
 # Keys that do not change what is estimated, so they stay out of the config hash.
-_NOT_HASHED = ("seed", "n_seeds", "n_jobs", "resume", "nuisance_cache", "tracking", "hydra", "min_units_per_arm")
+_NOT_HASHED = ("seed", "n_seeds", "n_jobs", "joblib_backend", "resume", "nuisance_cache", "tracking", "claims",
+               "hydra", "min_units_per_arm")
+JOBLIB_BACKENDS = ("loky", "ray")  # where n_jobs seeds run (hte_bench/backends.py)
 SEED_PLACEHOLDER = "<per-seed>"
 
 
@@ -20,8 +22,23 @@ def _require(cfg: DictConfig, key: str, ok, allowed: str) -> None:
         raise ConfigError(f"{key}={value!r} is not allowed; {key} must be {allowed}")
 
 
-def _is_int(v: Any) -> bool:
+def is_int(v: Any) -> bool:
+    """An int that is not a bool (YAML's true is an int to Python)."""
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+def flatten_dict(node: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as ``{dotted.key: leaf}``; keys that already contain dots stay as written."""
+    from collections.abc import Mapping
+
+    out: dict[str, Any] = {}
+    for k, v in node.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, Mapping):
+            out.update(flatten_dict(v, key))
+        else:
+            out[key] = v
+    return out
 
 
 def _missing(node: Any, prefix: str = "") -> list[str]:
@@ -38,11 +55,16 @@ def _missing(node: Any, prefix: str = "") -> list[str]:
 
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError on the first impossible value, before anything is generated or logged."""
+    if not isinstance(cfg.get("data"), DictConfig) or not cfg.data:
+        raise ConfigError("no data generator (removed with ~data?): choose one, e.g. data=engagement, or your own "
+                          "without ~data: data._target_=my_module.generate data.n=2000")
+    _check_data_file(cfg)  # a wrong path is the first thing to fix, before the columns it should hold
     missing = [k for k in _missing(cfg) if not k.startswith("hydra.")]
     if missing:
         raise ConfigError(f"{', '.join(missing)} required: give {' '.join(m + '=...' for m in missing)}")
-    _require(cfg, "n_seeds", lambda v: _is_int(v) and v > 0, "an integer ≥ 1")
-    _require(cfg, "n_jobs", lambda v: _is_int(v) and v != 0, "a non-zero integer (-1 = all cores)")
+    _require(cfg, "n_seeds", lambda v: is_int(v) and v > 0, "an integer ≥ 1")
+    _require(cfg, "n_jobs", lambda v: is_int(v) and v != 0, "a non-zero integer (-1 = all cores)")
+    _require(cfg, "joblib_backend", lambda v: v in JOBLIB_BACKENDS, " or ".join(JOBLIB_BACKENDS))
     _require(cfg, "alpha", lambda v: isinstance(v, float) and 0 < v < 1, "a number in (0, 1), e.g. 0.05")
     _require(cfg, "data._target_", lambda v: isinstance(v, str) and "." in v,
              "a dotted path to a generate(seed, n, n_test, ...) function")
@@ -50,10 +72,29 @@ def validate(cfg: DictConfig) -> None:
              "a dotted path to an estimator adapter class")
     for key in ("data.n", "data.n_test"):
         if OmegaConf.select(cfg, key, default=None) is not None:
-            _require(cfg, key, lambda v: _is_int(v) and v > 0, "an integer ≥ 1")
+            _require(cfg, key, lambda v: is_int(v) and v > 0, "an integer ≥ 1")
+    resume = OmegaConf.select(cfg, "resume", default=True)
+    if not (isinstance(resume, bool) or resume == "force"):
+        raise ConfigError(f"resume={resume!r} is not allowed; resume must be true, false or force")
     seeds = OmegaConf.select(cfg, "seeds", default=None)
-    if seeds is not None and not all(_is_int(s) and s >= 0 for s in seeds):
+    if seeds is not None and not all(is_int(s) and s >= 0 for s in seeds):
         raise ConfigError(f"seeds={list(seeds)!r} is not allowed; seeds must be a list of integers ≥ 0")
+
+
+def _check_data_file(cfg: DictConfig) -> None:
+    """A generator reading a file (``data.path``): the file must exist; with its columns still to be chosen,
+    name them."""
+    if OmegaConf.is_missing(cfg.data, "path") or not isinstance(cfg.data.get("path"), str):
+        return
+    from hte_bench.data.csv import columns_hint, missing_file
+
+    problem = missing_file(cfg.data.path)
+    if problem:
+        raise ConfigError(f"data.path={cfg.data.path!r}: {problem}")
+    todo = [f"data.{k}" for k in ("outcome", "treatment") if OmegaConf.is_missing(cfg.data, k)]
+    if todo and str(cfg.data.get("_target_", "")).startswith("hte_bench.data.csv."):
+        raise ConfigError(f"{', '.join(todo)} required: give {' '.join(k + '=<column>' for k in todo)}; "
+                          f"{columns_hint(cfg.data.path)}")
 
 
 def seeds_of(cfg: DictConfig) -> list[int]:
@@ -73,17 +114,7 @@ def flatten(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config as dotted keys (hydra section dropped), seed-dependent values shown as placeholders."""
     container = OmegaConf.to_container(for_seed(cfg, SEED_PLACEHOLDER), resolve=True)
     container.pop("hydra", None)
-    out: dict[str, Any] = {}
-
-    def walk(prefix: str, node: Any) -> None:
-        if isinstance(node, dict):
-            for k, v in node.items():
-                walk(f"{prefix}.{k}" if prefix else str(k), v)
-        else:
-            out[prefix] = node
-
-    walk("", container)
-    return out
+    return flatten_dict(container)
 
 
 def config_hash(cfg: DictConfig) -> str:

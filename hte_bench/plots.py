@@ -1,5 +1,7 @@
-"""Matplotlib figures for one estimator run: calibration, predicted vs true effects, importance, ATE across seeds."""
+"""Every figure of the harness: per-seed plots, the analyses' figures (subgroups, heatmap, BLP, econml's), comparisons."""
 from __future__ import annotations
+
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -19,14 +21,27 @@ GREY = "#999999"
 BLACK = "#000000"
 
 MAX_INTERVALS_SHOWN = 200
+NAN = float("nan")
 
 
-def _new_figure(width: float = 6.0, height: float = 5.0) -> tuple[Figure, "object"]:
-    """A Figure on its own Agg canvas (no pyplot state) with one Axes."""
+def _new_figure(width: float = 6.0, height: float = 5.0, ncols: int = 1) -> tuple[Figure, "object"]:
+    """A Figure on its own Agg canvas (no pyplot state) with one Axes, or a list of ncols Axes."""
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    return fig, ax
+    if ncols == 1:
+        return fig, fig.add_subplot(1, 1, 1)
+    return fig, [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
+
+
+def detach_figure(plotted) -> Figure:
+    """The Figure behind a pyplot-drawn plot (econml's), removed from pyplot's registry onto its own Agg canvas."""
+    import matplotlib.pyplot as plt
+
+    # econml plots with DataFrame.plot, which draws on a new pyplot figure and returns the Axes.
+    fig = plotted if isinstance(plotted, Figure) else plotted.get_figure()
+    plt.close(fig)
+    FigureCanvasAgg(fig)  # a closed figure keeps working for savefig only with a canvas of its own
+    return fig
 
 
 def _empty(ax, message: str) -> None:
@@ -177,6 +192,122 @@ def ate_across_seeds_plot(per_seed: pd.DataFrame, title: str = "") -> Figure:
     ax.set_ylabel("average treatment effect")
     ax.set_title(title or "ATE estimate per seed")
     ax.grid(True, axis="y", alpha=0.3)
+    return fig
+
+
+# ---- analyses of one seed: subgroups (seed notebook 003), best linear projection ----
+
+
+def _bin_labels(bins: Sequence[float]) -> list[str]:
+    """Interval names for right-closed bins whose first bin also holds its left edge."""
+    edges = [float(b) for b in bins]
+    return [("[" if i == 0 else "(") + f"{a:g}, {b:g}]" for i, (a, b) in enumerate(zip(edges[:-1], edges[1:]))]
+
+
+def heatmap_figure(X: pd.DataFrame, tau_hat, tau_true, row: str = "age", col: str = "education_years",
+                   row_bins: Sequence[float] = (20, 35, 50, 65),
+                   col_bins: Sequence[float] = (8, 12, 14, 20)) -> "Figure":
+    """Side-by-side heatmaps of mean estimated and mean true tau per row×col cell, on one colour scale, with n."""
+    h, t = metrics.paired(tau_hat, tau_true, "tau_hat and tau_true", where="plots")
+    # include_lowest: education is clipped at 8 years, and a plain right-closed cut at 8 would silently
+    # drop those units from the notebook's heatmap.
+    r = pd.cut(X[row].reset_index(drop=True).astype(float), list(row_bins), labels=_bin_labels(row_bins),
+               include_lowest=True)
+    c = pd.cut(X[col].reset_index(drop=True).astype(float), list(col_bins), labels=_bin_labels(col_bins),
+               include_lowest=True)
+    frame = pd.DataFrame({"r": r, "c": c, "hat": h, "true": t})
+    outside = int((r.isna() | c.isna()).sum())
+    grouped = frame.dropna(subset=["r", "c"]).groupby(["r", "c"], observed=False)
+    shape = (len(r.cat.categories), len(c.cat.categories))
+    counts = grouped.size().to_numpy().reshape(shape)
+    means = {k: grouped[k].mean().to_numpy(dtype=float, na_value=NAN).reshape(shape) for k in ("hat", "true")}
+    finite = np.concatenate([m[np.isfinite(m)] for m in means.values()])
+    vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    if vmax <= vmin:
+        vmax = vmin + 1e-9
+
+    fig, axes = _new_figure(11.0, 4.2, ncols=2)
+    image = None
+    for ax, key, title in ((axes[0], "hat", "estimated mean τ̂"), (axes[1], "true", "true mean τ")):
+        m = means[key]
+        # Same vmin/vmax on both panels so colour differences are differences in tau, not in scaling.
+        image = ax.imshow(np.ma.masked_invalid(m), cmap="viridis", vmin=vmin, vmax=vmax, aspect="auto")
+        for i in range(shape[0]):
+            for j in range(shape[1]):
+                value = "–" if not np.isfinite(m[i, j]) else f"{m[i, j]:.3f}"
+                light = np.isfinite(m[i, j]) and (m[i, j] - vmin) / (vmax - vmin) > 0.6
+                ax.text(j, i, f"{value}\nn={counts[i, j]}", ha="center", va="center", fontsize=9,
+                        color="black" if light else "white" if np.isfinite(m[i, j]) else GREY)
+        ax.set_xticks(range(shape[1]), list(c.cat.categories))
+        ax.set_yticks(range(shape[0]), list(r.cat.categories))
+        ax.set_xlabel(col)
+        ax.set_ylabel(row)
+        ax.set_title(title)
+    fig.colorbar(image, ax=axes, label="mean effect in cell", shrink=0.9)
+    note = f" ({outside} units outside the bins)" if outside else ""
+    fig.suptitle(f"Effect by {row} × {col}: estimate vs truth{note}")
+    return fig
+
+
+def subgroup_figure(table: pd.DataFrame) -> "Figure":
+    """Grouped bars of mean estimated vs mean true tau for every subgroup level of a subgroup_table."""
+    n = len(table)
+    fig, ax = _new_figure(max(6.0, 1.5 + 0.85 * n), 4.8)
+    if n == 0:
+        ax.text(0.5, 0.5, "no subgroups declared", ha="center", va="center", transform=ax.transAxes, color=GREY)
+        return fig
+    # A gap between subgroups so levels of one grouping read as a block.
+    x, position, previous = [], 0.0, None
+    for name in table["subgroup"]:
+        if previous is not None and name != previous:
+            position += 0.6
+        x.append(position)
+        position += 1.0
+        previous = name
+    x = np.asarray(x)
+    width = 0.38
+    hat = table["tau_hat_mean"].to_numpy(dtype=float, na_value=NAN)
+    true = table["tau_true_mean"].to_numpy(dtype=float, na_value=NAN)
+    ax.bar(x - width / 2, np.nan_to_num(hat), width, color=BLUE, label="estimated mean τ̂")
+    ax.bar(x + width / 2, np.nan_to_num(true), width, color=ORANGE, label="true mean τ")
+    ax.set_xticks(x, [f"{lv}\nn={k}".replace(" ", "\n", 1) if len(str(lv)) > 9 else f"{lv}\nn={k}"
+                      for lv, k in zip(table["level"], table["n"])], fontsize=8)
+    # The subgroup's name once under its block of levels instead of on every tick.
+    names = table["subgroup"].to_numpy()
+    for name in dict.fromkeys(names):
+        centre = float(x[names == name].mean())
+        ax.text(centre, -0.2, str(name), transform=ax.get_xaxis_transform(), ha="center", va="top",
+                fontsize=9, fontweight="bold")
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_ylabel("mean effect in subgroup")
+    ax.set_title("Effect by subgroup: estimate vs truth")
+    ax.legend(fontsize="small")
+    ax.grid(True, axis="y", alpha=0.3)
+    return fig
+
+
+def blp_plot(table: pd.DataFrame, title: str = "") -> Figure:
+    """Per-feature best-linear-projection slopes with intervals (a forest plot), named modifiers in blue."""
+    rows = table.drop(index="(Intercept)", errors="ignore")
+    fig, ax = _new_figure(6.5, max(2.5, 1.0 + 0.45 * len(rows)))
+    if rows.empty:
+        _empty(ax, "no features")
+        return fig
+    y = np.arange(len(rows), dtype=float)
+    named = ((rows["ci_lower"] > 0) | (rows["ci_upper"] < 0)).to_numpy()
+    for mask, colour, label in ((named, BLUE, "interval excludes 0"), (~named, GREY, "interval includes 0")):
+        if mask.any():
+            ax.hlines(y[mask], rows["ci_lower"].to_numpy(float)[mask], rows["ci_upper"].to_numpy(float)[mask],
+                      color=colour, linewidth=2.0)
+            ax.scatter(rows["coef"].to_numpy(float)[mask], y[mask], color=colour, s=30, zorder=3, label=label)
+    ax.axvline(0.0, color=BLACK, linewidth=0.8)
+    ax.set_yticks(y, [str(i) for i in rows.index])
+    ax.invert_yaxis()
+    unit = "per +1 sd of the feature" if bool(rows.get("per_sd", pd.Series([False])).all()) else "per unit"
+    ax.set_xlabel(f"change of the effect {unit}")
+    ax.set_title(title or "Best linear projection of DR scores (HC3 intervals)")
+    ax.legend(fontsize="small")
+    ax.grid(True, axis="x", alpha=0.3)
     return fig
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -19,7 +20,7 @@ from omegaconf import DictConfig
 
 from hte_bench import config as C
 from hte_bench.callbacks import SWEEP_ENV
-from hte_bench.seed import SeedResult, evaluate_seed
+from hte_bench.seed import SeedResult, evaluate_seed, preflight_inputs
 from hte_bench.tracking import KIND
 
 # Config groups whose chosen option is recorded on the parent run (tag choice.<group>), so a promoted
@@ -46,7 +47,7 @@ def run(cfg: DictConfig, choices: Optional[dict[str, str]] = None, job_log: Opti
     plan.kind, plan.extra_tags = kind, dict(tags or {})
     if plan.previous is not None and not plan.todo and plan.previous.info.status == "FINISHED":
         return _already_done(plan)
-    with tempfile.TemporaryDirectory(prefix="hte-bench-") as workdir:
+    with tempfile.TemporaryDirectory(prefix="hte-bench-") as workdir, plan.claims:
         seeds = evaluate_seeds(plan, workdir)
         first = preflight(seeds)                 # the first seed, fitted before any run is opened
         parent = open_parent(plan, first)
@@ -57,6 +58,8 @@ def run(cfg: DictConfig, choices: Optional[dict[str, str]] = None, job_log: Opti
             plan.tracker.end(parent, "KILLED")
             raise
     resumed = f" (resumed: {len(plan.done)} seeds reused)" if plan.done else ""
+    if plan.claims.reused:
+        resumed += f" (fitted by another process: seeds {', '.join(map(str, sorted(plan.claims.reused)))})"
     log.info("%s: %s%s", plan.label, _one_line_summary(summary), resumed)
     if not plan.sweep_id:  # a sweep prints this once, at its end
         log.info("browse: %s", plan.tracker.ui_hint())
@@ -83,6 +86,9 @@ class Plan:
     sweep_id: Optional[str] = None
     kind: str = "config"                      # hte_bench.kind of the configuration run
     extra_tags: dict = field(default_factory=dict)
+    claims: Any = None                        # this job's claims on the configuration (tracking/claims.py)
+    started_ms: int = 0
+    parent_id: Optional[str] = None
 
     @property
     def label(self) -> str:
@@ -99,17 +105,29 @@ class Plan:
 
 def make_plan(cfg: DictConfig, choices: dict[str, str]) -> Plan:
     """Check the config, name the configuration, reach the store and find what is already done."""
-    from hte_bench.tracking import Tracker
+    from hte_bench.tracking import Tracker, resolve_uri
+    from hte_bench.tracking.claims import coordination, creating_store, open_leases
+    from hte_bench.tracking.shared import ConfigClaims
 
     C.validate(cfg)
-    tracker = Tracker.from_config(cfg.tracking)
+    preflight_inputs(cfg, C.seeds_of(cfg)[0])  # bad data or estimator: refused before the store is reached
+    resume = cfg.get("resume", True)
+    uri = resolve_uri(cfg.tracking.get("uri"))
+    where = coordination(cfg, uri)  # refuses a missing tracking.coordination_uri before the store is reached
+    with creating_store(where, uri):
+        tracker = Tracker.from_config(cfg.tracking)
     plan = Plan(cfg=cfg, choices=choices, tracker=tracker, data_name=data_name(cfg, choices),
                 estimator_name=choices.get("estimator") or str(cfg.estimator._target_).rsplit(".", 1)[-1],
                 config_hash=C.config_hash(cfg), seeds=C.seeds_of(cfg), sweep_id=os.environ.get(SWEEP_ENV))
-    if cfg.get("resume", True):
-        plan.previous = tracker.find_parent(plan.config_hash)
+    # resume=false makes a parent of its own: nothing to share, nothing to claim.
+    plan.claims = ConfigClaims(open_leases(where) if resume else None, plan.config_hash, plan.label)
+    plan.started_ms = int(time.time() * 1000)
+    if resume:
+        plan.previous, note = _find_parent(plan)
+        if note:
+            log.warning("resume: %s; starting a new parent (resume=force joins it anyway)", note)
     if plan.previous is not None:
-        plan.done = tracker.resume_state(plan.previous.info.run_id, plan.seeds)
+        plan.done = tracker.resume_state(plan.previous.info.run_id, plan.seeds, alive=plan.claims.held_elsewhere)
     plan.todo = [s for s in plan.seeds if s not in plan.done]
     return plan
 
@@ -148,37 +166,74 @@ def open_parent(plan: Plan, first: Optional[SeedResult]) -> str:
     tracker = plan.tracker
     if plan.previous is not None:
         parent = plan.previous.info.run_id
-        tracker.reopen(parent)
+        if first is not None:  # with nothing to add, a parent another process is finishing is left alone
+            tracker.reopen(parent)
     else:
-        truth = {"truth": first.tags["truth"]} if first is not None and "truth" in first.tags else {}
-        parent = tracker.start_parent(
-            run_name=f"{plan.data_name}/{plan.estimator_name}/{plan.config_hash[:6]}",
-            params=C.flatten(plan.cfg),
-            tags={**plan.run_tags, KIND: plan.kind, "n_seeds": str(len(plan.seeds)),
-                  **tracker.provenance(), **truth,
-                  **{f"{CHOICE}{g}": v for g, v in plan.choices.items() if g in REPLAYED_GROUPS}})
+        # One parent per configuration: whoever holds the "parent" claim looks again, then creates it.
+        with plan.claims.exclusive("parent"):
+            found = _find_parent(plan)[0] if plan.cfg.get("resume", True) else None
+            parent = found.info.run_id if found is not None else _new_parent(plan, first)
+    plan.parent_id = parent
     if plan.sweep_id:
         tracker.attach_to_sweep(parent, plan.sweep_id)
     return parent
+
+
+def _find_parent(plan: Plan):
+    """(the configuration's parent run or None, a note when one exists under other code or library versions)."""
+    force = plan.cfg.get("resume", True) == "force"
+    return plan.tracker.find_parent(plan.config_hash, None if force else plan.tracker.resume_versions())
+
+
+def _new_parent(plan: Plan, first: Optional[SeedResult]) -> str:
+    """Create the configuration run (under the "parent" claim, so only once)."""
+    tracker = plan.tracker
+    truth = {"truth": first.tags["truth"]} if first is not None and "truth" in first.tags else {}
+    return tracker.start_parent(
+        run_name=f"{plan.data_name}/{plan.estimator_name}/{plan.config_hash[:6]}",
+        params=C.flatten(plan.cfg),
+        tags={**plan.run_tags, KIND: plan.kind, "n_seeds": str(len(plan.seeds)),
+              **tracker.provenance(), **truth,
+              **{f"{CHOICE}{g}": v for g, v in plan.choices.items() if g in REPLAYED_GROUPS}})
 
 
 # --------------------------------------------------------------------------- stage 3: evaluate seeds
 
 
 def evaluate_seeds(plan: Plan, workdir: str):
-    """Yield SeedResults in seed order, serially or in ``n_jobs`` processes; the first seed is strict."""
-    cfg, seeds = plan.cfg, plan.todo
-    n_jobs = int(cfg.n_jobs)
-    if n_jobs == 1 or len(seeds) < 2:
-        for i, seed in enumerate(seeds):
-            yield evaluate_seed(cfg, seed, workdir, strict=i == 0)
-        return
-    from joblib import Parallel, delayed
+    """Yield SeedResults, serially or in ``n_jobs`` processes; the job's first seed is strict.
 
-    # All seeds go to the pool at once; results come back in order, so a strict failure of the first
-    # seed still surfaces before the parent run is opened.
-    yield from Parallel(n_jobs=n_jobs, return_as="generator")(
-        delayed(evaluate_seed)(cfg, seed, workdir, i == 0) for i, seed in enumerate(seeds))
+    Each seed is claimed just before it is fitted; seeds other processes hold are waited for and reused.
+    """
+    cfg, pending, strict = plan.cfg, list(plan.todo), True
+    n_jobs = int(cfg.n_jobs)
+    while pending:
+        seeds = plan.claims.free(pending, lambda seed: _outcome(plan, seed))
+        if n_jobs == 1 or len(plan.todo) < 2:
+            for seed in seeds:
+                yield evaluate_seed(cfg, seed, workdir, strict=strict)
+                strict = False
+        else:
+            from hte_bench.backends import evaluate_in_parallel
+
+            # Seeds go to the pool as they are claimed; results come back in order, so a strict failure
+            # of the first seed still surfaces before the parent run is opened. Processes here (loky) or
+            # Ray tasks: joblib_backend, see hte_bench/backends.py.
+            for result in evaluate_in_parallel(cfg, seeds, workdir, n_jobs, strict):
+                strict = False
+                yield result
+        if pending:
+            plan.claims.wait()
+
+
+def _outcome(plan: Plan, seed: int) -> Optional[str]:
+    """FINISHED/FAILED if another process already did the seed (checked after claiming it), else None."""
+    from hte_bench.tracking.shared import seed_outcome
+
+    if plan.parent_id is None:
+        found = plan.previous or _find_parent(plan)[0]
+        plan.parent_id = found.info.run_id if found is not None else None
+    return seed_outcome(plan.tracker, plan.parent_id, seed, plan.started_ms)
 
 
 # --------------------------------------------------------------------------- stage 4: record
@@ -196,8 +251,12 @@ def record_seeds(plan: Plan, parent: str, first: Optional[SeedResult], rest) -> 
     tags = {**plan.run_tags, KIND: "seed"}
     for result in tqdm(chain([first], rest), total=len(plan.todo), desc=plan.label, unit="seed", leave=False,
                        disable=len(plan.todo) < 2):
+        if not plan.claims.still_mine(result.seed):  # paused past its lease: the new holder writes it
+            log.warning("%s: seed %d: lease lost to another run; result discarded", plan.label, result.seed)
+            continue
         results.append(result)
         plan.tracker.log_seed(parent, result, tags=tags)
+        plan.claims.done(result.seed)
     return results
 
 
@@ -207,17 +266,25 @@ def record_configuration(plan: Plan, parent: str, results: list[SeedResult], wor
     from hte_bench import artifacts
     from hte_bench.evaluation.metrics import aggregate
 
-    cfg = plan.cfg
-    ok = [r for r in results if r.status == "FINISHED"]
-    rows = [{"seed": s, **m} for s, m in plan.done.items()] + [{"seed": r.seed, **r.metrics} for r in ok]
-    per_seed = pd.DataFrame(rows).sort_values("seed").reset_index(drop=True) if rows else pd.DataFrame()
-    summary = aggregate(per_seed.drop(columns="seed", errors="ignore"), n_failed=len(results) - len(ok),
-                        alpha=float(cfg.alpha))
-    parent_dir = Path(workdir) / "parent"
-    failed = [r.seed for r in results if r.status != "FINISHED"]
-    artifacts.write_parent(parent_dir, cfg, per_seed, summary, failed=failed, job_log=job_log,
-                           plots=bool(cfg.tracking.plots))
-    plan.tracker.finish_parent(parent, summary, str(parent_dir), "FINISHED" if rows else "FAILED")
+    from hte_bench.tracking import shared
+
+    cfg, tracker = plan.cfg, plan.tracker
+    # From the store, not from this job's results: other processes may have fitted some of the seeds.
+    # Under the "aggregate" claim, so the parent is written once per set of seed results.
+    with plan.claims.exclusive("aggregate"):
+        done = tracker.resume_state(parent, plan.seeds, alive=plan.claims.held_elsewhere)
+        failed = shared.failed_seeds(tracker, parent, plan.seeds)
+        rows = [{"seed": s, **m} for s, m in done.items()]
+        per_seed = pd.DataFrame(rows).sort_values("seed").reset_index(drop=True) if rows else pd.DataFrame()
+        summary = aggregate(per_seed.drop(columns="seed", errors="ignore"), n_failed=len(failed),
+                            alpha=float(cfg.alpha))
+        fingerprint = shared.digest(rows, failed)
+        if not shared.aggregate_is_current(tracker, parent, fingerprint):
+            parent_dir = Path(workdir) / "parent"
+            artifacts.write_parent(parent_dir, cfg, per_seed, summary, failed=failed, job_log=job_log,
+                                   plots=bool(cfg.tracking.plots))
+            shared.mark_aggregate(tracker, parent, fingerprint)
+            tracker.finish_parent(parent, summary, str(parent_dir), "FINISHED" if rows else "FAILED")
     summary["_parent_run_id"] = parent
     return summary
 
@@ -228,6 +295,8 @@ def _one_line_summary(summary: dict) -> str:
         return "nan" if v is None or not np.isfinite(v) else f"{v:.4g}"
 
     seeds = f"seeds ok {int(summary.get('n_seeds_ok', 0))}, failed {int(summary.get('n_seeds_failed', 0))}"
+    if not summary.get("n_seeds_ok"):
+        return f"{seeds}; every seed failed: see the error tag and traceback.txt of each seed run"
     if "ate_true_mean" not in summary:
         return f"{seeds}; no true tau: ATE estimate {f('ate_hat_mean')} (truth metrics absent)"
     return (f"{seeds}; √PEHE test {f('cate_rmse_test_mean')}, ATE bias {f('ate_bias_mean')}, "

@@ -24,7 +24,7 @@ from hte_bench.errors import ConfigError
 
 # Per-seed stages, in order. The first three read the user's input: on the first seed their errors are
 # input errors (one line, nothing written); later stages fail a seed, never the configuration.
-SEED_STAGES = ("data", "estimator", "fit", "predict", "metrics", "analyses", "artifacts")
+SEED_STAGES = ("data", "estimator", "fit", "predict", "analyses", "metrics", "artifacts")
 INPUT_STAGES = ("data", "estimator", "fit")
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def evaluate_seed(cfg: DictConfig, seed: int, workdir: str, strict: bool = False
             _STAGES[stage](ctx)
         except Exception as err:
             if strict and stage in INPUT_STAGES and _is_input_error(stage, err):
-                raise ConfigError(_one_line(stage, err)) from err
+                raise ConfigError(_one_line(stage, err) + _knobs(cfg, stage, err)) from err
             (out / "traceback.txt").write_text(f"stage: {stage}\n\n{traceback.format_exc()}")
             ctx.result.tags["error"] = _one_line(stage, err)
             ctx.result.tags["failed_stage"] = stage
@@ -81,6 +81,17 @@ def evaluate_seed(cfg: DictConfig, seed: int, workdir: str, strict: bool = False
         ctx.result.status = "FINISHED"
     ctx.result.end_ms = int(time.time() * 1000)
     return ctx.result
+
+
+def preflight_inputs(cfg: DictConfig, seed: int) -> None:
+    """The data and estimator stages of one seed as input checks, before the store is reached: ConfigError
+    on data that cannot be fitted or an estimator that cannot be built (the draw stays cached)."""
+    ctx = SeedContext(cfg=cfg, seed=seed, out=Path("."), result=SeedResult(seed=seed, status="FAILED"))
+    for stage in ("data", "estimator"):
+        try:
+            _STAGES[stage](ctx)
+        except Exception as err:
+            raise ConfigError(_one_line(stage, err) + _knobs(cfg, stage, err)) from err
 
 
 def _stage_data(ctx: SeedContext) -> None:
@@ -114,51 +125,48 @@ def _stage_fit(ctx: SeedContext) -> None:
 
 
 def _stage_predict(ctx: SeedContext) -> None:
-    """Effects and intervals on both splits, the library's importance and summary."""
+    """Effects and intervals on both splits, the library's importance, summary and coefficient statement."""
     predict(ctx.adapter, ctx.dataset, float(ctx.cfg.alpha), ctx.estimate)
+    ctx.result.tags.update(interval_kind=ctx.estimate.interval_kind, ate_interval_kind=ctx.estimate.ate_interval_kind)
     for key, reason in (("interval_reason", ctx.estimate.interval_reason),
                         ("ate_interval_reason", ctx.estimate.ate_interval_reason)):
         if reason:
             ctx.result.tags[key] = reason
 
 
+def _stage_analyses(ctx: SeedContext) -> None:
+    """Importance, insights, truth-free scores and subgroup tables; a failing analysis leaves a note."""
+    from hte_bench.evaluation import analyses
+
+    settings = analyses.Settings.from_config(ctx.cfg, ctx.seed)
+    ctx.analysis = analyses.run_all(ctx.dataset, ctx.estimate, ctx.truth if ctx.truth.known else None, settings,
+                                    which=analyses.selected(ctx.cfg.get("analyses")))
+    if ctx.analysis.notes:
+        ctx.result.tags["analysis_notes"] = " | ".join(ctx.analysis.notes)[:500]
+
+
 def _stage_metrics(ctx: SeedContext) -> None:
-    """Every per-seed metric of the estimate against the truth (pure functions, no MLflow)."""
-    from hte_bench.evaluation.importance import effect_importance
-    from hte_bench.evaluation.insights import describe_without_inference
+    """Every per-seed metric of the estimate against the truth (pure functions), with the analyses' own."""
     from hte_bench.evaluation.metrics import evaluate
 
-    cfg, d, est = ctx.cfg, ctx.dataset, ctx.estimate
-    imp_kw = {"n_repeats": int(cfg.importance_repeats), "max_rows": int(cfg.importance_max_rows)}
-    est.importance = effect_importance(ctx.adapter.effect, d.X_test, ctx.seed, **imp_kw)
-    est.insights = est.insights or describe_without_inference(est.importance, d.X_test, est.tau_hat_test)
-    if ctx.truth.tau_fn is not None:
-        ctx.true_importance = effect_importance(ctx.truth.tau_fn, d.X_test, ctx.seed, **imp_kw)
-    ctx.result.metrics = evaluate(ctx.truth, est, ctx.true_importance)
-
-
-def _stage_analyses(ctx: SeedContext) -> None:
-    """The optional analyses; each failing analysis leaves a note, not a failed seed."""
-    metrics, tables, figures, notes = run_analyses(ctx.cfg, ctx.dataset, ctx.truth, ctx.estimate, ctx.adapter,
-                                                   ctx.seed)
-    ctx.result.metrics.update(metrics)
-    if notes:
-        ctx.result.tags["analysis_notes"] = " | ".join(notes)[:500]
-    ctx.analysis = (tables, figures, notes)
+    imp = ctx.analysis.tables.get("importance")
+    ctx.estimate.importance = None if imp is None else imp["estimated"]
+    ctx.true_importance = None if imp is None or not ctx.truth.known else imp["true"]
+    ctx.result.metrics = {**evaluate(ctx.truth, ctx.estimate, ctx.true_importance), **ctx.analysis.metrics}
 
 
 def _stage_artifacts(ctx: SeedContext) -> None:
-    """The seed's files: predictions, importance, summary, insights, tables and (optionally) plots."""
+    """The seed's files: predictions, summary, the analyses' tables, texts and (optionally) plots."""
     from hte_bench import artifacts
 
     plots = bool(ctx.cfg.tracking.plots)
-    artifacts.write_seed(ctx.out, ctx.dataset, ctx.truth, ctx.estimate, ctx.true_importance, plots=plots)
-    tables, figures, notes = ctx.analysis
-    artifacts.write_report(ctx.out, tables, figures if plots else {}, notes)
+    artifacts.write_seed(ctx.out, ctx.dataset, ctx.truth, ctx.estimate, plots=plots)
+    report = ctx.analysis
+    artifacts.write_report(ctx.out, report.tables, report.figures if plots else {}, report.notes, report.texts)
 
 
 _STAGES = {"data": _stage_data, "estimator": _stage_estimator, "fit": _stage_fit, "predict": _stage_predict,
-           "metrics": _stage_metrics, "analyses": _stage_analyses, "artifacts": _stage_artifacts}
+           "analyses": _stage_analyses, "metrics": _stage_metrics, "artifacts": _stage_artifacts}
 assert tuple(_STAGES) == SEED_STAGES
 
 
@@ -198,7 +206,7 @@ def check_fittable(cfg: DictConfig, dataset) -> None:
     from hte_bench.data.base import DataError
 
     folds = OmegaConf.select(cfg, "estimator.model.cv", default=None)
-    folds = int(folds) if isinstance(folds, int) and not isinstance(folds, bool) else 2
+    folds = int(folds) if C.is_int(folds) else 2
     need = max(int(cfg.get("min_units_per_arm", 10)), 2 * folds)
     arms, counts = np.unique(np.asarray(dataset.T_train).ravel(), return_counts=True)
     have = dict(zip(arms.tolist(), counts.tolist()))
@@ -227,8 +235,9 @@ def predict(adapter, dataset, alpha: float, est):
     t0 = time.perf_counter()
     est.tau_hat_train = adapter.effect(dataset.X_train)
     est.tau_hat_test = adapter.effect(dataset.X_test)
-    # The ATE over the training sample is the mean of its CATEs (econml's ate() computes exactly this).
-    est.ate_hat = float(np.mean(est.tau_hat_train))
+    # The ATE over the training sample as the adapter estimates it, so its interval is about this number:
+    # the mean of the CATEs, except CausalForestDML's doubly robust ATE (see EconmlAdapter.ate).
+    est.ate_hat = float(adapter.ate(dataset.X_train))
     try:
         est.lower_train, est.upper_train = adapter.effect_interval(dataset.X_train, alpha)
         est.lower_test, est.upper_test = adapter.effect_interval(dataset.X_test, alpha)
@@ -238,64 +247,29 @@ def predict(adapter, dataset, alpha: float, est):
         est.ate_lower, est.ate_upper = adapter.ate_interval(dataset.X_train, alpha)
     except NoInference as why:
         est.ate_interval_reason = str(why)
+    # What the intervals claim (vocabulary in estimators/base.py); an interval that is absent claims nothing.
+    est.interval_kind = "none" if est.interval_reason else adapter.interval_kind()
+    est.ate_interval_kind = "none" if est.ate_interval_reason else adapter.ate_interval_kind()
     est.predict_seconds = time.perf_counter() - t0
     est.native_importance = adapter.native_importance()
     est.summary = adapter.summary()
-    est.insights = adapter.insights(alpha)
+    # Importance and insights.md are analyses (evaluation.analyses): they need the fitted effect function
+    # and the estimator's own coefficient statement, never the adapter itself.
+    est.effect_fn = adapter.effect
+    est.native_insights = adapter.insights(alpha)
     return est
 
 
-def fit_and_estimate(adapter, dataset, alpha: float, seed: int, n_repeats: int, max_rows: int):
-    """Fit on the training sample and collect effects, intervals, importance and summaries (tests, promotion)."""
+def fit_and_estimate(adapter, dataset, alpha: float):
+    """Fit on the training sample and collect effects, intervals and the library's reports (tests, promotion)."""
     from hte_bench.estimators.base import Estimate
-    from hte_bench.evaluation.importance import effect_importance
-    from hte_bench.evaluation.insights import describe_without_inference
 
     t0 = time.perf_counter()
     adapter.fit(dataset.X_train, dataset.T_train, dataset.Y_train)
     est = Estimate(tau_hat_train=np.array([]), tau_hat_test=np.array([]), ate_hat=float("nan"),
                    fit_seconds=time.perf_counter() - t0)
     est.extra["nuisance_reused"] = bool(getattr(adapter, "reused_nuisance_", False))
-    predict(adapter, dataset, alpha, est)
-    est.importance = effect_importance(adapter.effect, dataset.X_test, seed, n_repeats, max_rows)
-    est.insights = est.insights or describe_without_inference(est.importance, dataset.X_test, est.tau_hat_test)
-    return est
-
-
-def run_analyses(cfg: DictConfig, dataset, truth, est, adapter, seed: int):
-    """The optional analyses of one fitted seed: truth-free validation scores and seed-003 subgroup tables.
-
-    Returns (metrics, tables, figures, notes). An analysis that fails leaves a note, not a failed seed:
-    the fit and its metrics against the truth are still valid.
-    """
-    wanted = cfg.get("analyses") or {}
-    metrics: dict[str, float] = {}
-    tables: dict[str, pd.DataFrame] = {}
-    figures: dict = {}
-    notes: list[str] = []
-    if wanted.get("truth_free", False):
-        from hte_bench.evaluation import validation
-
-        try:
-            scores = validation.truth_free(dataset, adapter.effect, seed, alpha=float(cfg.alpha))
-            metrics.update(scores.metrics)
-            figures.update(scores.figures)
-            notes += scores.notes
-            if truth.known:
-                metrics.update(validation.with_truth(truth.tau_test, est.tau_hat_test))
-        except Exception as err:  # DRTester/RScorer on degenerate data: keep the seed, say what failed
-            notes.append(f"truth-free scores failed: {type(err).__name__}: {err}")
-    if wanted.get("subgroups", False) and truth.known and truth.extra.get("subgroups"):
-        from hte_bench.evaluation import subgroups
-
-        try:
-            report = subgroups.analyse(dataset, truth, est, seed, alpha=float(cfg.alpha))
-            metrics.update(report.metrics)
-            tables.update({f"subgroups/{k}": v for k, v in report.tables.items()})
-            figures.update({f"subgroups_{k}.png": v for k, v in report.figures.items()})
-        except Exception as err:
-            notes.append(f"subgroup analyses failed: {type(err).__name__}: {err}")
-    return metrics, tables, figures, notes
+    return predict(adapter, dataset, alpha, est)
 
 
 def data_hash(dataset) -> str:
@@ -320,6 +294,16 @@ def _one_line(stage: str, err: BaseException) -> str:
     text = " ".join(str(cause).split()) or type(cause).__name__
     hint = _did_you_mean(text)
     return f"{stage}: {type(cause).__name__}: {text}{hint}"[:500]
+
+
+def _knobs(cfg: DictConfig, stage: str, err: BaseException) -> str:
+    """For a generator's own error (e.g. numpy's "scale < 0"): the knobs it was called with, so the bad one shows."""
+    from hte_bench.data.base import DataError
+
+    if stage != "data" or isinstance(err.__cause__ or err, DataError):  # Hydra's instantiate wraps errors
+        return ""
+    knobs = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k != "_target_"}
+    return f" (from {cfg.data._target_} with {', '.join(f'data.{k}={v}' for k, v in knobs.items())})"[:300]
 
 
 def _did_you_mean(text: str) -> str:

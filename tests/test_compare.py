@@ -57,7 +57,7 @@ def test_leaderboard_filters_and_other_metrics(study, capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["--experiment", "nope"], "experiment='nope' does not exist"),
-    (["--metric", "ate_hat"], "cannot rank; rankable metrics:"),
+    (["--metric", "ate_hat"], "cannot be ranked; rankable metrics:"),
     (["--estimator", "forest"], "no finished runs for ['forest']; available: constant_effect"),
 ])
 def test_leaderboard_bad_input(study, capsys, args, message):

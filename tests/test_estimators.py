@@ -2,9 +2,12 @@
 import numpy as np
 import pandas as pd
 import pytest
+from omegaconf import OmegaConf
+from sklearn.base import clone
 
 from conftest import compose
-from hte_bench.cli.run import group_options
+from hte_bench.cli.run import conf_dir, group_options
+from hte_bench.errors import ConfigError
 from hte_bench.data import engagement
 from hte_bench.estimators import NoInference
 from hte_bench.estimators.baselines import ConstantEffect, ZeroEffect
@@ -35,11 +38,10 @@ def test_every_shipped_estimator_is_covered():
 def test_estimator_config_fits_and_reports(name, data):
     dataset, truth = data
     cfg = compose([f"estimator={name}", *SHRINK.get(name, [])])
-    est = fit_and_estimate(make_estimator(cfg, seed=0), dataset, alpha=0.05, seed=0, n_repeats=2, max_rows=100)
+    est = fit_and_estimate(make_estimator(cfg, seed=0), dataset, alpha=0.05)
     assert est.tau_hat_train.shape == (400,) and est.tau_hat_test.shape == (150,)
     assert np.isfinite(est.ate_hat)
-    assert list(est.importance.index) == ["age", "engagement"]
-    assert est.insights.startswith("# Insights")
+    assert est.effect_fn is not None and est.effect_fn(dataset.X_test).shape == (150,)
     if name in WITH_INTERVALS:
         assert est.interval_reason is None and est.ate_interval_reason is None
         assert np.all(est.lower_test <= est.upper_test)
@@ -110,30 +112,232 @@ def test_readme_example_estimator_from_a_user_config_dir(data):
                    "++estimator.model.model_regression.n_estimators=20"])
     adapter = make_estimator(cfg, seed=3)
     assert adapter.model.model_regression.random_state == 3
-    est = fit_and_estimate(adapter, dataset, alpha=0.05, seed=3, n_repeats=2, max_rows=100)
+    est = fit_and_estimate(adapter, dataset, alpha=0.05)
     assert est.lower_test is not None and est.native_importance is not None
 
 
-def test_final_stage_variants_reuse_the_nuisance_fit_with_identical_results(data):
+def _declared_final_stage() -> list[tuple[str, str]]:
+    """(estimator config, parameter) for every final-stage parameter a shipped estimator YAML declares."""
+    pairs = []
+    for name in group_options("estimator"):
+        declared = OmegaConf.load(conf_dir() / "estimator" / f"{name}.yaml").get("final_stage") or []
+        pairs += [(name, str(param)) for param in declared]
+    return pairs
+
+
+# A legal value different from the shipped one, per declared parameter: a new declaration needs an entry.
+ALTERNATIVE = {"n_estimators": 20, "criterion": "het", "max_depth": 2, "min_samples_split": 30,
+               "min_samples_leaf": 5, "min_weight_fraction_leaf": 0.2, "min_var_fraction_leaf": 0.99,
+               "min_var_leaf_on_val": True, "max_features": 1, "min_impurity_decrease": 0.01,
+               "max_samples": 0.3, "min_balancedness_tol": 0.3, "honest": False, "fit_intercept": False,
+               "subforest_size": 5, "drate": False, "verbose": 1, "fit_cate_intercept": False}
+# Parameters whose alternative leaves this fit's numbers unchanged (so the reuse check is not vacuous
+# for the others): verbose only prints; min_var_leaf_on_val acts only with min_var_fraction_leaf set.
+NO_NUMERIC_EFFECT = {"verbose", "min_var_leaf_on_val"}
+FINAL_STAGE = _declared_final_stage()
+
+
+def _numbers(adapter, X_train, X):
+    """Everything the runner takes from a fitted adapter: effects, per-unit and ATE intervals."""
+    lo, hi = adapter.effect_interval(X, 0.05)
+    return {"effect": adapter.effect(X), "lower": lo, "upper": hi,
+            "ate_interval": np.array(adapter.ate_interval(X_train, 0.05)),
+            "kinds": np.array([adapter.interval_kind(), adapter.ate_interval_kind()])}
+
+
+@pytest.fixture(scope="module")
+def small():
+    return engagement.generate(seed=1, n=300, n_test=100)
+
+
+@pytest.fixture(scope="module")
+def first_stages(small):
+    """Per estimator: the nuisance cache after fitting its shipped configuration, and that fit's numbers."""
+    from hte_bench.estimators import econml_adapter
+
+    dataset, _ = small
+    out = {}
+    for name in sorted({name for name, _ in FINAL_STAGE}):
+        econml_adapter.clear_nuisance_cache()
+        adapter = make_estimator(compose([f"estimator={name}", *SHRINK.get(name, [])]), seed=4)
+        adapter.fit(dataset.X_train, dataset.T_train, dataset.Y_train)
+        out[name] = (dict(econml_adapter._NUISANCE_CACHE), _numbers(adapter, dataset.X_train, dataset.X_test))
+    econml_adapter.clear_nuisance_cache()
+    return out
+
+
+def test_shipped_reuse_declarations_exist():
+    assert {name for name, _ in FINAL_STAGE} == {"causal_forest_dml", "linear_dml", "dr_learner"}
+
+
+@pytest.mark.parametrize("name,param", FINAL_STAGE, ids=[f"{n}-{p}" for n, p in FINAL_STAGE])
+def test_declared_final_stage_parameter_reuses_the_first_stage_bit_identically(name, param, small, first_stages):
+    from hte_bench.estimators import econml_adapter
+
+    dataset, _ = small
+    assert param in ALTERNATIVE, f"add a legal alternative value for {param} to ALTERNATIVE"
+    cfg = compose([f"estimator={name}", *SHRINK.get(name, []), f"++estimator.model.{param}={ALTERNATIVE[param]}"])
+    cache, base = first_stages[name]
+
+    def fit():
+        adapter = make_estimator(cfg, seed=4).fit(dataset.X_train, dataset.T_train, dataset.Y_train)
+        return adapter, _numbers(adapter, dataset.X_train, dataset.X_test)
+
+    econml_adapter.clear_nuisance_cache()
+    econml_adapter._NUISANCE_CACHE.update(cache)  # the shipped configuration's first stage
+    reused_adapter, reused = fit()
+    econml_adapter.clear_nuisance_cache()
+    fresh_adapter, fresh = fit()
+    assert reused_adapter.reused_nuisance_ and not fresh_adapter.reused_nuisance_
+    for key in fresh:
+        np.testing.assert_array_equal(reused[key], fresh[key], err_msg=f"{name}.{param}: {key}")
+    differs = any(not np.array_equal(base[k], fresh[k]) for k in fresh)
+    assert differs != (param in NO_NUMERIC_EFFECT), f"{name}.{param}={ALTERNATIVE[param]} changed nothing"
+
+
+def test_undeclared_parameters_are_not_reused(data):
     from hte_bench.estimators.econml_adapter import clear_nuisance_cache
 
     dataset, _ = data
-    base = ["estimator=causal_forest_dml", *SHRINK["causal_forest_dml"]]
-
-    def fit(leaf):
-        adapter = make_estimator(compose([*base, f"estimator.model.min_samples_leaf={leaf}"]), seed=2)
-        return adapter.fit(dataset.X_train, dataset.T_train, dataset.Y_train)
-
+    fit = lambda overrides: make_estimator(compose(["estimator=causal_forest_dml", *SHRINK["causal_forest_dml"],
+                                                    *overrides]), seed=2).fit(
+        dataset.X_train, dataset.T_train, dataset.Y_train)
     clear_nuisance_cache()
-    fit(10)
-    reused = fit(5)
+    fit([])
+    assert fit(["estimator.model.min_samples_leaf=5"]).reused_nuisance_
+    # A different nuisance model is a different first stage; no declaration means no reuse at all.
+    assert not fit(["++outcome_model.n_estimators=21"]).reused_nuisance_
+    assert not fit(["estimator.final_stage=null", "estimator.model.min_samples_leaf=5"]).reused_nuisance_
     clear_nuisance_cache()
-    fresh = fit(5)
-    assert reused.reused_nuisance_ and not fresh.reused_nuisance_
-    np.testing.assert_array_equal(reused.effect(dataset.X_test), fresh.effect(dataset.X_test))
-    np.testing.assert_array_equal(reused.effect_interval(dataset.X_test, 0.05)[0],
-                                  fresh.effect_interval(dataset.X_test, 0.05)[0])
-    # A different nuisance model is a different first stage: no reuse.
-    other = make_estimator(compose(["estimator=causal_forest_dml", "++estimator.model.n_estimators=40",
-                                    "outcome_model=gradient_boosting"]), seed=2)
-    assert not other.fit(dataset.X_train, dataset.T_train, dataset.Y_train).reused_nuisance_
+
+
+def test_a_bad_final_stage_name_is_a_one_line_config_error(data):
+    dataset, _ = data
+    adapter = make_estimator(compose(["estimator=linear_dml", "estimator.final_stage=[fit_cate_intercept,n_trees]"]),
+                             seed=0)
+    with pytest.raises(ConfigError, match=r"'n_trees' is not a parameter of LinearDML; allowed: model_y, model_t,"
+                                          r".*fit_cate_intercept") as err:
+        adapter.fit(dataset.X_train, dataset.T_train, dataset.Y_train)
+    assert "\n" not in str(err.value)
+
+
+def _same(a, b) -> bool:
+    """Equal parameters, recursively: sklearn objects by get_params, econml ones by their __init__ names."""
+    from hte_bench.estimators.econml_adapter import _init_params
+
+    if type(a) is not type(b):
+        return False
+    if hasattr(a, "get_params") and not isinstance(a, type):
+        return _same(a.get_params(deep=False), b.get_params(deep=False))
+    if OmegaConf.is_config(a):  # final_stage arrives from Hydra as a ListConfig
+        return a == b
+    if type(a).__module__.startswith("econml"):
+        return _same(_init_params(a), _init_params(b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if hasattr(a, "__dict__") and not isinstance(a, type):
+        return _same(vars(a), vars(b))
+    return a == b or (a != a and b != b)
+
+
+@pytest.mark.parametrize("name", group_options("estimator"))
+def test_clone_is_unfitted_with_equal_params_and_refits_identically(name, data):
+    from hte_bench.estimators.econml_adapter import clear_nuisance_cache
+
+    dataset, _ = data
+    adapter = make_estimator(compose([f"estimator={name}", *SHRINK.get(name, [])]), seed=6)
+    params = adapter.get_params(deep=False)
+    clear_nuisance_cache()
+    adapter.fit(dataset.X_train, dataset.T_train, dataset.Y_train)
+    # fit leaves its parameters alone: the econml model stays unfitted, the fitted copy is model_.
+    assert all(adapter.get_params(deep=False)[k] is v for k, v in params.items())
+    if "model" in params:
+        assert not hasattr(params["model"], "_inference") and hasattr(adapter.model_, "_inference")
+    twin = clone(adapter)
+    assert not any(k.endswith("_") and not k.startswith("_") for k in vars(twin)), vars(twin).keys()
+    assert _same(twin.get_params(deep=False), params)
+    clear_nuisance_cache()  # a fresh fit, not a reuse of the first one's nuisances
+    twin.fit(dataset.X_train, dataset.T_train, dataset.Y_train)
+    np.testing.assert_array_equal(twin.effect(dataset.X_test), adapter.effect(dataset.X_test))
+    twin.set_params(**params)
+    assert all(twin.get_params(deep=False)[k] is v for k, v in params.items())
+    clear_nuisance_cache()
+
+
+@pytest.mark.parametrize("name,overrides,kinds", [
+    ("constant_effect", [], ("broadcast_ate", "ate")),
+    ("causal_forest_dml", ["++estimator.model.honest=false"], ("not_honest", "ate")),
+    ("causal_forest_dml", ["++estimator.model.drate=false"], ("per_unit", "conservative_bound")),
+    ("causal_forest_dml", [], ("per_unit", "ate")),
+    ("t_learner", [], ("none", "none")),
+    ("t_learner", ["estimator.inference={_target_:econml.inference.BootstrapInference,n_bootstrap_samples:10}"],
+     ("bootstrap", "bootstrap")),
+    ("interaction_ols", [], ("per_unit", "ate")),
+    ("linear_dml", [], ("per_unit", "ate")),
+    ("dr_learner", [], ("per_unit", "ate")),
+    ("zero_effect", [], ("none", "none")),
+    # The README's ForestDRLearner: honest forest per arm, ATE interval on econml's stderr_mean bound.
+    ("forest_dr", ["++estimator.model.n_estimators=40", "++estimator.model.model_regression.n_estimators=20"],
+     ("per_unit", "conservative_bound")),
+])
+def test_interval_kinds_say_what_each_interval_claims(name, overrides, kinds, data):
+    from hte_bench.estimators.base import ATE_INTERVAL_KINDS, INTERVAL_KINDS
+
+    dataset, _ = data
+    cfg = compose([f"estimator={name}", *SHRINK.get(name, []), *overrides])
+    est = fit_and_estimate(make_estimator(cfg, seed=0), dataset, alpha=0.05)
+    assert (est.interval_kind, est.ate_interval_kind) == kinds
+    assert est.interval_kind in INTERVAL_KINDS and est.ate_interval_kind in ATE_INTERVAL_KINDS
+    # A kind other than none comes with a real interval, none with a reason.
+    assert (est.lower_test is None) == (kinds[0] == "none") == bool(est.interval_reason)
+    assert np.isnan(est.ate_lower) == (kinds[1] == "none") == bool(est.ate_interval_reason)
+    # The logged ATE is the number its interval is about (for the forest: econml's doubly robust ATE).
+    assert kinds[1] == "none" or est.ate_lower < est.ate_hat < est.ate_upper
+
+
+def test_forest_dr_ate_interval_is_for_the_training_sample_only(data):
+    dataset, _ = data
+    adapter = make_estimator(compose(["estimator=causal_forest_dml", *SHRINK["causal_forest_dml"]]), seed=0)
+    adapter.fit(dataset.X_train, dataset.T_train, dataset.Y_train)
+    lo, hi = adapter.ate_interval(dataset.X_train, 0.05)
+    assert adapter.ate(dataset.X_train) == float(np.ravel(adapter.model_.ate_)[0])
+    assert lo < adapter.ate(dataset.X_train) < hi
+    with pytest.raises(NoInference, match="training sample only"):
+        adapter.ate_interval(dataset.X_test, 0.05)
+
+
+def test_a_user_adapter_with_intervals_must_say_what_they_claim(data):
+    dataset, _ = data
+
+    class Undeclared(ZeroEffect):
+        def fit(self, X, T, Y):
+            self.feature_names_ = list(X.columns)
+            return self
+
+    with pytest.raises(NotImplementedError, match="interval_kind_"):
+        Undeclared().fit(dataset.X_train, dataset.T_train, dataset.Y_train).interval_kind()
+
+
+@pytest.mark.slow
+def test_forest_dr_ate_interval_is_narrower_than_the_stderr_mean_bound():
+    """Same fit, two ATE intervals: econml's doubly robust one (ate) vs ate_interval on stderr_mean."""
+    dr, bound, cover_dr, cover_bound = [], [], [], []
+    cfg = compose(["estimator=causal_forest_dml", "++estimator.model.n_estimators=200",
+                   "++outcome_model.n_estimators=50"])
+    for seed in range(20):
+        dataset, truth = engagement.generate(seed=seed, n=800, n_test=10)
+        adapter = make_estimator(cfg, seed=seed).fit(dataset.X_train, dataset.T_train, dataset.Y_train)
+        lo, hi = adapter.ate_interval(dataset.X_train, 0.05)
+        blo, bhi = (float(np.ravel(v)[0]) for v in adapter.model_.ate_interval(dataset.X_train.to_numpy(float),
+                                                                               alpha=0.05))
+        ate = float(np.mean(truth.tau_train))
+        dr.append(hi - lo)
+        bound.append(bhi - blo)
+        cover_dr.append(lo <= ate <= hi)
+        cover_bound.append(blo <= ate <= bhi)
+    print(f"mean width DR {np.mean(dr):.3f} vs stderr_mean {np.mean(bound):.3f}; "
+          f"coverage {np.mean(cover_dr):.2f} vs {np.mean(cover_bound):.2f} (20 seeds)")
+    assert np.mean(dr) < np.mean(bound)
+    assert np.mean(np.less(dr, bound)) >= 0.9

@@ -44,7 +44,9 @@ def test_rerun_skips_finished_seeds_and_extends_the_same_parent(store):
 
 def test_sigkill_mid_sweep_then_rerun_finishes_every_pair_exactly_once(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-    cmd = ["hte-bench", "-m", "estimator=cf_small,interaction_ols", "n_seeds=4", *SMALL,
+    # A short lease: the killed run's claim on the seed it was fitting is taken over as soon as the rerun
+    # reaches it (with the default 60 s the rerun would wait for that lease to expire).
+    cmd = ["hte-bench", "-m", "estimator=cf_small,interaction_ols", "n_seeds=4", *SMALL, "claims.lease_seconds=2",
            "--config-dir", str(TEST_CONF)]
     env = cli_env()
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -1,4 +1,5 @@
-"""Tests of hte_bench.evaluation.subgroups: AIPW on the log-wage scale, balance, hand-computed subgroup tables, figures, analyse()."""
+"""Tests of hte_bench.evaluation.subgroups: AIPW on the log-wage scale from the shared DR scores, balance, hand-computed
+subgroup tables, the figures in hte_bench.plots, analyse() and the registered analysis."""
 import math
 
 import matplotlib.pyplot as plt
@@ -7,10 +8,13 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from hte_bench.evaluation import metrics
-from hte_bench.evaluation import subgroups as S
+from hte_bench import plots
 from hte_bench.data import workforce
 from hte_bench.estimators.base import Estimate
+from hte_bench.evaluation import analyses as A
+from hte_bench.evaluation import metrics
+from hte_bench.evaluation import subgroups as S
+from hte_bench.evaluation.dr_scores import fit_dr_nuisances
 
 
 @pytest.fixture(autouse=True)
@@ -26,9 +30,15 @@ def workforce_4000():
 
 
 @pytest.fixture(scope="module")
-def aipw_4000(workforce_4000):
+def nuisances_4000(workforce_4000):
     ds, _ = workforce_4000
-    return S.aipw_ate(ds.X_train, ds.T_train, ds.Y_train, seed=0)
+    return fit_dr_nuisances(ds, seed=0)
+
+
+@pytest.fixture(scope="module")
+def aipw_4000(nuisances_4000):
+    return {**S.aipw_ate(nuisances_4000.train.aipw()), "scores": nuisances_4000.train.aipw(),
+            "e_hat": nuisances_4000.train.e_hat}
 
 
 def _noisy_estimate(truth, seed=1, noise=0.02, half_width=0.05):
@@ -51,9 +61,8 @@ def test_aipw_recovers_the_log_wage_ate(workforce_4000, aipw_4000):
     assert abs(r["ate"] - truth.ate_train) < 0.02
     assert r["se"] > 0
     assert r["ci_lower"] < r["ate"] < r["ci_upper"]
-    assert r["boot_ci_upper"] - r["boot_ci_lower"] > 0
-    assert r["boot_ci_lower"] < r["ate"] < r["boot_ci_upper"]
-    assert len(r["scores"]) == len(r["e_hat"]) == 4000
+    assert r["ci_lower"] <= truth.ate_train <= r["ci_upper"]  # seed 0's interval covers the sample ATE
+    assert len(r["scores"]) == len(r["e_hat"]) == r["n"] == 4000
     assert r["e_hat"].min() >= 0.01 and r["e_hat"].max() <= 0.99
 
 
@@ -67,17 +76,39 @@ def test_aipw_ate_and_se_come_from_the_scores(aipw_4000):
     assert aipw_4000["ci_upper"] == pytest.approx(aipw_4000["ate"] + half, rel=1e-8)
 
 
+def test_aipw_scores_are_econml_dr_outcomes_of_cross_fitted_nuisances(nuisances_4000):
+    tr = nuisances_4000.train
+    mu0, mu1 = tr.reg_preds.T
+    e = tr.e_hat
+    by_hand = mu1 - mu0 + tr.T * (tr.Y - mu1) / e - (1 - tr.T) * (tr.Y - mu0) / (1 - e)
+    np.testing.assert_allclose(tr.aipw(), by_hand, rtol=1e-10)
+    # grf's score with tau_hat = mu1 - mu0 is the same AIPW score.
+    np.testing.assert_allclose(tr.grf_scores(mu1 - mu0), by_hand, rtol=1e-8, atol=1e-10)
+
+
 def test_aipw_is_reproducible_from_the_seed(workforce_4000, aipw_4000):
     ds, _ = workforce_4000
-    again = S.aipw_ate(ds.X_train, ds.T_train, ds.Y_train, seed=0)
-    for key in ("ate", "se", "boot_ci_lower", "boot_ci_upper"):
-        assert again[key] == aipw_4000[key]
+    again = fit_dr_nuisances(ds, seed=0).train.aipw()
+    np.testing.assert_array_equal(again, aipw_4000["scores"])
 
 
-def test_aipw_rejects_a_missing_arm():
-    X = pd.DataFrame({"x": np.arange(10.0)})
+def test_dr_nuisances_reject_a_missing_arm():
+    ds, _ = workforce.generate(seed=0, n=200, n_test=100)
+    ds.T_train = np.zeros_like(ds.T_train)
     with pytest.raises(ValueError, match="arm"):
-        S.aipw_ate(X, np.zeros(10, dtype=int), np.arange(10.0), seed=0)
+        fit_dr_nuisances(ds, seed=0)
+
+
+@pytest.mark.slow
+def test_aipw_interval_covers_the_sample_ate_at_about_the_nominal_rate():
+    hits = []
+    for seed in range(40):
+        ds, truth = workforce.generate(seed=seed, n=2000, n_test=200)
+        r = S.aipw_ate(fit_dr_nuisances(ds, seed=seed).train.aipw())
+        hits.append(r["ci_lower"] <= truth.ate_train <= r["ci_upper"])
+    print(f"AIPW interval covered the sample ATE in {sum(hits)} of 40 seeds")
+    # 95% intervals over 40 seeds: 34 or more covered unless coverage is clearly below nominal.
+    assert sum(hits) >= 34, sum(hits)
 
 
 # --------------------------------------------------------------------------- balance
@@ -197,10 +228,10 @@ def test_quartile_profiles(workforce_4000):
 def test_figures_are_figures_without_pyplot_state(tmp_path, workforce_4000):
     ds, truth = workforce_4000
     est = _noisy_estimate(truth)
-    heat = S.heatmap_figure(ds.X_test, est.tau_hat_test, truth.tau_test)
+    heat = plots.heatmap_figure(ds.X_test, est.tau_hat_test, truth.tau_test)
     table = S.subgroup_table(ds.X_test, truth.tau_test, est.tau_hat_test, subgroups=workforce.SUBGROUPS)
-    bars = S.subgroup_figure(table)
-    empty = S.subgroup_figure(table.iloc[:0])
+    bars = plots.subgroup_figure(table)
+    empty = plots.subgroup_figure(table.iloc[:0])
     for name, fig in (("heat", heat), ("bars", bars), ("empty", empty)):
         assert isinstance(fig, Figure)
         fig.savefig(tmp_path / f"{name}.png")
@@ -217,11 +248,9 @@ def test_analyse_returns_every_table_and_metric():
     ds, truth = workforce.generate(seed=0)
     truth.extra["subgroups"] = workforce.SUBGROUPS
     est = _noisy_estimate(truth)
-    report = S.analyse(ds, truth, est, seed=0)
+    report = S.analyse(ds, truth, est, fit_dr_nuisances(ds, seed=0))
     assert set(report.tables) == {"aipw_ate", "balance", "subgroups", "calibration_by_decile",
                                   "quartile_profiles"}
-    assert set(report.figures) == {"subgroups", "heatmap"}
-    assert all(isinstance(f, Figure) for f in report.figures.values())
     assert list(report.metrics) == list(S.SUBGROUP_METRICS)
     assert all(math.isfinite(v) for v in report.metrics.values())
     assert abs(report.metrics["aipw_ate"]) < 1
@@ -236,6 +265,20 @@ def test_analyse_returns_every_table_and_metric():
     assert (report.tables["subgroups"]["coverage"] > 0.9).all()
 
 
+def test_registered_analysis_shares_the_seed_nuisances_and_draws_figures():
+    ds, truth = workforce.generate(seed=1, n=600, n_test=300)
+    est = _noisy_estimate(truth)
+    settings = A.Settings(seed=1)
+    out = A.run_all(ds, est, truth, settings, which=["subgroups"])
+    assert out.notes == []
+    assert {"subgroups/aipw_ate", "subgroups/balance", "subgroups/subgroups"} <= set(out.tables)
+    assert set(out.figures) == {"subgroups_subgroups.png", "subgroups_heatmap.png"}
+    assert all(isinstance(f, Figure) for f in out.figures.values())
+    # The AIPW ATE is the mean of the cached train-split DR scores: computed once per seed.
+    (nuisances,) = settings.cache.values()
+    assert out.metrics["aipw_ate"] == pytest.approx(nuisances.train.aipw().mean(), rel=1e-12)
+
+
 def test_analyse_skips_what_is_not_declared():
     ds, truth = workforce.generate(seed=1, n=600, n_test=300)
     truth.extra.pop("subgroups")  # the generator declares them; this test wants none
@@ -243,6 +286,11 @@ def test_analyse_skips_what_is_not_declared():
     ds.X_train, ds.X_test = ds.X_train[keep], ds.X_test[keep]
     est = _noisy_estimate(truth)
     est.lower_test = est.upper_test = None
-    report = S.analyse(ds, truth, est, seed=1, n_bootstrap=50)
-    assert "subgroups" not in report.tables and report.figures == {}
+    report = S.analyse(ds, truth, est, fit_dr_nuisances(ds, seed=1))
+    assert "subgroups" not in report.tables
     assert {"aipw_ate", "balance", "calibration_by_decile", "quartile_profiles"} <= set(report.tables)
+    # The registered analysis does nothing without declared subgroups, and nothing without a truth.
+    settings = A.Settings(seed=1)
+    assert A.run_all(ds, est, truth, settings, which=["subgroups"]) == A.AnalysisResult()
+    assert A.run_all(ds, est, None, settings, which=["subgroups"]) == A.AnalysisResult()
+    assert settings.cache == {}

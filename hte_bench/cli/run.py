@@ -75,8 +75,8 @@ def own_generator(cfg: DictConfig, choices: dict[str, str], overrides: list[str]
 @hydra.main(version_base="1.3", config_path=_CONF, config_name="config")
 def app(cfg: DictConfig) -> float:
     """One Hydra job: run one configuration and return ``optimized_metric`` (as its registry says) for sweepers."""
+    from hte_bench import config as C
     from hte_bench.evaluation import registry
-    from hte_bench.runner import run
 
     for handler in logging.getLogger().handlers:
         handler.flush()
@@ -85,6 +85,9 @@ def app(cfg: DictConfig) -> float:
     try:
         own_generator(cfg, choices, list(hc.overrides.task) if hc is not None else [])
         registry.objective(str(cfg.optimized_metric))  # refuses a context metric before any fit
+        C.validate(cfg)  # before the runner's imports (MLflow, pandas): a typo is refused in a second
+        from hte_bench.runner import run
+
         summary = run(cfg, choices=choices, job_log=_job_log())
     except ConfigError as err:
         # One line, nothing written; the sweep's other jobs go on and the exit code says it failed.
@@ -99,6 +102,7 @@ def app(cfg: DictConfig) -> float:
 def hydra_error_line(err: Exception) -> str | None:
     """Hydra's multi-line composition errors as one line naming the key or group and the fix; None if not one."""
     import difflib
+    import re
 
     from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException, \
         OverrideParseException
@@ -113,6 +117,13 @@ def hydra_error_line(err: Exception) -> str | None:
         text = " ".join(str(err).split())
         key = getattr(cause, "full_key", None)
         parent = getattr(cause, "parent_node", None)
+        wanted = re.search(r"override '([^']+)'", text)
+        if key and wanted and wanted.group(1) != key and wanted.group(1).startswith(f"{key}."):
+            # The section itself is gone (``~data`` removed the group): name the override the user typed.
+            gone = f"{key} was removed (~{key}?)" if key in _groups() else f"{key} is not a key of this config"
+            fix = (f"; or leave out ~{key}: {key}._target_=my_module.generate {key}.n=2000 passes only the "
+                   "knobs you give" if key == "data" else "")
+            return f"{wanted.group(1)}: {gone}; to add it write +{wanted.group(1)}=...{fix}"
         if key and parent is not None and hasattr(parent, "keys"):
             leaf = str(key).rsplit(".", 1)[-1]
             close = difflib.get_close_matches(leaf, [str(k) for k in parent.keys()], n=2)
@@ -122,7 +133,29 @@ def hydra_error_line(err: Exception) -> str | None:
         return text
     if isinstance(err, (OverrideParseException, HydraException)):
         return " ".join(str(err).split())
+    if isinstance(err, ValueError) and str(err).startswith("Config group override must be"):
+        return _null_group_line()
     return None
+
+
+def _groups() -> list[str]:
+    """hte-bench's own config groups (the folders of conf/)."""
+    return sorted(p.name for p in Path(_CONF).iterdir() if p.is_dir())
+
+
+def _null_group_line() -> str:
+    """``data=null`` on the command line: Hydra cannot unset a group there; say what to write instead."""
+    group = next((a.split("=", 1)[0].lstrip("+") for a in sys.argv[1:] if a.endswith("=null")
+                  and a.split("=", 1)[0].lstrip("+") in _groups()), "GROUP")
+    from omegaconf import OmegaConf
+
+    defaults = [d for d in OmegaConf.load(Path(_CONF) / "config.yaml").defaults if not isinstance(d, str)]
+    unset = any(group in d and d[group] is None for d in defaults)
+    fix = ("for your own generator keep the group and write data._target_=my_module.generate data.n=2000 "
+           "(only the knobs you give are passed)" if group == "data"
+           else f"{group} is unset by default, so leave {group}=null out" if unset
+           else f"choose one of its options: {', '.join(group_options(group))}")
+    return f"{group}=null: a config group cannot be set to null on the command line; {fix}"
 
 
 def main() -> None:
@@ -132,6 +165,9 @@ def main() -> None:
         sys.path.insert(0, os.getcwd())
     # Hydra's errors reach us as exceptions (not its multi-line report) so they can be said in one line.
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    # MLflow announces a new SQLite store in two INFO lines on stderr, where only errors should be.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+    before = set(os.listdir("."))  # folders that were here already are never removed
     try:
         app()
     except ConfigError as err:  # raised before any job (the sweep's checks)
@@ -144,20 +180,26 @@ def main() -> None:
         print(f"hte-bench: error: {line}", file=sys.stderr)
         sys.exit(2)
     if _errors:
-        _remove_failed_outputs()
+        _remove_failed_outputs(before)
         sys.exit(2)
 
 
-def _remove_failed_outputs() -> None:
-    """Delete the Hydra output folders of refused jobs, and their sweep folder once it holds nothing else."""
+def _remove_failed_outputs(before: set[str]) -> None:
+    """Delete the Hydra output folders of refused jobs and the folders above them left empty (up to the
+    working folder; a top-level folder only if this run created it, per ``before``)."""
     import shutil
 
+    cwd = Path.cwd().resolve()
     for out in _failed_outputs:
         shutil.rmtree(out, ignore_errors=True)
-        for folder in (out.parent, out.parent.parent):  # the multirun folder, then mlruns/hydra
-            leftovers = [p for p in folder.iterdir() if p.name != "multirun.yaml"] if folder.is_dir() else None
-            if leftovers == [] and folder.name != "mlruns":
-                shutil.rmtree(folder, ignore_errors=True)
+        folder = out.resolve().parent
+        while folder != cwd and cwd in folder.parents:
+            # A sweep folder holding only Hydra's multirun.yaml is empty for the user.
+            left = [p for p in folder.iterdir() if p.name != "multirun.yaml"] if folder.is_dir() else None
+            if left or (folder.parent == cwd and folder.name in before):
+                break
+            shutil.rmtree(folder, ignore_errors=True)
+            folder = folder.parent
 
 
 if __name__ == "__main__":

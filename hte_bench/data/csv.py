@@ -10,12 +10,35 @@ import pandas as pd
 from hte_bench.data.base import DataError, Dataset, Truth
 
 
+def missing_file(path: str | Path) -> str | None:
+    """Why ``path`` cannot be read as a data file (relative paths start in the working folder), or None."""
+    path = Path(path).expanduser()
+    if path.is_file():
+        return None
+    where = "" if path.is_absolute() else f" (relative to the working folder {Path.cwd()})"
+    if path.is_dir():
+        return f"is a folder, not a CSV file{where}"
+    near = sorted(p.name for p in path.parent.glob("*.csv"))[:5] if path.parent.is_dir() else []
+    found = f"; CSV files there: {', '.join(near)}" if near else ""
+    return f"does not exist{where}{found}"
+
+
+def columns_hint(path: str | Path) -> str:
+    """The columns of a CSV file, read from its header only."""
+    try:
+        columns = [str(c) for c in pd.read_csv(path, nrows=0).columns]
+    except Exception as err:  # noqa: BLE001 — unreadable files are reported by _load with the details
+        return f"{Path(path).name} cannot be read as CSV: {type(err).__name__}"
+    return f"columns in {Path(path).name}: {', '.join(columns)}"
+
+
 def _load(path: str | Path, outcome: str, treatment: str, features: Optional[Sequence[str]],
           extra: Sequence[str] = ()) -> tuple[pd.DataFrame, list[str]]:
     """The checked frame and its feature names; DataError names any missing, NaN or non-numeric column."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"csv: file {str(path)!r} does not exist")
+    problem = missing_file(path)
+    if problem:
+        raise DataError(f"csv: data.path={str(path)!r}: {problem}")
+    path = Path(path).expanduser()
     frame = pd.read_csv(path)
     columns = [str(c) for c in frame.columns]
     frame.columns = columns

@@ -2,10 +2,31 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator
+
+# What a per-unit interval claims. Every adapter reports one of these after fit (``interval_kind()``);
+# the runner logs it as the seed tag ``interval_kind`` so a reader knows what a coverage number means.
+INTERVAL_KINDS = {
+    "per_unit": "a pointwise confidence interval for tau(x), from the estimator's own inference theory",
+    "broadcast_ate": "the ATE interval repeated for every unit: valid for tau(x) only if the effect is constant",
+    "not_honest": "econml forest fitted with honest=False: intervals computed, but without the honesty "
+                  "(separate split and estimation samples) their theory needs",
+    "bootstrap": "percentile bootstrap of the whole estimator (econml inference='bootstrap')",
+    "none": "no per-unit interval (the Estimate's interval_reason says why)",
+}
+# What the ATE interval claims (seed tag ``ate_interval_kind``).
+ATE_INTERVAL_KINDS = {
+    "ate": "proper inference for the ATE: a linear contrast of a linear final stage, or a doubly robust "
+           "ATE with its own standard error",
+    "conservative_bound": "built on an upper bound of the standard error (econml's stderr_mean for "
+                          "non-linear final stages): wider than needed, coverage above nominal",
+    "bootstrap": "percentile bootstrap of the whole estimator",
+    "none": "no ATE interval (the Estimate's ate_interval_reason says why)",
+}
 
 
 @dataclass
@@ -24,12 +45,19 @@ class Estimate:
     ate_upper: float = float("nan")
     interval_reason: Optional[str] = None
     ate_interval_reason: Optional[str] = None
+    # What the intervals claim: a key of INTERVAL_KINDS / ATE_INTERVAL_KINDS.
+    interval_kind: str = "none"
+    ate_interval_kind: str = "none"
     # Model-agnostic importance (same measure as computed on the true tau function), indexed by feature.
     importance: Optional[pd.Series] = None
     # The library's own importance measures, one column each (forest split importance, per-arm, ...).
     native_importance: Optional[pd.DataFrame] = None
     summary: Optional[str] = None
     insights: Optional[str] = None
+    # The estimator's own coefficient statement (adapter.insights), composed into insights.md by the analyses.
+    native_insights: Optional[str] = None
+    # The fitted CATE function tau_hat(X), for analyses that evaluate it on other rows (permutation importance).
+    effect_fn: Optional[Callable[[pd.DataFrame], np.ndarray]] = None
     fit_seconds: float = float("nan")
     predict_seconds: float = float("nan")
     extra: dict = field(default_factory=dict)
@@ -39,10 +67,13 @@ class NoInference(Exception):
     """Raised by an adapter that has no valid interval for the quantity asked; the message says why."""
 
 
-class CateAdapter:
+class CateAdapter(BaseEstimator):
     """Base class: wraps one CATE estimator behind fit / effect / effect_interval / ate_interval.
 
-    Subclasses keep parameters in ``__init__`` and learned state in attributes ending in ``_``.
+    A scikit-learn estimator: ``__init__`` stores its parameters unchanged (so ``get_params``,
+    ``set_params`` and ``sklearn.base.clone`` work), learned state lives in attributes ending in ``_``.
+    ``fit`` sets ``interval_kind_`` and ``ate_interval_kind_`` (keys of INTERVAL_KINDS and
+    ATE_INTERVAL_KINDS) when the adapter has intervals.
     """
 
     feature_names_: list[str]
@@ -63,6 +94,28 @@ class CateAdapter:
     def ate_interval(self, X: pd.DataFrame, alpha: float) -> tuple[float, float]:
         """(lower, upper) for the average effect over X; raise NoInference if the estimator has none."""
         raise NoInference(f"{type(self).__name__} provides no ATE interval")
+
+    def interval_kind(self) -> str:
+        """What the per-unit intervals of the fitted adapter claim (a key of INTERVAL_KINDS)."""
+        return self._kind("interval_kind_", "effect_interval", INTERVAL_KINDS)
+
+    def ate_interval_kind(self) -> str:
+        """What the ATE interval of the fitted adapter claims (a key of ATE_INTERVAL_KINDS)."""
+        return self._kind("ate_interval_kind_", "ate_interval", ATE_INTERVAL_KINDS)
+
+    def _kind(self, attribute: str, method: str, vocabulary: dict) -> str:
+        if not hasattr(self, "feature_names_"):
+            raise AttributeError(f"{type(self).__name__} is not fitted: its interval kind is set by fit")
+        kind = getattr(self, attribute, None)
+        if kind is None:
+            # An adapter without the interval method has no interval; one with it must say what it claims.
+            if getattr(type(self), method) is getattr(CateAdapter, method):
+                return "none"
+            raise NotImplementedError(f"{type(self).__name__} implements {method} but its fit does not set "
+                                      f"{attribute} (one of {', '.join(vocabulary)})")
+        if kind not in vocabulary:
+            raise ValueError(f"{type(self).__name__}.{attribute}={kind!r} is not one of {', '.join(vocabulary)}")
+        return kind
 
     def native_importance(self) -> Optional[pd.DataFrame]:
         """The library's own feature importance(s), one column per measure, or None."""

@@ -13,6 +13,7 @@ class ZeroEffect(CateAdapter):
 
     def fit(self, X: pd.DataFrame, T: np.ndarray, Y: np.ndarray) -> "ZeroEffect":
         self.feature_names_ = [str(c) for c in X.columns]
+        self.interval_kind_ = self.ate_interval_kind_ = "none"
         return self
 
     def effect(self, X: pd.DataFrame) -> np.ndarray:
@@ -28,12 +29,17 @@ class ZeroEffect(CateAdapter):
 class ConstantEffect(InteractionOLS):
     """One effect for everyone: OLS ``Y ~ T + x1 + … + xk`` (``adjust=False``: ``Y ~ T``, difference in means).
 
-    Its per-unit interval is the ATE interval, valid only under its own constant-effect assumption.
+    Interval kinds: ``broadcast_ate`` (its per-unit interval is the ATE interval, valid only under its own
+    constant-effect assumption) and ``ate`` (the treatment coefficient's CI).
     """
 
+    # Not a parameter: the constant-effect model never has interactions (a class attribute keeps
+    # __init__ to storing its own parameters, as scikit-learn's clone expects).
+    interactions = False
+
     def __init__(self, adjust: bool = True, cov_type: str = "HC1"):
-        super().__init__(interactions=False, cov_type=cov_type)
         self.adjust = adjust
+        self.cov_type = cov_type
 
     def fit(self, X: pd.DataFrame, T: np.ndarray, Y: np.ndarray) -> "ConstantEffect":
         super().fit(X if self.adjust else X.iloc[:, :0], T, Y)

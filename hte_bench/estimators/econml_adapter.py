@@ -10,23 +10,11 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
+from hte_bench.errors import ConfigError
 from hte_bench.estimators.base import CateAdapter, NoInference
 from hte_bench.evaluation.insights import describe_coefficients
 
 
-# Parameters that only change the final stage of econml's orthogonal learners: configurations that differ
-# only in these reuse the first-stage (nuisance) fits through econml's cache_values/refit_final.
-FINAL_STAGE_PARAMS = {
-    "CausalForestDML": {"n_estimators", "criterion", "max_depth", "min_samples_split", "min_samples_leaf",
-                        "min_weight_fraction_leaf", "min_var_fraction_leaf", "min_var_leaf_on_val",
-                        "max_features", "min_impurity_decrease", "max_samples", "min_balancedness_tol",
-                        "honest", "fit_intercept", "subforest_size", "n_jobs", "verbose"},
-    "LinearDML": {"fit_cate_intercept"},
-    "DML": {"model_final", "fit_cate_intercept"},
-    "NonParamDML": {"model_final"},
-    "DRLearner": {"model_final", "multitask_model_final"},
-    "LinearDRLearner": {"fit_cate_intercept"},
-}
 # Fitted first stages of this process, most recent last. Keyed by data, seed and every non-final
 # parameter (nuisance models included), so a hit is exactly the fit a fresh run would compute.
 _NUISANCE_CACHE: "OrderedDict[str, Any]" = OrderedDict()
@@ -43,6 +31,13 @@ def configure_nuisance_cache(size: int) -> None:
 def clear_nuisance_cache() -> None:
     """Forget every cached first-stage fit (tests, benchmarks)."""
     _NUISANCE_CACHE.clear()
+
+
+def _fingerprint(X: np.ndarray) -> str:
+    """Identity of a feature matrix (shape and bytes): is this the sample the model was fitted on?"""
+    h = hashlib.sha256(repr(X.shape).encode())
+    h.update(np.ascontiguousarray(X).tobytes())
+    return h.hexdigest()
 
 
 def _init_params(model: Any) -> dict[str, Any]:
@@ -69,41 +64,77 @@ def _describe(value: Any) -> str:
 class EconmlAdapter(CateAdapter):
     """Wraps an econml estimator; intervals come from econml's own inference, never from elsewhere.
 
-    ``model`` is the econml object (built by ``hydra.utils.instantiate`` from its nested config, nuisance
-    models included); ``inference`` is passed to ``fit`` (e.g. ``"bootstrap"`` for meta-learners, which
-    otherwise have no intervals; ``"auto"`` lets econml choose, ``None`` disables inference).
+    ``model`` is the unfitted econml object (built by ``hydra.utils.instantiate`` from its nested config,
+    nuisance models included); ``fit`` fits a copy, ``model_``. ``inference`` is passed to ``fit``
+    (``"bootstrap"`` for meta-learners, which otherwise have no intervals; ``"auto"`` lets econml choose,
+    ``None`` disables inference). ``final_stage`` names the parameters of ``model`` that change only its
+    final stage: configurations differing only in those reuse the first-stage (nuisance) fit through
+    econml's ``cache_values``/``refit_final``. Nothing declared, no reuse.
+
+    Interval kinds (set by fit from the fitted inference, see base.INTERVAL_KINDS):
+    - no inference: ``none`` / ``none``.
+    - ``inference=bootstrap``: ``bootstrap`` / ``bootstrap``.
+    - linear final stage (LinearDML, LinearDRLearner, ...): ``per_unit`` / ``ate`` — the CATE and its mean
+      over X are linear contrasts of the final coefficients, with their exact standard errors.
+    - forest final stage (CausalForestDML, ForestDRLearner): ``per_unit`` from the honest forest's BLB
+      variance, ``not_honest`` with ``honest=False``. ATE: CausalForestDML with a discrete treatment and
+      ``drate=True`` (econml's default) gives a doubly robust ATE of the training sample with its own
+      standard error (``ate__inference``): ``ate``. Otherwise econml's ``ate_interval`` rests on
+      ``stderr_mean``, which it documents as a conservative upper bound: ``conservative_bound``.
     """
 
-    def __init__(self, model: Any, inference: Optional[str] = "auto"):
+    def __init__(self, model: Any, inference: Optional[str] = "auto", final_stage: Optional[list] = None):
         self.model = model
         self.inference = inference
+        self.final_stage = final_stage
 
     def fit(self, X: pd.DataFrame, T: np.ndarray, Y: np.ndarray) -> "EconmlAdapter":
+        from sklearn.base import clone
+
+        final = self._final_stage_names()
         self.feature_names_ = [str(c) for c in X.columns]
         self.x_sd_ = X.std().to_numpy(dtype=float)
         Xa, Ta, Ya = X.to_numpy(dtype=float), np.asarray(T), np.asarray(Y, dtype=float)
-        kwargs = {}
-        if "inference" in inspect.signature(self.model.fit).parameters:
-            kwargs["inference"] = self.inference
-        key = self._cache_key(Xa, Ta, Ya)
+        self.train_fingerprint_ = _fingerprint(Xa)
+        key = self._cache_key(final, Xa, Ta, Ya)
         self.reused_nuisance_ = key is not None and key in _NUISANCE_CACHE
         if self.reused_nuisance_:
-            self.model = self._refit_final(_NUISANCE_CACHE[key])
+            self.model_ = self._refit_final(_NUISANCE_CACHE[key], final)
             _NUISANCE_CACHE.move_to_end(key)
-            return self
-        if key is not None:
-            kwargs["cache_values"] = True
-        self.model.fit(Ya, Ta, X=Xa, **kwargs)
-        if key is not None:
-            # A reference, not a copy: copying costs ~0.5 s per fit and only reuse needs it (_refit_final).
-            _NUISANCE_CACHE[key] = self.model
-            configure_nuisance_cache(_CACHE_SIZE[0])
+        else:
+            model = clone(self.model, safe=False)  # econml objects have no get_params: a deep copy
+            kwargs = {}
+            if "inference" in inspect.signature(model.fit).parameters:
+                kwargs["inference"] = self.inference
+            if key is not None:
+                kwargs["cache_values"] = True
+            model.fit(Ya, Ta, X=Xa, **kwargs)
+            self.model_ = model
+            if key is not None:
+                # A reference, not a copy: copying costs ~0.5 s per fit and only reuse needs it (_refit_final).
+                _NUISANCE_CACHE[key] = model
+                configure_nuisance_cache(_CACHE_SIZE[0])
+        self.interval_kind_, self.ate_interval_kind_ = self._interval_kinds()
         return self
 
-    def _cache_key(self, X: np.ndarray, T: np.ndarray, Y: np.ndarray) -> Optional[str]:
-        """Identity of the first stage: data bytes and every parameter outside the final stage."""
-        final = FINAL_STAGE_PARAMS.get(type(self.model).__name__)
-        if final is None or _CACHE_SIZE[0] <= 0:
+    def _final_stage_names(self) -> tuple[str, ...]:
+        """The declared final-stage parameters, each checked against the econml class's ``__init__``."""
+        declared = self.final_stage or ()
+        if isinstance(declared, str):
+            raise ConfigError(f"estimator.final_stage must be a list of parameter names, got {declared!r}")
+        cls = type(self.model)
+        allowed = [name for name, p in inspect.signature(cls.__init__).parameters.items()
+                   if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        names = tuple(str(n) for n in declared)
+        for name in names:
+            if name not in allowed:
+                raise ConfigError(f"estimator.final_stage: {name!r} is not a parameter of {cls.__name__}; "
+                                  f"allowed: {', '.join(allowed)}")
+        return names
+
+    def _cache_key(self, final: tuple[str, ...], X: np.ndarray, T: np.ndarray, Y: np.ndarray) -> Optional[str]:
+        """Identity of the first stage: data bytes and every parameter outside the declared final stage."""
+        if not final or _CACHE_SIZE[0] <= 0:
             return None
         h = hashlib.sha256(type(self.model).__qualname__.encode())
         for a in (X, T, Y):
@@ -122,43 +153,83 @@ class EconmlAdapter(CateAdapter):
         finally:
             model._ortho_learner_model_final = final
 
-    def _refit_final(self, cached: Any) -> Any:
+    def _refit_final(self, cached: Any, final: tuple[str, ...]) -> Any:
         """A copy of the cached fit with this configuration's final-stage parameters, final stage refitted."""
         model = self._copy_first_stage(cached)
-        for name in FINAL_STAGE_PARAMS[type(self.model).__name__]:
-            if hasattr(self.model, name):
-                setattr(model, name, copy.deepcopy(getattr(self.model, name)))
+        for name in final:
+            setattr(model, name, copy.deepcopy(getattr(self.model, name)))
         model.refit_final(inference=self.inference)
         return model
+
+    def _interval_kinds(self) -> tuple[str, str]:
+        """(per-unit kind, ATE kind) of the fitted model, read from the inference econml attached to it."""
+        from econml.inference import (BootstrapInference, LinearModelFinalInference,
+                                      LinearModelFinalInferenceDiscrete)
+
+        inference = getattr(self.model_, "_inference", None)
+        if inference is None:
+            return "none", "none"
+        if isinstance(inference, BootstrapInference):
+            return "bootstrap", "bootstrap"
+        if isinstance(inference, (LinearModelFinalInference, LinearModelFinalInferenceDiscrete)):
+            return "per_unit", "ate"
+        unit = "not_honest" if getattr(self.model_, "honest", True) is False else "per_unit"
+        return unit, "ate" if self._has_dr_ate() else "conservative_bound"
+
+    def _uses_dr_ate(self) -> bool:
+        """Whether the ATE and its interval are econml's doubly robust ones (inference on, DR available)."""
+        return self.ate_interval_kind_ == "ate" and self._has_dr_ate()
+
+    def _has_dr_ate(self) -> bool:
+        """Whether econml computed a doubly robust training-sample ATE with its standard error (drate)."""
+        try:
+            return hasattr(self.model_, "ate__inference") and np.all(np.isfinite(self.model_.ate_stderr_))
+        except AttributeError:  # drate=False or a continuous treatment
+            return False
 
     def _call(self, method: str, *args, **kwargs):
         # econml signals "no inference" with an AttributeError naming 'inference'; turn it into a reason.
         try:
-            return getattr(self.model, method)(*args, **kwargs)
+            return getattr(self.model_, method)(*args, **kwargs)
         except AttributeError as err:
             if "inference" in str(err):
-                raise NoInference(f"{type(self.model).__name__} was fitted with inference="
+                raise NoInference(f"{type(self.model_).__name__} was fitted with inference="
                                   f"{self.inference!r}: econml gives no intervals without inference") from err
             raise
 
     def effect(self, X: pd.DataFrame) -> np.ndarray:
-        return np.ravel(self.model.effect(X.to_numpy(dtype=float)))
+        return np.ravel(self.model_.effect(X.to_numpy(dtype=float)))
 
     def effect_interval(self, X: pd.DataFrame, alpha: float):
         lo, hi = self._call("effect_interval", X.to_numpy(dtype=float), alpha=alpha)
         return np.ravel(lo), np.ravel(hi)
 
     def ate_interval(self, X: pd.DataFrame, alpha: float):
-        lo, hi = self._call("ate_interval", X.to_numpy(dtype=float), alpha=alpha)
+        Xa = X.to_numpy(dtype=float)
+        if self._uses_dr_ate():
+            # econml's doubly robust ATE exists for the training sample only; its interval is centred on
+            # that DR estimate (ate()), not on the mean of the forest's CATEs.
+            if _fingerprint(Xa) != self.train_fingerprint_:
+                raise NoInference("the doubly robust ATE interval (econml ate__inference) exists for the "
+                                  "training sample only")
+            lo, hi = self.model_.ate__inference().conf_int(alpha=alpha)
+        else:
+            lo, hi = self._call("ate_interval", Xa, alpha=alpha)
         return float(np.ravel(lo)[0]), float(np.ravel(hi)[0])
+
+    def ate(self, X: pd.DataFrame) -> float:
+        """The ATE over X that ate_interval is about: the DR estimate on the training sample, else mean CATE."""
+        if self._uses_dr_ate() and _fingerprint(X.to_numpy(dtype=float)) == self.train_fingerprint_:
+            return float(np.ravel(self.model_.ate_)[0])
+        return super().ate(X)
 
     def native_importance(self) -> Optional[pd.DataFrame]:
         cols = {}
         try:
-            cols["forest_split_importance"] = np.ravel(self.model.feature_importances_)
+            cols["forest_split_importance"] = np.ravel(self.model_.feature_importances_)
         except (AttributeError, ValueError):
             pass
-        for arm, m in enumerate(getattr(self.model, "models", None) or []):
+        for arm, m in enumerate(getattr(self.model_, "models", None) or []):
             # The seed notebook's T-learner view: how each arm's outcome model uses the features.
             if hasattr(m, "feature_importances_"):
                 cols[f"outcome_model_arm{arm}"] = np.ravel(m.feature_importances_)
@@ -169,10 +240,10 @@ class EconmlAdapter(CateAdapter):
 
     def _coef_table(self, alpha: float) -> Optional[pd.DataFrame]:
         """econml's inference on the final-stage CATE coefficients, one row per feature, or None."""
-        if not hasattr(self.model, "coef__inference"):
+        if not hasattr(self.model_, "coef__inference"):
             return None
         try:
-            frame = self.model.coef__inference(**self._t_kwargs(self.model.coef__inference)).summary_frame(
+            frame = self.model_.coef__inference(**self._t_kwargs(self.model_.coef__inference)).summary_frame(
                 alpha=alpha, feature_names=self.feature_names_)
         except (AttributeError, ValueError):
             return None
@@ -189,11 +260,11 @@ class EconmlAdapter(CateAdapter):
     def summary(self) -> Optional[str]:
         # Only linear final stages have a coefficient summary; CausalForestDML.summary() prints a notice
         # about cache_values instead of returning one.
-        if not (hasattr(self.model, "summary") and hasattr(self.model, "coef__inference")):
+        if not (hasattr(self.model_, "summary") and hasattr(self.model_, "coef__inference")):
             return None
         try:
-            return str(self.model.summary(feature_names=self.feature_names_,
-                                          **self._t_kwargs(self.model.summary)))
+            return str(self.model_.summary(feature_names=self.feature_names_,
+                                          **self._t_kwargs(self.model_.summary)))
         except (AttributeError, ValueError, TypeError, NotImplementedError):
             return None
 
@@ -201,4 +272,4 @@ class EconmlAdapter(CateAdapter):
         frame = self._coef_table(alpha)
         if frame is None:
             return None
-        return describe_coefficients(frame, alpha, source=f"econml {type(self.model).__name__} coefficient inference")
+        return describe_coefficients(frame, alpha, source=f"econml {type(self.model_).__name__} coefficient inference")

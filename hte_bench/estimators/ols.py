@@ -16,6 +16,10 @@ class InteractionOLS(CateAdapter):
     tau(x) = b_T + Σ_j b_{T:x_j} x_j, so the CATE, its interval and the ATE interval are linear contrasts
     of the fitted coefficients. ``interactions=False`` gives ``Y ~ T + x1 + … + xk``: one effect for all.
     ``cov_type`` is statsmodels' (``nonrobust``, ``HC1``, ``HC3``, …).
+
+    Interval kinds: ``per_unit`` (a contrast's CI is a pointwise CI for tau(x), valid if the linear model
+    is right) and ``ate`` (the contrast at the mean row); without interactions the per-unit interval is
+    the ATE interval for every unit: ``broadcast_ate``.
     """
 
     def __init__(self, interactions: bool = True, cov_type: str = "nonrobust"):
@@ -40,6 +44,8 @@ class InteractionOLS(CateAdapter):
             self.formula_ = f"Y ~ T * ({rhs})" if self.interactions else f"Y ~ T + {rhs}"
         self.result_ = smf.ols(self.formula_, data=df).fit(cov_type=self.cov_type)
         self.x_sd_ = X.std().to_numpy(dtype=float)
+        self.interval_kind_ = "per_unit" if self.interactions else "broadcast_ate"
+        self.ate_interval_kind_ = "ate"
         return self
 
     def _contrast(self, X: pd.DataFrame) -> np.ndarray:

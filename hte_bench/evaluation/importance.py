@@ -1,7 +1,7 @@
 """One model-agnostic importance for every CATE function: sklearn permutation importance of tau(x)."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 import pandas as pd
@@ -44,3 +44,15 @@ def effect_importance(fn: Callable[[pd.DataFrame], np.ndarray], X: pd.DataFrame,
                                     n_repeats=n_repeats, random_state=seed,
                                     max_samples=min(1.0, max_rows / max(len(X), 1)))
     return pd.Series(np.maximum(result.importances_mean, 0.0), index=[str(c) for c in X.columns])
+
+
+def importance_table(estimated: pd.Series, true: Optional[pd.Series], modifiers: list[str],
+                     native: Optional[pd.DataFrame] = None) -> pd.DataFrame:
+    """Estimated vs true permutation importance per feature, whether it is a true modifier, the library's own measures."""
+    table = pd.DataFrame({"estimated": estimated})
+    table["true"] = true if true is not None else np.nan
+    table["true_modifier"] = [f in set(modifiers) for f in table.index]
+    if native is not None:
+        table = table.join(native.add_prefix("native_"))
+    table.index.name = "feature"
+    return table

@@ -193,7 +193,8 @@ def evaluate(truth: "Truth", estimate: "Estimate", true_importance: Optional[pd.
     absent, not zero.
     """
     if truth.tau_train is None:
-        return {k: v for k, v in evaluate(_no_truth(truth, estimate), estimate).items() if k in WITHOUT_TRUTH}
+        return {k: v for k, v in evaluate(_no_truth(truth, estimate), estimate).items()
+                if not registry.METRICS[k].needs_truth}
     tau_train, tau_test = as_1d(truth.tau_train), as_1d(truth.tau_test)
     hat_train, hat_test = as_1d(estimate.tau_hat_train), as_1d(estimate.tau_hat_test)
 
@@ -235,7 +236,22 @@ def evaluate(truth: "Truth", estimate: "Estimate", true_importance: Optional[pd.
         "fit_seconds": _float(estimate.fit_seconds),
         "predict_seconds": _float(estimate.predict_seconds),
     }
-    return {k: float(out[k]) for k in CHILD_METRICS}
+    out = {k: float(out[k]) for k in CHILD_METRICS}
+    out.update(_computed(truth, estimate))
+    return out
+
+
+def _computed(truth: "Truth", estimate: "Estimate") -> dict[str, float]:
+    """Metrics registered with their own function (``MetricSpec.fn``): one registry line, one function."""
+    import importlib
+
+    out = {}
+    for spec in registry.computed():
+        if spec.needs_truth and truth.tau_train is None:
+            continue
+        module, _, name = spec.fn.rpartition(".")
+        out[spec.name] = _float(getattr(importlib.import_module(module), name)(truth, estimate))
+    return out
 
 
 def _no_truth(truth: "Truth", estimate: "Estimate") -> "Truth":

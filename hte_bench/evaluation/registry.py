@@ -31,7 +31,10 @@ class MetricSpec:
     level: str = "seed"  # "seed": per seed, aggregated on the configuration run; "config": only across seeds
     headline: bool = False  # shown with mean and interval on configuration runs and boards
     target: Optional[float | str] = None  # a number or "1-alpha"
-    group: str = "core"  # core, interval, importance, cost, validation, policy, oracle, subgroups, run
+    group: str = "core"  # core, interval, importance, insights, cost, validation, policy, oracle, subgroups, run
+    # "package.module.function" computing the per-seed value from (truth, estimate); evaluate() calls it.
+    # Built-in metrics are computed together in metrics.evaluate() and leave it empty.
+    fn: Optional[str] = None
 
     @property
     def rankable(self) -> bool:
@@ -97,6 +100,12 @@ _ALL: list[MetricSpec] = [
          {"headline": True}),
         ("importance_top_hit", "higher", "1 if the most important estimated feature is a true modifier"),
     ]),
+    *_specs("insights", "test", True, [
+        ("insights_true_modifiers_named", "higher",
+         "share of true modifiers insights.md names (best linear projection interval excludes 0)"),
+        ("insights_non_modifiers_named", "lower",
+         "share of non-modifiers insights.md names (≈ alpha per feature under the null)"),
+    ]),
     *_specs("cost", "-", False, [
         ("fit_seconds", "lower", "seconds to fit (final stage only when the first stage was reused)",
          {"headline": True}),
@@ -108,7 +117,8 @@ _ALL: list[MetricSpec] = [
         ("r_loss_baseline", "info", "R-loss of the constant-effect model (truth-free)"),
         ("dr_mse", "lower", "MSE of tau_hat against DR pseudo-outcomes (truth-free; ranks like PEHE)",
          {"headline": True}),
-        ("blp_coef", "info", "DRTester best linear predictor slope (1 = calibrated heterogeneity)"),
+        ("blp_coef", "target", "DRTester best linear predictor slope (1 = calibrated heterogeneity)",
+         {"target": 1.0}),
         ("blp_se", "info", "standard error of blp_coef"),
         ("blp_pvalue", "info", "p-value of blp_coef = 0"),
         ("cal_score", "higher", "DRTester calibration R²"),
@@ -143,8 +153,6 @@ _ALL: list[MetricSpec] = [
         ("aipw_ate_se", "info", "standard error of aipw_ate"),
         ("aipw_ate_ci_lower", "info", "normal interval of aipw_ate, lower"),
         ("aipw_ate_ci_upper", "info", "normal interval of aipw_ate, upper"),
-        ("aipw_boot_ci_lower", "info", "bootstrap interval of aipw_ate, lower"),
-        ("aipw_boot_ci_upper", "info", "bootstrap interval of aipw_ate, upper"),
         ("aipw_ate_covered", "target", "1 if the AIPW interval covers the true ATE",
          {"target": "1-alpha", "needs_truth": True}),
         ("max_abs_smd_unweighted", "info", "largest |standardised mean difference| before weighting"),
@@ -159,6 +167,22 @@ _ALL: list[MetricSpec] = [
 METRICS: dict[str, MetricSpec] = {s.name: s for s in _ALL}
 assert len(METRICS) == len(_ALL), "a metric name is registered twice"
 assert all(s.goal in GOALS for s in _ALL)
+
+
+def register(new: MetricSpec) -> MetricSpec:
+    """Add a metric at run time (a user's module); its name must be new. Returns the spec."""
+    if new.name in METRICS:
+        raise ConfigError(f"metric {new.name!r} is already registered")
+    if new.goal not in GOALS:
+        raise ConfigError(f"metric {new.name!r}: goal={new.goal!r} is not allowed; allowed: {', '.join(GOALS)}")
+    _ALL.append(new)
+    METRICS[new.name] = new
+    return new
+
+
+def computed() -> list[MetricSpec]:
+    """Specs whose per-seed value comes from their own ``fn`` (metrics added after the built-in set)."""
+    return [s for s in _ALL if s.fn]
 
 
 def split_name(name: str) -> tuple[str, Optional[str]]:
@@ -183,7 +207,13 @@ def spec(name: str) -> MetricSpec:
     """The spec of a metric or of one of its aggregates; one-line ConfigError listing the rankable names."""
     base, _ = split_name(name)
     if base not in METRICS:
-        raise ConfigError(f"metric {name!r} is not registered; rankable metrics: {', '.join(rankable())}")
+        import difflib
+
+        stat = next((f"_{s}" for s in AGG_STATS if name.endswith(f"_{s}")), "")
+        close = difflib.get_close_matches(name, [m + stat for m in rankable()], n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ConfigError(f"metric {name!r} is not registered{hint}, so it cannot be ranked; "
+                          f"rankable metrics: {', '.join(rankable())}")
     return METRICS[base]
 
 
@@ -212,7 +242,7 @@ def loss(name: str, values, alpha: float = 0.05) -> np.ndarray:
         return -v
     if s.goal == "target":
         return np.abs(v - s.target_value(alpha))
-    raise ConfigError(f"metric {name!r} is context ({s.description}) and cannot rank; "
+    raise ConfigError(f"metric {name!r} is context ({s.description}) and cannot be ranked; "
                       f"rankable metrics: {', '.join(rankable())}")
 
 

@@ -5,48 +5,32 @@ alone: econml's R-score (``econml.score.RScorer``), a doubly robust pseudo-outco
 (BLP, calibration, Qini, AUTOC) and doubly robust policy values. ``truth_free`` computes them exactly as
 a user would (on the test split, never looking at the truth); ``with_truth`` computes the oracle policy
 quantities from the true tau, so the harness can report how often the truth-free scores rank models the
-way the truth does. Every number comes from a real fit; nothing is simulated.
+way the truth does.
+
+The DR scores are the seed's shared ones (``hte_bench.evaluation.dr_scores``). Every number comes from a real fit.
 """
 from __future__ import annotations
 
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 import pandas as pd
 
+from hte_bench.evaluation.dr_scores import (DRNuisances, default_outcome_model, default_treatment_model, dr_arrays,
+                                            fit_dr_nuisances, tester_class)
 from hte_bench.evaluation.metrics import as_1d, is_constant
 
 NAN = float("nan")
 
 # Metric names in display order. ``policy_value_*`` are values relative to treating nobody, per person.
 TRUTH_FREE_METRICS: tuple[str, ...] = (
-    "rscore",
-    "r_loss",
-    "r_loss_baseline",
-    "dr_mse",
-    "blp_coef",
-    "blp_se",
-    "blp_pvalue",
-    "cal_score",
-    "qini",
-    "qini_se",
-    "qini_ci_lower",
-    "qini_ci_upper",
-    "autoc",
-    "autoc_se",
-    "autoc_ci_lower",
-    "autoc_ci_upper",
-    "policy_value_model",
-    "policy_value_model_se",
-    "policy_value_treat_all",
-    "policy_value_treat_all_se",
-    "policy_value_treat_none",
-    "policy_gain_vs_all",
-    "policy_gain_vs_all_se",
-    "targeting_gain_top25",
+    "rscore", "r_loss", "r_loss_baseline", "dr_mse", "blp_coef", "blp_se", "blp_pvalue", "cal_score", "qini",
+    "qini_se", "qini_ci_lower", "qini_ci_upper", "autoc", "autoc_se", "autoc_ci_lower", "autoc_ci_upper",
+    "policy_value_model", "policy_value_model_se", "policy_value_treat_all", "policy_value_treat_all_se",
+    "policy_value_treat_none", "policy_gain_vs_all", "policy_gain_vs_all_se", "targeting_gain_top25",
     "targeting_gain_top25_se",
 )
 
@@ -155,23 +139,6 @@ def with_truth(tau_test, tau_hat_test) -> dict[str, float]:
 # --------------------------------------------------------------------------- nuisances and DR scores
 
 
-def default_outcome_model(seed: int):
-    """The default outcome regression of the truth-free scores: a seeded random forest."""
-    from sklearn.ensemble import RandomForestRegressor
-
-    return RandomForestRegressor(n_estimators=100, min_samples_leaf=5, random_state=seed)
-
-
-def default_treatment_model(seed: int):
-    """The default propensity model of the truth-free scores: standardised logistic regression."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    # lbfgs is deterministic, so the seed is not needed; it is taken for a uniform signature.
-    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
-
-
 # --------------------------------------------------------------------------- econml adapters
 
 
@@ -236,39 +203,13 @@ def _rscore(ds, cate: _CateModel, seed: int, n_folds: int, outcome_model, treatm
     return {"rscore": score, "r_loss": (1.0 - score) * base, "r_loss_baseline": base}
 
 
-def _detach(plotted) -> Any:
-    """The Figure behind an econml plot, removed from pyplot's registry and put on its own Agg canvas."""
-    import matplotlib.pyplot as plt
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    # econml plots with DataFrame.plot, which draws on a new pyplot figure and returns the Axes.
-    fig = plotted if isinstance(plotted, Figure) else plotted.get_figure()
-    plt.close(fig)
-    FigureCanvasAgg(fig)  # a closed figure keeps working for savefig only with a canvas of its own
-    return fig
-
-
-def _fit_tester(ds, cate: "_CateModel", seed: int, n_folds: int, outcome_model, treatment_model):
-    """econml DRTester with its nuisances fitted: its ``dr_val_`` are the test split's DR pseudo-outcomes."""
-    from econml.validate import DRTester
-    from sklearn.base import clone
-
-    # DRTester calls model_regression.fit on the very object it was given, so it gets a clone.
-    tester = DRTester(model_regression=clone(outcome_model), model_propensity=clone(treatment_model),
-                      cate=cate, cv=n_folds)
-    tester.get_cv_splitter(random_state=seed)  # its folds are seeded with 123 unless set here
-    tester.fit_nuisance(Xval=ds.X_test.to_numpy(dtype=float), Dval=np.asarray(ds.T_test).ravel(),
-                        yval=as_1d(ds.Y_test), Xtrain=ds.X_train.to_numpy(dtype=float),
-                        Dtrain=np.asarray(ds.T_train).ravel(), ytrain=as_1d(ds.Y_train))
-    return tester
-
-
-def _drtester(tester, ds, cate: "_CateModel", seed: int, alpha: float,
+def _drtester(ds, cate: "_CateModel", nuisances: DRNuisances, seed: int, alpha: float,
               notes: list[str]) -> tuple[dict[str, float], dict[str, Any]]:
-    """DRTester's evaluations on the test split: BLP, calibration, Qini and AUTOC with their plots."""
+    """DRTester's evaluations on the test split (BLP, calibration, Qini, AUTOC, with plots) on the shared nuisances."""
     import matplotlib.pyplot as plt
     from scipy import stats
+
+    from hte_bench.plots import detach_figure
 
     metrics = {k: NAN for k in _DRTESTER_METRICS}
     figures: dict[str, Any] = {}
@@ -276,7 +217,10 @@ def _drtester(tester, ds, cate: "_CateModel", seed: int, alpha: float,
         notes.append("DRTester (BLP, calibration, Qini, AUTOC): undefined for a constant predicted effect "
                      "(nothing to regress on or rank by); reported as NaN")
         return metrics, figures
-    X_test, X_train = ds.X_test.to_numpy(dtype=float), ds.X_train.to_numpy(dtype=float)
+    tester = tester_class()(model_regression=None, model_propensity=None, cate=cate, cv=nuisances.n_folds)
+    tester.replay = nuisances  # no refit: the scores are the seed's shared ones
+    arrays = dr_arrays(ds)
+    tester.fit_nuisance(**arrays)
 
     # econml's uplift bootstrap (uniform bands of the curves) draws from numpy's global RNG: seed it for
     # reproducible plots and restore the caller's state so we leave no trace.
@@ -287,7 +231,7 @@ def _drtester(tester, ds, cate: "_CateModel", seed: int, alpha: float,
         np.random.seed(seed)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", RuntimeWarning)
-            res = tester.evaluate_all(Xval=X_test, Xtrain=X_train, n_groups=N_GROUPS)
+            res = tester.evaluate_all(Xval=arrays["Xval"], Xtrain=arrays["Xtrain"], n_groups=N_GROUPS)
             tmt = res.blp.treatments[1]  # the treated level (binary treatment: 1)
             z = float(stats.norm.ppf(1.0 - alpha / 2.0))
             metrics.update({
@@ -299,7 +243,7 @@ def _drtester(tester, ds, cate: "_CateModel", seed: int, alpha: float,
                 metrics.update({name: coef, f"{name}_se": se, f"{name}_ci_lower": coef - z * se,
                                 f"{name}_ci_upper": coef + z * se})
             for key, plot in (("cal", res.plot_cal), ("qini", res.plot_qini), ("toc", res.plot_toc)):
-                figures[FIGURE_NAMES[key]] = _detach(plot(tmt))
+                figures[FIGURE_NAMES[key]] = detach_figure(plot(tmt))
     except (IndexError, ValueError, ZeroDivisionError, np.linalg.LinAlgError) as err:
         # Degenerate predictions (e.g. a handful of distinct values) can break econml's group and curve
         # computations; the scores are then undefined rather than an error of the harness.
@@ -321,8 +265,12 @@ def _drtester(tester, ds, cate: "_CateModel", seed: int, alpha: float,
 
 
 def truth_free(dataset, effect_fn: Callable[[pd.DataFrame], np.ndarray], seed: int, n_folds: int = 2,
-               outcome_model=None, treatment_model=None, *, alpha: float = 0.05) -> ValidationResult:
-    """Score a fitted CATE function on the test split without the truth: R-score, DR MSE, DRTester, policies."""
+               outcome_model=None, treatment_model=None, *, alpha: float = 0.05,
+               nuisances: Union[DRNuisances, Callable[[], DRNuisances], None] = None) -> ValidationResult:
+    """Score a fitted CATE function on the test split without the truth: R-score, DR MSE, DRTester, policies.
+
+    ``nuisances`` are the seed's shared DR nuisances, or a function giving them (fitted here when None).
+    """
     from sklearn.base import clone
 
     outcome_model = clone(default_outcome_model(seed) if outcome_model is None else outcome_model)
@@ -338,12 +286,15 @@ def truth_free(dataset, effect_fn: Callable[[pd.DataFrame], np.ndarray], seed: i
                             f"truth-free scores need at least {2 * n_folds} units per arm; all NaN")
         return result
 
+    # The R-score keeps econml's RScorer and its own (test-split, cross-fitted) R-learner nuisances: it
+    # needs E[Y|X] residuals, which the per-arm DR nuisances do not give.
     result.metrics.update(_rscore(dataset, cate, seed, n_folds, outcome_model, treatment_model))
 
-    # DR pseudo-outcomes of the test split from nuisances fitted on the train split (DRTester's own):
-    # never fitted on the units they score, and shared with the DRTester evaluations below.
-    tester = _fit_tester(dataset, cate, seed, n_folds, outcome_model, treatment_model)
-    psi = np.asarray(tester.dr_val_, dtype=float)[:, 0]
+    if nuisances is None:
+        nuisances = fit_dr_nuisances(dataset, seed, n_folds, outcome_model, treatment_model)
+    elif callable(nuisances):
+        nuisances = nuisances()
+    psi = nuisances.test.aipw()
     result.psi = psi
     # E[(psi - tau_hat)^2] = E[(tau - tau_hat)^2] + a term free of tau_hat, so it ranks models like the PEHE.
     result.metrics["dr_mse"] = float(np.mean((psi - tau_hat) ** 2))
@@ -351,7 +302,7 @@ def truth_free(dataset, effect_fn: Callable[[pd.DataFrame], np.ndarray], seed: i
     if math.isnan(result.metrics["targeting_gain_top25"]):
         result.notes.append("targeting_gain_top25: constant predicted effect, no top quarter to target; NaN")
 
-    dr_metrics, figures = _drtester(tester, dataset, cate, seed, alpha, result.notes)
+    dr_metrics, figures = _drtester(dataset, cate, nuisances, seed, alpha, result.notes)
     result.metrics.update(dr_metrics)
     result.figures = figures
     result.metrics = {k: float(result.metrics[k]) for k in TRUTH_FREE_METRICS}

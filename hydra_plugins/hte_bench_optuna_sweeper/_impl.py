@@ -21,6 +21,7 @@ from hydra.core.utils import JobReturn
 from hydra.errors import CompactHydraException
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
+from hte_bench.config import flatten_dict, is_int
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, Trial, TrialState
@@ -65,10 +66,6 @@ def format_value(value: Any) -> str:
     if isinstance(value, (dict, DictConfig)):
         return "{" + ",".join(f"{k}:{format_value(v)}" for k, v in value.items()) + "}"
     return str(value)
-
-
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
 
 
 def distribution_from_override(override: Override) -> Optional[BaseDistribution]:
@@ -119,7 +116,7 @@ def distribution_from_override(override: Override) -> Optional[BaseDistribution]
                 raise SweeperConfigError(f"{key}: shuffle(range(...)) is a choice and takes no tags")
             return CategoricalDistribution(values)
         log_scale = "log" in tags
-        if _is_int(value.start) and _is_int(value.stop) and _is_int(value.step):
+        if is_int(value.start) and is_int(value.stop) and is_int(value.step):
             step = abs(int(value.step))
             if log_scale and step != 1:
                 raise SweeperConfigError(
@@ -133,7 +130,7 @@ def distribution_from_override(override: Override) -> Optional[BaseDistribution]
         assert isinstance(value, IntervalSweep)
         assert value.start is not None and value.end is not None
         log_scale = "log" in tags
-        if "int" in tags or (_is_int(value.start) and _is_int(value.end)):
+        if "int" in tags or (is_int(value.start) and is_int(value.end)):
             if not (float(value.start).is_integer() and float(value.end).is_integer()):
                 raise SweeperConfigError(
                     f"{key}: an integer interval needs integer bounds, got {value.start}, {value.end}")
@@ -192,18 +189,7 @@ def flatten_params(params: Any) -> Dict[str, Any]:
         return {}
     if isinstance(params, DictConfig):
         params = OmegaConf.to_container(params, resolve=True)
-    out: Dict[str, Any] = {}
-
-    def walk(prefix: str, node: Mapping[str, Any]) -> None:
-        for k, v in node.items():
-            key = f"{prefix}.{k}" if prefix else str(k)
-            if isinstance(v, Mapping):
-                walk(key, v)
-            else:
-                out[key] = v
-
-    walk("", params)
-    return out
+    return flatten_dict(params)
 
 
 def params_to_overrides(params: Any) -> List[str]:
@@ -265,10 +251,11 @@ def _short(params: Mapping[str, Any]) -> str:
 
 def _prepare_storage(storage: Optional[str]) -> Optional[str]:
     """Create the folder of a sqlite file (sqlite does not); other URLs are passed on unchanged."""
-    if storage and storage.startswith("sqlite:///"):
-        path = storage[len("sqlite:///") :].split("?", 1)[0]
-        if path and path != ":memory:":
-            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    from hte_bench.tracking.store import sqlite_path
+
+    path = sqlite_path(storage)
+    if path is not None:
+        path.expanduser().parent.mkdir(parents=True, exist_ok=True)
     return storage
 
 

@@ -1,0 +1,58 @@
+"""Model registry: a promoted configuration becomes a registered pyfunc model behind the @champion alias."""
+from __future__ import annotations
+
+import os
+import warnings
+
+from hte_bench.tracking.queries import KIND
+from hte_bench.tracking.store import PACKAGE_DIR, VALUE_MAX, package_version, provenance
+
+
+class Registry:
+    """Mixin for ``Tracker``: uses its ``client``, ``uri``, ``registry_uri``, ``experiment_id`` and ``_batch``."""
+
+    def register_model(self, name: str, adapter, X_example, alpha: float, run_name: str, params: dict,
+                       tags: dict, version_tags: dict, artifact_dir: str) -> dict:
+        """Log a fitted adapter as a pyfunc model in a promotion run, register it and point @champion at it.
+
+        Returns the new version, the previous champion's version (or None) and the run id.
+        """
+        import mlflow
+        from mlflow.exceptions import MlflowException
+
+        from hte_bench.tracking.serving import CateModel, feature_signature
+
+        model = CateModel(adapter, list(X_example.columns), alpha)
+        example = X_example.head(5).astype(float)
+        signature = feature_signature(example, model.predict(None, example))
+        try:
+            previous = self.client.get_model_version_by_alias(name, "champion").version
+        except MlflowException:
+            previous = None
+        os.environ.pop("MLFLOW_RUN_ID", None)  # would silently attach the model to an unrelated run
+        mlflow.set_tracking_uri(self.uri)
+        mlflow.set_registry_uri(self.registry_uri)
+        run = self.client.create_run(self.experiment_id, run_name=run_name,
+                                     tags={KIND: "promotion", **tags, **provenance()})
+        run_id = run.info.run_id
+        self._batch(run_id, params=params)
+        with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
+            # MLflow's input-example code compares columns with a range, which pandas 3 flags for pandas 4.
+            warnings.filterwarnings("ignore", message="Operation with range is deprecated")
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=model, signature=signature, input_example=example,
+                registered_model_name=name, code_paths=[str(PACKAGE_DIR)], pip_requirements=_model_requirements())
+        version = str(info.registered_model_version)
+        self.client.log_artifacts(run_id, artifact_dir)
+        self.client.set_terminated(run_id, "FINISHED")
+        for key, value in {**version_tags, "previous_champion_version": previous or "none",
+                           "promotion_run_id": run_id}.items():
+            self.client.set_model_version_tag(name, version, key, str(value)[:VALUE_MAX])
+        self.client.set_registered_model_alias(name, "champion", version)
+        return {"version": version, "previous": previous, "run_id": run_id, "model_uri": f"models:/{name}@champion"}
+
+
+def _model_requirements() -> list[str]:
+    # Pinned from this environment: MLflow's own inference would reload the model in a subprocess.
+    pkgs = ("econml", "scikit-learn", "statsmodels", "numpy", "pandas", "scipy", "mlflow")
+    return [f"{pkg}=={v}" for pkg in pkgs if (v := package_version(pkg))]

@@ -1,0 +1,107 @@
+"""Claims with leases: two runs of one sweep at once fit each (configuration, seed) once, under one parent."""
+import shutil
+import signal
+import sqlite3
+import subprocess
+import time
+from collections import Counter
+
+from conftest import SMALL, TEST_CONF, all_runs, cli_env
+from test_scale import tracking_server  # noqa: F401 (fixture: an mlflow server on loopback)
+
+FAST = [*SMALL, "analyses.truth_free=false", "analyses.subgroups=false", "tracking.plots=false"]
+SWEEP = ["-m", "estimator=interaction_ols,constant_effect", "n_seeds=4", *FAST]
+
+
+def _cli(args, cwd):
+    exe = shutil.which("hte-bench")
+    return subprocess.Popen([exe, *args, "--config-dir", str(TEST_CONF)], cwd=cwd, env=cli_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _two_at_once(args, cwd):
+    procs = [_cli(args, cwd) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    return "\n".join(out + err for out, err in outs)
+
+
+def _check_once_each(uri, n_configs=2, n_seeds=4):
+    runs = all_runs(uri, "hte-bench")
+    assert not [r.info.run_name for r in runs if r.info.status == "RUNNING"]
+    parents = [r for r in runs if r.data.tags.get("hte_bench.kind") == "config"]
+    assert Counter(p.data.tags["config_hash"] for p in parents) == Counter(
+        {h: 1 for h in {p.data.tags["config_hash"] for p in parents}}) and len(parents) == n_configs
+    seeds = [r for r in runs if r.data.tags.get("hte_bench.kind") == "seed"]
+    pairs = Counter((r.data.tags["config_hash"], r.data.tags["seed"]) for r in seeds)
+    assert len(pairs) == n_configs * n_seeds and set(pairs.values()) == {1}, pairs  # fitted once, by either
+    assert all(r.info.status == "FINISHED" for r in seeds)
+    by_id = {p.info.run_id: p for p in parents}
+    assert all(r.data.tags["mlflow.parentRunId"] in by_id for r in seeds)  # no orphan second parent
+    assert all(p.info.status == "FINISHED" and p.data.metrics["n_seeds_ok"] == n_seeds for p in parents)
+    return runs
+
+
+def test_two_identical_sweeps_at_once_fit_each_seed_once(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    out = _two_at_once(SWEEP, tmp_path)  # on a new store: they also take turns creating it
+    _check_once_each(uri)
+    assert (tmp_path / "mlruns" / "coordination.db").exists()
+    with sqlite3.connect(tmp_path / "mlruns" / "coordination.db") as con:  # nothing left claimed
+        assert con.execute("select count(*) from hte_bench_claims").fetchone()[0] == 0
+    assert "being fitted by" in out or "already finished" in out
+
+
+def _claims(db):
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
+            return con.execute("select claim_key, claim_part, holder from hte_bench_claims").fetchall()
+    except sqlite3.OperationalError:
+        return []
+
+
+def _seed_claims(db):
+    return [c for c in _claims(db) if c[1].isdigit()]
+
+
+def test_a_killed_holders_claims_are_taken_over_after_the_lease(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    args = ["-m", "estimator=cf_small", "n_seeds=3", *FAST, "claims.lease_seconds=2"]
+    first = _cli(args, tmp_path)
+    db = tmp_path / "mlruns" / "coordination.db"
+    deadline = time.time() + 120
+    while time.time() < deadline and first.poll() is None and not _seed_claims(db):
+        time.sleep(0.1)
+    assert first.poll() is None, "the first run ended before it could be killed"
+    first.send_signal(signal.SIGKILL)
+    first.communicate()
+    assert _seed_claims(db), "the killed run left no claim on a seed to take over"
+    # The rerun starts while the dead claim's lease may still run: it waits for it, then takes it over.
+    rerun = _cli(args, tmp_path)
+    out, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err[-3000:]
+    runs = _check_once_each(uri, n_configs=1, n_seeds=3)
+    sweeps = [r for r in runs if r.data.tags.get("hte_bench.kind") == "sweep"]
+    assert len(sweeps) == 2 and sorted(r.info.status for r in sweeps) == ["FINISHED", "KILLED"]
+    assert "taking it over" in out + err
+
+
+def test_two_identical_sweeps_at_once_against_a_tracking_server(tmp_path, tracking_server):  # noqa: F811
+    coordination = f"sqlite:///{tmp_path / 'coordination.db'}"
+    args = [*SWEEP, f"tracking.uri={tracking_server}", f"tracking.coordination_uri={coordination}"]
+    _two_at_once(args, tmp_path)
+    _check_once_each(tracking_server)
+
+
+def test_a_tracking_server_without_a_coordination_uri_warns_and_runs_uncoordinated(tmp_path):
+    # No claims database can be derived from a server's URL: one warning, then the run goes on (here it
+    # meets no server at all and stops on that, in one line).
+    proc = _cli(["estimator=interaction_ols", "n_seeds=1", *FAST, "tracking.uri=http://127.0.0.1:9"], tmp_path)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    assert "runs against http://127.0.0.1:9 are not coordinated" in out + err
+    assert [line for line in err.splitlines() if line.startswith("hte-bench: error:")] == \
+        [line for line in err.splitlines() if line.strip() and "WARNING" not in line and "not coordinated" not in line]
+    assert "no MLflow server answers there" in err
+    assert not (tmp_path / "mlruns" / "coordination.db").exists()

@@ -1,0 +1,218 @@
+"""Beyond one machine on existing engines: submitit (SLURM's local twin), Ray, and an MLflow server on
+PostgreSQL — real processes on loopback, small fits."""
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import SMALL, all_runs, client, run_cli
+
+FAST = [*SMALL, "analyses.truth_free=false", "analyses.subgroups=false", "tracking.plots=false"]
+TWO_BY_TWO = ["estimator=interaction_ols,constant_effect", "n_seeds=2", *FAST]
+
+
+@pytest.fixture(autouse=True)
+def _no_ray_telemetry(monkeypatch):
+    """Ray's usage statistics would try to reach the internet; tests stay on loopback."""
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+
+
+def check_nested(uri: str, n_configs: int, n_seeds: int) -> None:
+    """One FINISHED sweep run holding the configuration runs, each holding exactly one FINISHED run per
+    seed with the usual metrics: nothing lost, nothing doubled."""
+    runs = all_runs(uri, "hte-bench")
+    by_kind = {k: [r for r in runs if r.data.tags.get("hte_bench.kind") == k] for k in ("sweep", "config", "seed")}
+    assert len(by_kind["sweep"]) == 1 and len(by_kind["config"]) == n_configs, [r.info.run_name for r in runs]
+    sweep_id = by_kind["sweep"][0].info.run_id
+    assert all(r.info.status == "FINISHED" for r in runs), [(r.info.run_name, r.info.status) for r in runs]
+    for parent in by_kind["config"]:
+        assert parent.data.tags["mlflow.parentRunId"] == sweep_id  # the sweep id reached the worker
+        seeds = [r for r in by_kind["seed"] if r.data.tags["mlflow.parentRunId"] == parent.info.run_id]
+        assert sorted(r.data.tags["seed"] for r in seeds) == [str(s) for s in range(n_seeds)]  # one run each
+        assert all("cate_rmse_test" in r.data.metrics and "ate_bias" in r.data.metrics for r in seeds)
+    assert len(by_kind["seed"]) == n_configs * n_seeds
+
+
+# --------------------------------------------------------------------------- SLURM's local twin
+
+
+def test_submitit_local_runs_configurations_nested_under_the_sweep(tmp_path):
+    proc = run_cli(["-m", "hydra/launcher=submitit_local", *TWO_BY_TWO], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    check_nested(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}", n_configs=2, n_seeds=2)
+    assert list(tmp_path.glob("mlruns/hydra/multirun_*/.submitit/*/*_result.pkl"))  # really submitit's jobs
+
+
+@pytest.mark.parametrize("args", [
+    ["hydra/launcher=slurm"],                                                # sqlite file in ./mlruns
+    ["hydra/launcher=submitit_slurm", "tracking.uri=http://127.0.0.1:5000"],  # a server on loopback
+    ["hydra/launcher=ray", "hydra.launcher.address=auto"],
+])
+def test_jobs_on_other_machines_refuse_a_local_tracking_uri(tmp_path, args):
+    t0 = time.time()
+    proc = run_cli(["-m", *args, "estimator=interaction_ols"], cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("hte-bench: error:")]
+    assert len(lines) == 1 and "runs jobs on other machines" in lines[0] and "mlflow server" in lines[0]
+    assert time.time() - t0 < 30
+    assert not (tmp_path / "mlruns").exists()  # nothing submitted, no store, no output folder
+
+
+def test_which_tracking_uris_and_ray_addresses_count_as_other_machines():
+    from omegaconf import OmegaConf
+
+    from hte_bench.tracking.remote import reachable_from_elsewhere, remote_launcher
+
+    for uri in ("http://mlflow.lab.example:5000", "https://mlflow.example.org",
+                "postgresql+psycopg://hte@db.example:5432/mlflow", "mysql://u@db.example/mlflow"):
+        assert reachable_from_elsewhere(uri), uri
+    for uri in ("sqlite:///mlruns/mlflow.db", "file:///tmp/mlruns", "http://localhost:5000", "http://[::1]:5000",
+                "http://127.0.0.1:5000", "postgresql://hte@127.0.0.1/mlflow", "postgresql:///mlflow"):
+        assert not reachable_from_elsewhere(uri), uri
+
+    def ray_at(address):
+        target = "hydra_plugins.hte_bench_ray_launcher.launcher.HteRayLauncher"
+        return remote_launcher(OmegaConf.create({"hydra": {"launcher": {"_target_": target, "address": address}}}))
+
+    assert ray_at(None) is None and ray_at("local") is None and ray_at("127.0.0.1:6379") is None
+    assert ray_at("ray://localhost:10001") is None
+    assert ray_at("auto") and ray_at("ray://head.example:10001") and ray_at("head.example:6379")
+
+
+# --------------------------------------------------------------------------- a server on PostgreSQL
+
+
+def _pg_bin(name: str):
+    found = shutil.which(name)
+    return found or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None)
+
+
+def _wait_for(ready, what: str, seconds: float = 180) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if ready():
+            return
+        time.sleep(0.5)
+    pytest.fail(f"{what} did not start in {seconds:.0f} s")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _answers(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url, timeout=2)
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def postgres():
+    """A throwaway PostgreSQL cluster on a loopback port (as the ``postgres`` user when run as root,
+    since PostgreSQL refuses to run as root); yields a SQLAlchemy URI of an empty database."""
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    if not initdb or not pg_ctl:
+        pytest.skip("PostgreSQL binaries (initdb, pg_ctl) absent: apt-get install postgresql (.ci/run does)")
+    as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    root = Path(tempfile.mkdtemp(prefix="hte-pg-"))
+    if as_owner:
+        shutil.chown(root, "postgres")
+    data, port = root / "data", _free_port()
+
+    def pg(*cmd: str) -> None:
+        done = subprocess.run([*as_owner, *cmd], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, f"{' '.join(cmd)}: {done.stderr[-2000:]}"
+
+    pg(initdb, "-D", str(data), "-U", "hte", "--auth=trust", "--no-sync")
+    pg(pg_ctl, "-D", str(data), "-l", str(root / "log"), "-w", "-t", "60", "start",
+       "-o", f"-h 127.0.0.1 -p {port} -k {root} -c fsync=off")
+    try:
+        pg(str(Path(initdb).resolve().with_name("createdb")), "-h", "127.0.0.1", "-p", str(port), "-U", "hte", "mlflow")
+        yield f"postgresql+psycopg://hte@127.0.0.1:{port}/mlflow"  # psycopg 3, as README says
+    finally:
+        pg(pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def server_on_postgres(tmp_path, postgres):
+    """``mlflow server`` on loopback with the PostgreSQL backend store and a local artifact folder."""
+    port = _free_port()
+    # One worker process and no job runner (MLflow's GenAI jobs): the writers are what is tested.
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", postgres, "--artifacts-destination", str(tmp_path / "artifacts")],
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "server.log", "w"), start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for(lambda: server.poll() is not None or _answers(f"{url}/health"),
+                  "mlflow server")
+        assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
+        yield url
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+
+
+def test_four_writers_through_a_server_on_postgresql(tmp_path, server_on_postgres):
+    proc = run_cli(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=4", "estimator=interaction_ols",
+                    "data.noise=0.5,1.0,1.5,2.0", "n_seeds=2", *FAST, f"tracking.uri={server_on_postgres}"],
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    check_nested(server_on_postgres, n_configs=4, n_seeds=2)
+    assert not (tmp_path / "mlruns" / "mlflow.db").exists()
+
+
+# --------------------------------------------------------------------------- Ray
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A Ray on loopback, started by the test (as a cluster's head would be); its address."""
+    ray = pytest.importorskip("ray")
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    context = ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # Ray names its head by this machine's network address but listens on every interface: loopback it is.
+    yield "127.0.0.1:" + context.address_info["gcs_address"].rsplit(":", 1)[1]
+    ray.shutdown()
+
+
+def test_ray_launcher_runs_configurations_as_ray_tasks(tmp_path, local_ray):
+    # The jobs run in workers of the test's Ray, whose environment and folder are not the CLI's: the
+    # sweep run id, the store and the outputs must still be the CLI's.
+    proc = run_cli(["-m", "hydra/launcher=ray", f"hydra.launcher.address={local_ray}", *TWO_BY_TWO], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    check_nested(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}", n_configs=2, n_seeds=2)
+    assert len(list(tmp_path.glob("mlruns/hydra/multirun_*/*/hte-bench.log"))) == 2
+
+
+def test_seeds_as_ray_tasks_match_serial_seeds(tmp_path, local_ray):
+    # joblib_backend=ray joins the Ray this process already runs (a cluster would be $RAY_ADDRESS).
+    from conftest import run_composed
+
+    config = ["estimator=interaction_ols", "n_seeds=2", *FAST]
+    on_ray = run_composed([*config, "n_jobs=2", "joblib_backend=ray", f"tracking.uri=sqlite:///{tmp_path / 'ray.db'}"])
+    serial = run_composed([*config, f"tracking.uri=sqlite:///{tmp_path / 'serial.db'}"])
+    assert on_ray["n_seeds_ok"] == 2
+    def estimates(summary: dict) -> dict:  # everything but timings and run ids
+        return {k: v for k, v in summary.items() if not k.startswith("_") and "seconds" not in k}
+
+    assert len(estimates(serial)) > 20 and estimates(on_ray) == pytest.approx(estimates(serial), rel=1e-12,
+                                                                               nan_ok=True)
+    uri = f"sqlite:///{tmp_path / 'ray.db'}"
+    seed_run = next(r for r in all_runs(uri, "hte-bench") if r.data.tags.get("hte_bench.kind") == "seed")
+    files = {f.path for f in client(uri).list_artifacts(seed_run.info.run_id)}
+    assert "predictions.parquet" in files  # a seed's files travel back from its Ray worker

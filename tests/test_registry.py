@@ -1,0 +1,79 @@
+"""The metric registry is the one source of metric metadata: everything logged is in it, directions hold."""
+import math
+
+import pytest
+
+from conftest import SMALL, all_runs, run_composed
+from hte_bench.errors import ConfigError
+from hte_bench.evaluation import registry
+
+
+def test_every_metric_a_run_logs_is_registered(store):
+    """A workforce run with every analysis on (truth-free scores, subgroup tables) logs only registered names."""
+    summary = run_composed([*SMALL, "data=workforce", "data.n=400", "estimator=linear_dml", "n_seeds=2",
+                            "analyses.truth_free=true", "analyses.subgroups=true", "tracking.plots=false",
+                            f"tracking.uri={store}", "tracking.experiment=reg"])
+    runs = all_runs(store, "reg")
+    logged = {name for run in runs for name in run.data.metrics}
+    assert {"rscore", "aipw_ate", "cate_rmse_test", "cate_rmse_test_mean", "n_seeds_ok"} <= logged
+    assert sorted(n for n in logged if not registry.is_registered(n)) == []
+    assert summary["n_seeds_ok"] == 2
+
+
+def test_aggregate_names_inherit_the_spec():
+    assert registry.split_name("cate_rmse_test_ci_upper") == ("cate_rmse_test", "ci_upper")
+    assert registry.spec("rscore_mean").goal == "higher"
+    assert registry.spec("best_rscore_mean").name == "rscore"
+
+
+@pytest.mark.parametrize("name, direction", [
+    ("cate_rmse_test_mean", "minimize"), ("rscore_mean", "maximize"), ("qini_mean", "maximize"),
+    ("policy_value_model_mean", "maximize"), ("ate_coverage_rate", "minimize"),  # distance to 1 - alpha
+    ("cate_rmse_test_std", "minimize"),
+])
+def test_objective_follows_direction(name, direction):
+    assert registry.objective(name)[0] == direction
+
+
+def test_target_metric_is_optimised_as_distance_and_context_is_refused():
+    assert registry.objective_value("ate_coverage_rate", {"ate_coverage_rate": 0.90}, alpha=0.05) == \
+        pytest.approx(0.05)
+    assert registry.objective_value("calib_slope_test_mean", {"calib_slope_test_mean": 1.2}) == pytest.approx(0.2)
+    assert registry.objective_value("rscore_mean", {"rscore_mean": 0.3}) == 0.3
+    with pytest.raises(ConfigError, match="cannot be ranked") as info:
+        registry.objective("ate_hat_mean")
+    assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match="not registered"):
+        registry.spec("cate_rmse_tset")
+
+
+def test_loss_orders_every_goal():
+    assert list(registry.loss("cate_rmse_test", [1.0, 2.0])) == [1.0, 2.0]
+    assert list(registry.loss("rscore", [0.1, 0.2])) == [-0.1, -0.2]
+    assert list(registry.loss("cate_coverage_test", [0.95, 0.80], alpha=0.05)) == pytest.approx([0.0, 0.15])
+    assert math.isnan(registry.aggregate_loss("cate_rmse_test_mean", float("nan")))
+
+
+def ate_abs_error(truth, estimate):
+    """The README's "Extending" example: |ATE estimate − true ATE| on the training sample."""
+    import numpy as np
+
+    return abs(float(estimate.ate_hat) - float(np.mean(truth.tau_train)))
+
+
+def test_readme_example_new_metric_is_one_registry_line_and_one_function(store):
+    """README "Extending hte-bench": a metric registered with its function is computed, logged, aggregated, rankable."""
+    from hte_bench.evaluation.registry import MetricSpec, register
+
+    spec = MetricSpec(name="ate_abs_error", goal="lower", needs_truth=True, split="train",
+                      description="absolute ATE error", fn="test_registry.ate_abs_error")
+    register(spec)
+    try:
+        summary = run_composed([*SMALL, "estimator=interaction_ols", "n_seeds=2", "analyses.truth_free=false",
+                                "tracking.plots=false", f"tracking.uri={store}", "tracking.experiment=ext"])
+        kids = [r for r in all_runs(store, "ext") if r.data.tags.get("hte_bench.kind") == "seed"]
+        assert all(k.data.metrics["ate_abs_error"] == pytest.approx(abs(k.data.metrics["ate_bias"])) for k in kids)
+        assert summary["ate_abs_error_mean"] >= 0 and registry.objective("ate_abs_error_mean")[0] == "minimize"
+    finally:
+        registry._ALL.remove(spec)
+        del registry.METRICS["ate_abs_error"]
