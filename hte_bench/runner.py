@@ -96,7 +96,7 @@ class Plan:
 
     @property
     def run_tags(self) -> dict[str, str]:
-        from hte_bench.compare.study import condition_tags
+        from hte_bench.data.conditions import condition_tags
 
         # The data condition (generator + every data knob): runs are compared only within one.
         return {"data": self.data_name, "estimator": self.estimator_name, "config_hash": self.config_hash,
