@@ -264,7 +264,7 @@ def record_configuration(plan: Plan, parent: str, results: list[SeedResult], wor
                          job_log: Optional[str]) -> dict:
     """Aggregate reused and new seeds, write the parent's files and close it."""
     from hte_bench import artifacts
-    from hte_bench.evaluation.metrics import aggregate
+    from hte_bench.evaluation.aggregate import aggregate
 
     from hte_bench.tracking import shared
 
