@@ -65,17 +65,12 @@ def fresh_seeds(used, n: int) -> list[int]:
 
 def t_interval(values, level: float = 0.95) -> tuple[float, float, float, int]:
     """(mean, lower, upper, n) of the finite values: Student-t interval of the mean across seeds."""
-    from scipy import stats
+    from hte_bench.evaluation.aggregate import mean_interval
 
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
-    if v.size < 2:
-        return (float(v.mean()) if v.size else math.nan), math.nan, math.nan, int(v.size)
-    sem = float(stats.sem(v))
-    if sem == 0:  # every seed gave the same value
-        return float(v[0]), float(v[0]), float(v[0]), int(v.size)
-    lo, hi = stats.t.interval(level, v.size - 1, loc=v.mean(), scale=sem)
-    return float(v.mean()), float(lo), float(hi), int(v.size)
+    mean, _, lo, hi = mean_interval(v, 1.0 - level)
+    return mean, lo, hi, int(v.size)
 
 
 def knobs_varying(parents: pd.DataFrame) -> list[str]:

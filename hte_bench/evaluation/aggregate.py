@@ -10,7 +10,7 @@ from scipy import stats
 NAN = float("nan")
 
 
-def _summarise(values: np.ndarray, alpha: float) -> tuple[float, float, float, float]:
+def mean_interval(values: np.ndarray, alpha: float) -> tuple[float, float, float, float]:
     """(mean, std ddof=1, t-interval lower, upper) of the non-NaN values; NaN where undefined."""
     v = values[~np.isnan(values)]
     n = v.size
@@ -42,7 +42,7 @@ def aggregate(per_seed: pd.DataFrame, n_failed: int, alpha: float = 0.05) -> dic
     # (truth-free validation scores) that were logged beside them.
     names = [c for c in per_seed.columns if c != "seed" and pd.api.types.is_numeric_dtype(per_seed[c])]
     for m in names:
-        mean, std, lo, hi = _summarise(column(m), alpha)
+        mean, std, lo, hi = mean_interval(column(m), alpha)
         out[f"{m}_mean"] = mean
         out[f"{m}_std"] = std
         out[f"{m}_ci_lower"] = lo
