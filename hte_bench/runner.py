@@ -92,7 +92,7 @@ class Plan:
 
     @property
     def run_tags(self) -> dict[str, str]:
-        from hte_bench.compare.study import condition_tags
+        from hte_bench.data.conditions import condition_tags
 
         # The data condition (generator + every data knob): runs are compared only within one.
         return {"data": self.data_name, "estimator": self.estimator_name, "config_hash": self.config_hash,
@@ -262,7 +262,7 @@ def record_configuration(plan: Plan, parent: str, results: list[SeedResult], wor
                          job_log: Optional[str]) -> dict:
     """Aggregate reused and new seeds, write the parent's files and close it."""
     from hte_bench import artifacts
-    from hte_bench.evaluation.metrics import aggregate
+    from hte_bench.evaluation.aggregate import aggregate
 
     from hte_bench.tracking import shared
 

@@ -7,6 +7,7 @@ import pytest
 from scipy import stats
 
 from hte_bench.evaluation import metrics
+from hte_bench.evaluation.aggregate import aggregate
 from hte_bench.data.base import Truth
 from hte_bench.estimators.base import Estimate
 
@@ -199,7 +200,7 @@ def _per_seed():
 
 
 def test_aggregate_mean_std_t_interval():
-    out = metrics.aggregate(_per_seed(), n_failed=1)
+    out = aggregate(_per_seed(), n_failed=1)
     # ate_hat 2,3,4: mean 3; deviations -1,0,1 -> var (1+0+1)/2 = 1 -> std 1
     assert out["ate_hat_mean"] == 3.0
     assert out["ate_hat_std"] == pytest.approx(1.0)
@@ -216,7 +217,7 @@ def test_aggregate_mean_std_t_interval():
 
 
 def test_aggregate_drops_nan():
-    out = metrics.aggregate(_per_seed(), n_failed=0)
+    out = aggregate(_per_seed(), n_failed=0)
     # cate_mse_test 1, NaN, 3 -> 1 and 3: mean 2, std sqrt((1+1)/1) = sqrt(2), df = 1
     assert out["cate_mse_test_mean"] == 2.0
     assert out["cate_mse_test_std"] == pytest.approx(math.sqrt(2))
@@ -233,7 +234,7 @@ def test_aggregate_drops_nan():
 
 
 def test_aggregate_one_seed():
-    out = metrics.aggregate(_per_seed().iloc[:1], n_failed=2)
+    out = aggregate(_per_seed().iloc[:1], n_failed=2)
     assert out["ate_hat_mean"] == 2.0
     assert math.isnan(out["ate_hat_std"])
     assert math.isnan(out["ate_hat_ci_lower"]) and math.isnan(out["ate_hat_ci_upper"])
@@ -244,32 +245,32 @@ def test_aggregate_one_seed():
 def test_aggregate_wilson_nine_of_ten():
     per_seed = pd.DataFrame({"ate_covered": [1.0] * 9 + [0.0], "ate_hat": np.arange(10.0),
                              "ate_true": np.arange(10.0)})
-    out = metrics.aggregate(per_seed, n_failed=0)
+    out = aggregate(per_seed, n_failed=0)
     assert out["ate_coverage_rate"] == 0.9
     # Wilson 95% for 9/10: 0.5958 .. 0.9821
     assert out["ate_coverage_rate_ci_lower"] == pytest.approx(0.5958, abs=1e-4)
     assert out["ate_coverage_rate_ci_upper"] == pytest.approx(0.9821, abs=1e-4)
     # a lower confidence level (50%, alpha 0.5) gives a narrower interval
-    narrow = metrics.aggregate(per_seed, n_failed=0, alpha=0.5)
+    narrow = aggregate(per_seed, n_failed=0, alpha=0.5)
     assert narrow["ate_coverage_rate_ci_lower"] > out["ate_coverage_rate_ci_lower"]
 
 
 def test_aggregate_no_coverage_information():
-    out = metrics.aggregate(pd.DataFrame({"ate_hat": [1.0, 2.0], "ate_true": [1.0, 1.0],
+    out = aggregate(pd.DataFrame({"ate_hat": [1.0, 2.0], "ate_true": [1.0, 1.0],
                                           "ate_covered": [nan, nan]}), n_failed=0)
     assert math.isnan(out["ate_coverage_rate"])
     assert math.isnan(out["ate_coverage_rate_ci_lower"]) and math.isnan(out["ate_coverage_rate_ci_upper"])
 
 
 def test_aggregate_zero_ok_seeds():
-    assert metrics.aggregate(pd.DataFrame(), n_failed=5) == {"n_seeds_ok": 0, "n_seeds_failed": 5}
+    assert aggregate(pd.DataFrame(), n_failed=5) == {"n_seeds_ok": 0, "n_seeds_failed": 5}
 
 
 def test_aggregate_roundtrip_from_evaluate():
     est = Estimate(tau_hat_train=np.array([1.0, 2.0, 3.0, 6.0]), tau_hat_test=np.array([0.0, 1.0, 2.0, 3.0]),
                    ate_hat=3.0)
     rows = [dict(metrics.evaluate(_truth(), est), seed=s) for s in range(3)]
-    out = metrics.aggregate(pd.DataFrame(rows), n_failed=0)
+    out = aggregate(pd.DataFrame(rows), n_failed=0)
     assert out["cate_mse_train_mean"] == 1.0 and out["cate_mse_train_std"] == 0.0
     assert out["ate_rmse"] == pytest.approx(0.5)
     assert all(isinstance(v, float) for v in out.values())
@@ -283,5 +284,5 @@ def test_without_truth_only_truth_free_metrics_exist():
     out = metrics.evaluate(truth, est)
     assert set(out) == set(metrics.WITHOUT_TRUTH)
     assert out["ate_hat"] == 2.4 and out["ate_ci_width"] == pytest.approx(0.6)
-    summary = metrics.aggregate(pd.DataFrame([out, out]), n_failed=0)
+    summary = aggregate(pd.DataFrame([out, out]), n_failed=0)
     assert "ate_rmse" not in summary and "ate_coverage_rate" not in summary and summary["n_seeds_ok"] == 2

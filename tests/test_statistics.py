@@ -5,7 +5,8 @@ import pytest
 from hte_bench.data import engagement
 from hte_bench.estimators.base import Estimate
 from hte_bench.estimators.ols import InteractionOLS
-from hte_bench.evaluation.metrics import aggregate, evaluate
+from hte_bench.evaluation.aggregate import aggregate
+from hte_bench.evaluation.metrics import evaluate
 import pandas as pd
 
 

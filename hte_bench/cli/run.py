@@ -23,6 +23,7 @@ def conf_dir() -> Path:
 
 _CONF = str(conf_dir())
 _errors: list[str] = []
+_jobs = [0]  # jobs this process ran
 _failed_outputs: list[Path] = []  # Hydra output folders of jobs refused for bad input: removed at exit
 
 
@@ -82,6 +83,7 @@ def app(cfg: DictConfig) -> float:
         handler.flush()
     choices = _choices()
     hc = _hydra_runtime()
+    _jobs[0] += 1
     try:
         own_generator(cfg, choices, list(hc.overrides.task) if hc is not None else [])
         registry.objective(str(cfg.optimized_metric))  # refuses a context metric before any fit
@@ -180,6 +182,10 @@ def main() -> None:
         print(f"hte-bench: error: {line}", file=sys.stderr)
         sys.exit(2)
     if _errors:
+        if len(_errors) == _jobs[0]:  # every job refused: no claims database left behind either
+            from hte_bench.tracking.claims import discard_unused
+
+            discard_unused()
         _remove_failed_outputs(before)
         sys.exit(2)
 

@@ -6,15 +6,13 @@ configuration, never pooled. No MLflow here.
 """
 from __future__ import annotations
 
-import hashlib
-import inspect
-import json
 import math
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 import pandas as pd
 
+from hte_bench.data.conditions import condition_of
 from hte_bench.errors import ConfigError
 
 # What an interval of each kind lets a coverage number say (kinds are tagged on seed runs by the runner).
@@ -26,46 +24,6 @@ KIND_NOTES = {
     "none": "no interval",
     "unknown": "interval kind not recorded (older run)",
 }
-
-
-def _signature_defaults(target: str) -> dict[str, Any]:
-    """The generator function's own keyword defaults (its knobs as nobody changed them); {} if unreadable."""
-    import importlib
-
-    module, _, name = target.rpartition(".")
-    try:
-        fn = getattr(importlib.import_module(module), name)
-        params = inspect.signature(fn).parameters.values()
-    except Exception:  # a generator we cannot import here still gets a condition: every knob in the label
-        return {}
-    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty and p.name != "seed"}
-
-
-def condition_of(data: dict[str, Any], data_name: str) -> tuple[str, str]:
-    """(hash, label) of a data condition from the resolved ``data`` config (knobs and ``_target_``).
-
-    The hash covers every knob, the generator's own defaults filled in (``noise=1.0`` given or implied is
-    one condition); numbers follow the type of the default (``noise=3`` is ``noise=3.0``). The label is the
-    generator's name plus the knobs that differ from the generator's defaults, so it is the same wherever
-    the condition appears (runs, boards, experiments), e.g. ``engagement noise=3.0``.
-    """
-    target = str(data.get("_target_", ""))
-    defaults = _signature_defaults(target) if target else {}
-    knobs = {**defaults, **{k: v for k, v in data.items() if k != "_target_"}}
-    for key, value in knobs.items():
-        if isinstance(defaults.get(key), float) and isinstance(value, int) and not isinstance(value, bool):
-            knobs[key] = float(value)
-    digest = hashlib.sha256(json.dumps({"_target_": target or data_name, **knobs}, sort_keys=True, default=str).encode())
-    changed = [f"{k}={v}" for k, v in knobs.items() if k not in defaults or defaults[k] != v]
-    return digest.hexdigest()[:12], " ".join([data_name, *changed])
-
-
-def condition_tags(cfg, data_name: str) -> dict[str, str]:
-    """Tags ``condition_hash`` and ``condition`` of a configuration's data, for its configuration and seed runs."""
-    from omegaconf import OmegaConf
-
-    chash, label = condition_of(OmegaConf.to_container(cfg.data, resolve=True), data_name)
-    return {"condition_hash": chash, "condition": label}
 
 
 def with_conditions(parents: pd.DataFrame) -> pd.DataFrame:
@@ -107,17 +65,12 @@ def fresh_seeds(used, n: int) -> list[int]:
 
 def t_interval(values, level: float = 0.95) -> tuple[float, float, float, int]:
     """(mean, lower, upper, n) of the finite values: Student-t interval of the mean across seeds."""
-    from scipy import stats
+    from hte_bench.evaluation.aggregate import mean_interval
 
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
-    if v.size < 2:
-        return (float(v.mean()) if v.size else math.nan), math.nan, math.nan, int(v.size)
-    sem = float(stats.sem(v))
-    if sem == 0:  # every seed gave the same value
-        return float(v[0]), float(v[0]), float(v[0]), int(v.size)
-    lo, hi = stats.t.interval(level, v.size - 1, loc=v.mean(), scale=sem)
-    return float(v.mean()), float(lo), float(hi), int(v.size)
+    mean, _, lo, hi = mean_interval(v, 1.0 - level)
+    return mean, lo, hi, int(v.size)
 
 
 def knobs_varying(parents: pd.DataFrame) -> list[str]:

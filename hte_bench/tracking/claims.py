@@ -92,8 +92,11 @@ class Leases:
             raise ConfigError(f"tracking.coordination_uri={url!r}: claims need sqlite://, postgresql:// or "
                               f"mysql:// (a SQLAlchemy URL)")
         self._now = _NOW[dialect]
+        self._file = Path(url.split("sqlite:///", 1)[-1]) if sqlite else None
+        # Whether this process made the SQLite file: a refused first attempt removes it again (discard_unused).
+        self.created_file = self._file is not None and not self._file.exists()
         if sqlite:
-            Path(url.split("sqlite:///", 1)[-1]).parent.mkdir(parents=True, exist_ok=True)
+            self._file.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.engine = create_engine(url, **({"connect_args": {"timeout": 30}} if sqlite else {}))
         except Exception as err:  # a missing driver, a malformed URL
@@ -115,7 +118,22 @@ class Leases:
                 raise ConfigError(f"tracking.coordination_uri={url!r} cannot be used: "
                                   f"{' '.join(str(err).split())[:300]}")
         self._beat: Optional[threading.Thread] = None
+        self.discarded = False
         atexit.register(self.release_all)
+
+    def discard_if_unused(self) -> bool:
+        """Remove the SQLite file this process created if nobody holds a claim in it; True if removed."""
+        if not self.created_file or self._exec(f"DELETE FROM {TABLE} WHERE holder = :h", h=self.holder) < 0:
+            return False
+        with self.engine.begin() as con:
+            if con.execute(self._text(f"SELECT COUNT(*) FROM {TABLE}")).scalar():
+                return False
+        self.discarded = True  # the heartbeat and the exit hook must not open (and so recreate) it
+        self.engine.dispose()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{self._file}{suffix}").unlink(missing_ok=True)
+        type(self)._open.pop(self.url, None)
+        return True
 
     @classmethod
     def get(cls, url: str, lease_seconds: float) -> "Leases":
@@ -198,6 +216,8 @@ class Leases:
 
     def release_all(self) -> None:
         """Give up every claim of this process (at exit: others need not wait for the leases to expire)."""
+        if self.discarded:
+            return
         try:
             self._exec(f"DELETE FROM {TABLE} WHERE holder = :h", h=self.holder)
         except Exception:  # the database may be what failed; the leases then simply expire
@@ -209,8 +229,10 @@ class Leases:
             self._beat.start()
 
     def _renew_forever(self) -> None:
-        while True:
+        while not self.discarded:
             time.sleep(self.lease / 3)
+            if self.discarded:
+                return
             try:
                 self._exec(f"UPDATE {TABLE} SET expires_at = {{now}} + :lease WHERE holder = :h",
                            h=self.holder, lease=self.lease)
@@ -227,6 +249,15 @@ def coordination(cfg, tracking_uri: str) -> Optional[tuple[str, float]]:
         raise ConfigError(f"claims.lease_seconds={lease!r} is not allowed; give a number of seconds > 0, e.g. 60")
     url = coordination_url(tracking_uri, cfg.tracking.get("coordination_uri"))
     return None if url is None else (url, float(lease))
+
+
+def discard_unused() -> None:
+    """After a refused attempt: remove claims databases this process created and nobody uses (no leftovers)."""
+    for leases in list(Leases._open.values()):
+        try:
+            leases.discard_if_unused()
+        except Exception:  # best effort: a leftover empty claims file is harmless
+            pass
 
 
 def open_leases(where: Optional[tuple[str, float]]) -> Optional[Leases]:

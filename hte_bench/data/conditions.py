@@ -1,0 +1,50 @@
+"""Data conditions: the generator plus every resolved data knob, as a hash and a readable label.
+
+Runs are tagged with their condition, and boards compare configurations only within one.
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+from typing import Any
+
+
+def _signature_defaults(target: str) -> dict[str, Any]:
+    """The generator function's own keyword defaults (its knobs as nobody changed them); {} if unreadable."""
+    import importlib
+
+    module, _, name = target.rpartition(".")
+    try:
+        fn = getattr(importlib.import_module(module), name)
+        params = inspect.signature(fn).parameters.values()
+    except Exception:  # a generator we cannot import here still gets a condition: every knob in the label
+        return {}
+    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty and p.name != "seed"}
+
+
+def condition_of(data: dict[str, Any], data_name: str) -> tuple[str, str]:
+    """(hash, label) of a data condition from the resolved ``data`` config (knobs and ``_target_``).
+
+    The hash covers every knob, the generator's own defaults filled in (``noise=1.0`` given or implied is
+    one condition); numbers follow the type of the default (``noise=3`` is ``noise=3.0``). The label is the
+    generator's name plus the knobs that differ from the generator's defaults, so it is the same wherever
+    the condition appears (runs, boards, experiments), e.g. ``engagement noise=3.0``.
+    """
+    target = str(data.get("_target_", ""))
+    defaults = _signature_defaults(target) if target else {}
+    knobs = {**defaults, **{k: v for k, v in data.items() if k != "_target_"}}
+    for key, value in knobs.items():
+        if isinstance(defaults.get(key), float) and isinstance(value, int) and not isinstance(value, bool):
+            knobs[key] = float(value)
+    digest = hashlib.sha256(json.dumps({"_target_": target or data_name, **knobs}, sort_keys=True, default=str).encode())
+    changed = [f"{k}={v}" for k, v in knobs.items() if k not in defaults or defaults[k] != v]
+    return digest.hexdigest()[:12], " ".join([data_name, *changed])
+
+
+def condition_tags(cfg, data_name: str) -> dict[str, str]:
+    """Tags ``condition_hash`` and ``condition`` of a configuration's data, for its configuration and seed runs."""
+    from omegaconf import OmegaConf
+
+    chash, label = condition_of(OmegaConf.to_container(cfg.data, resolve=True), data_name)
+    return {"condition_hash": chash, "condition": label}

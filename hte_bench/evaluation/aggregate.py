@@ -1,0 +1,74 @@
+"""Across seeds: each per-seed metric's mean, spread and t-interval, the ATE RMSE and the ATE coverage rate."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+NAN = float("nan")
+
+
+def mean_interval(values: np.ndarray, alpha: float) -> tuple[float, float, float, float]:
+    """(mean, std ddof=1, t-interval lower, upper) of the non-NaN values; NaN where undefined."""
+    v = values[~np.isnan(values)]
+    n = v.size
+    if n == 0:
+        return NAN, NAN, NAN, NAN
+    mean = float(np.mean(v))
+    if n < 2:
+        return mean, NAN, NAN, NAN
+    std = float(np.std(v, ddof=1))
+    if not np.isfinite(v).all():
+        return mean, std, NAN, NAN
+    half = float(stats.t.ppf(1.0 - alpha / 2.0, df=n - 1)) * std / math.sqrt(n)
+    return mean, std, mean - half, mean + half
+
+
+def aggregate(per_seed: pd.DataFrame, n_failed: int, alpha: float = 0.05) -> dict[str, float]:
+    """Summaries across seeds (mean, std, t-interval per metric; ATE RMSE; ATE coverage rate with Wilson interval)."""
+    n_ok = 0 if per_seed is None else len(per_seed)
+    out: dict[str, float] = {}
+    if n_ok == 0:
+        return {"n_seeds_ok": 0.0, "n_seeds_failed": float(n_failed)}
+
+    def column(name: str) -> np.ndarray:
+        if name not in per_seed.columns:
+            return np.full(n_ok, NAN)
+        return pd.to_numeric(per_seed[name], errors="coerce").to_numpy(dtype=float, na_value=NAN)
+
+    # Every numeric per-seed column is summarised: the child metrics, and any other per-seed scores
+    # (truth-free validation scores) that were logged beside them.
+    names = [c for c in per_seed.columns if c != "seed" and pd.api.types.is_numeric_dtype(per_seed[c])]
+    for m in names:
+        mean, std, lo, hi = mean_interval(column(m), alpha)
+        out[f"{m}_mean"] = mean
+        out[f"{m}_std"] = std
+        out[f"{m}_ci_lower"] = lo
+        out[f"{m}_ci_upper"] = hi
+
+    if "ate_true" not in per_seed.columns:  # no truth: no ATE error, no coverage
+        return {**out, "n_seeds_ok": float(n_ok), "n_seeds_failed": float(n_failed)}
+    err = column("ate_hat") - column("ate_true")
+    err = err[~np.isnan(err)]
+    out["ate_rmse"] = float(np.sqrt(np.mean(err ** 2))) if err.size else NAN
+
+    covered = column("ate_covered")
+    covered = covered[np.isfinite(covered)]
+    if covered.size:
+        from statsmodels.stats.proportion import proportion_confint  # lazy: statsmodels is slow to import
+
+        k, n = int(round(float(np.sum(covered)))), int(covered.size)
+        lo, hi = proportion_confint(k, n, alpha=alpha, method="wilson")
+        out["ate_coverage_rate"] = float(np.mean(covered))
+        out["ate_coverage_rate_ci_lower"] = float(lo)
+        out["ate_coverage_rate_ci_upper"] = float(hi)
+    else:
+        out["ate_coverage_rate"] = NAN
+        out["ate_coverage_rate_ci_lower"] = NAN
+        out["ate_coverage_rate_ci_upper"] = NAN
+
+    out["n_seeds_ok"] = float(n_ok)
+    out["n_seeds_failed"] = float(n_failed)
+    return out
