@@ -28,14 +28,14 @@ class Shipped:
 
 
 def evaluate_in_parallel(cfg: DictConfig, seeds: list[int], workdir: str, n_jobs: int,
-                         strict: bool = True) -> Iterator[SeedResult]:
+                         strict: bool = True, title: str = "") -> Iterator[SeedResult]:
     """SeedResults in seed order from ``n_jobs`` workers of the configured backend; with ``strict`` the first seed is."""
     from joblib import Parallel, delayed
 
     if str(cfg.joblib_backend) == "loky":  # the only other value config.validate lets through is ray
         # All seeds go to the pool at once; results stream back in order as they finish.
         yield from Parallel(n_jobs=n_jobs, return_as="generator")(
-            delayed(evaluate_seed)(cfg, seed, workdir, strict and i == 0) for i, seed in enumerate(seeds))
+            delayed(evaluate_seed)(cfg, seed, workdir, strict and i == 0, title) for i, seed in enumerate(seeds))
         return
     try:
         from ray.util.joblib import register_ray
@@ -54,14 +54,15 @@ def evaluate_in_parallel(cfg: DictConfig, seeds: list[int], workdir: str, n_jobs
     with parallel_config(backend="ray"), Parallel(n_jobs=n_jobs) as parallel:
         for start in range(0, len(seeds), step):
             batch = seeds[start:start + step]
-            yield from map(receive, parallel(delayed(evaluate_seed_shipped)(cfg, seed, workdir, strict and start + i == 0)
+            yield from map(receive, parallel(delayed(evaluate_seed_shipped)(cfg, seed, workdir, strict and start + i == 0, title)
                                              for i, seed in enumerate(batch)))
 
 
-def evaluate_seed_shipped(cfg: DictConfig, seed: int, workdir: str, strict: bool = False) -> Shipped:
+def evaluate_seed_shipped(cfg: DictConfig, seed: int, workdir: str, strict: bool = False,
+                          title: str = "") -> Shipped:
     """``evaluate_seed`` in the worker's own temporary folder; its files come back as bytes."""
     with tempfile.TemporaryDirectory(prefix="hte-bench-seed-") as tmp:
-        result = evaluate_seed(cfg, seed, tmp, strict)
+        result = evaluate_seed(cfg, seed, tmp, strict, title)
         files = {str(p.relative_to(tmp)): p.read_bytes() for p in Path(tmp).rglob("*") if p.is_file()}
         if result.artifact_dir:
             result.artifact_dir = str(Path(result.artifact_dir).relative_to(tmp))

@@ -217,7 +217,7 @@ def evaluate_seeds(plan: Plan, workdir: str):
             # Seeds go to the pool as they are claimed; results come back in order, so a strict failure
             # of the first seed still surfaces before the parent run is opened. Processes here (loky) or
             # Ray tasks: joblib_backend, see hte_bench/backends.py.
-            for result in evaluate_in_parallel(cfg, seeds, workdir, n_jobs, strict):
+            for result in evaluate_in_parallel(cfg, seeds, workdir, n_jobs, strict, title):
                 strict = False
                 yield result
         if pending:
