@@ -54,7 +54,8 @@ def evaluate_in_parallel(cfg: DictConfig, seeds: list[int], workdir: str, n_jobs
     with parallel_config(backend="ray"), Parallel(n_jobs=n_jobs) as parallel:
         for start in range(0, len(seeds), step):
             batch = seeds[start:start + step]
-            yield from map(receive, parallel(delayed(evaluate_seed_shipped)(cfg, seed, workdir, strict and start + i == 0, title)
+            yield from map(receive, parallel(
+                delayed(evaluate_seed_shipped)(cfg, seed, workdir, strict and start + i == 0, title)
                                              for i, seed in enumerate(batch)))
 
 
