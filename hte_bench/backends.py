@@ -56,7 +56,7 @@ def evaluate_in_parallel(cfg: DictConfig, seeds: list[int], workdir: str, n_jobs
             batch = seeds[start:start + step]
             yield from map(receive, parallel(
                 delayed(evaluate_seed_shipped)(cfg, seed, workdir, strict and start + i == 0, title)
-                                             for i, seed in enumerate(batch)))
+                for i, seed in enumerate(batch)))
 
 
 def evaluate_seed_shipped(cfg: DictConfig, seed: int, workdir: str, strict: bool = False,
