@@ -54,7 +54,7 @@ def run(cfg: DictConfig, choices: Optional[dict[str, str]] = None, job_log: Opti
             plan.tracker.end(parent, "KILLED")
             raise
     resumed = f" (resumed: {len(plan.done)} seeds reused)" if plan.done else ""
-    log.info("%s: %s%s", plan.label, _one_line_summary(summary), resumed)
+    log.info("%s: %s%s%s", plan.label, _one_line_summary(summary), resumed, _nuisance_count(results))
     if not plan.sweep_id:  # a sweep prints this once, at its end
         log.info("browse: %s", plan.tracker.ui_hint())
     return summary
@@ -216,6 +216,13 @@ def record_configuration(plan: Plan, parent: str, results: list[SeedResult], wor
     plan.tracker.finish_parent(parent, summary, str(parent_dir), "FINISHED" if rows else "FAILED")
     summary["_parent_run_id"] = parent
     return summary
+
+
+def _nuisance_count(results: list[SeedResult]) -> str:
+    """How many seeds fitted their DR nuisances and how many read them from the cache (tag dr_nuisances_cached)."""
+    flags = [r.tags.get("dr_nuisances_cached") for r in results]
+    hits, fits = flags.count("true"), flags.count("false")
+    return f"; DR nuisances: {fits} fitted, {hits} from the cache" if hits or fits else ""
 
 
 def _one_line_summary(summary: dict) -> str:
