@@ -38,7 +38,7 @@ def test_failed_fit_is_isolated(store):
 def test_same_config_and_seed_give_identical_metrics_serial_or_parallel(store):
     args = ["estimator=cf_small", "n_seeds=2"]
     a = _run(store, "repro_a", args)
-    b = _run(store, "repro_b", [*args, "n_jobs=2"])
+    b = _run(store, "repro_b", [*args, "n_jobs=-1"])  # the default: every core
     ka = _children(store, "repro_a", a["_parent_run_id"])
     kb = _children(store, "repro_b", b["_parent_run_id"])
     for x, y in zip(ka, kb):
@@ -69,6 +69,7 @@ def test_child_metrics_and_tags(store):
     (["estimator=interaction_ols", "+estimator.not_a_param=1"], "not_a_param"),
     (["estimator=interaction_ols", "data.n=0"], "data.n=0 is not allowed"),
     (["estimator=interaction_ols", "alpha=1.5"], "alpha"),
+    (["estimator=interaction_ols", "tracking.plots=-1"], "tracking.plots"),
 ])
 def test_bad_input_raises_one_line_and_writes_nothing(store, overrides, message):
     with pytest.raises(ConfigError, match=message) as info:
