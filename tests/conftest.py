@@ -56,7 +56,7 @@ def shared_store(tmp_path_factory, _template_db) -> str:
     return _copy_template(_template_db, tmp_path_factory.mktemp("shared") / "store")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def migrated_mlruns(_template_db):
     """``migrated_mlruns(folder)`` puts a migrated ``mlruns/mlflow.db`` in folder (the CLI's default store)."""
     return lambda folder: _copy_template(_template_db, Path(folder) / "mlruns")

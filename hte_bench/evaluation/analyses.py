@@ -180,7 +180,8 @@ def truth_free(dataset: "Dataset", estimate: "Estimate", truth: Optional["Truth"
 
     scores = validation.truth_free(dataset, _effect_fn(estimate, "truth_free"), settings.seed, settings.n_folds,
                                    settings.outcome_model, settings.treatment_model, alpha=settings.alpha,
-                                   nuisances=lambda: dr_nuisances(dataset, settings), plots=settings.plots)
+                                   nuisances=lambda: dr_nuisances(dataset, settings), plots=settings.plots,
+                                   cache_dir=settings.cache_dir)
     out = AnalysisResult(metrics=dict(scores.metrics), notes=list(scores.notes))
     if settings.plots:
         out.figures.update(scores.figures)
