@@ -37,7 +37,11 @@ def timed(cmd: list[str], cwd: Path) -> float:
 
 
 def hte(args: list[str], cwd: Path, store: str) -> float:
-    return timed([EXE, *args, f"tracking.uri=sqlite:///{cwd / store}", "hydra.run.dir=hydra",
+    """Wall seconds of one hte-bench command into its own store folder (so no run reads another's cache)."""
+    folder = cwd / Path(store).stem
+    folder.mkdir(parents=True, exist_ok=True)
+    (cwd / store).symlink_to(folder / "mlflow.db")  # child_metrics() and sweep() read cwd / store
+    return timed([EXE, *args, f"tracking.uri=sqlite:///{folder / 'mlflow.db'}", "hydra.run.dir=hydra",
                   "hydra.sweep.dir=hydra_sweep"], cwd)
 
 
