@@ -52,7 +52,7 @@ def test_run_all_gives_one_result_of_every_analysis(forest):
     assert buf.getvalue()[:4] == b"\x89PNG"
     assert out.texts["insights.md"].startswith("# Insights")
     # One DR nuisance fit for the seed, shared by insights and truth_free (no on-disk cache here).
-    (nuisances,) = [v for k, v in settings.cache.items() if isinstance(k, tuple)]
+    (nuisances,) = settings.cache.values()
     assert settings.nuisances_cached is False
     assert out.metrics["policy_value_treat_all"] == pytest.approx(nuisances.test.aipw().mean())
     # Engagement declares no subgroups: that analysis adds nothing.

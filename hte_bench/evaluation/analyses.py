@@ -60,6 +60,8 @@ class Settings:
     plots: bool = True               # draw figures
     cache_dir: Optional[str] = None  # joblib.Memory folder of the DR nuisances shared across runs (None: off)
     cache: dict = field(default_factory=dict, repr=False, compare=False)
+    # Whether the seed's DR nuisances came from the on-disk cache (None: no analysis run needed them).
+    nuisances_cached: Optional[bool] = field(default=None, compare=False)
 
     @classmethod
     def from_config(cls, cfg, seed: int) -> "Settings":
@@ -70,11 +72,6 @@ class Settings:
                    importance_repeats=int(cfg.get("importance_repeats", 3)),
                    importance_max_rows=int(cfg.get("importance_max_rows", 500)),
                    plots=seed_plots(cfg, seed), cache_dir=cache_location(cfg))
-
-    @property
-    def nuisances_cached(self) -> Optional[bool]:
-        """Whether this seed's DR nuisances came from the on-disk cache (None: not needed by the analyses run)."""
-        return self.cache.get("dr_nuisances_cached")
 
 
 def cache_location(cfg) -> Optional[str]:
@@ -97,12 +94,11 @@ def dr_nuisances(dataset: "Dataset", settings: Settings) -> "DRNuisances":
 
     key = ("dr_nuisances", id(dataset))
     if key not in settings.cache:
-        settings.cache[key], hit = cached_dr_nuisances(dataset, settings.seed, settings.n_folds,
+        settings.cache[key], settings.nuisances_cached = cached_dr_nuisances(dataset, settings.seed, settings.n_folds,
                                                        settings.outcome_model, settings.treatment_model,
                                                        location=settings.cache_dir)
-        settings.cache["dr_nuisances_cached"] = hit
         log.debug("seed %d: DR nuisances %s", settings.seed,
-                 f"read from the cache in {settings.cache_dir}" if hit else "fitted")
+                  f"read from the cache in {settings.cache_dir}" if settings.nuisances_cached else "fitted")
     return settings.cache[key]
 
 
