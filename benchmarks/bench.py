@@ -1,10 +1,12 @@
 """Speed and memory of hte-bench, as ratios measured in one run on this machine.
 
-    python benchmarks/bench.py                 # overhead, parallel seeds, grid reuse, --help start-up
+    python benchmarks/bench.py                 # OLS and forest overhead, shared nuisances, parallel, grid, --help
+    python benchmarks/bench.py --only ols,forest,sweep   # the goals of issue 11 only
     python benchmarks/bench.py --only big      # one seed of a causal forest at n = 100 000
     python benchmarks/bench.py --seeds 10      # more seeds: steadier ratios, longer run
 
-Every timing is the wall time of a whole command (a fresh process, imports included), as a user sees it.
+Every timing is the wall time of a whole command (a fresh process, imports included), as a user sees it;
+each ratio divides two commands run one after the other in this run (harness ÷ bare library loop).
 """
 from __future__ import annotations
 
@@ -35,7 +37,11 @@ def timed(cmd: list[str], cwd: Path) -> float:
 
 
 def hte(args: list[str], cwd: Path, store: str) -> float:
-    return timed([EXE, *args, f"tracking.uri=sqlite:///{cwd / store}", "hydra.run.dir=hydra",
+    """Wall seconds of one hte-bench command into its own store folder (so no run reads another's cache)."""
+    folder = cwd / Path(store).stem
+    folder.mkdir(parents=True, exist_ok=True)
+    (cwd / store).symlink_to(folder / "mlflow.db")  # child_metrics() and sweep() read cwd / store
+    return timed([EXE, *args, f"tracking.uri=sqlite:///{folder / 'mlflow.db'}", "hydra.run.dir=hydra",
                   "hydra.sweep.dir=hydra_sweep"], cwd)
 
 
@@ -56,22 +62,49 @@ def same(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(eq(a[k][m], b[k][m]) for k in a for m in a[k])
 
 
-def overhead(work: Path, seeds: int, n: int) -> list[tuple]:
+def ols(work: Path, seeds: int, n: int) -> list[tuple]:
+    """Goal 1: many seeds of a cheap estimator, hte-bench defaults ÷ the bare statsmodels loop."""
+    bare = timed([sys.executable, str(HERE / "bare_statsmodels.py"), str(seeds), str(n)], work)
+    full = hte(["estimator=interaction_ols", f"n_seeds={seeds}", f"data.n={n}", f"data.n_test={n}"], work,
+               "ols.db")
+    return [("0. interaction_ols: hte-bench defaults ÷ bare statsmodels", f"{seeds} seeds, engagement n={n}",
+             f"{full:.1f} s ÷ {bare:.1f} s", full / bare, "≤ 3")]
+
+
+def overhead(work: Path, seeds: int, n: int, lean_too: bool = True) -> list[tuple]:
+    """Goal 2: the causal forest, hte-bench defaults ÷ a bare econml loop (econml's default n_jobs=-1)."""
     bare = timed([sys.executable, str(HERE / "bare_econml.py"), str(seeds), str(n), "1000"], work)
     base = ["estimator=causal_forest_dml", f"n_seeds={seeds}", f"data.n={n}", f"data.n_test={n}"]
-    # The bare script fits and predicts; the harness also measures against the truth, logs, plots and
-    # (by default) runs the truth-free validation analyses. Both settings are reported.
-    lean = hte([*base, "analyses.truth_free=false", "analyses.subgroups=false"], work, "overhead_lean.db")
+    # The bare script fits and predicts; the harness also measures against the truth, runs importance,
+    # insights and the truth-free validation analyses, draws the first seeds' figures and logs to MLflow.
     full = hte(base, work, "overhead_full.db")
-    return [("1a. overhead: hte-bench (analyses off) ÷ bare econml", f"{seeds} seeds, n={n}, 1000 trees",
-             f"{lean:.1f} s ÷ {bare:.1f} s", lean / bare, "≤ 1.10"),
-            ("1b. hte-bench with default analyses ÷ bare econml", "truth-free scores on (DRTester, RScorer)",
-             f"{full:.1f} s ÷ {bare:.1f} s", full / bare, "(no goal)")]
+    rows = [("1a. causal forest: hte-bench defaults ÷ bare econml", f"{seeds} seeds, n={n}, 1000 trees",
+             f"{full:.1f} s ÷ {bare:.1f} s", full / bare, "≤ 1.10")]
+    if lean_too:
+        lean = hte([*base, "analyses.truth_free=false", "tracking.plots=false"], work, "overhead_lean.db")
+        rows.append(("1b. hte-bench, truth-free and plots off ÷ bare econml", "importance and insights stay on",
+                     f"{lean:.1f} s ÷ {bare:.1f} s", lean / bare, "(no goal)"))
+    return rows
+
+
+def sweep(work: Path, seeds: int, n: int) -> list[tuple]:
+    """Goal 3: a 6-estimator sweep fits the analyses' DR nuisances once per seed, not once per configuration."""
+    import sqlite3
+
+    estimators = "interaction_ols,constant_effect,zero_effect,s_learner,t_learner,linear_dml"
+    wall = hte(["-m", f"estimator={estimators}", f"n_seeds={seeds}", f"data.n={n}", f"data.n_test={n}",
+                "analyses.truth_free=false", "tracking.plots=false"], work, "sweep.db")
+    with sqlite3.connect(work / "sweep.db") as con:
+        counts = dict(con.execute("select value, count(*) from tags where key = 'dr_nuisances_cached' "
+                                  "group by value").fetchall())
+    fitted, reused = counts.get("false", 0), counts.get("true", 0)
+    return [("2b. DR nuisances in a 6-estimator sweep", f"{seeds} seeds, n={n}; {wall:.0f} s",
+             f"fitted {fitted}, from cache {reused}", fitted / seeds, "fits per seed = 1")]
 
 
 def parallel(work: Path, seeds: int, n: int) -> list[tuple]:
     args = ["estimator=causal_forest_dml", f"n_seeds={seeds}", f"data.n={n}", f"data.n_test={n}",
-            "analyses.truth_free=false"]
+            "analyses.truth_free=false", "tracking.cache=false"]
     serial = hte([*args, "n_jobs=1"], work, "serial.db")
     par = hte([*args, "n_jobs=2"], work, "parallel.db")
     ok = same(child_metrics(f"sqlite:///{work / 'serial.db'}"), child_metrics(f"sqlite:///{work / 'parallel.db'}"))
@@ -114,18 +147,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=6)
     parser.add_argument("--n", type=int, default=1000)
-    parser.add_argument("--only", default="overhead,parallel,grid,help",
-                        help="comma list of: overhead, parallel, grid, help, big")
+    parser.add_argument("--ols-seeds", type=int, default=200)
+    parser.add_argument("--forest-seeds", type=int, default=5)
+    parser.add_argument("--no-lean", action="store_true", help="skip the forest with analyses trimmed")
+    parser.add_argument("--only", default="ols,overhead,sweep,parallel,grid,help",
+                        help="comma list of: ols, overhead (the forest), sweep, parallel, grid, help, big")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="hte-bench-bench-"))
-    steps = {"overhead": lambda: overhead(work, args.seeds, args.n),
+    steps = {"ols": lambda: ols(work, args.ols_seeds, args.n),
+             "overhead": lambda: overhead(work, args.forest_seeds, args.n, not args.no_lean),
+             "sweep": lambda: sweep(work, max(2, args.seeds // 2), args.n),
              "parallel": lambda: parallel(work, 2 * args.seeds, args.n),
              "grid": lambda: grid(work, max(2, args.seeds // 3), args.n),
              "help": lambda: help_startup(work), "big": lambda: big(work)}
     rows = []
     for name in args.only.split(","):
-        rows += steps[name.strip()]()
-        print(f"done: {name}", file=sys.stderr, flush=True)
+        new = steps[{"forest": "overhead"}.get(name.strip(), name.strip())]()
+        rows += new
+        print(f"done: {name}: {new}", file=sys.stderr, flush=True)
     print("\n| measure | setting | times | ratio | goal |\n|---|---|---|---|---|")
     for measure, setting, times, ratio, goal in rows:
         print(f"| {measure} | {setting} | {times} | {'–' if math.isnan(ratio) else f'{ratio:.2f}'} | {goal} |")

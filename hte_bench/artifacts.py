@@ -12,6 +12,17 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 
+def seed_plots(cfg, seed: int) -> bool:
+    """Whether this seed draws figures: ``tracking.plots`` true (every seed), false or 0 (none), or k (the
+    first k seeds of the configuration's seed list, so the choice never depends on the order of the work)."""
+    from hte_bench.config import seeds_of
+
+    value = OmegaConf.select(cfg, "tracking.plots", default=True)
+    if isinstance(value, bool) or not isinstance(value, int):
+        return bool(value)
+    return value > 0 and int(seed) in seeds_of(cfg)[:value]
+
+
 def _save(fig, path: Path, title: str = "") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if title:  # a downloaded PNG still says which estimator on which data it shows

@@ -73,6 +73,8 @@ def validate(cfg: DictConfig) -> None:
     for key in ("data.n", "data.n_test"):
         if OmegaConf.select(cfg, key, default=None) is not None:
             _require(cfg, key, lambda v: is_int(v) and v > 0, "an integer ≥ 1")
+    _require(cfg, "tracking.plots", lambda v: isinstance(v, bool) or (is_int(v) and v >= 0),
+             "true (every seed), false, or k ≥ 0 (figures of the first k seeds, plus the configuration's)")
     resume = OmegaConf.select(cfg, "resume", default=True)
     if not (isinstance(resume, bool) or resume == "force"):
         raise ConfigError(f"resume={resume!r} is not allowed; resume must be true, false or force")

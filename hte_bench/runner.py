@@ -280,7 +280,8 @@ def record_configuration(plan: Plan, parent: str, results: list[SeedResult], wor
         resumed = f" (resumed: {len(plan.done)} seeds reused)" if plan.done else ""
         if plan.claims.reused:
             resumed += f" (fitted by another process: seeds {', '.join(map(str, sorted(plan.claims.reused)))})"
-        log.info("%s: %s%s", plan.label, _one_line_summary(summary), resumed)  # before the job log is copied
+        log.info("%s: %s%s%s", plan.label, _one_line_summary(summary), resumed,
+                 _nuisance_count(results))  # before the job log is copied
         if not shared.aggregate_is_current(tracker, parent, fingerprint):
             parent_dir = Path(workdir) / "parent"
             artifacts.write_parent(parent_dir, cfg, per_seed, summary, failed=failed, job_log=job_log,
@@ -313,6 +314,13 @@ def _parent_tags(plan: Plan, ok: list[SeedResult], per_seed: pd.DataFrame, summa
         "code_version", "?"), "condition": plan.run_tags.get("condition") or condition_text(plan.cfg), **kinds}
     return {"n_seeds": str(len(per_seed)), "seeds": seeds, **{k: v for k, v in kinds.items() if v},
             NOTE: config_note(what, summary, float(plan.cfg.alpha), failed)}
+
+
+def _nuisance_count(results: list[SeedResult]) -> str:
+    """How many seeds fitted their DR nuisances and how many read them from the cache (tag dr_nuisances_cached)."""
+    flags = [r.tags.get("dr_nuisances_cached") for r in results]
+    hits, fits = flags.count("true"), flags.count("false")
+    return f"; DR nuisances: {fits} fitted, {hits} from the cache" if hits or fits else ""
 
 
 def _one_line_summary(summary: dict) -> str:

@@ -143,6 +143,8 @@ def _stage_analyses(ctx: SeedContext) -> None:
     settings = analyses.Settings.from_config(ctx.cfg, ctx.seed)
     ctx.analysis = analyses.run_all(ctx.dataset, ctx.estimate, ctx.truth if ctx.truth.known else None, settings,
                                     which=analyses.selected(ctx.cfg.get("analyses")))
+    if settings.nuisances_cached is not None:  # counted per configuration by the runner
+        ctx.result.tags["dr_nuisances_cached"] = str(settings.nuisances_cached).lower()
     if ctx.analysis.notes:
         ctx.result.tags["analysis_notes"] = " | ".join(ctx.analysis.notes)[:500]
 
@@ -161,7 +163,7 @@ def _stage_artifacts(ctx: SeedContext) -> None:
     """The seed's files: predictions, summary, the analyses' tables, texts and (optionally) plots."""
     from hte_bench import artifacts
 
-    plots = bool(ctx.cfg.tracking.plots)
+    plots = artifacts.seed_plots(ctx.cfg, ctx.seed)
     artifacts.write_seed(ctx.out, ctx.dataset, ctx.truth, ctx.estimate, plots=plots, title=ctx.title)
     report = ctx.analysis
     artifacts.write_report(ctx.out, report.tables, report.figures if plots else {}, report.notes, report.texts,

@@ -1,4 +1,16 @@
-"""Shared fixtures: a real temporary SQLite MLflow store, composed configs, and the CLI as a subprocess."""
+"""Shared fixtures: a real temporary SQLite MLflow store, composed configs, and the CLI as a subprocess.
+
+Cheap stores for new tests (a fresh SQLite store costs 5-15 s of MLflow migrations; a copy costs ~0.1 s):
+
+- ``store``: a URI to a fresh, already migrated SQLite store of this test only (a copy of a template
+  migrated once per session). Use it for tests that count every run of an experiment or need an empty store.
+- ``shared_store``: one migrated store for the whole session; give each test its own experiment name
+  (``tracking.experiment=<test name>``) and count runs of that experiment only.
+- ``migrated_mlruns(folder)``: puts a migrated ``mlruns/mlflow.db`` in ``folder``, for CLI subprocesses that
+  use the default store of their working directory (not for tests about creating a store).
+- ``SMALL`` (small n, serial seeds: ``n_jobs=1`` spares a pool of worker processes per run) and ``LEAN``
+  (SMALL with truth-free scores, subgroup tables and plots off): use LEAN unless the test is about those.
+"""
 from __future__ import annotations
 
 import os
@@ -12,13 +24,42 @@ import pytest
 TESTS = Path(__file__).resolve().parent
 TEST_CONF = TESTS / "conf"
 # Small data and few trees so the suite runs in minutes on 2 cores.
-SMALL = ["data.n=300", "data.n_test=200", "importance_repeats=2", "importance_max_rows=200"]
+SMALL = ["data.n=300", "data.n_test=200", "importance_repeats=2", "importance_max_rows=200", "n_jobs=1"]
+LEAN = [*SMALL, "analyses.truth_free=false", "analyses.subgroups=false", "tracking.plots=false"]
+
+
+@pytest.fixture(scope="session")
+def _template_db(tmp_path_factory) -> Path:
+    """An empty SQLite MLflow store, migrated once per session, to be copied by the store fixtures."""
+    from mlflow import MlflowClient
+
+    db = tmp_path_factory.mktemp("template") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments(max_results=1)  # creates the tables
+    return db
+
+
+def _copy_template(template: Path, folder: Path) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(template, folder / "mlflow.db")
+    return f"sqlite:///{folder / 'mlflow.db'}"
 
 
 @pytest.fixture
-def store(tmp_path) -> str:
-    """A fresh SQLite tracking URI in the test's temporary folder."""
-    return f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+def store(tmp_path, _template_db) -> str:
+    """A fresh, already migrated SQLite tracking URI in the test's temporary folder."""
+    return _copy_template(_template_db, tmp_path / "store")
+
+
+@pytest.fixture(scope="session")
+def shared_store(tmp_path_factory, _template_db) -> str:
+    """One migrated SQLite store for the session: tests using it must use their own experiment names."""
+    return _copy_template(_template_db, tmp_path_factory.mktemp("shared") / "store")
+
+
+@pytest.fixture(scope="session")
+def migrated_mlruns(_template_db):
+    """``migrated_mlruns(folder)`` puts a migrated ``mlruns/mlflow.db`` in folder (the CLI's default store)."""
+    return lambda folder: _copy_template(_template_db, Path(folder) / "mlruns")
 
 
 def compose(overrides: list[str], with_choices: bool = False):

@@ -51,9 +51,9 @@ def test_run_all_gives_one_result_of_every_analysis(forest):
     out.figures["best_linear_projection.png"].savefig(buf, format="png")
     assert buf.getvalue()[:4] == b"\x89PNG"
     assert out.texts["insights.md"].startswith("# Insights")
-    # One DR nuisance fit for the seed, shared by insights and truth_free.
-    assert len(settings.cache) == 1
+    # One DR nuisance fit for the seed, shared by insights and truth_free (no on-disk cache here).
     (nuisances,) = settings.cache.values()
+    assert settings.nuisances_cached is False
     assert out.metrics["policy_value_treat_all"] == pytest.approx(nuisances.test.aipw().mean())
     # Engagement declares no subgroups: that analysis adds nothing.
     assert not any(k.startswith("subgroups") for k in out.tables)
@@ -153,7 +153,7 @@ def test_forest_insights_name_engagement_not_age_across_seeds():
 
 
 def test_evaluate_seed_writes_the_analyses_outputs(tmp_path):
-    cfg = compose([*SMALL, "estimator=cf_small", "data=workforce"])
+    cfg = compose([*SMALL, "estimator=cf_small", "data=workforce", "tracking.cache=false"])
     result = evaluate_seed(cfg, seed=0, workdir=str(tmp_path))
     assert result.status == "FINISHED", result.tags
     assert "analysis_notes" not in result.tags, result.tags.get("analysis_notes")
@@ -164,3 +164,43 @@ def test_evaluate_seed_writes_the_analyses_outputs(tmp_path):
     assert (out / "insights.md").read_text().startswith("# Insights\n\n## Effect modifiers")
     for name in ("importance_rank_corr", "insights_true_modifiers_named", "aipw_ate_covered", "rscore"):
         assert math.isfinite(result.metrics[name]), name
+
+
+def test_dr_nuisances_from_the_disk_cache_are_bit_identical_to_a_fresh_fit(forest, tmp_path):
+    from hte_bench.evaluation.dr_scores import cached_dr_nuisances, fit_dr_nuisances
+
+    dataset, truth, est = forest
+    fresh = fit_dr_nuisances(dataset, seed=0)
+    first, hit_first = cached_dr_nuisances(dataset, seed=0, location=str(tmp_path / "cache"))
+    again, hit_again = cached_dr_nuisances(dataset, seed=0, location=str(tmp_path / "cache"))
+    assert (hit_first, hit_again) == (False, True)
+    for got in (first, again):
+        for split in ("train", "test"):
+            a, b = getattr(fresh, split), getattr(got, split)
+            assert np.array_equal(a.reg_preds, b.reg_preds) and np.array_equal(a.prop_preds, b.prop_preds)
+            assert np.array_equal(a.Y, b.Y) and np.array_equal(a.T, b.T)
+    # Another seed, another number of folds or another model is another entry, never a stale hit.
+    from sklearn.ensemble import RandomForestRegressor
+
+    for kw in ({"seed": 1}, {"seed": 0, "outcome_model": RandomForestRegressor(n_estimators=10, random_state=0)}):
+        assert cached_dr_nuisances(dataset, location=str(tmp_path / "cache"), **kw)[1] is False, kw
+    # And the analyses give the same numbers from the cache as without it.
+    kw = dict(importance_repeats=2, importance_max_rows=200, plots=False)
+    plain = A.run_all(dataset, est, truth, A.Settings(seed=0, **kw), which=["insights", "truth_free"])
+    for _ in range(2):  # the second run reads the R-scorer's nuisances from the cache too
+        settings = A.Settings(seed=0, cache_dir=str(tmp_path / "cache"), **kw)
+        cached = A.run_all(dataset, est, truth, settings, which=["insights", "truth_free"])
+    assert settings.nuisances_cached is True
+    assert plain.metrics.keys() == cached.metrics.keys()
+    assert all(plain.metrics[k] == cached.metrics[k] or (math.isnan(plain.metrics[k]) and math.isnan(cached.metrics[k]))
+               for k in plain.metrics)
+    pd.testing.assert_frame_equal(plain.tables["best_linear_projection"], cached.tables["best_linear_projection"])
+
+
+def test_tracking_plots_k_draws_the_first_k_seeds_of_the_list_only():
+    from hte_bench.artifacts import seed_plots
+
+    cfg = compose(["seeds=[7,3,5]", "tracking.plots=2"])
+    assert [seed_plots(cfg, s) for s in (7, 3, 5)] == [True, True, False]
+    assert not any(seed_plots(compose(["tracking.plots=0"]), s) for s in range(3))
+    assert all(seed_plots(compose(["tracking.plots=true", "n_seeds=5"]), s) for s in range(5))

@@ -12,9 +12,9 @@ ESTIMATORS = ["cf_small", "interaction_ols", "zero_effect"]
 
 
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
+def sweep(tmp_path_factory, migrated_mlruns):
     cwd = tmp_path_factory.mktemp("user_dir")
-    store = f"sqlite:///{cwd / 'mlruns' / 'mlflow.db'}"
+    store = migrated_mlruns(cwd)  # creating a store is test_scale's subject; here it costs only time
     proc = run_cli(["-m", f"estimator={','.join(ESTIMATORS)}", "n_seeds=2", *SMALL,
                     "tracking.experiment=e2e", "--config-dir", str(TEST_CONF)], cwd=cwd)
     return cwd, store, proc

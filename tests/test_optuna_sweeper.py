@@ -318,13 +318,17 @@ def _results(cwd: Path):
     return OmegaConf.load(found[0])
 
 
-def test_hte_bench_sweeps_with_optuna_one_parent_run_per_trial(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+# Serial seeds, truth-free scores and figures off: these tests are about the sweeper, not the analyses.
+LEAN_RUN = ["n_jobs=1", "analyses.truth_free=false", "tracking.plots=false"]
+
+
+def test_hte_bench_sweeps_with_optuna_one_parent_run_per_trial(tmp_path, migrated_mlruns):
+    uri = migrated_mlruns(tmp_path)
     proc = _hte_bench(["-m", "hydra/sweeper=hte_optuna", "hydra.sweeper.n_trials=3",
                        "hydra.sweeper.seed=1",  # its first three draws are three different cov_types
                        "estimator=interaction_ols",
                        '+hydra.sweeper.params.estimator.cov_type="choice(nonrobust,HC1,HC3)"',
-                       "n_seeds=1", "data.n=300", "data.n_test=200", "importance_repeats=1", f"tracking.uri={uri}"],
+                       "n_seeds=1", "data.n=300", "data.n_test=200", "importance_repeats=1", f"tracking.uri={uri}", *LEAN_RUN],
                       cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     from mlflow import MlflowClient
@@ -341,10 +345,11 @@ def test_hte_bench_sweeps_with_optuna_one_parent_run_per_trial(tmp_path):
     assert not (tmp_path / "mlruns" / "optuna.db").exists()  # no storage configured: in memory
 
 
-def test_hparams_search_causal_forest_runs_and_stores_its_study_beside_mlflow(tmp_path):
+def test_hparams_search_causal_forest_runs_and_stores_its_study_beside_mlflow(tmp_path, migrated_mlruns):
+    migrated_mlruns(tmp_path)
     proc = _hte_bench(["-m", f"{HS}=causal_forest", "hydra.sweeper.n_trials=2",
                        "estimator.model.n_estimators=40", "++outcome_model.n_estimators=20", "n_seeds=1",
-                       "data.n=300", "data.n_test=200", "importance_repeats=1", "tracking.plots=false"], cwd=tmp_path)
+                       "data.n=300", "data.n_test=200", "importance_repeats=1", *LEAN_RUN], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = _results(tmp_path)
     assert res.study_name == "causal_forest_engagement" and res.n_trials.complete == 2

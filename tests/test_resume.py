@@ -3,7 +3,7 @@ import signal
 import subprocess
 import time
 
-from conftest import SMALL, TEST_CONF, all_runs, cli_env, run_composed
+from conftest import LEAN, TEST_CONF, all_runs, cli_env, run_composed
 
 
 def _children(uri, experiment="hte-bench"):
@@ -26,7 +26,7 @@ def _finished_seed_runs(db) -> int:
 
 
 def test_rerun_skips_finished_seeds_and_extends_the_same_parent(store):
-    args = ["estimator=interaction_ols", *SMALL, f"tracking.uri={store}"]
+    args = ["estimator=interaction_ols", *LEAN, f"tracking.uri={store}"]
     first = run_composed([*args, "n_seeds=2"])
     before = {r.data.tags["seed"]: r.info.run_id for r in _children(store)}
     more = run_composed([*args, "n_seeds=4"])
@@ -42,11 +42,11 @@ def test_rerun_skips_finished_seeds_and_extends_the_same_parent(store):
     assert fresh["_parent_run_id"] != first["_parent_run_id"] and len(_children(store)) == 6
 
 
-def test_sigkill_mid_sweep_then_rerun_finishes_every_pair_exactly_once(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+def test_sigkill_mid_sweep_then_rerun_finishes_every_pair_exactly_once(tmp_path, migrated_mlruns):
+    uri = migrated_mlruns(tmp_path)  # the default store of the folder, already migrated
     # A short lease: the killed run's claim on the seed it was fitting is taken over as soon as the rerun
     # reaches it (with the default 60 s the rerun would wait for that lease to expire).
-    cmd = ["hte-bench", "-m", "estimator=cf_small,interaction_ols", "n_seeds=4", *SMALL, "claims.lease_seconds=2",
+    cmd = ["hte-bench", "-m", "estimator=cf_small,interaction_ols", "n_seeds=4", *LEAN, "claims.lease_seconds=2",
            "--config-dir", str(TEST_CONF)]
     env = cli_env()
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

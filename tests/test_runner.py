@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from conftest import SMALL, all_runs, client, run_composed
+from conftest import LEAN, SMALL, all_runs, client, run_composed
 from hte_bench.errors import ConfigError
 from hte_bench.evaluation.metrics import CHILD_METRICS, WITHOUT_TRUTH
 from hte_bench.evaluation.validation import TRUTH_FREE_METRICS
@@ -11,8 +11,8 @@ from hte_bench.evaluation.validation import TRUTH_FREE_METRICS
 TIMING = {"fit_seconds", "predict_seconds"}
 
 
-def _run(store, experiment, overrides):
-    return run_composed([*SMALL, f"tracking.uri={store}", f"tracking.experiment={experiment}", *overrides])
+def _run(store, experiment, overrides, small=LEAN):
+    return run_composed([*small, f"tracking.uri={store}", f"tracking.experiment={experiment}", *overrides])
 
 
 def _children(store, experiment, parent_id):
@@ -37,8 +37,9 @@ def test_failed_fit_is_isolated(store):
 
 def test_same_config_and_seed_give_identical_metrics_serial_or_parallel(store):
     args = ["estimator=cf_small", "n_seeds=2"]
-    a = _run(store, "repro_a", args)
-    b = _run(store, "repro_b", [*args, "n_jobs=2"])
+    # Analyses on (their DR nuisances too), figures off: every logged number is compared.
+    a = _run(store, "repro_a", args, [*SMALL, "tracking.plots=false", "tracking.cache=false"])
+    b = _run(store, "repro_b", [*args, "n_jobs=-1"], [*SMALL, "tracking.plots=false", "tracking.cache=false"])
     ka = _children(store, "repro_a", a["_parent_run_id"])
     kb = _children(store, "repro_b", b["_parent_run_id"])
     for x, y in zip(ka, kb):
@@ -69,6 +70,7 @@ def test_child_metrics_and_tags(store):
     (["estimator=interaction_ols", "+estimator.not_a_param=1"], "not_a_param"),
     (["estimator=interaction_ols", "data.n=0"], "data.n=0 is not allowed"),
     (["estimator=interaction_ols", "alpha=1.5"], "alpha"),
+    (["estimator=interaction_ols", "tracking.plots=-1"], "tracking.plots"),
 ])
 def test_bad_input_raises_one_line_and_writes_nothing(store, overrides, message):
     with pytest.raises(ConfigError, match=message) as info:

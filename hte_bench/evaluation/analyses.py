@@ -58,26 +58,47 @@ class Settings:
     outcome_model: Any = None        # None: dr_scores.default_outcome_model(seed)
     treatment_model: Any = None      # None: dr_scores.default_treatment_model(seed)
     plots: bool = True               # draw figures
+    cache_dir: Optional[str] = None  # joblib.Memory folder of the DR nuisances shared across runs (None: off)
     cache: dict = field(default_factory=dict, repr=False, compare=False)
+    # Whether the seed's DR nuisances came from the on-disk cache (None: no analysis run needed them).
+    nuisances_cached: Optional[bool] = field(default=None, compare=False)
 
     @classmethod
     def from_config(cls, cfg, seed: int) -> "Settings":
-        """Settings from the run config (alpha, importance_repeats, importance_max_rows, tracking.plots)."""
-        tracking = cfg.get("tracking") or {}
+        """Settings from the run config (alpha, importance_repeats, importance_max_rows, tracking.plots/cache)."""
+        from hte_bench.artifacts import seed_plots
+
         return cls(seed=int(seed), alpha=float(cfg.get("alpha", 0.05)),
                    importance_repeats=int(cfg.get("importance_repeats", 3)),
                    importance_max_rows=int(cfg.get("importance_max_rows", 500)),
-                   plots=bool(tracking.get("plots", True)))
+                   plots=seed_plots(cfg, seed), cache_dir=cache_location(cfg))
+
+
+def cache_location(cfg) -> Optional[str]:
+    """``cache/`` beside a local SQLite store (``mlruns/cache/`` by default), else ``mlruns/cache`` in the
+    working directory; None when ``tracking.cache`` is false."""
+    from pathlib import Path
+
+    tracking = cfg.get("tracking") or {}
+    if not tracking.get("cache", True):
+        return None
+    from hte_bench.tracking.store import DEFAULT_DIR, resolve_uri, sqlite_path
+
+    db = sqlite_path(resolve_uri(tracking.get("uri")))
+    return str((db.resolve().parent if db is not None else Path(DEFAULT_DIR).resolve()) / "cache")
 
 
 def dr_nuisances(dataset: "Dataset", settings: Settings) -> "DRNuisances":
-    """The seed's DR nuisances, fitted on first use and cached on settings (econml DRTester's nuisance step)."""
-    from hte_bench.evaluation.dr_scores import fit_dr_nuisances
+    """The seed's DR nuisances, fitted on first use (or read from the on-disk cache) and kept on settings."""
+    from hte_bench.evaluation.dr_scores import cached_dr_nuisances
 
     key = ("dr_nuisances", id(dataset))
     if key not in settings.cache:
-        settings.cache[key] = fit_dr_nuisances(dataset, settings.seed, settings.n_folds, settings.outcome_model,
-                                               settings.treatment_model)
+        settings.cache[key], settings.nuisances_cached = cached_dr_nuisances(dataset, settings.seed, settings.n_folds,
+                                                       settings.outcome_model, settings.treatment_model,
+                                                       location=settings.cache_dir)
+        log.debug("seed %d: DR nuisances %s", settings.seed,
+                  f"read from the cache in {settings.cache_dir}" if settings.nuisances_cached else "fitted")
     return settings.cache[key]
 
 
@@ -155,7 +176,8 @@ def truth_free(dataset: "Dataset", estimate: "Estimate", truth: Optional["Truth"
 
     scores = validation.truth_free(dataset, _effect_fn(estimate, "truth_free"), settings.seed, settings.n_folds,
                                    settings.outcome_model, settings.treatment_model, alpha=settings.alpha,
-                                   nuisances=lambda: dr_nuisances(dataset, settings))
+                                   nuisances=lambda: dr_nuisances(dataset, settings), plots=settings.plots,
+                                   cache_dir=settings.cache_dir)
     out = AnalysisResult(metrics=dict(scores.metrics), notes=list(scores.notes))
     if settings.plots:
         out.figures.update(scores.figures)

@@ -111,6 +111,31 @@ def dr_arrays(dataset) -> dict:
 
 def fit_dr_nuisances(dataset, seed: int, n_folds: int = 2, outcome_model=None, treatment_model=None) -> DRNuisances:
     """Fit the seed's DR nuisances once with econml's DRTester (cross-fitted on train, train-fitted for test)."""
+    return _fit_arrays(*_prepared(dataset, seed, n_folds, outcome_model, treatment_model))
+
+
+def cached_dr_nuisances(dataset, seed: int, n_folds: int = 2, outcome_model=None, treatment_model=None,
+                        location: Optional[str] = None) -> tuple[DRNuisances, bool]:
+    """The seed's DR nuisances from the on-disk cache at ``location`` (joblib.Memory), fitted and stored on
+    a miss; returns them and whether they came from the cache. ``location=None`` fits without caching.
+
+    The key is what the fit depends on and nothing else: the observed arrays of both splits, the seed, the
+    number of folds and the unfitted models (class and parameters), plus this module's fitting code (joblib
+    drops entries whose function changed). So a sweep's estimators share one fit per (data, seed) across
+    processes and reruns; the cached arrays are pickled, so a hit is bit-identical to a fresh fit.
+    """
+    args = _prepared(dataset, seed, n_folds, outcome_model, treatment_model)
+    if location is None:
+        return _fit_arrays(*args), False
+    from joblib import Memory
+
+    func = Memory(location, verbose=0).cache(_fit_arrays)
+    hit = func.check_call_in_cache(*args)
+    return func(*args), hit
+
+
+def _prepared(dataset, seed, n_folds, outcome_model, treatment_model) -> tuple:
+    """The arguments of ``_fit_arrays``: numpy arrays and unfitted models, refused when an arm is too small."""
     from sklearn.base import clone
 
     om = clone(default_outcome_model(seed) if outcome_model is None else outcome_model)
@@ -121,6 +146,11 @@ def fit_dr_nuisances(dataset, seed: int, n_folds: int = 2, outcome_model=None, t
         if len(arms) < 2 or counts.min() < 2 * n_folds:
             raise ValueError(f"DR scores: the {split} split has arm counts {dict(zip(arms.tolist(), counts.tolist()))}; "
                              f"at least {2 * n_folds} units per arm are needed")
+    return arrays, int(seed), int(n_folds), om, tm
+
+
+def _fit_arrays(arrays: dict, seed: int, n_folds: int, om, tm) -> DRNuisances:
+    """DRTester's nuisance step on prepared arrays, its predictions recorded (the cached unit of work)."""
     recorded: dict[str, tuple] = {}
 
     class Recorder(tester_class()):

@@ -188,13 +188,28 @@ class _CateModel:
         return self._effect_of(X)
 
 
-def _rscore(ds, cate: _CateModel, seed: int, n_folds: int, outcome_model, treatment_model) -> dict[str, float]:
-    """econml RScorer fitted on the test split: R-score, and the raw R-loss of the model and of a constant."""
+def _fitted_rscorer(Y, T, X, seed: int, n_folds: int, outcome_model, treatment_model):
+    """econml's RScorer fitted on one split: its nuisances depend on the data and the seed only (cacheable)."""
     from econml.score import RScorer
 
     scorer = RScorer(model_y=outcome_model, model_t=treatment_model, discrete_treatment=True, cv=n_folds,
                      random_state=seed)
-    scorer.fit(as_1d(ds.Y_test), np.asarray(ds.T_test).ravel(), X=ds.X_test)
+    return scorer.fit(Y, T, X=X)
+
+
+def _rscore(ds, cate: _CateModel, seed: int, n_folds: int, outcome_model, treatment_model,
+            cache_dir: Optional[str] = None) -> dict[str, float]:
+    """econml RScorer fitted on the test split: R-score, and the raw R-loss of the model and of a constant.
+
+    With ``cache_dir`` the fitted scorer comes from joblib.Memory there (key: the split's arrays, the seed,
+    folds and unfitted models), so a sweep's estimators share it; the pickled scorer scores identically."""
+    fit = _fitted_rscorer
+    if cache_dir is not None:
+        from joblib import Memory
+
+        fit = Memory(cache_dir, verbose=0).cache(_fitted_rscorer)
+    scorer = fit(as_1d(ds.Y_test), np.asarray(ds.T_test).ravel(), ds.X_test, seed,
+                 n_folds, outcome_model, treatment_model)
     score = float(scorer.score(cate))
     # RScorer.score = 1 - loss(cate) / base_score_, and base_score_ (public) is the mean squared residual of
     # the constant-effect R-learner fit (LinearDML.score_). The model's raw R-loss follows exactly; the
@@ -204,7 +219,7 @@ def _rscore(ds, cate: _CateModel, seed: int, n_folds: int, outcome_model, treatm
 
 
 def _drtester(ds, cate: "_CateModel", nuisances: DRNuisances, seed: int, alpha: float,
-              notes: list[str]) -> tuple[dict[str, float], dict[str, Any]]:
+              notes: list[str], plots: bool = True) -> tuple[dict[str, float], dict[str, Any]]:
     """DRTester's evaluations on the test split (BLP, calibration, Qini, AUTOC, with plots) on the shared nuisances."""
     import matplotlib.pyplot as plt
     from scipy import stats
@@ -227,6 +242,7 @@ def _drtester(ds, cate: "_CateModel", nuisances: DRNuisances, seed: int, alpha: 
     rng_state = np.random.get_state()
     before = set(plt.get_fignums())
     caught: list[warnings.WarningMessage] = []
+    ran = False
     try:
         np.random.seed(seed)
         with warnings.catch_warnings(record=True) as caught:
@@ -243,7 +259,9 @@ def _drtester(ds, cate: "_CateModel", nuisances: DRNuisances, seed: int, alpha: 
                 metrics.update({name: coef, f"{name}_se": se, f"{name}_ci_lower": coef - z * se,
                                 f"{name}_ci_upper": coef + z * se})
             for key, plot in (("cal", res.plot_cal), ("qini", res.plot_qini), ("toc", res.plot_toc)):
-                figures[FIGURE_NAMES[key]] = detach_figure(plot(tmt))
+                if plots:
+                    figures[FIGURE_NAMES[key]] = detach_figure(plot(tmt))
+            ran = True
     except (IndexError, ValueError, ZeroDivisionError, np.linalg.LinAlgError) as err:
         # Degenerate predictions (e.g. a handful of distinct values) can break econml's group and curve
         # computations; the scores are then undefined rather than an error of the harness.
@@ -254,7 +272,7 @@ def _drtester(ds, cate: "_CateModel", nuisances: DRNuisances, seed: int, alpha: 
         for num in set(plt.get_fignums()) - before:  # never leave a pyplot figure open
             plt.close(num)
     bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
-    if bad and figures:
+    if bad and ran:
         messages = sorted({str(w.message) for w in caught})
         notes.append(f"DRTester gave non-finite {', '.join(bad)}" + (f" (warnings: {'; '.join(messages)})"
                                                                      if messages else ""))
@@ -266,10 +284,12 @@ def _drtester(ds, cate: "_CateModel", nuisances: DRNuisances, seed: int, alpha: 
 
 def truth_free(dataset, effect_fn: Callable[[pd.DataFrame], np.ndarray], seed: int, n_folds: int = 2,
                outcome_model=None, treatment_model=None, *, alpha: float = 0.05,
-               nuisances: Union[DRNuisances, Callable[[], DRNuisances], None] = None) -> ValidationResult:
+               nuisances: Union[DRNuisances, Callable[[], DRNuisances], None] = None,
+               plots: bool = True, cache_dir: Optional[str] = None) -> ValidationResult:
     """Score a fitted CATE function on the test split without the truth: R-score, DR MSE, DRTester, policies.
 
-    ``nuisances`` are the seed's shared DR nuisances, or a function giving them (fitted here when None).
+    ``nuisances`` are the seed's shared DR nuisances, or a function giving them (fitted here when None);
+    ``plots=False`` skips econml's validation figures; ``cache_dir`` shares the R-scorer's nuisances on disk.
     """
     from sklearn.base import clone
 
@@ -288,7 +308,7 @@ def truth_free(dataset, effect_fn: Callable[[pd.DataFrame], np.ndarray], seed: i
 
     # The R-score keeps econml's RScorer and its own (test-split, cross-fitted) R-learner nuisances: it
     # needs E[Y|X] residuals, which the per-arm DR nuisances do not give.
-    result.metrics.update(_rscore(dataset, cate, seed, n_folds, outcome_model, treatment_model))
+    result.metrics.update(_rscore(dataset, cate, seed, n_folds, outcome_model, treatment_model, cache_dir))
 
     if nuisances is None:
         nuisances = fit_dr_nuisances(dataset, seed, n_folds, outcome_model, treatment_model)
@@ -302,7 +322,7 @@ def truth_free(dataset, effect_fn: Callable[[pd.DataFrame], np.ndarray], seed: i
     if math.isnan(result.metrics["targeting_gain_top25"]):
         result.notes.append("targeting_gain_top25: constant predicted effect, no top quarter to target; NaN")
 
-    dr_metrics, figures = _drtester(dataset, cate, nuisances, seed, alpha, result.notes)
+    dr_metrics, figures = _drtester(dataset, cate, nuisances, seed, alpha, result.notes, plots)
     result.metrics.update(dr_metrics)
     result.figures = figures
     result.metrics = {k: float(result.metrics[k]) for k in TRUTH_FREE_METRICS}
