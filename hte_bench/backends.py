@@ -50,6 +50,7 @@ def evaluate_in_parallel(cfg: DictConfig, seeds: list[int], workdir: str, n_jobs
     logging.getLogger("ray.util.multiprocessing.pool").setLevel(logging.ERROR)
     # Ray's backend cannot stream results (no return_as="generator"): batches of a few seeds per worker
     # keep memory bounded and let seed runs appear batch by batch. One pool serves every batch.
+    seeds = list(seeds)  # claimed as they are handed over; Ray's pool takes them batch by batch
     step = 4 * n_jobs if n_jobs > 0 else 64
     with parallel_config(backend="ray"), Parallel(n_jobs=n_jobs) as parallel:
         for start in range(0, len(seeds), step):
