@@ -11,7 +11,7 @@ NAMES = ["causalml_s_learner", "causalml_t_learner", "causalml_x_learner", "caus
          "causalml_dr_learner", "causalml_causal_forest"]
 FEW_TREES = ["++outcome_model.n_estimators=10"]
 NO_ANALYSES = ["analyses.truth_free=false", "analyses.subgroups=false", "++analyses.importance=false",
-               "++analyses.insights=false", "tracking.plots=false"]
+               "++analyses.insights=false", "analyses.interpretation=false", "tracking.plots=false"]
 
 
 def _shrink(name):
