@@ -453,3 +453,13 @@ def study_plot(table: pd.DataFrame, knob: str, metric: str, title: str = "") -> 
     ax.legend(fontsize="small")
     ax.grid(True, alpha=0.3)
     return fig
+
+
+def interpreter_tree_figure(interpreter, feature_names: list[str], title: str = "") -> Figure:
+    """An econml Single-Tree CATE or policy interpreter's tree, drawn by econml onto a Figure of its own."""
+    depth = int(interpreter.tree_model_.get_depth())
+    fig, ax = _new_figure(width=max(6.0, 2.4 * 2 ** depth), height=1.6 + 1.6 * depth)
+    interpreter.plot(ax=ax, feature_names=feature_names, fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig

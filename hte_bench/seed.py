@@ -261,6 +261,7 @@ def predict(adapter, dataset, alpha: float, est):
     # Importance and insights.md are analyses (evaluation.analyses): they need the fitted effect function
     # and the estimator's own coefficient statement, never the adapter itself.
     est.effect_fn = adapter.effect
+    est.group_effects_fn = getattr(adapter, "group_effects", None)
     est.native_insights = adapter.insights(alpha)
     return est
 

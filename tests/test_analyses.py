@@ -86,7 +86,7 @@ def test_a_failing_analysis_leaves_a_note_not_an_exception(forest):
 
 
 def test_selected_reads_the_config_switches():
-    assert A.selected({"truth_free": False}) == ["importance", "insights", "subgroups"]
+    assert A.selected({"truth_free": False}) == ["importance", "insights", "subgroups", "interpretation"]
     assert A.selected(None) == list(A.ANALYSES)
 
 

@@ -139,3 +139,29 @@ def test_knobs_confounding_and_heterogeneity():
     assert naive - t_conf.ate_train > 0.3  # treated are older, and age raises Y
     _, wf_flat = workforce.generate(seed=0, n=500, n_test=10, heterogeneity=0.0)
     assert np.allclose(wf_flat.tau_train, 0.08)
+
+
+def test_workforce_without_extra_confounders_is_the_draw_of_before_the_knob():
+    """extra_confounders=0 (the default) reproduces the generator as it was before the knob, draw for draw."""
+    import hashlib
+
+    ds, truth = workforce.generate(seed=3, n=500, n_test=200, extra_confounders=0)
+    h = hashlib.sha256()
+    for a in (ds.X_train, ds.X_test, ds.T_train, ds.Y_train, ds.T_test, ds.Y_test, truth.tau_train,
+              truth.propensity_test):
+        h.update(np.round(np.asarray(a, dtype=float), 8).tobytes())
+    # Recorded from the generator at commit 89fffbb, before extra_confounders existed.
+    assert h.hexdigest() == "faed4cf93311e221dd923679a4d069a21c62bd8bbb69abd766a8f2aad1792fec"
+
+
+def test_workforce_extra_confounders_drive_take_up_and_wage():
+    ds, truth = workforce.generate(seed=0, n=4000, n_test=10, extra_confounders=20)
+    assert list(ds.X_train.columns[7:]) == [f"z{j}" for j in range(1, 21)]
+    Z = ds.X_train.iloc[:, 7:]
+    off = Z.corr().to_numpy()[np.triu_indices(20, 1)]
+    assert 0.4 < off.mean() < 0.6                                 # pairwise correlation 0.5
+    assert np.corrcoef(Z["z1"], truth.propensity_train)[0, 1] > 0.1  # take-up
+    assert np.corrcoef(Z["z1"], truth.extra["mu0_train"])[0, 1] > 0.1  # wage without treatment
+    assert truth.modifiers == workforce.MODIFIERS                 # confounders, not effect modifiers
+    with pytest.raises(DataError, match="extra_confounders"):
+        workforce.generate(seed=0, extra_confounders=2.5)

@@ -58,6 +58,9 @@ class Estimate:
     native_insights: Optional[str] = None
     # The fitted CATE function tau_hat(X), for analyses that evaluate it on other rows (permutation importance).
     effect_fn: Optional[Callable[[pd.DataFrame], np.ndarray]] = None
+    # The adapter's group effects with joint intervals, (X_train, levels, alpha) -> table (DoubleML IRM's
+    # gate); None when the adapter has none. The subgroup analysis puts them beside the true group effects.
+    group_effects_fn: Optional[Callable[[pd.DataFrame, pd.Series, float], pd.DataFrame]] = None
     fit_seconds: float = float("nan")
     predict_seconds: float = float("nan")
     extra: dict = field(default_factory=dict)

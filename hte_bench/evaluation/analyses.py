@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 import numpy as np
 import pandas as pd
 
+from hte_bench.evaluation import interpretation as _interpretation  # light: econml is imported inside
+
 if TYPE_CHECKING:
     from hte_bench.data.base import Dataset, Truth
     from hte_bench.estimators.base import Estimate
@@ -212,6 +214,7 @@ def subgroups(dataset: "Dataset", estimate: "Estimate", truth: Optional["Truth"]
 
 ANALYSES: dict[str, Callable[..., AnalysisResult]] = {
     "importance": importance, "insights": insights, "truth_free": truth_free, "subgroups": subgroups}
+ANALYSES["interpretation"] = _interpretation.interpretation  # CATE and policy trees (evaluation/interpretation.py)
 
 # Every metric the analyses log: name -> (direction, needs the truth). Directions: "lower", "higher",
 # "target:<value>", or "info" (an estimate or its interval, no better/worse).
@@ -233,6 +236,8 @@ ANALYSIS_METRICS: dict[str, tuple[str, bool]] = {
     "aipw_ate": ("info", False), "aipw_ate_se": ("info", False), "aipw_ate_ci_lower": ("info", False),
     "aipw_ate_ci_upper": ("info", False), "aipw_ate_covered": ("target:0.95", True),
     "max_abs_smd_unweighted": ("info", False), "max_abs_smd_weighted": ("lower", False),
+    "cate_tree_leaf_rmse": ("lower", True), "policy_tree_value_true": ("higher", True),
+    "policy_tree_regret": ("lower", True),
 }
 
 

@@ -33,7 +33,8 @@ class MetricSpec:
     # readable) and shown first on boards; every other aggregate stays in aggregate.json.
     headline: bool = False
     target: Optional[float | str] = None  # a number or "1-alpha"
-    group: str = "core"  # core, interval, importance, insights, cost, validation, policy, oracle, subgroups, run
+    group: str = "core"  # core, interval, importance, insights, cost, validation, policy, oracle, subgroups,
+    #                      interpretation, run
     # "package.module.function" computing the per-seed value from (truth, estimate); evaluate() calls it.
     # Built-in metrics are computed together in metrics.evaluate() and leave it empty.
     fn: Optional[str] = None
@@ -159,6 +160,13 @@ _ALL: list[MetricSpec] = [
          {"target": "1-alpha", "needs_truth": True}),
         ("max_abs_smd_unweighted", "info", "largest |standardised mean difference| before weighting"),
         ("max_abs_smd_weighted", "lower", "largest |standardised mean difference| after AIPW weighting"),
+    ]),
+    *_specs("interpretation", "test", True, [
+        ("cate_tree_leaf_rmse", "lower", "RMS over test units of (estimated - true) mean effect of their CATE-tree "
+         "leaf (econml SingleTreeCateInterpreter of tau_hat, depth 3)"),
+        ("policy_tree_value_true", "higher", "true value of the depth-2 policy tree of tau_hat (econml "
+         "SingleTreePolicyInterpreter): mean of tau·treat"),
+        ("policy_tree_regret", "lower", "oracle policy value minus the policy tree's true value"),
     ]),
     *_specs("run", "-", False, [
         ("n_seeds_ok", "info", "seeds that finished", {"level": "config"}),

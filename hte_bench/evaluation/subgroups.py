@@ -191,6 +191,29 @@ def subgroup_table(X: pd.DataFrame, tau_true, tau_hat, lower=None, upper=None,
     return table
 
 
+GATE_COLUMNS = ["subgroup", "column", "level", "n", "gate", "gate_lower", "gate_upper", "tau_true_mean", "diff",
+                "covered", "interval"]
+
+
+def gate_table(X_train: pd.DataFrame, tau_train, group_effects_fn, subgroups: Sequence[Subgroup],
+               alpha: float) -> pd.DataFrame:
+    """The estimator's group effects (e.g. DoubleML's GATEs) per subgroup level of the training sample, with
+    the true mean effect of that level beside them and whether the joint interval covers it."""
+    tau = metrics.as_1d(tau_train)
+    frames = []
+    for sg in (_as_subgroup(s) for s in subgroups):
+        level = sg.assign(X_train)
+        table = group_effects_fn(X_train, level, alpha)
+        truth = pd.Series(tau).groupby(level.astype(str).to_numpy()).mean()
+        table["tau_true_mean"] = table["level"].map(truth).to_numpy(dtype=float)
+        table["diff"] = table["gate"] - table["tau_true_mean"]
+        table["covered"] = ((table["gate_lower"] <= table["tau_true_mean"])
+                            & (table["tau_true_mean"] <= table["gate_upper"])).astype(float)
+        table["interval"] = f"joint over the {len(table)} levels of {sg.name}, level {1 - alpha:g}, training sample"
+        frames.append(table.assign(subgroup=sg.name, column=sg.column))
+    return pd.concat(frames, ignore_index=True)[GATE_COLUMNS] if frames else pd.DataFrame(columns=GATE_COLUMNS)
+
+
 def calibration_by_decile(tau_true, tau_hat) -> pd.DataFrame:
     """Mean estimated vs mean true tau per decile of the estimate (metrics.calibration_table) with their gap."""
     table = metrics.calibration_table(tau_true, tau_hat, bins=10)
@@ -261,6 +284,8 @@ def analyse(dataset: "Dataset", truth: "Truth", estimate: "Estimate", nuisances:
     declared = truth.extra.get("subgroups") if truth.extra else None
     if declared:
         tables["subgroups"] = subgroup_table(X, tau, hat, estimate.lower_test, estimate.upper_test, declared)
+        if estimate.group_effects_fn is not None:
+            tables["gate"] = gate_table(dataset.X_train, truth.tau_train, estimate.group_effects_fn, declared, alpha)
     tables["calibration_by_decile"] = calibration_by_decile(tau, hat)
     tables["quartile_profiles"] = quartile_profiles(X, hat, tau)
 
