@@ -62,6 +62,15 @@ def _legend_outside(ax, **kwargs) -> None:
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", **kwargs)
 
 
+def _finish(ax, xlabel: str, ylabel: str, title: str, grid: str = "both"):
+    """Axis labels, title and a light grid: how every figure ends; returns the Axes' Figure."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, axis=grid, alpha=0.3)
+    return ax.get_figure()
+
+
 # Estimators that are yardsticks rather than candidates: their values may be far off the others'.
 BASELINES = ("zero_effect", "constant_effect")
 

@@ -8,7 +8,7 @@ from matplotlib.lines import Line2D
 
 from hte_bench.evaluation import metrics
 from hte_bench.plots.base import (BLACK, BLUE, GREY, MAX_INTERVALS_SHOWN, ORANGE, VERMILLION, _diagonal,
-                                  _empty, _legend_outside, _new_figure)
+                                  _empty, _finish, _legend_outside, _new_figure)
 
 
 def calibration_plot(tau_true, tau_hat, title: str = "") -> Figure:
@@ -28,11 +28,7 @@ def calibration_plot(tau_true, tau_hat, title: str = "") -> Figure:
         ax.scatter(pred, true, s=sizes, color=BLUE, edgecolor="white", zorder=3,
                    label=f"decile of prediction (size ∝ n), calibration RMSE {rmse:.3g}")
         _legend_outside(ax)
-    ax.set_xlabel("mean predicted effect in bin (τ̂)")
-    ax.set_ylabel("mean true effect in bin (τ)")
-    ax.set_title(title or "Calibration of CATE predictions")
-    ax.grid(True, alpha=0.3)
-    return fig
+    return _finish(ax, "mean predicted effect in bin (τ̂)", "mean true effect in bin (τ)", title or "Calibration of CATE predictions")
 
 
 def scatter_plot(tau_true, tau_hat, lower=None, upper=None, title: str = "") -> Figure:
@@ -57,11 +53,7 @@ def scatter_plot(tau_true, tau_hat, lower=None, upper=None, title: str = "") -> 
         alpha = 0.5 if t.size <= 2000 else 0.25
         ax.scatter(t, h, s=8, color=BLUE, alpha=alpha, linewidths=0, zorder=3, label="unit")
         _legend_outside(ax)
-    ax.set_xlabel("true effect τ")
-    ax.set_ylabel("estimated effect τ̂")
-    ax.set_title(title or "Estimated vs true unit-level effects")
-    ax.grid(True, alpha=0.3)
-    return fig
+    return _finish(ax, "true effect τ", "estimated effect τ̂", title or "Estimated vs true unit-level effects")
 
 
 def _normalised(col: pd.Series) -> pd.Series:
@@ -94,11 +86,7 @@ def importance_plot(table: pd.DataFrame, title: str = "") -> Figure:
         ax.invert_yaxis()
         ax.axvline(0.0, color=BLACK, linewidth=0.8)
         _legend_outside(ax)
-    ax.set_xlabel("share of total importance")
-    ax.set_ylabel("feature")
-    ax.set_title(title or "Feature importance for the effect: estimated vs true")
-    ax.grid(True, axis="x", alpha=0.3)
-    return fig
+    return _finish(ax, "share of total importance", "feature", title or "Feature importance for the effect: estimated vs true", grid="x")
 
 
 def ate_across_seeds_plot(per_seed: pd.DataFrame, title: str = "") -> Figure:
@@ -137,11 +125,7 @@ def ate_across_seeds_plot(per_seed: pd.DataFrame, title: str = "") -> Figure:
         ax.set_xticks(x, [str(s) for s in seeds], rotation=90 if n > 20 else 0)
         ax.set_xlim(-0.7, n - 0.3)
         _legend_outside(ax, handles=handles)
-    ax.set_xlabel("seed")
-    ax.set_ylabel("average treatment effect")
-    ax.set_title(title or "ATE estimate per seed")
-    ax.grid(True, axis="y", alpha=0.3)
-    return fig
+    return _finish(ax, "seed", "average treatment effect", title or "ATE estimate per seed", grid="y")
 
 
 # ---- analyses of one seed: subgroups (seed notebook 003), best linear projection ----
