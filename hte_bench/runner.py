@@ -109,7 +109,7 @@ def make_plan(cfg: DictConfig, choices: dict[str, str]) -> Plan:
     preflight_inputs(cfg, C.seeds_of(cfg)[0])  # bad data or estimator: refused before the store is reached
     resume = cfg.get("resume", True)
     uri = resolve_uri(cfg.tracking.get("uri"))
-    where = coordination(cfg, uri)  # refuses a missing tracking.coordination_uri before the store is reached
+    where = coordination(cfg, uri)  # where claims live (None: off, or a server without coordination_uri)
     with creating_store(where, uri):
         tracker = Tracker.from_config(cfg.tracking)
     plan = Plan(cfg=cfg, choices=choices, tracker=tracker, data_name=data_name(cfg, choices),
