@@ -114,14 +114,7 @@ def _stage_estimator(ctx: SeedContext) -> None:
 
 def _stage_fit(ctx: SeedContext) -> None:
     """Fit on the training sample only."""
-    from hte_bench.estimators.base import Estimate
-
-    d = ctx.dataset
-    t0 = time.perf_counter()
-    ctx.adapter.fit(d.X_train, d.T_train, d.Y_train)
-    ctx.estimate = Estimate(tau_hat_train=np.array([]), tau_hat_test=np.array([]), ate_hat=float("nan"),
-                            fit_seconds=time.perf_counter() - t0)
-    ctx.estimate.extra["nuisance_reused"] = bool(getattr(ctx.adapter, "reused_nuisance_", False))
+    ctx.estimate = fit(ctx.adapter, ctx.dataset)
     if ctx.estimate.extra["nuisance_reused"]:
         ctx.result.tags["nuisance_reused"] = "true"  # fit_seconds then covers the final stage only
 
@@ -266,8 +259,8 @@ def predict(adapter, dataset, alpha: float, est):
     return est
 
 
-def fit_and_estimate(adapter, dataset, alpha: float):
-    """Fit on the training sample and collect effects, intervals and the library's reports (tests, promotion)."""
+def fit(adapter, dataset):
+    """Fit on the training sample only; an Estimate holding the fit time, to be filled by ``predict``."""
     from hte_bench.estimators.base import Estimate
 
     t0 = time.perf_counter()
@@ -275,7 +268,12 @@ def fit_and_estimate(adapter, dataset, alpha: float):
     est = Estimate(tau_hat_train=np.array([]), tau_hat_test=np.array([]), ate_hat=float("nan"),
                    fit_seconds=time.perf_counter() - t0)
     est.extra["nuisance_reused"] = bool(getattr(adapter, "reused_nuisance_", False))
-    return predict(adapter, dataset, alpha, est)
+    return est
+
+
+def fit_and_estimate(adapter, dataset, alpha: float):
+    """Fit on the training sample and collect effects, intervals and the library's reports (tests, promotion)."""
+    return predict(adapter, dataset, alpha, fit(adapter, dataset))
 
 
 def data_hash(dataset) -> str:
