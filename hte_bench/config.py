@@ -105,6 +105,16 @@ def seeds_of(cfg: DictConfig) -> list[int]:
     return [int(s) for s in explicit] if explicit is not None else list(range(int(cfg.n_seeds)))
 
 
+def seed_list(seeds) -> str:
+    """Seeds as people read them: ``0-7`` for a run of consecutive seeds, else ``0,3,9``."""
+    s = sorted({int(x) for x in seeds})
+    if not s:
+        return ""
+    if len(s) > 2 and s == list(range(s[0], s[-1] + 1)):
+        return f"{s[0]}-{s[-1]}"
+    return ",".join(map(str, s))
+
+
 def for_seed(cfg: DictConfig, seed: Any) -> DictConfig:
     """A copy of cfg whose ``${seed}`` interpolations (random_state of models) resolve to this seed."""
     out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))

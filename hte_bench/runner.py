@@ -297,21 +297,19 @@ def record_configuration(plan: Plan, parent: str, results: list[SeedResult], wor
 
 def plot_title(plan: Plan) -> str:
     """What every figure of this configuration names: estimator and data condition."""
-    from hte_bench.tracking.notes import condition_text
-
-    return f"{plan.estimator_name} on {plan.run_tags.get('condition') or condition_text(plan.cfg)}"
+    return f"{plan.estimator_name} on {plan.run_tags['condition']}"
 
 
 def _parent_tags(plan: Plan, ok: list[SeedResult], per_seed: pd.DataFrame, summary: dict, failed: list) -> dict:
     """Tags true after any resume: seeds finished, interval kinds of the seeds, the description."""
-    from hte_bench.tracking.notes import NOTE, condition_text, config_note, seed_list
+    from hte_bench.tracking.notes import NOTE, config_note
 
     before = plan.previous.data.tags if plan.previous is not None else {}
     kinds = {k: ", ".join(sorted({r.tags[k] for r in ok if k in r.tags})) or before.get(k, "")
              for k in ("interval_kind", "ate_interval_kind")}
-    seeds = seed_list(per_seed["seed"].tolist() if len(per_seed) else [])
+    seeds = C.seed_list(per_seed["seed"].tolist() if len(per_seed) else [])
     what = {"estimator": plan.estimator_name, "seeds": seeds, "code_version": plan.tracker.provenance().get(
-        "code_version", "?"), "condition": plan.run_tags.get("condition") or condition_text(plan.cfg), **kinds}
+        "code_version", "?"), "condition": plan.run_tags["condition"], **kinds}
     return {"n_seeds": str(len(per_seed)), "seeds": seeds, **{k: v for k, v in kinds.items() if v},
             NOTE: config_note(what, summary, float(plan.cfg.alpha), failed)}
 

@@ -2,7 +2,8 @@
 import numpy as np
 import pandas as pd
 
-from hte_bench.compare.study import fresh_seeds, seed_list, t_interval, with_conditions
+from hte_bench.compare.study import fresh_seeds, t_interval, with_conditions
+from hte_bench.config import seed_list
 from hte_bench.data.conditions import condition_of
 
 ENGAGEMENT = "hte_bench.data.engagement.generate"

@@ -38,7 +38,7 @@ def summary_text(metric: str, values: dict, seeds: list[int], alpha: float) -> s
     """``metric`` of one configuration with its interval and what the interval is, e.g.
     ``0.41 [0.39, 0.43] (mean over seeds 0-7, 95% t-interval, n=8)``."""
     from hte_bench.compare.leaderboard import PARENT_ONLY
-    from hte_bench.compare.study import seed_list
+    from hte_bench.config import seed_list
 
     def f(key):
         v = values.get(key)
@@ -61,7 +61,8 @@ def confirm(tracker, config_text: str, choices: dict, win, selection: list[int],
     """
     from omegaconf import OmegaConf
 
-    from hte_bench.compare.study import fresh_seeds, seed_list
+    from hte_bench.compare.study import fresh_seeds
+    from hte_bench.config import seed_list
     from hte_bench.runner import run
     from hte_bench.tracking import KIND
 

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from hte_bench.compare import study
+from hte_bench.config import seed_list
 from hte_bench.errors import ConfigError
 from hte_bench.evaluation import registry
 
@@ -130,7 +131,7 @@ def build(parents: pd.DataFrame, seeds: pd.DataFrame, metric: str = "cate_rmse_t
         "data": parents["tags.data"], "condition": parents["tags.condition"],
         "estimator": parents["tags.estimator"], "overrides": distinguishing_overrides(parents),
         "config_hash": parents["tags.config_hash"],
-        "selection_seeds": [study.seed_list(ok.loc[ok["parent_id"] == r, "tags.seed"]) if len(ok) else ""
+        "selection_seeds": [seed_list(ok.loc[ok["parent_id"] == r, "tags.seed"]) if len(ok) else ""
                             for r in ids],
         "seeds_ok": parents.get("metrics.n_seeds_ok"), "seeds_failed": parents.get("metrics.n_seeds_failed"),
         "interval_kind": ids.map(study.interval_kinds(seeds, ids, "interval_kind")),

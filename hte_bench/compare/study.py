@@ -47,16 +47,6 @@ def with_conditions(parents: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def seed_list(seeds) -> str:
-    """Seeds as people read them: ``0-7`` for a run of consecutive seeds, else ``0,3,9``."""
-    s = sorted({int(x) for x in seeds})
-    if not s:
-        return ""
-    if len(s) > 2 and s == list(range(s[0], s[-1] + 1)):
-        return f"{s[0]}-{s[-1]}"
-    return ",".join(map(str, s))
-
-
 def fresh_seeds(used, n: int) -> list[int]:
     """``n`` seeds above every seed already used in the experiment (by any ranking or confirmation)."""
     start = max((int(s) for s in used), default=-1) + 1

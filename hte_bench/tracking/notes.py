@@ -47,25 +47,6 @@ def logged_metrics(summary: dict, keep: Iterable[str] = ()) -> dict[str, float]:
     return out
 
 
-def condition_text(cfg) -> str:
-    """The data condition as people read it: generator and its resolved knobs, e.g. ``engagement(n=300, ...)``."""
-    from omegaconf import OmegaConf
-
-    data = OmegaConf.to_container(cfg.data, resolve=True)
-    target = str(data.pop("_target_", "data"))
-    module, _, func = target.rpartition(".")
-    name = module.rsplit(".", 1)[-1] if func == "generate" else func
-    return f"{name}({', '.join(f'{k}={v}' for k, v in data.items())})"
-
-
-def seed_list(seeds: list) -> str:
-    """Seeds compactly: ``0-4`` for a run of consecutive seeds, else comma-separated."""
-    seeds = sorted(int(s) for s in seeds)
-    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
-        return f"{seeds[0]}-{seeds[-1]}"
-    return ",".join(map(str, seeds))
-
-
 def fmt(value, digits: int = 3) -> str:
     """A number as people read it; '–' for missing or not finite."""
     try:
