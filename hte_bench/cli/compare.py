@@ -53,13 +53,15 @@ def load(args):
     """The tracker and the (parents, seeds) run tables after the command line's filters."""
     from hte_bench.compare.leaderboard import PARENT_ONLY, RANKABLE, direction
     from hte_bench.compare.study import with_conditions
+    from hte_bench.tracking.store import sqlite_path
     from hte_bench.tracking import Tracker, resolve_uri
 
     if not 0 < args.level < 1:
         raise ConfigError(f"--level={args.level} is not allowed; it must be in (0, 1)")
     direction(args.metric)
     uri = resolve_uri(args.tracking_uri)
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):].split("?")[0]).is_file():
+    store = sqlite_path(uri)
+    if store is not None and not store.is_file():
         # Reading must not create a store: an empty one would only hide that this is the wrong folder.
         raise ConfigError(f"no MLflow store at {uri}: run hte-bench in this folder first, or point "
                           "--tracking-uri at your store")

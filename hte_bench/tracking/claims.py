@@ -21,6 +21,7 @@ from typing import NamedTuple, Optional
 from urllib.parse import urlparse
 
 from hte_bench.errors import ConfigError
+from hte_bench.tracking.store import sqlite_path
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +55,8 @@ def coordination_url(tracking_uri: str, configured: Optional[str]) -> Optional[s
         return str(configured)
     scheme = urlparse(tracking_uri).scheme.split("+")[0]
     if scheme == "sqlite":
-        path = tracking_uri.split("sqlite:///", 1)[-1]
-        if not path or path == ":memory:":
+        path = sqlite_path(tracking_uri)
+        if path is None:
             return None  # an in-memory store is private to one process
         return f"sqlite:///{Path(path).resolve().parent / COORDINATION_DB}"
     if scheme in _NOW:
@@ -92,10 +93,10 @@ class Leases:
             raise ConfigError(f"tracking.coordination_uri={url!r}: claims need sqlite://, postgresql:// or "
                               f"mysql:// (a SQLAlchemy URL)")
         self._now = _NOW[dialect]
-        self._file = Path(url.split("sqlite:///", 1)[-1]) if sqlite else None
+        self._file = sqlite_path(url) if sqlite else None
         # Whether this process made the SQLite file: a refused first attempt removes it again (discard_unused).
         self.created_file = self._file is not None and not self._file.exists()
-        if sqlite:
+        if self._file is not None:
             self._file.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.engine = create_engine(url, **({"connect_args": {"timeout": 30}} if sqlite else {}))
