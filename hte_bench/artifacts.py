@@ -14,13 +14,10 @@ from omegaconf import DictConfig, OmegaConf
 
 def seed_plots(cfg, seed: int) -> bool:
     """Whether this seed draws figures: ``tracking.plots`` true (every seed), false or 0 (none), or k (the
-    first k seeds of the configuration's seed list, so the choice never depends on the order of the work)."""
-    from hte_bench.config import seeds_of
+    first k seeds of the configuration's seed list)."""
+    from hte_bench.config import on_first_seeds
 
-    value = OmegaConf.select(cfg, "tracking.plots", default=True)
-    if isinstance(value, bool) or not isinstance(value, int):
-        return bool(value)
-    return value > 0 and int(seed) in seeds_of(cfg)[:value]
+    return on_first_seeds(cfg, "tracking.plots", seed)
 
 
 def _save(fig, path: Path, title: str = "") -> None:

@@ -75,6 +75,10 @@ def validate(cfg: DictConfig) -> None:
             _require(cfg, key, lambda v: is_int(v) and v > 0, "an integer ≥ 1")
     _require(cfg, "tracking.plots", lambda v: isinstance(v, bool) or (is_int(v) and v >= 0),
              "true (every seed), false, or k ≥ 0 (figures of the first k seeds, plus the configuration's)")
+    if OmegaConf.select(cfg, "analyses.seeds", default=None) is not None:
+        _require(cfg, "analyses.seeds", lambda v: isinstance(v, bool) or (is_int(v) and v >= 0),
+                 "true (every seed), false, or k ≥ 0 (insights, truth-free scores, subgroup tables and trees on "
+                 "the first k seeds)")
     resume = OmegaConf.select(cfg, "resume", default=True)
     if not (isinstance(resume, bool) or resume == "force"):
         raise ConfigError(f"resume={resume!r} is not allowed; resume must be true, false or force")
@@ -103,6 +107,15 @@ def seeds_of(cfg: DictConfig) -> list[int]:
     """Seeds 0..n_seeds-1, unless an explicit ``seeds`` list is given."""
     explicit = OmegaConf.select(cfg, "seeds", default=None)
     return [int(s) for s in explicit] if explicit is not None else list(range(int(cfg.n_seeds)))
+
+
+def on_first_seeds(cfg: DictConfig, key: str, seed: int) -> bool:
+    """For a knob that is true (every seed), false or 0 (none) or k (the first k seeds of the configuration's
+    seed list): whether it holds for this seed; never depends on the order or the process of the work."""
+    value = OmegaConf.select(cfg, key, default=True)
+    if isinstance(value, bool) or not isinstance(value, int):
+        return bool(value)
+    return value > 0 and int(seed) in seeds_of(cfg)[:value]
 
 
 def seed_list(seeds) -> str:

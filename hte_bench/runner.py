@@ -307,10 +307,15 @@ def _parent_tags(plan: Plan, ok: list[SeedResult], per_seed: pd.DataFrame, summa
     before = plan.previous.data.tags if plan.previous is not None else {}
     kinds = {k: ", ".join(sorted({r.tags[k] for r in ok if k in r.tags})) or before.get(k, "")
              for k in ("interval_kind", "ate_interval_kind")}
-    seeds = C.seed_list(per_seed["seed"].tolist() if len(per_seed) else [])
+    finished = per_seed["seed"].tolist() if len(per_seed) else []
+    seeds = C.seed_list(finished)
+    # Insights, truth-free scores and subgroup tables run on the first analyses.seeds seeds: their means are
+    # over these seeds only, which the description and a tag say.
+    analysed = [s for s in finished if C.on_first_seeds(plan.cfg, "analyses.seeds", s)]
+    subset = {"analyses_seeds": C.seed_list(analysed) or "none"} if len(analysed) < len(finished) else {}
     what = {"estimator": plan.estimator_name, "seeds": seeds, "code_version": plan.tracker.provenance().get(
-        "code_version", "?"), "condition": plan.run_tags["condition"], **kinds}
-    return {"n_seeds": str(len(per_seed)), "seeds": seeds, **{k: v for k, v in kinds.items() if v},
+        "code_version", "?"), "condition": plan.run_tags["condition"], **kinds, **subset}
+    return {"n_seeds": str(len(per_seed)), "seeds": seeds, **{k: v for k, v in kinds.items() if v}, **subset,
             NOTE: config_note(what, summary, float(plan.cfg.alpha), failed)}
 
 

@@ -39,7 +39,7 @@ class SeedResult:
     metrics: dict[str, float] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     artifact_dir: Optional[str] = None
-    dataset_frame: Optional[pd.DataFrame] = None
+    dataset: Optional[dict] = None  # the training sample's MLflow Dataset entry (tracking.runs.describe_dataset)
     start_ms: int = 0
     end_ms: int = 0
 
@@ -100,9 +100,12 @@ def _stage_data(ctx: SeedContext) -> None:
     """Draw (or load) the seed's data and truth and check the training sample can be fitted."""
     ctx.dataset, ctx.truth = make_data(ctx.cfg, ctx.seed)
     check_fittable(ctx.cfg, ctx.dataset)
+    from hte_bench.tracking.runs import describe_dataset
+
     ctx.result.tags["data_hash"] = data_hash(ctx.dataset)
     # Floats throughout: MLflow warns that integer columns cannot hold missing values.
-    ctx.result.dataset_frame = ctx.dataset.X_train.assign(T=ctx.dataset.T_train, Y=ctx.dataset.Y_train).astype(float)
+    frame = ctx.dataset.X_train.assign(T=ctx.dataset.T_train, Y=ctx.dataset.Y_train).astype(float)
+    ctx.result.dataset = describe_dataset(frame, ctx.result.tags["data_hash"])
     if not ctx.truth.known:
         ctx.result.tags["truth"] = "absent: no true tau, only truth-free metrics are logged"
 
@@ -134,8 +137,12 @@ def _stage_analyses(ctx: SeedContext) -> None:
     from hte_bench.evaluation import analyses
 
     settings = analyses.Settings.from_config(ctx.cfg, ctx.seed)
+    wanted = analyses.selected(ctx.cfg.get("analyses"))
+    which = analyses.selected(ctx.cfg.get("analyses"), C.on_first_seeds(ctx.cfg, "analyses.seeds", ctx.seed))
     ctx.analysis = analyses.run_all(ctx.dataset, ctx.estimate, ctx.truth if ctx.truth.known else None, settings,
-                                    which=analyses.selected(ctx.cfg.get("analyses")))
+                                    which=which)
+    if "insights" in wanted and "insights" not in which:
+        ctx.analysis.texts["insights.md"] = analyses.insights_skipped(ctx.estimate, ctx.cfg.analyses.seeds)
     if settings.nuisances_cached is not None:  # counted per configuration by the runner
         ctx.result.tags["dr_nuisances_cached"] = str(settings.nuisances_cached).lower()
     if ctx.analysis.notes:

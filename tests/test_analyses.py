@@ -204,3 +204,35 @@ def test_tracking_plots_k_draws_the_first_k_seeds_of_the_list_only():
     assert [seed_plots(cfg, s) for s in (7, 3, 5)] == [True, True, False]
     assert not any(seed_plots(compose(["tracking.plots=0"]), s) for s in range(3))
     assert all(seed_plots(compose(["tracking.plots=true", "n_seeds=5"]), s) for s in range(5))
+
+
+def test_analyses_seeds_k_fits_the_analyses_models_on_the_first_k_seeds_and_says_so(store):
+    """Past analyses.seeds a seed keeps importance and every truth metric but no model-fitting analysis; its
+    insights.md says why, and the configuration's description and tag name the seeds the means cover."""
+    from conftest import all_runs, run_composed
+
+    run_composed([*SMALL, "estimator=interaction_ols", "n_seeds=3", "analyses.seeds=1", "analyses.subgroups=false",
+                  "tracking.plots=false", "tracking.cache=false", f"tracking.uri={store}", "tracking.experiment=k"])
+    runs = all_runs(store, "k")
+    seeds = {int(r.data.tags["seed"]): r for r in runs if r.data.tags["hte_bench.kind"] == "seed"}
+    parent = next(r for r in runs if r.data.tags["hte_bench.kind"] == "config")
+    assert "rscore" in seeds[0].data.metrics and "cate_tree_leaf_rmse" in seeds[0].data.metrics
+    for s in (1, 2):
+        assert not {"rscore", "insights_true_modifiers_named", "cate_tree_leaf_rmse"} & set(seeds[s].data.metrics)
+        assert {"cate_rmse_test", "importance_rank_corr"} <= set(seeds[s].data.metrics)
+    assert parent.data.tags["analyses_seeds"] == "0"
+    assert "seeds 0 only (`analyses.seeds`)" in parent.data.tags["mlflow.note.content"]
+    from mlflow.artifacts import download_artifacts
+
+    text = open(download_artifacts(run_id=seeds[1].info.run_id, artifact_path="insights.md",
+                                   tracking_uri=store)).read()
+    assert "first 1 seeds of the configuration (`analyses.seeds=1`" in text
+    assert A.selected(None, all_seeds=False) == ["importance"]
+
+
+def test_a_bad_analyses_seeds_is_one_line_naming_the_field():
+    from hte_bench.config import validate
+    from hte_bench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"analyses.seeds.*true \(every seed\), false, or k ≥ 0"):
+        validate(compose(["analyses.seeds=-1"]))

@@ -238,6 +238,11 @@ def selector_validation(board: pd.DataFrame, parents: pd.DataFrame, oracle: str 
         oracle_loss = loss(oracle, truth)
         labels = (group["estimator"] + " " + group["overrides"]).str.strip().to_numpy()
         best = _tied(np.where(np.isfinite(oracle_loss), oracle_loss, np.inf))
+        # The scores' means may cover fewer seeds than the oracle's (analyses.seeds): both are named.
+        oracle_seeds = _tag(latest, ids, "seeds")
+        score_seeds = _tag(latest, ids, "analyses_seeds").where(lambda v: v != "", oracle_seeds)
+        seeds = {"oracle_seeds": " | ".join(sorted(set(oracle_seeds))),
+                 "selector_seeds": " | ".join(sorted(set(score_seeds)))}
         for score, way in SELECTORS.items():
             col = f"metrics.{score}_mean"
             if col not in latest:
@@ -256,5 +261,11 @@ def selector_validation(board: pd.DataFrame, parents: pd.DataFrame, oracle: str 
                          "oracle_best": " | ".join(labels[best]), f"best_{oracle}": float(truth[best[0]]),
                          "regret": float(np.mean(oracle_loss[picks]) - oracle_loss[best[0]]),
                          "picked_oracle_rank": float(np.mean(ranks[picks])),
-                         "spearman_with_oracle": float(rho)})
+                         "spearman_with_oracle": float(rho), **seeds})
     return pd.DataFrame(rows)
+
+
+def _tag(latest: pd.DataFrame, ids, name: str) -> pd.Series:
+    """A tag of the given runs as strings ('' where unset)."""
+    col = f"tags.{name}"
+    return latest.loc[ids, col].fillna("").astype(str) if col in latest else pd.Series("", index=ids)

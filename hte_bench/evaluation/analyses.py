@@ -172,6 +172,16 @@ def insights(dataset: "Dataset", estimate: "Estimate", truth: Optional["Truth"],
     return out
 
 
+def insights_skipped(estimate: "Estimate", k: int) -> str:
+    """insights.md of a seed past ``analyses.seeds``: the estimator's own statement, and why no projection."""
+    from hte_bench.evaluation import insights as I
+
+    return I.compose(f"## Effect modifiers\n\nNo best linear projection for this seed: it fits DR nuisance models "
+                     f"of its own, so it runs on the first {k} seeds of the configuration (`analyses.seeds={k}`; "
+                     f"`analyses.seeds=true` for every seed). See insights.md of those seed runs.\n",
+                     estimate.native_insights)
+
+
 def truth_free(dataset: "Dataset", estimate: "Estimate", truth: Optional["Truth"], settings: Settings) -> AnalysisResult:
     """R-score, DR MSE, DRTester and DR policy values on the test split; oracle policy values when the truth is known."""
     from hte_bench.evaluation import validation
@@ -241,10 +251,17 @@ ANALYSIS_METRICS: dict[str, tuple[str, bool]] = {
 }
 
 
-def selected(cfg_analyses) -> list[str]:
-    """Names switched on in the config's ``analyses`` mapping (absent means on)."""
+# Analyses that fit models of their own (the DR nuisances, the R-scorer's, the interpreters' trees): about
+# 1.5 s a seed at n = 1000 whatever the estimator costs, so they run on the first ``analyses.seeds`` seeds of
+# a configuration; importance and the metrics against the truth run on every seed.
+FITTING = ("insights", "truth_free", "subgroups", "interpretation")
+
+
+def selected(cfg_analyses, all_seeds: bool = True) -> list[str]:
+    """Names switched on in the config's ``analyses`` mapping (absent means on); without ``all_seeds`` (a seed
+    past ``analyses.seeds``) the ones that fit models of their own are left out."""
     wanted = cfg_analyses or {}
-    return [name for name in ANALYSES if bool(wanted.get(name, True))]
+    return [name for name in ANALYSES if bool(wanted.get(name, True)) and (all_seeds or name not in FITTING)]
 
 
 def run_all(dataset: "Dataset", estimate: "Estimate", truth: Optional["Truth"], settings: Settings,

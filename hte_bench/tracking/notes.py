@@ -98,11 +98,15 @@ def config_note(what: dict, summary: dict, alpha: float, failed: list[int]) -> s
     lines = [f"**{what['estimator']}** fitted on **{what['condition']}**, "
              f"{ok} seed{'s' * (ok != 1)} finished ({what.get('seeds') or 'none'})"
              + (f", failed: {', '.join(map(str, failed))} (see their seed runs)" if failed else "") + ".",
-             "", _first_figures(summary),
+             "", _first_figures(summary, what.get("analyses_seeds")),
              f"- per-unit CATE intervals: **{what.get('interval_kind') or 'unknown'}**; "
              f"ATE interval: **{what.get('ate_interval_kind') or 'unknown'}** (level {100 * (1 - alpha):g} %)",
              f"- code {what.get('code_version', '?')}; each seed draws its own sample and fit "
              "(seed N: data and models with random_state N)", ""]
+    if what.get("analyses_seeds"):
+        lines.insert(-1, f"- insights, truth-free scores (R-score, DR MSE, DRTester, policy values), subgroup "
+                         f"tables and interpreter trees: seeds {what['analyses_seeds']} only (`analyses.seeds`), so their means are over "
+                         "those seeds")
     if not ok:
         lines.append("Every seed failed: see the `error` tag and `traceback.txt` of each seed run.")
         return "\n".join(lines)
@@ -118,11 +122,12 @@ def config_note(what: dict, summary: dict, alpha: float, failed: list[int]) -> s
     return "\n".join(lines)
 
 
-def _first_figures(summary: dict) -> str:
+def _first_figures(summary: dict, rscore_seeds: str | None = None) -> str:
     """One line of the main figures with their intervals: the UI shows only a description's first lines."""
     parts = []
+    rscore = f"R-score (seeds {rscore_seeds})" if rscore_seeds else "R-score"
     for name, label in (("cate_rmse_test", "√PEHE test"), ("ate_bias", "ATE bias"),
-                        ("cate_coverage_test", "CATE coverage test"), ("rscore", "R-score")):
+                        ("cate_coverage_test", "CATE coverage test"), ("rscore", rscore)):
         if f"{name}_mean" in summary and fmt(summary[f"{name}_mean"]) != "–":
             span = interval(summary.get(f"{name}_ci_lower"), summary.get(f"{name}_ci_upper"))
             parts.append(f"{label} **{fmt(summary[f'{name}_mean'])}**" + (f" {span}" if span != "–" else ""))

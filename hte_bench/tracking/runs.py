@@ -17,6 +17,19 @@ from hte_bench.tracking.registry import Registry
 log = logging.getLogger(__name__)
 
 
+def describe_dataset(frame, digest: str) -> dict:
+    """What a seed run's Dataset entry holds (source, schema, profile) with our data hash as digest; built in
+    the seed's own process, so the process writing the runs only inserts it."""
+    import mlflow.data
+
+    with warnings.catch_warnings():
+        # MLflow's schema code calls DataFrame.all positionally, which pandas 3 flags for pandas 4.
+        warnings.filterwarnings("ignore", message="Starting with pandas version 4.0")
+        entity = mlflow.data.from_pandas(frame, targets="Y", name="", digest=digest)._to_mlflow_entity()
+    return {"digest": entity.digest, "source_type": entity.source_type, "source": entity.source,
+            "schema": entity.schema, "profile": entity.profile}
+
+
 class Tracker(Queries, Registry):
     """Creates and fills runs of one experiment; reading back (``Queries``) and the model registry
     (``Registry``) are mixed in rather than composed, so callers keep one object and every method name."""
@@ -87,24 +100,19 @@ class Tracker(Queries, Registry):
         run_id = self._new_run(name, {"mlflow.parentRunId": parent_id, "seed": str(result.seed),
                                       "code_version": store.code_version(), **tags, **result.tags},
                                {"seed": result.seed}, result.metrics, start_time=result.start_ms)
-        if result.dataset_frame is not None:
-            self._log_dataset(run_id, result.dataset_frame, name=f"{tags.get('data', 'data')}-seed{result.seed}")
+        if result.dataset is not None:
+            self._log_dataset(run_id, result.dataset, name=f"{tags.get('data', 'data')}-seed{result.seed}")
         if result.artifact_dir and any(Path(result.artifact_dir).iterdir()):
             self.client.log_artifacts(run_id, result.artifact_dir)
         self.client.set_terminated(run_id, result.status, end_time=result.end_ms)
         return run_id
 
-    def _log_dataset(self, run_id: str, frame, name: str) -> None:
+    def _log_dataset(self, run_id: str, described: dict, name: str) -> None:
         # Fills the Dataset column of the runs table: name, digest, schema of the observed training data.
-        import mlflow.data
-        from mlflow.entities import DatasetInput, InputTag
+        from mlflow.entities import Dataset, DatasetInput, InputTag
         from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-        with warnings.catch_warnings():
-            # MLflow's digest code calls DataFrame.all positionally, which pandas 3 flags for pandas 4.
-            warnings.filterwarnings("ignore", message="Starting with pandas version 4.0")
-            ds = mlflow.data.from_pandas(frame, targets="Y", name=name)
-        self.client.log_inputs(run_id, [DatasetInput(ds._to_mlflow_entity(),
+        self.client.log_inputs(run_id, [DatasetInput(Dataset(name=name, **described),
                                                      [InputTag(MLFLOW_DATASET_CONTEXT, "training")])])
 
     def finish_parent(self, parent_id: str, metrics: dict[str, float], artifact_dir: str, status: str,
