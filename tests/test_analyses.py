@@ -236,3 +236,18 @@ def test_a_bad_analyses_seeds_is_one_line_naming_the_field():
 
     with pytest.raises(ConfigError, match=r"analyses.seeds.*true \(every seed\), false, or k ≥ 0"):
         validate(compose(["analyses.seeds=-1"]))
+
+
+def test_true_importance_is_computed_once_per_test_sample_and_seed_and_equals_a_fresh_one():
+    from hte_bench.evaluation.importance import effect_importance
+
+    dataset, truth = engagement.generate(seed=3, n=300, n_test=200)
+    kw = {"n_repeats": 2, "max_rows": 200}
+    A._TRUE_IMPORTANCE.clear()
+    first = A._true_importance(truth, dataset, 3, kw)
+    again = A._true_importance(truth, dataset, 3, kw)
+    assert len(A._TRUE_IMPORTANCE) == 1
+    pd.testing.assert_series_equal(first, effect_importance(truth.tau_fn, dataset.X_test, 3, **kw))
+    pd.testing.assert_series_equal(first, again)
+    A._true_importance(truth, dataset, 4, kw)  # another seed permutes differently: its own entry
+    assert len(A._TRUE_IMPORTANCE) == 2

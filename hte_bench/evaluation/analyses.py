@@ -120,7 +120,7 @@ def importance(dataset: "Dataset", estimate: "Estimate", truth: Optional["Truth"
 
     kw = {"n_repeats": settings.importance_repeats, "max_rows": settings.importance_max_rows}
     estimated = effect_importance(_effect_fn(estimate, "importance"), dataset.X_test, settings.seed, **kw)
-    true = (effect_importance(truth.tau_fn, dataset.X_test, settings.seed, **kw)
+    true = (_true_importance(truth, dataset, settings.seed, kw)
             if truth is not None and truth.tau_fn is not None else None)
     modifiers = list(truth.modifiers) if truth is not None else []
     table = importance_table(estimated, true, modifiers, estimate.native_importance)
@@ -134,6 +134,26 @@ def importance(dataset: "Dataset", estimate: "Estimate", truth: Optional["Truth"
         out.figures["importance.png"] = plots.importance_plot(
             table[["estimated", "true"]], title="Permutation importance of tau: estimate vs truth")
     return out
+
+
+_TRUE_IMPORTANCE: dict = {}
+
+
+def _true_importance(truth: "Truth", dataset: "Dataset", seed: int, kw: dict) -> pd.Series:
+    """Permutation importance of the true tau, once per (test sample, true effects, seed, settings) in a
+    process: it depends on the data and the seed only, so a sweep's estimators share it."""
+    import hashlib
+
+    from hte_bench.evaluation.importance import effect_importance
+
+    h = hashlib.sha256(pd.util.hash_pandas_object(dataset.X_test).to_numpy().tobytes())
+    h.update(np.ascontiguousarray(truth.tau_test, dtype=float).tobytes())
+    key = (h.hexdigest(), tuple(dataset.X_test.columns), seed, tuple(sorted(kw.items())))
+    if key not in _TRUE_IMPORTANCE:
+        if len(_TRUE_IMPORTANCE) >= 256:
+            _TRUE_IMPORTANCE.clear()
+        _TRUE_IMPORTANCE[key] = effect_importance(truth.tau_fn, dataset.X_test, seed, **kw)
+    return _TRUE_IMPORTANCE[key].copy()
 
 
 def insights(dataset: "Dataset", estimate: "Estimate", truth: Optional["Truth"], settings: Settings) -> AnalysisResult:
