@@ -311,8 +311,12 @@ def _parent_tags(plan: Plan, ok: list[SeedResult], per_seed: pd.DataFrame, summa
     seeds = C.seed_list(finished)
     # Insights, truth-free scores and subgroup tables run on the first analyses.seeds seeds: their means are
     # over these seeds only, which the description and a tag say.
+    from hte_bench.evaluation.analyses import FITTING, selected
+
     analysed = [s for s in finished if C.on_first_seeds(plan.cfg, "analyses.seeds", s)]
-    subset = {"analyses_seeds": C.seed_list(analysed) or "none"} if len(analysed) < len(finished) else {}
+    fitting_on = set(FITTING) & set(selected(plan.cfg.get("analyses")))
+    subset = ({"analyses_seeds": C.seed_list(analysed) or "none"}
+              if fitting_on and len(analysed) < len(finished) else {})
     what = {"estimator": plan.estimator_name, "seeds": seeds, "code_version": plan.tracker.provenance().get(
         "code_version", "?"), "condition": plan.run_tags["condition"], **kinds, **subset}
     return {"n_seeds": str(len(per_seed)), "seeds": seeds, **{k: v for k, v in kinds.items() if v}, **subset,

@@ -104,9 +104,10 @@ def config_note(what: dict, summary: dict, alpha: float, failed: list[int]) -> s
              f"- code {what.get('code_version', '?')}; each seed draws its own sample and fit "
              "(seed N: data and models with random_state N)", ""]
     if what.get("analyses_seeds"):
-        lines.insert(-1, f"- insights, truth-free scores (R-score, DR MSE, DRTester, policy values), subgroup "
-                         f"tables and interpreter trees: seeds {what['analyses_seeds']} only (`analyses.seeds`), so their means are over "
-                         "those seeds")
+        which = ("on no seed (`analyses.seeds=0`)" if what["analyses_seeds"] == "none"
+                 else f"seeds {what['analyses_seeds']} only (`analyses.seeds`), so their means are over those seeds")
+        lines.insert(-1, "- insights, truth-free scores (R-score, DR MSE, DRTester, policy values), subgroup "
+                         f"tables and interpreter trees: {which}")
     if not ok:
         lines.append("Every seed failed: see the `error` tag and `traceback.txt` of each seed run.")
         return "\n".join(lines)
