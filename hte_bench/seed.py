@@ -141,7 +141,10 @@ def _stage_analyses(ctx: SeedContext) -> None:
     which = analyses.selected(ctx.cfg.get("analyses"), C.on_first_seeds(ctx.cfg, "analyses.seeds", ctx.seed))
     ctx.analysis = analyses.run_all(ctx.dataset, ctx.estimate, ctx.truth if ctx.truth.known else None, settings,
                                     which=which)
-    if "insights" in wanted and "insights" not in which:
+    skipped = [name for name in wanted if name not in which]
+    if skipped:  # so a seed run browsed alone says why it lacks the R-score and the trees
+        ctx.result.tags["analyses_skipped"] = f"{', '.join(skipped)} (past analyses.seeds={ctx.cfg.analyses.seeds})"
+    if "insights" in skipped:
         ctx.analysis.texts["insights.md"] = analyses.insights_skipped(ctx.estimate, ctx.cfg.analyses.seeds)
     if settings.nuisances_cached is not None:  # counted per configuration by the runner
         ctx.result.tags["dr_nuisances_cached"] = str(settings.nuisances_cached).lower()

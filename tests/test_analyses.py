@@ -220,6 +220,7 @@ def test_analyses_seeds_k_fits_the_analyses_models_on_the_first_k_seeds_and_says
     for s in (1, 2):
         assert not {"rscore", "insights_true_modifiers_named", "cate_tree_leaf_rmse"} & set(seeds[s].data.metrics)
         assert {"cate_rmse_test", "importance_rank_corr"} <= set(seeds[s].data.metrics)
+        assert seeds[s].data.tags["analyses_skipped"] == "insights, truth_free, interpretation (past analyses.seeds=1)"
     assert parent.data.tags["analyses_seeds"] == "0"
     assert "seeds 0 only (`analyses.seeds`)" in parent.data.tags["mlflow.note.content"]
     from mlflow.artifacts import download_artifacts
