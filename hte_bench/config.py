@@ -87,6 +87,55 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"seeds={list(seeds)!r} is not allowed; seeds must be a list of integers ≥ 0")
 
 
+# Top-level modules installed by an optional extra of hte-bench (pyproject.toml [project.optional-dependencies];
+# tests/test_causalml.py keeps the two in step), so a missing one is answered with the extra to install.
+EXTRAS = {"causalml": "causalml"}
+
+
+def check_packages(cfg: DictConfig, choices: dict[str, str] | None = None) -> None:
+    """Refuse an estimator whose ``_target_`` (its own, its model's, its nuisance models') lives in a package that is
+    not installed, naming the package and the pip command, instead of Hydra's "Error locating target"."""
+    import importlib.util
+
+    for group, target in _estimator_targets(cfg):
+        top = target.split(".")[0]
+        if top and importlib.util.find_spec(top) is None:  # finds without importing: stays fast
+            option = (choices or {}).get(group) or str(OmegaConf.select(cfg, f"{group}._target_"))
+            raise ConfigError(f"{group}: {option} needs the package {top}, not installed: {install_hint(top)}")
+
+
+def install_hint(package: str) -> str:
+    """The pip command that installs a missing package: hte-bench's extra where it has one."""
+    extra = EXTRAS.get(package)
+    if extra is None:
+        return f"pip install {package}"
+    return f'pip install "hte-bench[{extra}]" (in a checkout of hte-bench: pip install -e ".[{extra}]")'
+
+
+def _estimator_targets(cfg: DictConfig) -> list[tuple[str, str]]:
+    """(group, _target_) of every object the estimator config builds; a ``${group}`` it uses (outcome_model,
+    treatment_model) is attributed to that group."""
+    out: list[tuple[str, str]] = []
+
+    def walk(node: Any, group: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "_target_" and isinstance(value, str):
+                    out.append((group, value))
+                else:
+                    walk(value, group)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value, group)
+        elif isinstance(node, str) and node.startswith("${") and node.endswith("}"):
+            used = node[2:-1]
+            if used != group and isinstance(cfg.get(used), DictConfig):
+                walk(OmegaConf.to_container(cfg[used], resolve=False), used)
+
+    walk(OmegaConf.to_container(cfg.estimator, resolve=False), "estimator")
+    return out
+
+
 def _check_data_file(cfg: DictConfig) -> None:
     """A generator reading a file (``data.path``): the file must exist; with its columns still to be chosen,
     name them."""

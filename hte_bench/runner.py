@@ -106,6 +106,7 @@ def make_plan(cfg: DictConfig, choices: dict[str, str]) -> Plan:
     from hte_bench.tracking.shared import ConfigClaims
 
     C.validate(cfg)
+    C.check_packages(cfg, choices)
     preflight_inputs(cfg, C.seeds_of(cfg)[0])  # bad data or estimator: refused before the store is reached
     resume = cfg.get("resume", True)
     uri = resolve_uri(cfg.tracking.get("uri"))

@@ -209,21 +209,28 @@ def make_data(cfg: DictConfig, seed: int):
     return dataset, truth
 
 
+# Where estimator configs give their number of cross-fitting folds: econml's ``cv``, DoubleML's ``n_folds``,
+# CausalML's R-learner ``n_fold``. Without one, 2 (econml's default ``cv``).
+FOLD_KEYS = ("model.cv", "n_folds", "model.n_fold")
+
+
 def check_fittable(cfg: DictConfig, dataset) -> None:
     """Refuse a training sample with fewer units per arm than ``min_units_per_arm`` or the estimator's folds need."""
     from hte_bench.data.base import DataError
 
-    folds = OmegaConf.select(cfg, "estimator.model.cv", default=None)
-    folds = int(folds) if C.is_int(folds) else 2
+    given = [(int(v), f"estimator.{k}") for k in FOLD_KEYS
+             if C.is_int(v := OmegaConf.select(cfg, f"estimator.{k}", default=None))]
+    folds, key = max(given, default=(2, "cv"))
     need = max(int(cfg.get("min_units_per_arm", 10)), 2 * folds)
     arms, counts = np.unique(np.asarray(dataset.T_train).ravel(), return_counts=True)
     have = dict(zip(arms.tolist(), counts.tolist()))
     if len(arms) == 2 and counts.min() >= need:
         return
     size = f"data.n={len(dataset.X_train)}" if "n" in cfg.data else f"{len(dataset.X_train)} training units"
+    fewer = f" or fewer folds ({key})" if given else ""
     raise DataError(f"{size} gives {have} units per treatment arm in the training sample; hte-bench needs at "
                     f"least {need} per arm (min_units_per_arm={cfg.get('min_units_per_arm', 10)}, and 2 per "
-                    f"cross-fitting fold, cv={folds}): raise data.n")
+                    f"cross-fitting fold, {key}={folds}): raise data.n{fewer}")
 
 
 def make_estimator(cfg: DictConfig, seed: int):

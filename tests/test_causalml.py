@@ -47,8 +47,36 @@ def test_bootstrap_intervals_are_percentiles_of_the_refits():
     assert np.corrcoef(est.tau_hat_test, truth.tau_test)[0, 1] > 0.3
 
 
+@pytest.mark.parametrize("name", ["causalml_r_learner", "causalml_dr_learner"])
+def test_no_bootstrap_interval_for_learners_that_cross_fit_inside(name):
+    # Resampling with replacement breaks their own cross-fitting: measured off-centre, so no interval is given.
+    dataset, _ = engagement.generate(seed=0, n=300, n_test=100)
+    cfg = compose([f"estimator={name}", "estimator.n_bootstraps=3", *FEW_TREES])
+    adapter = make_estimator(cfg, seed=0)
+    est = fit_and_estimate(adapter, dataset, alpha=0.05)
+    assert adapter.bootstrap_models_ == [] and est.interval_kind == est.ate_interval_kind == "none"
+    assert "cross-fits inside fit" in est.interval_reason and np.isnan(est.ate_lower)
+
+
 def test_x_learner_uses_the_configured_propensity_model():
     dataset, _ = engagement.generate(seed=0, n=300, n_test=100)
     cfg = compose(["estimator=causalml_x_learner", "treatment_model=random_forest", *FEW_TREES])
     adapter = make_estimator(cfg, seed=0).fit(dataset.X_train, dataset.T_train, dataset.Y_train)
     assert type(adapter.propensity_model_).__name__ == "RandomForestClassifier"
+
+
+def test_a_missing_library_is_named_with_the_extra_that_installs_it():
+    """Without CausalML, choosing a causalml_* estimator says which extra to install (tests/test_new_user.py runs
+    the refusal itself on a module that does not exist); the extras named here are pyproject's."""
+    import tomllib
+    from pathlib import Path
+
+    from hte_bench.config import EXTRAS, install_hint
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    extras = pyproject["project"]["optional-dependencies"]
+    for module, extra in EXTRAS.items():
+        assert any(req.startswith(module) for req in extras[extra]), (module, extras[extra])
+    assert install_hint("causalml") == ('pip install "hte-bench[causalml]" (in a checkout of hte-bench: '
+                                        'pip install -e ".[causalml]")')
+    assert install_hint("not_installed_lib") == "pip install not_installed_lib"

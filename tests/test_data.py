@@ -33,6 +33,17 @@ def test_workforce_reproduces_notebook_and_is_on_log_wage_scale():
     assert truth.propensity_train[0] == pytest.approx(0.154654, abs=1e-6)
 
 
+def test_workforce_population_ate_is_the_mean_effect_over_its_covariates():
+    # A fixed Monte Carlo of E[tau(X)]: the same in every call, the constant 0.08 without heterogeneity, and
+    # an independent sample's mean tau agrees within its own sampling error (sd tau ≈ 0.044 / sqrt(1e5)).
+    _, truth = workforce.generate(seed=5, n=100_000, n_test=10)
+    assert truth.ate_population == workforce.population_ate(1.0) == workforce.population_ate(1.0)
+    assert abs(truth.ate_train - truth.ate_population) < 5e-4
+    assert workforce.population_ate(0.0) == pytest.approx(0.08)
+    assert workforce.generate(seed=5, n=50, n_test=10, heterogeneity=0.5)[1].ate_population == \
+        workforce.population_ate(0.5)
+
+
 def test_workforce_truth_ranges_and_confounding():
     data, truth = workforce.generate(seed=0, n=100_000, n_test=10)
     assert truth.tau_train.min() >= 0 and truth.tau_train.max() <= 0.25

@@ -7,7 +7,8 @@ from sklearn.base import clone
 from conftest import SMALL, all_runs, client, compose, run_composed
 from hte_bench.data import workforce
 from hte_bench.evaluation.subgroups import Subgroup
-from hte_bench.seed import fit_and_estimate, make_estimator
+from hte_bench.errors import ConfigError
+from hte_bench.seed import fit_and_estimate, make_estimator, preflight_inputs
 
 FEW_TREES = ["++outcome_model.n_estimators=20", "estimator.n_folds=3"]
 QUIET = ["analyses.truth_free=false", "importance_repeats=1", "tracking.plots=false"]
@@ -73,13 +74,36 @@ def test_doubleml_runs_through_the_harness(store, data):
         assert gate["covered"].isin([0.0, 1.0]).all()
 
 
+def test_too_few_units_for_doubleml_folds_is_refused_naming_n_folds():
+    # data.n=24 draws 6 treated units: enough for min_units_per_arm=2 and 3 folds (2 per fold), not for 5.
+    small = ["estimator=doubleml_irm", "data=workforce", "data.n=24", "data.n_test=10", "min_units_per_arm=2"]
+    with pytest.raises(ConfigError) as refused:
+        preflight_inputs(compose(small), seed=0)
+    line = str(refused.value)
+    assert "\n" not in line and "needs at least 10 per arm" in line
+    assert line.endswith("2 per cross-fitting fold, estimator.n_folds=5): raise data.n or fewer folds (estimator.n_folds)")
+    preflight_inputs(compose([*small, "estimator.n_folds=3"]), seed=0)
+
+
 @pytest.mark.slow
-def test_irm_ate_coverage_on_workforce_over_100_seeds():
-    """Nominal 95%: the cross-fitted doubly robust interval covers the sample ATE in 90-98% of seeds."""
-    cfg = compose(["estimator=doubleml_irm", "data=workforce", "outcome_model=gradient_boosting"])
-    covered = []
-    for seed in range(100):
-        dataset, truth = workforce.generate(seed=seed, n=2000, n_test=10)
-        est = fit_and_estimate(make_estimator(cfg, seed=seed), dataset, alpha=0.05)
-        covered.append(est.ate_lower <= truth.ate_train <= est.ate_upper)
-    assert 0.90 <= np.mean(covered) <= 0.98, np.mean(covered)
+def test_irm_ate_coverage_on_workforce_over_100_seeds(store):
+    """Nominal 95%: over 100 seeds through the harness, DoubleML IRM's interval covers the population ATE in 90-98%.
+
+    Its standard error is that of the orthogonal score, whose variance includes the spread of tau(X) across
+    units: an interval for the population ATE E[tau(X)] (workforce.population_ate), which the harness logs
+    beside the sample ATE. On workforce sd(tau) ≈ 0.044 against sd(score) ≈ 0.40, so the spread is ~1% of
+    the variance and the sample-ATE coverage is nominally ~95.1%: both are reported, the population one tested.
+    n = 1000 and 3 folds keep it to minutes (README "DoubleML and CausalML" has n = 2000 with 5 folds too).
+    """
+    summary = run_composed([
+        "estimator=doubleml_irm", "data=workforce", "outcome_model=gradient_boosting", "data.n=1000",
+        "data.n_test=100", "estimator.n_folds=3", "n_seeds=100", "n_jobs=2", "analyses.truth_free=false",
+        "analyses.subgroups=false", "analyses.interpretation=false", "++analyses.importance=false",
+        "++analyses.insights=false", "tracking.plots=false", f"tracking.uri={store}",
+        "tracking.experiment=irm_coverage"])
+    assert summary["n_seeds_ok"] == 100
+    for rate in ("ate_coverage_rate_population", "ate_coverage_rate"):
+        print(f"{rate}: {summary[rate]:.2f} (Wilson 95% [{summary[rate + '_ci_lower']:.3f}, "
+              f"{summary[rate + '_ci_upper']:.3f}])")
+    assert summary["ate_true_population_mean"] == pytest.approx(workforce.population_ate(1.0), abs=1e-12)
+    assert 0.90 <= summary["ate_coverage_rate_population"] <= 0.98, summary["ate_coverage_rate_population"]

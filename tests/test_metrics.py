@@ -154,6 +154,23 @@ def test_evaluate_keys_and_nan_intervals_when_none():
         assert math.isnan(out[k]), k
 
 
+def test_population_ate_logged_only_where_the_generator_declares_it():
+    import dataclasses
+
+    est = Estimate(tau_hat_train=np.array([1.0, 2.0, 3.0, 4.0]), tau_hat_test=np.array([0.0, 1.0, 2.0, 3.0]),
+                   ate_hat=2.4, ate_lower=2.0, ate_upper=2.6)
+    assert "ate_true_population" not in metrics.evaluate(_truth(), est)
+    out = metrics.evaluate(dataclasses.replace(_truth(), ate_population=2.7), est)
+    assert out["ate_true_population"] == 2.7 and out["ate_covered_population"] == 0.0  # 2.7 > 2.6
+    assert out["ate_true"] == 2.5 and out["ate_covered"] == 1.0                        # the sample ATE is covered
+    per_seed = pd.DataFrame([out, {**out, "ate_covered_population": 1.0}])
+    summary = aggregate(per_seed, n_failed=0)
+    assert summary["ate_coverage_rate_population"] == 0.5 and summary["ate_coverage_rate"] == 1.0
+    assert summary["ate_coverage_rate_population_ci_lower"] < 0.5 < summary["ate_coverage_rate_population_ci_upper"]
+    assert "ate_coverage_rate_population" not in aggregate(per_seed.drop(columns=["ate_true_population",
+                                                                                  "ate_covered_population"]), 0)
+
+
 def test_evaluate_with_intervals_and_importance():
     est = Estimate(tau_hat_train=np.array([1.0, 2.0, 3.0, 4.0]), tau_hat_test=np.array([1.0, 1.0, 2.0, 3.0]),
                    ate_hat=2.4, ate_lower=2.0, ate_upper=2.6,

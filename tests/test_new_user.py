@@ -142,6 +142,8 @@ CASES = [
                                     "estimator=zero_effect", "n_seeds=1"], "treatment column 't' is constant (0)"),
     ("6-added-typo", "conf", ["+estimator.model.n_estimatorz=10", "estimator=cf_small", *TINY],
      "got an unexpected keyword argument 'n_estimatorz'; did you mean n_estimators?"),
+    ("missing-package", None, ["estimator=causalml_s_learner", "estimator.model._target_=not_installed_lib.Learner"],
+     "estimator: causalml_s_learner needs the package not_installed_lib, not installed: pip install not_installed_lib"),
     ("unknown-param", None, ["estimator=interaction_ols", "+estimator.not_a_param=1", *TINY], "not_a_param"),
     ("fit-rejects", "conf", ["estimator=cf_small", "estimator.model.n_estimators=41", *TINY], "n_estimators"),
     ("8-sweep-only-job-fails", None, ["-m", "estimator=zero_effect", "data.p_treat=0.0", *TINY],

@@ -88,6 +88,7 @@ def app(cfg: DictConfig) -> float:
         own_generator(cfg, choices, list(hc.overrides.task) if hc is not None else [])
         registry.objective(str(cfg.optimized_metric))  # refuses a context metric before any fit
         C.validate(cfg)  # before the runner's imports (MLflow, pandas): a typo is refused in a second
+        C.check_packages(cfg, choices)
         from hte_bench.runner import run
 
         summary = run(cfg, choices=choices, job_log=_job_log())

@@ -39,6 +39,10 @@ class Truth:
     # Vectorised true CATE function of the observed features; lets importance be measured on the truth
     # exactly as on an estimate. None when the truth is only known at the sampled units.
     tau_fn: Optional[Callable[[pd.DataFrame], np.ndarray]] = None
+    # E[tau(X)] over the generator's covariate distribution, where the generator knows it (closed form or
+    # its own fixed large Monte Carlo): the target of intervals for the population ATE (DoubleML's, AIPW's),
+    # whose variance includes the spread of tau(X) that the sample ATE (ate_train) conditions away.
+    ate_population: Optional[float] = None
     extra: dict = field(default_factory=dict)
 
     @property

@@ -13,6 +13,10 @@ from hte_bench.estimators.base import CateAdapter, NoInference
 
 # CausalML's own clipping of estimated propensities (causalml.propensity.compute_propensity_score).
 CLIP = (1e-3, 1 - 1e-3)
+# Learners that cross-fit inside their own fit (the R-learner's outcome model, the DR-learner's nuisances):
+# a resample drawn with replacement puts copies of a row on both sides of their folds, so each refit's
+# nuisances have seen the rows they are scored on and the refits are biased (README "DoubleML and CausalML").
+CROSS_FITTING = ("BaseRLearner", "BaseDRLearner")
 
 
 class CausalMLAdapter(CateAdapter):
@@ -25,7 +29,8 @@ class CausalMLAdapter(CateAdapter):
     with replacement, percentiles of the predictions), but keeping the refitted learners so the test split
     gets intervals too (CausalML's ``fit_predict(return_ci=True)`` only predicts the rows it was fitted on):
     kinds ``bootstrap`` / ``bootstrap``; the ATE interval is the percentile interval of each refit's mean
-    effect over the rows. ``n_bootstraps = 0`` (the default, as for econml's meta-learners): no intervals.
+    effect over the rows. ``n_bootstraps = 0`` (the default, as for econml's meta-learners): no intervals; nor
+    for the R- and DR-learners, whose own cross-fitting the resampling breaks (CROSS_FITTING).
     """
 
     def __init__(self, model: Any, propensity_model: Any = None, n_bootstraps: int = 0, random_state: int = 0):
@@ -42,13 +47,26 @@ class CausalMLAdapter(CateAdapter):
         p = self._fit_propensity(Xa, t)
         self.model_ = self._fit_one(Xa, t, y, p)
         self.bootstrap_models_ = []
+        self.no_interval_reason_ = self._no_bootstrap_reason()
         rng = np.random.RandomState(self.random_state)
-        for _ in range(int(self.n_bootstraps)):
+        for _ in range(0 if self.no_interval_reason_ else int(self.n_bootstraps)):
             idx = rng.choice(len(t), size=len(t))
             self.bootstrap_models_.append(self._fit_one(Xa[idx], t[idx], y[idx], None if p is None else p[idx]))
         kind = "bootstrap" if self.bootstrap_models_ else "none"
         self.interval_kind_ = self.ate_interval_kind_ = kind
         return self
+
+    def _no_bootstrap_reason(self) -> Optional[str]:
+        """Why no bootstrap interval is given (None: the bootstrap is valid or not asked for)."""
+        if not int(self.n_bootstraps):
+            return (f"{type(self.model).__name__} has intervals only by bootstrap: set estimator.n_bootstraps "
+                    "(e.g. 100; each refits the whole learner)")
+        crossfit = [c.__name__ for c in type(self.model).__mro__ if c.__name__ in CROSS_FITTING]
+        if crossfit:
+            return (f"no interval: CausalML's bootstrap (resampling with replacement) is invalid for "
+                    f"{type(self.model).__name__}, which cross-fits inside fit; copies of a row land on both sides "
+                    "of its folds and bias every refit (its interval missed its own estimate on engagement)")
+        return None
 
     def _fit_propensity(self, X: np.ndarray, t: np.ndarray) -> Optional[np.ndarray]:
         """Cross-fitted P(T=1|X) on the training rows (CausalML's p), and ``propensity_model_`` for new rows."""
@@ -92,8 +110,7 @@ class CausalMLAdapter(CateAdapter):
     def _draws(self, X: pd.DataFrame) -> np.ndarray:
         """Per-unit effects of every bootstrap refit, shape (n_bootstraps, n)."""
         if not self.bootstrap_models_:
-            raise NoInference(f"{type(self.model).__name__} has intervals only by bootstrap: set "
-                              "estimator.n_bootstraps (e.g. 100; each refits the whole learner)")
+            raise NoInference(self.no_interval_reason_)
         Xa = X.to_numpy(dtype=float)
         return np.vstack([self._predict(m, Xa) for m in self.bootstrap_models_])
 

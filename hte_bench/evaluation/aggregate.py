@@ -54,21 +54,22 @@ def aggregate(per_seed: pd.DataFrame, n_failed: int, alpha: float = 0.05) -> dic
     err = err[~np.isnan(err)]
     out["ate_rmse"] = float(np.sqrt(np.mean(err ** 2))) if err.size else NAN
 
-    covered = column("ate_covered")
-    covered = covered[np.isfinite(covered)]
-    if covered.size:
-        from statsmodels.stats.proportion import proportion_confint  # lazy: statsmodels is slow to import
-
-        k, n = int(round(float(np.sum(covered)))), int(covered.size)
-        lo, hi = proportion_confint(k, n, alpha=alpha, method="wilson")
-        out["ate_coverage_rate"] = float(np.mean(covered))
-        out["ate_coverage_rate_ci_lower"] = float(lo)
-        out["ate_coverage_rate_ci_upper"] = float(hi)
-    else:
-        out["ate_coverage_rate"] = NAN
-        out["ate_coverage_rate_ci_lower"] = NAN
-        out["ate_coverage_rate_ci_upper"] = NAN
-
+    for per_seed_name, rate in (("ate_covered", "ate_coverage_rate"),
+                                ("ate_covered_population", "ate_coverage_rate_population")):
+        if per_seed_name == "ate_covered" or per_seed_name in per_seed.columns:
+            out.update(_coverage_rate(column(per_seed_name), rate, alpha))
     out["n_seeds_ok"] = float(n_ok)
     out["n_seeds_failed"] = float(n_failed)
     return out
+
+
+def _coverage_rate(covered: np.ndarray, name: str, alpha: float) -> dict[str, float]:
+    """Share of seeds whose interval covered (``name``) with its Wilson interval (``name``_ci_lower/upper)."""
+    covered = covered[np.isfinite(covered)]
+    if not covered.size:
+        return {name: NAN, f"{name}_ci_lower": NAN, f"{name}_ci_upper": NAN}
+    from statsmodels.stats.proportion import proportion_confint  # lazy: statsmodels is slow to import
+
+    k, n = int(round(float(np.sum(covered)))), int(covered.size)
+    lo, hi = proportion_confint(k, n, alpha=alpha, method="wilson")
+    return {name: float(np.mean(covered)), f"{name}_ci_lower": float(lo), f"{name}_ci_upper": float(hi)}

@@ -237,6 +237,10 @@ def evaluate(truth: "Truth", estimate: "Estimate", true_importance: Optional[pd.
         "predict_seconds": _float(estimate.predict_seconds),
     }
     out = {k: float(out[k]) for k in CHILD_METRICS}
+    if truth.ate_population is not None:  # absent, not NaN, where the generator does not know it
+        pop = float(truth.ate_population)
+        out["ate_true_population"] = pop
+        out["ate_covered_population"] = (1.0 if lo <= pop <= hi else 0.0) if has_ate_ci else NAN
     out.update(_computed(truth, estimate))
     return out
 

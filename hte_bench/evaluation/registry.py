@@ -33,8 +33,8 @@ class MetricSpec:
     # readable) and shown first on boards; every other aggregate stays in aggregate.json.
     headline: bool = False
     target: Optional[float | str] = None  # a number or "1-alpha"
-    group: str = "core"  # core, interval, importance, insights, cost, validation, policy, oracle, subgroups,
-    #                      interpretation, run
+    group: str = "core"  # core, interval, population, importance, insights, cost, validation, policy, oracle,
+    #                      subgroups, interpretation, run
     # "package.module.function" computing the per-seed value from (truth, estimate); evaluate() calls it.
     # Built-in metrics are computed together in metrics.evaluate() and leave it empty.
     fn: Optional[str] = None
@@ -97,6 +97,16 @@ _ALL: list[MetricSpec] = [
          {"level": "config", "target": "1-alpha", "headline": True}),
         ("ate_coverage_rate_ci_lower", "info", "Wilson interval of ate_coverage_rate, lower", {"level": "config"}),
         ("ate_coverage_rate_ci_upper", "info", "Wilson interval of ate_coverage_rate, upper", {"level": "config"}),
+    ]),
+    *_specs("population", "train", True, [
+        ("ate_true_population", "info", "the generator's population ATE E[tau(X)] (only where it declares it)"),
+        ("ate_covered_population", "target", "1 if the ATE interval covers the population ATE", {"target": "1-alpha"}),
+        ("ate_coverage_rate_population", "target", "share of seeds whose ATE interval covers the population ATE "
+         "(Wilson CI)", {"level": "config", "target": "1-alpha"}),
+        ("ate_coverage_rate_population_ci_lower", "info", "Wilson interval of ate_coverage_rate_population, lower",
+         {"level": "config"}),
+        ("ate_coverage_rate_population_ci_upper", "info", "Wilson interval of ate_coverage_rate_population, upper",
+         {"level": "config"}),
     ]),
     *_specs("importance", "test", True, [
         ("importance_rank_corr", "higher", "Spearman ρ of estimated vs true permutation importance",
