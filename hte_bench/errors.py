@@ -1,5 +1,63 @@
-"""The one exception type that means "the user's input is wrong": reported in one line, nothing logged."""
+"""The one exception type that means "the user's input is wrong", and the one-line messages a seed's input
+errors become (stage, cause, the closest parameter names, the generator's knobs)."""
+from __future__ import annotations
 
 
 class ConfigError(ValueError):
     """Invalid configuration or input data; the message names the field and the allowed values."""
+
+
+def is_input_error(stage: str, err: BaseException) -> bool:
+    """Whether a first-seed error is the user's input: data and estimator errors, and parameter errors at fit
+    (sklearn's InvalidParameterError and econml's argument checks are ValueError/TypeError)."""
+    from hte_bench.data.base import DataError
+
+    return stage in ("data", "estimator") or isinstance(err, (DataError, ValueError, TypeError))
+
+
+def one_line(stage: str, err: BaseException) -> str:
+    """'stage: ErrorType: message', with the closest parameter names for a mistyped keyword."""
+    cause = err.__cause__ or err
+    text = " ".join(str(cause).split()) or type(cause).__name__
+    hint = _did_you_mean(text)
+    return f"{stage}: {type(cause).__name__}: {text}{hint}"[:500]
+
+
+def knobs(cfg, stage: str, err: BaseException) -> str:
+    """For a generator's own error (e.g. numpy's "scale < 0"): the knobs it was called with, so the bad one shows."""
+    from omegaconf import OmegaConf
+
+    from hte_bench.data.base import DataError
+
+    if stage != "data" or isinstance(err.__cause__ or err, DataError):  # Hydra's instantiate wraps errors
+        return ""
+    given = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k != "_target_"}
+    return f" (from {cfg.data._target_} with {', '.join(f'data.{k}={v}' for k, v in given.items())})"[:300]
+
+
+def _did_you_mean(text: str) -> str:
+    """For "X.__init__() got an unexpected keyword argument 'k'": the closest parameter names of X."""
+    import difflib
+    import re
+
+    m = re.search(r"(\w+)\.__init__\(\) got an unexpected keyword argument '(\w+)'", text)
+    if not m:
+        return ""
+    cls = _find_class(m.group(1))
+    if cls is None:
+        return ""
+    import inspect
+
+    params = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "args", "kwargs")]
+    close = difflib.get_close_matches(m.group(2), params, n=3)
+    return f"; did you mean {' or '.join(close)}?" if close else f"; its parameters: {', '.join(params)}"
+
+
+def _find_class(name: str):
+    """A class of that name among the estimator libraries already imported (econml, sklearn, hte_bench)."""
+    import sys
+
+    for mod_name, mod in list(sys.modules.items()):
+        if mod_name.split(".")[0] in ("econml", "sklearn", "hte_bench") and isinstance(getattr(mod, name, None), type):
+            return getattr(mod, name)
+    return None

@@ -20,6 +20,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from hte_bench import config as C
+from hte_bench import errors as E
 from hte_bench.errors import ConfigError
 
 # Per-seed stages, in order. The first three read the user's input: on the first seed their errors are
@@ -72,10 +73,10 @@ def evaluate_seed(cfg: DictConfig, seed: int, workdir: str, strict: bool = False
         try:
             _STAGES[stage](ctx)
         except Exception as err:
-            if strict and stage in INPUT_STAGES and _is_input_error(stage, err):
-                raise ConfigError(_one_line(stage, err) + _knobs(cfg, stage, err)) from err
+            if strict and stage in INPUT_STAGES and E.is_input_error(stage, err):
+                raise ConfigError(E.one_line(stage, err) + E.knobs(cfg, stage, err)) from err
             (out / "traceback.txt").write_text(f"stage: {stage}\n\n{traceback.format_exc()}")
-            ctx.result.tags["error"] = _one_line(stage, err)
+            ctx.result.tags["error"] = E.one_line(stage, err)
             ctx.result.tags["failed_stage"] = stage
             log.warning("seed %d failed: %s", seed, ctx.result.tags["error"])
             break
@@ -93,7 +94,7 @@ def preflight_inputs(cfg: DictConfig, seed: int) -> None:
         try:
             _STAGES[stage](ctx)
         except Exception as err:
-            raise ConfigError(_one_line(stage, err) + _knobs(cfg, stage, err)) from err
+            raise ConfigError(E.one_line(stage, err) + E.knobs(cfg, stage, err)) from err
 
 
 def _stage_data(ctx: SeedContext) -> None:
@@ -317,56 +318,3 @@ def data_hash(dataset) -> str:
     h.update(np.asarray(dataset.T_train, dtype=float).tobytes())
     h.update(np.asarray(dataset.Y_train, dtype=float).tobytes())
     return h.hexdigest()[:16]
-
-
-def _is_input_error(stage: str, err: BaseException) -> bool:
-    """Whether a first-seed error is the user's input: data and estimator errors, and parameter errors at fit
-    (sklearn's InvalidParameterError and econml's argument checks are ValueError/TypeError)."""
-    from hte_bench.data.base import DataError
-
-    return stage in ("data", "estimator") or isinstance(err, (DataError, ValueError, TypeError))
-
-
-def _one_line(stage: str, err: BaseException) -> str:
-    cause = err.__cause__ or err
-    text = " ".join(str(cause).split()) or type(cause).__name__
-    hint = _did_you_mean(text)
-    return f"{stage}: {type(cause).__name__}: {text}{hint}"[:500]
-
-
-def _knobs(cfg: DictConfig, stage: str, err: BaseException) -> str:
-    """For a generator's own error (e.g. numpy's "scale < 0"): the knobs it was called with, so the bad one shows."""
-    from hte_bench.data.base import DataError
-
-    if stage != "data" or isinstance(err.__cause__ or err, DataError):  # Hydra's instantiate wraps errors
-        return ""
-    knobs = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k != "_target_"}
-    return f" (from {cfg.data._target_} with {', '.join(f'data.{k}={v}' for k, v in knobs.items())})"[:300]
-
-
-def _did_you_mean(text: str) -> str:
-    """For "X.__init__() got an unexpected keyword argument 'k'": the closest parameter names of X."""
-    import difflib
-    import re
-
-    m = re.search(r"(\w+)\.__init__\(\) got an unexpected keyword argument '(\w+)'", text)
-    if not m:
-        return ""
-    cls = _find_class(m.group(1))
-    if cls is None:
-        return ""
-    import inspect
-
-    params = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "args", "kwargs")]
-    close = difflib.get_close_matches(m.group(2), params, n=3)
-    return f"; did you mean {' or '.join(close)}?" if close else f"; its parameters: {', '.join(params)}"
-
-
-def _find_class(name: str):
-    """A class of that name among the estimator libraries already imported (econml, sklearn, hte_bench)."""
-    import sys
-
-    for mod_name, mod in list(sys.modules.items()):
-        if mod_name.split(".")[0] in ("econml", "sklearn", "hte_bench") and isinstance(getattr(mod, name, None), type):
-            return getattr(mod, name)
-    return None
