@@ -72,6 +72,7 @@ def check_uri(uri: str, timeout: float = DEFAULT_TIMEOUT) -> None:
     path = sqlite_path(uri)
     if path is not None:
         _prepare_sqlite(uri, path)
+        _write_ahead(path)
     elif scheme in ("http", "https"):
         _probe_server(uri, timeout)
 
@@ -100,6 +101,45 @@ def _prepare_sqlite(uri: str, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ConfigError(f"tracking.uri={uri!r}: cannot use {path}: {err}") from None
+
+
+def _write_ahead(path: Path) -> None:
+    """Put a SQLite store in WAL mode, and this process's connections to WAL databases at synchronous=NORMAL.
+
+    MLflow opens SQLite in rollback-journal mode with a full sync: several fsyncs per commit, five or six
+    commits per seed run (measured 92 ms a run here; WAL 51 ms; WAL + NORMAL 31 ms). WAL also lets readers
+    (the UI, a resuming job) work beside the writer. NORMAL in WAL mode never corrupts the database; a power
+    cut may lose the last commits, which a rerun refits (resume). The mode is kept in the file, so any
+    later process uses it; the file then has companions mlflow.db-wal and -shm until the last one closes.
+    """
+    import sqlite3
+
+    _normal_sync_for_wal()
+    try:
+        con = sqlite3.connect(path, timeout=30)
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+        finally:
+            con.close()
+    except sqlite3.Error as err:  # another process holds it in a way that forbids the switch: next time
+        log.debug("tracking: %s stays in its journal mode (%s)", path, err)
+
+
+@lru_cache(maxsize=1)
+def _normal_sync_for_wal() -> None:
+    """Once per process: every new SQLite connection (SQLAlchemy's, so MLflow's too) to a database in WAL mode
+    syncs at checkpoints instead of at every commit."""
+    import sqlite3
+
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    @event.listens_for(Engine, "connect")
+    def _sync(dbapi_connection, _record):
+        if isinstance(dbapi_connection, sqlite3.Connection):
+            mode = dbapi_connection.execute("PRAGMA journal_mode").fetchone()
+            if mode and str(mode[0]).lower() == "wal":
+                dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
 
 def _probe_server(uri: str, timeout: float) -> None:
