@@ -16,7 +16,9 @@ Cheap stores for new tests (a fresh SQLite store costs 5-15 s of MLflow migratio
 """
 from __future__ import annotations
 
+import functools
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -33,6 +35,44 @@ TEST_CONF = TESTS / "conf"
 SMALL = ["data.n=300", "data.n_test=200", "importance_repeats=2", "importance_max_rows=200", "n_jobs=1"]
 LEAN = [*SMALL, "analyses.truth_free=false", "analyses.subgroups=false", "++analyses.insights=false",
         "analyses.interpretation=false", "tracking.plots=false"]
+
+
+# Modules collected first, heaviest first: under pytest-xdist the work goes out in this order, so the many
+# short in-process tests of the other modules fill the end and the workers finish together.
+RUN_FIRST = ("test_new_user.py", "test_cluster.py", "test_claims.py", "test_compare.py", "test_end_to_end.py",
+             "test_scale.py", "test_optuna_sweeper.py", "test_estimators.py", "test_resume.py", "test_analyses.py",
+             "test_tracking.py", "test_cli.py", "test_ui.py")
+MODULE_FIXTURE = re.compile(r"@pytest\.fixture\(scope=\"module\"")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Process-heavy modules first (RUN_FIRST)."""
+    rank = {name: i for i, name in enumerate(RUN_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: keeps the order within a module
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadgroup`` (pyproject.toml): xdist's load scheduling, except that the tests of a module with a
+    module-scoped fixture go to one worker as one unit — else each worker that gets one of them builds the
+    fixture again (a minute for test_new_user's table). xdist_group marks cannot say this: pytest 9's
+    structured node ids defeat them (pytest-xdist issue 1386)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    @functools.cache
+    def shares_a_fixture(path: str) -> bool:
+        file = config.rootpath / path
+        return file.suffix == ".py" and file.is_file() and bool(MODULE_FIXTURE.search(file.read_text()))
+
+    class ModuleFixtureScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return path if shares_a_fixture(path) else nodeid
+
+    config.option.loadscopereorder = False  # in collection order (RUN_FIRST), not by the number of tests
+    return ModuleFixtureScheduling(config, log)
 
 
 @pytest.fixture(scope="session")
