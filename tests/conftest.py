@@ -139,7 +139,8 @@ def start_mlflow_server(folder: Path, backend_uri: str, seconds: float = 180):
     while not answers(f"{url}/health"):
         if time.time() > deadline or server.poll() is not None:
             stop_mlflow_server(server)
-            pytest.fail(f"mlflow server did not start in {seconds:.0f} s: {(folder / 'server.log').read_text()[-2000:]}")
+            log_tail = (folder / "server.log").read_text()[-2000:]
+            pytest.fail(f"mlflow server did not start in {seconds:.0f} s: {log_tail}")
         time.sleep(0.25)
     return server, url
 
