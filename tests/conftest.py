@@ -8,15 +8,23 @@ Cheap stores for new tests (a fresh SQLite store costs 5-15 s of MLflow migratio
   (``tracking.experiment=<test name>``) and count runs of that experiment only.
 - ``migrated_mlruns(folder)``: puts a migrated ``mlruns/mlflow.db`` in ``folder``, for CLI subprocesses that
   use the default store of their working directory (not for tests about creating a store).
+- ``mlflow_server``: one ``mlflow server`` on loopback for the session (per xdist worker), for tests that
+  need *a* server; give each test its own experiment name, as with ``shared_store``.
 - ``SMALL`` (small n, serial seeds: ``n_jobs=1`` spares a pool of worker processes per run) and ``LEAN``
-  (SMALL with truth-free scores, subgroup tables and plots off): use LEAN unless the test is about those.
+  (SMALL with truth-free scores, subgroup tables, insights.md, interpretation trees and plots off): use LEAN
+  unless the test is about those (insights.md alone fits DR nuisances, ~3 s per seed).
 """
 from __future__ import annotations
 
+import functools
 import os
+import re
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -25,7 +33,46 @@ TESTS = Path(__file__).resolve().parent
 TEST_CONF = TESTS / "conf"
 # Small data and few trees so the suite runs in minutes on 2 cores.
 SMALL = ["data.n=300", "data.n_test=200", "importance_repeats=2", "importance_max_rows=200", "n_jobs=1"]
-LEAN = [*SMALL, "analyses.truth_free=false", "analyses.subgroups=false", "tracking.plots=false"]
+LEAN = [*SMALL, "analyses.truth_free=false", "analyses.subgroups=false", "++analyses.insights=false",
+        "analyses.interpretation=false", "tracking.plots=false"]
+
+
+# Modules collected first, heaviest first: under pytest-xdist the work goes out in this order, so the many
+# short in-process tests of the other modules fill the end and the workers finish together.
+RUN_FIRST = ("test_new_user.py", "test_cluster.py", "test_claims.py", "test_compare.py", "test_end_to_end.py",
+             "test_scale.py", "test_optuna_sweeper.py", "test_estimators.py", "test_resume.py", "test_analyses.py",
+             "test_tracking.py", "test_cli.py", "test_ui.py")
+MODULE_FIXTURE = re.compile(r"@pytest\.fixture\(scope=\"module\"")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Process-heavy modules first (RUN_FIRST)."""
+    rank = {name: i for i, name in enumerate(RUN_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: keeps the order within a module
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadgroup`` (pyproject.toml): xdist's load scheduling, except that the tests of a module with a
+    module-scoped fixture go to one worker as one unit — else each worker that gets one of them builds the
+    fixture again (a minute for test_new_user's table). xdist_group marks cannot say this: pytest 9's
+    structured node ids defeat them (pytest-xdist issue 1386)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    @functools.cache
+    def shares_a_fixture(path: str) -> bool:
+        file = config.rootpath / path
+        return file.suffix == ".py" and file.is_file() and bool(MODULE_FIXTURE.search(file.read_text()))
+
+    class ModuleFixtureScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return path if shares_a_fixture(path) else nodeid
+
+    config.option.loadscopereorder = False  # in collection order (RUN_FIRST), not by the number of tests
+    return ModuleFixtureScheduling(config, log)
 
 
 @pytest.fixture(scope="session")
@@ -60,6 +107,65 @@ def shared_store(tmp_path_factory, _template_db) -> str:
 def migrated_mlruns(_template_db):
     """``migrated_mlruns(folder)`` puts a migrated ``mlruns/mlflow.db`` in folder (the CLI's default store)."""
     return lambda folder: _copy_template(_template_db, Path(folder) / "mlruns")
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def answers(url: str) -> bool:
+    """Whether an HTTP GET of url gets an answer within 2 s."""
+    try:
+        urllib.request.urlopen(url, timeout=2)
+        return True
+    except OSError:
+        return False
+
+
+def start_mlflow_server(folder: Path, backend_uri: str, seconds: float = 180):
+    """``mlflow server`` on a free loopback port with one worker and no job runner (MLflow's GenAI jobs);
+    (process, URL) once /health answers. Stop it with ``stop_mlflow_server``."""
+    port = free_port()
+    with open(folder / "server.log", "w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+             "--backend-store-uri", backend_uri, "--artifacts-destination", str(folder / "server_artifacts")],
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}, stdout=subprocess.DEVNULL,
+            stderr=log, start_new_session=True)
+    url, deadline = f"http://127.0.0.1:{port}", time.time() + seconds  # a loaded 2-core machine has needed 150 s
+    while not answers(f"{url}/health"):
+        if time.time() > deadline or server.poll() is not None:
+            stop_mlflow_server(server)
+            log_tail = (folder / "server.log").read_text()[-2000:]
+            pytest.fail(f"mlflow server did not start in {seconds:.0f} s: {log_tail}")
+        time.sleep(0.25)
+    return server, url
+
+
+def stop_mlflow_server(server: subprocess.Popen) -> None:
+    """SIGTERM the server's process group; SIGKILL if a loaded machine shuts uvicorn down slowly."""
+    try:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, 9)
+        server.wait()
+    except ProcessLookupError:
+        pass
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory, _template_db):
+    """One ``mlflow server`` on loopback with a pre-migrated SQLite store, shared by the session's tests (each
+    with its own experiment name): a server start costs seconds of CPU."""
+    folder = tmp_path_factory.mktemp("server")
+    shutil.copy(_template_db, folder / "server.db")
+    server, url = start_mlflow_server(folder, f"sqlite:///{folder / 'server.db'}")
+    yield url
+    stop_mlflow_server(server)
 
 
 def compose(overrides: list[str], with_choices: bool = False):

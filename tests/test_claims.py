@@ -6,11 +6,9 @@ import subprocess
 import time
 from collections import Counter
 
-from conftest import SMALL, TEST_CONF, all_runs, cli_env
-from test_scale import tracking_server  # noqa: F401 (fixture: an mlflow server on loopback)
+from conftest import LEAN, TEST_CONF, all_runs, cli_env
 
-FAST = [*SMALL, "analyses.truth_free=false", "analyses.subgroups=false", "tracking.plots=false"]
-SWEEP = ["-m", "estimator=interaction_ols,constant_effect", "n_seeds=4", *FAST]
+SWEEP = ["-m", "estimator=interaction_ols,constant_effect", "n_seeds=4", *LEAN]
 
 
 def _cli(args, cwd):
@@ -27,8 +25,8 @@ def _two_at_once(args, cwd):
     return "\n".join(out + err for out, err in outs)
 
 
-def _check_once_each(uri, n_configs=2, n_seeds=4):
-    runs = all_runs(uri, "hte-bench")
+def _check_once_each(uri, n_configs=2, n_seeds=4, experiment="hte-bench"):
+    runs = all_runs(uri, experiment)
     assert not [r.info.run_name for r in runs if r.info.status == "RUNNING"]
     parents = [r for r in runs if r.data.tags.get("hte_bench.kind") == "config"]
     assert Counter(p.data.tags["config_hash"] for p in parents) == Counter(
@@ -67,7 +65,7 @@ def _seed_claims(db):
 
 def test_a_killed_holders_claims_are_taken_over_after_the_lease(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-    args = ["-m", "estimator=cf_small", "n_seeds=3", *FAST, "claims.lease_seconds=2"]
+    args = ["-m", "estimator=cf_small", "n_seeds=3", *LEAN, "claims.lease_seconds=2"]
     first = _cli(args, tmp_path)
     db = tmp_path / "mlruns" / "coordination.db"
     deadline = time.time() + 120
@@ -87,17 +85,19 @@ def test_a_killed_holders_claims_are_taken_over_after_the_lease(tmp_path):
     assert "taking it over" in out + err
 
 
-def test_two_identical_sweeps_at_once_against_a_tracking_server(tmp_path, tracking_server):  # noqa: F811
+def test_two_identical_sweeps_at_once_against_a_tracking_server(tmp_path, mlflow_server):
     coordination = f"sqlite:///{tmp_path / 'coordination.db'}"
-    args = [*SWEEP, f"tracking.uri={tracking_server}", f"tracking.coordination_uri={coordination}"]
+    experiment = "claims_server"  # the server is the session's: this test's runs are this experiment's
+    args = [*SWEEP, f"tracking.uri={mlflow_server}", f"tracking.experiment={experiment}",
+            f"tracking.coordination_uri={coordination}"]
     _two_at_once(args, tmp_path)
-    _check_once_each(tracking_server)
+    _check_once_each(mlflow_server, experiment=experiment)
 
 
 def test_a_tracking_server_without_a_coordination_uri_warns_and_runs_uncoordinated(tmp_path):
     # No claims database can be derived from a server's URL: one warning, then the run goes on (here it
     # meets no server at all and stops on that, in one line).
-    proc = _cli(["estimator=interaction_ols", "n_seeds=1", *FAST, "tracking.uri=http://127.0.0.1:9"], tmp_path)
+    proc = _cli(["estimator=interaction_ols", "n_seeds=1", *LEAN, "tracking.uri=http://127.0.0.1:9"], tmp_path)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 2
     assert "runs against http://127.0.0.1:9 are not coordinated" in out + err

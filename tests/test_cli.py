@@ -1,5 +1,5 @@
 """The command line beyond single mistakes (those are the table in test_new_user.py): sweeps and --help."""
-from conftest import SMALL, all_runs, run_cli
+from conftest import LEAN, all_runs, run_cli
 from hte_bench.cli.run import group_options
 
 
@@ -7,9 +7,9 @@ def _error_lines(proc):
     return [line for line in proc.stderr.splitlines() if line.startswith("hte-bench: error:")]
 
 
-def test_a_bad_job_in_a_sweep_does_not_stop_the_others(tmp_path):
-    store = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-    proc = run_cli(["-m", "estimator=zero_effect", "data.p_treat=0.0,0.5", "n_seeds=1", *SMALL], cwd=tmp_path)
+def test_a_bad_job_in_a_sweep_does_not_stop_the_others(tmp_path, migrated_mlruns):
+    store = migrated_mlruns(tmp_path)  # the folder's default store, already migrated
+    proc = run_cli(["-m", "estimator=zero_effect", "data.p_treat=0.0,0.5", "n_seeds=1", *LEAN], cwd=tmp_path)
     assert proc.returncode != 0
     assert len(_error_lines(proc)) == 1 and "treatment is constant" in _error_lines(proc)[0]
     runs = all_runs(store, "hte-bench")

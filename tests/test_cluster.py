@@ -3,20 +3,16 @@ PostgreSQL — real processes on loopback, small fits."""
 import glob
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from conftest import SMALL, all_runs, client, run_cli
+from conftest import LEAN, all_runs, client, free_port, run_cli, start_mlflow_server, stop_mlflow_server
 
-FAST = [*SMALL, "analyses.truth_free=false", "analyses.subgroups=false", "tracking.plots=false"]
-TWO_BY_TWO = ["estimator=interaction_ols,constant_effect", "n_seeds=2", *FAST]
+TWO_BY_TWO = ["estimator=interaction_ols,constant_effect", "n_seeds=2", *LEAN]
 
 
 @pytest.fixture(autouse=True)
@@ -45,10 +41,11 @@ def check_nested(uri: str, n_configs: int, n_seeds: int) -> None:
 # --------------------------------------------------------------------------- SLURM's local twin
 
 
-def test_submitit_local_runs_configurations_nested_under_the_sweep(tmp_path):
+def test_submitit_local_runs_configurations_nested_under_the_sweep(tmp_path, migrated_mlruns):
+    uri = migrated_mlruns(tmp_path)  # the folder's default store, already migrated (creation is test_scale's)
     proc = run_cli(["-m", "hydra/launcher=submitit_local", *TWO_BY_TWO], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    check_nested(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}", n_configs=2, n_seeds=2)
+    check_nested(uri, n_configs=2, n_seeds=2)
     assert list(tmp_path.glob("mlruns/hydra/multirun_*/.submitit/*/*_result.pkl"))  # really submitit's jobs
 
 
@@ -96,29 +93,6 @@ def _pg_bin(name: str):
     return found or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None)
 
 
-def _wait_for(ready, what: str, seconds: float = 180) -> None:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if ready():
-            return
-        time.sleep(0.5)
-    pytest.fail(f"{what} did not start in {seconds:.0f} s")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _answers(url: str) -> bool:
-    try:
-        urllib.request.urlopen(url, timeout=2)
-        return True
-    except OSError:
-        return False
-
-
 @pytest.fixture
 def postgres():
     """A throwaway PostgreSQL cluster on a loopback port (as the ``postgres`` user when run as root,
@@ -130,7 +104,7 @@ def postgres():
     root = Path(tempfile.mkdtemp(prefix="hte-pg-"))
     if as_owner:
         shutil.chown(root, "postgres")
-    data, port = root / "data", _free_port()
+    data, port = root / "data", free_port()
 
     def pg(*cmd: str) -> None:
         done = subprocess.run([*as_owner, *cmd], capture_output=True, text=True, timeout=120)
@@ -150,26 +124,14 @@ def postgres():
 @pytest.fixture
 def server_on_postgres(tmp_path, postgres):
     """``mlflow server`` on loopback with the PostgreSQL backend store and a local artifact folder."""
-    port = _free_port()
-    # One worker process and no job runner (MLflow's GenAI jobs): the writers are what is tested.
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", postgres, "--artifacts-destination", str(tmp_path / "artifacts")],
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "server.log", "w"), start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_for(lambda: server.poll() is not None or _answers(f"{url}/health"),
-                  "mlflow server")
-        assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
-        yield url
-    finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
+    server, url = start_mlflow_server(tmp_path, postgres)
+    yield url
+    stop_mlflow_server(server)
 
 
 def test_four_writers_through_a_server_on_postgresql(tmp_path, server_on_postgres):
     proc = run_cli(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=4", "estimator=interaction_ols",
-                    "data.noise=0.5,1.0,1.5,2.0", "n_seeds=2", *FAST, f"tracking.uri={server_on_postgres}"],
+                    "data.noise=0.5,1.0,1.5,2.0", "n_seeds=2", *LEAN, f"tracking.uri={server_on_postgres}"],
                    cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     check_nested(server_on_postgres, n_configs=4, n_seeds=2)
@@ -190,29 +152,30 @@ def local_ray():
     ray.shutdown()
 
 
-def test_ray_launcher_runs_configurations_as_ray_tasks(tmp_path, local_ray):
+def test_ray_launcher_runs_configurations_as_ray_tasks(tmp_path, local_ray, migrated_mlruns):
     # The jobs run in workers of the test's Ray, whose environment and folder are not the CLI's: the
     # sweep run id, the store and the outputs must still be the CLI's.
+    uri = migrated_mlruns(tmp_path)
     proc = run_cli(["-m", "hydra/launcher=ray", f"hydra.launcher.address={local_ray}", *TWO_BY_TWO], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    check_nested(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}", n_configs=2, n_seeds=2)
+    check_nested(uri, n_configs=2, n_seeds=2)
     assert len(list(tmp_path.glob("mlruns/hydra/multirun_*/*/hte-bench.log"))) == 2
 
 
-def test_seeds_as_ray_tasks_match_serial_seeds(tmp_path, local_ray):
+def test_seeds_as_ray_tasks_match_serial_seeds(tmp_path, local_ray, migrated_mlruns):
     # joblib_backend=ray joins the Ray this process already runs (a cluster would be $RAY_ADDRESS).
     from conftest import run_composed
 
-    config = ["estimator=interaction_ols", "n_seeds=2", *FAST]
-    on_ray = run_composed([*config, "n_jobs=2", "joblib_backend=ray", f"tracking.uri=sqlite:///{tmp_path / 'ray.db'}"])
-    serial = run_composed([*config, f"tracking.uri=sqlite:///{tmp_path / 'serial.db'}"])
+    config = ["estimator=interaction_ols", "n_seeds=2", *LEAN]
+    uri, serial_uri = migrated_mlruns(tmp_path / "ray"), migrated_mlruns(tmp_path / "serial")
+    on_ray = run_composed([*config, "n_jobs=2", "joblib_backend=ray", f"tracking.uri={uri}"])
+    serial = run_composed([*config, f"tracking.uri={serial_uri}"])
     assert on_ray["n_seeds_ok"] == 2
     def estimates(summary: dict) -> dict:  # everything but timings and run ids
         return {k: v for k, v in summary.items() if not k.startswith("_") and "seconds" not in k}
 
     assert len(estimates(serial)) > 20 and estimates(on_ray) == pytest.approx(estimates(serial), rel=1e-12,
                                                                                nan_ok=True)
-    uri = f"sqlite:///{tmp_path / 'ray.db'}"
     seed_run = next(r for r in all_runs(uri, "hte-bench") if r.data.tags.get("hte_bench.kind") == "seed")
     files = {f.path for f in client(uri).list_artifacts(seed_run.info.run_id)}
     assert "predictions.parquet" in files  # a seed's files travel back from its Ray worker

@@ -5,21 +5,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import SMALL, all_runs, client, compose, run_cli, run_composed
+from conftest import LEAN, SMALL, all_runs, client, compose, run_cli, run_composed
 from hte_bench.cli.compare import leaderboard_main, promote_main
 from hte_bench.seed import make_data, make_estimator
 
 ESTIMATORS = ["interaction_ols", "constant_effect", "zero_effect"]
-FAST = [*SMALL, "analyses.truth_free=false", "analyses.subgroups=false", "tracking.plots=false"]
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory):
+def study(tmp_path_factory, migrated_mlruns):
     """Eight seeds of three cheap configurations: enough for Wilcoxon + Holm to separate clear losers."""
     root = tmp_path_factory.mktemp("study")
-    uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
+    uri = migrated_mlruns(root)
     for name in ESTIMATORS:
-        run_composed([f"estimator={name}", *FAST, "n_seeds=8", f"tracking.uri={uri}"])
+        run_composed([f"estimator={name}", *LEAN, "n_seeds=8", f"tracking.uri={uri}"])
     return root, uri
 
 
@@ -165,7 +164,7 @@ def test_promotion_refits_on_a_user_csv(study, tmp_path, capsys):
 
 def _sweep(cwd, uri, *overrides):
     given = {o.split("=")[0] for o in overrides}
-    fast = [o for o in [*FAST, "n_seeds=2"] if o.split("=")[0] not in given]
+    fast = [o for o in [*LEAN, "n_seeds=2"] if o.split("=")[0] not in given]
     proc = run_cli(["-m", *overrides, *fast, f"tracking.uri={uri}"], cwd=cwd)
     assert proc.returncode == 0, proc.stderr[-2000:]
     runs = all_runs(uri, "hte-bench")
@@ -174,9 +173,9 @@ def _sweep(cwd, uri, *overrides):
     return sweep, parents
 
 
-def test_a_knob_sweep_is_two_conditions_never_pooled(tmp_path, capsys):
+def test_a_knob_sweep_is_two_conditions_never_pooled(tmp_path, capsys, migrated_mlruns):
     """data.noise=1.0,3.0: two conditions, a best and a board section each, and a study figure."""
-    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    uri = migrated_mlruns(tmp_path)
     sweep, parents = _sweep(tmp_path, uri, "data.noise=1.0,3.0", "estimator=interaction_ols,zero_effect")
     small = "engagement n=300 n_test=200"  # the generator plus every knob that differs from its defaults
     assert {p.data.tags["condition"] for p in parents} == {small, f"{small} noise=3.0"}
@@ -207,8 +206,8 @@ def test_a_knob_sweep_is_two_conditions_never_pooled(tmp_path, capsys):
     assert "promotion needs one data condition" in capsys.readouterr().err
 
 
-def test_rscore_sweep_tags_the_highest_as_best(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+def test_rscore_sweep_tags_the_highest_as_best(tmp_path, migrated_mlruns):
+    uri = migrated_mlruns(tmp_path)
     sweep, parents = _sweep(tmp_path, uri, "estimator=interaction_ols,zero_effect", "optimized_metric=rscore_mean",
                             "analyses.truth_free=true", "n_seeds=2")
     scores = {p.info.run_id: p.data.metrics["rscore_mean"] for p in parents}

@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
+from conftest import LEAN
 from hydra_plugins.hte_bench_optuna_sweeper._impl import (
     OptunaSweeperImpl,
     SweeperConfigError,
@@ -318,8 +319,7 @@ def _results(cwd: Path):
     return OmegaConf.load(found[0])
 
 
-# Serial seeds, truth-free scores and figures off: these tests are about the sweeper, not the analyses.
-LEAN_RUN = ["n_jobs=1", "analyses.truth_free=false", "tracking.plots=false"]
+# hte-bench runs below use conftest.LEAN (small, serial, analyses and figures off): they test the sweeper.
 
 
 def test_hte_bench_sweeps_with_optuna_one_parent_run_per_trial(tmp_path, migrated_mlruns):
@@ -328,7 +328,7 @@ def test_hte_bench_sweeps_with_optuna_one_parent_run_per_trial(tmp_path, migrate
                        "hydra.sweeper.seed=1",  # its first three draws are three different cov_types
                        "estimator=interaction_ols",
                        '+hydra.sweeper.params.estimator.cov_type="choice(nonrobust,HC1,HC3)"',
-                       "n_seeds=1", "data.n=300", "data.n_test=200", "importance_repeats=1", f"tracking.uri={uri}", *LEAN_RUN],
+                       "n_seeds=1", f"tracking.uri={uri}", *LEAN],
                       cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     from mlflow import MlflowClient
@@ -349,7 +349,7 @@ def test_hparams_search_causal_forest_runs_and_stores_its_study_beside_mlflow(tm
     migrated_mlruns(tmp_path)
     proc = _hte_bench(["-m", f"{HS}=causal_forest", "hydra.sweeper.n_trials=2",
                        "estimator.model.n_estimators=40", "++outcome_model.n_estimators=20", "n_seeds=1",
-                       "data.n=300", "data.n_test=200", "importance_repeats=1", *LEAN_RUN], cwd=tmp_path)
+                       *LEAN], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = _results(tmp_path)
     assert res.study_name == "causal_forest_engagement" and res.n_trials.complete == 2

@@ -1,45 +1,11 @@
 """What the MLflow UI shows, read through the REST API its pages call: descriptions, metric counts, tables."""
 import json
-import os
-import subprocess
-import sys
-import time
 import urllib.parse
 import urllib.request
 
-import pytest
-from conftest import SMALL, run_composed
-from test_scale import _free_port
+from conftest import LEAN, run_composed
 
-FAST = [*SMALL, "estimator=interaction_ols", "n_seeds=2", "analyses.truth_free=false",
-        "analyses.subgroups=false", "tracking.plots=false"]
-
-
-@pytest.fixture
-def ui_server(tmp_path):
-    """``mlflow server`` on loopback, one worker (starts faster than test_scale's four on a busy machine)."""
-    port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-                               "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path / 'ui.db'}",
-                               "--artifacts-destination", str(tmp_path / "ui_artifacts")],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    url, deadline = f"http://127.0.0.1:{port}", time.time() + 180
-    while not _up(url):
-        if time.time() > deadline or server.poll() is not None:
-            os.killpg(server.pid, 9)
-            pytest.fail("mlflow server did not start in 180 s")
-        time.sleep(0.5)
-    yield url
-    os.killpg(server.pid, 15)
-    server.wait(timeout=30)
-
-
-def _up(url: str) -> bool:
-    try:
-        urllib.request.urlopen(f"{url}/health", timeout=2)
-        return True
-    except OSError:
-        return False
+EXPERIMENT = "ui"  # the session's server (conftest.mlflow_server): this test's runs are this experiment's
 
 
 def _get(url: str, path: str, **query) -> dict:
@@ -71,15 +37,16 @@ def _table(url: str, run_id: str, path: str) -> dict:
         return json.loads(resp.read())
 
 
-def test_the_ui_shows_descriptions_curated_metrics_and_tables(tmp_path, ui_server, monkeypatch):
-    url = ui_server
+def test_the_ui_shows_descriptions_curated_metrics_and_tables(tmp_path, mlflow_server, monkeypatch):
+    url = mlflow_server
     monkeypatch.chdir(tmp_path)
-    run_composed([*FAST, f"tracking.uri={url}"])
+    run_composed([*LEAN, "estimator=interaction_ols", "n_seeds=2", f"tracking.uri={url}",
+                  f"tracking.experiment={EXPERIMENT}"])
     from hte_bench.cli.compare import leaderboard_main
 
-    leaderboard_main(["--tracking-uri", url])
+    leaderboard_main(["--tracking-uri", url, "--experiment", EXPERIMENT])
 
-    exp = _get(url, "/api/2.0/mlflow/experiments/get-by-name", experiment_name="hte-bench")["experiment"]
+    exp = _get(url, "/api/2.0/mlflow/experiments/get-by-name", experiment_name=EXPERIMENT)["experiment"]
     exp_note = {t["key"]: t["value"] for t in exp.get("tags", [])}["mlflow.note.content"]
     assert "Configuration runs" in exp_note and "aggregate.json" in exp_note
 
