@@ -84,9 +84,10 @@ def _prepare_sqlite(uri: str, path: Path) -> None:
                           f"e.g. tracking.uri=sqlite:///{path / DB_NAME}")
     try:
         if path.exists():
-            with path.open("rb") as f:
-                head = f.read(16)
-            if head and head != b"SQLite format 3\x00":
+            # Asked through SQLite, never by opening the file ourselves: closing any other descriptor of the
+            # file drops every SQLite lock this process holds on it, and in WAL mode another process may
+            # then checkpoint and delete the -wal file under our open connections (a malformed database).
+            if path.stat().st_size and not _is_sqlite(path):
                 raise ConfigError(f"tracking.uri={uri!r}: {path} exists and is not a SQLite database; "
                                   "name another file")
             return
@@ -101,6 +102,21 @@ def _prepare_sqlite(uri: str, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ConfigError(f"tracking.uri={uri!r}: cannot use {path}: {err}") from None
+
+
+def _is_sqlite(path: Path) -> bool:
+    """Whether SQLite reads the file as a database (read-only connection, nothing created)."""
+    import sqlite3
+
+    try:
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+        try:
+            con.execute("PRAGMA schema_version").fetchone()
+        finally:
+            con.close()
+        return True
+    except sqlite3.DatabaseError as err:
+        return "not a database" not in str(err)
 
 
 def _write_ahead(path: Path) -> None:
