@@ -75,6 +75,8 @@ def validate(cfg: DictConfig) -> None:
             _require(cfg, key, lambda v: is_int(v) and v > 0, "an integer ≥ 1")
     _require(cfg, "tracking.plots", lambda v: isinstance(v, bool) or (is_int(v) and v >= 0),
              "true (every seed), false, or k ≥ 0 (figures of the first k seeds, plus the configuration's)")
+    for name in [k for k in (OmegaConf.select(cfg, "analyses", default=None) or {}) if k != "seeds"]:
+        _require(cfg, f"analyses.{name}", lambda v: isinstance(v, bool), "true or false")
     if OmegaConf.select(cfg, "analyses.seeds", default=None) is not None:
         _require(cfg, "analyses.seeds", lambda v: isinstance(v, bool) or (is_int(v) and v >= 0),
                  "true (every seed), false, or k ≥ 0 (insights, truth-free scores, subgroup tables and trees on "

@@ -237,6 +237,8 @@ def test_a_bad_analyses_seeds_is_one_line_naming_the_field():
 
     with pytest.raises(ConfigError, match=r"analyses.seeds.*true \(every seed\), false, or k ≥ 0"):
         validate(compose(["analyses.seeds=-1"]))
+    with pytest.raises(ConfigError, match=r"analyses.insights='maybe' is not allowed; analyses.insights must be true or false"):
+        validate(compose(["analyses.insights=maybe"]))
 
 
 def test_true_importance_is_computed_once_per_test_sample_and_seed_and_equals_a_fresh_one():
