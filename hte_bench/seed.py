@@ -82,6 +82,12 @@ def evaluate_seed(cfg: DictConfig, seed: int, workdir: str, strict: bool = False
             break
     else:
         ctx.result.status = "FINISHED"
+    if "data_hash" in ctx.result.tags:  # the training sample passed its checks: its Dataset entry for the run
+        from hte_bench.tracking.runs import describe_dataset
+
+        # Floats throughout: MLflow warns that integer columns cannot hold missing values.
+        frame = ctx.dataset.X_train.assign(T=ctx.dataset.T_train, Y=ctx.dataset.Y_train).astype(float)
+        ctx.result.dataset = describe_dataset(frame, ctx.result.tags["data_hash"])
     ctx.result.end_ms = int(time.time() * 1000)
     return ctx.result
 
@@ -101,12 +107,7 @@ def _stage_data(ctx: SeedContext) -> None:
     """Draw (or load) the seed's data and truth and check the training sample can be fitted."""
     ctx.dataset, ctx.truth = make_data(ctx.cfg, ctx.seed)
     check_fittable(ctx.cfg, ctx.dataset)
-    from hte_bench.tracking.runs import describe_dataset
-
     ctx.result.tags["data_hash"] = data_hash(ctx.dataset)
-    # Floats throughout: MLflow warns that integer columns cannot hold missing values.
-    frame = ctx.dataset.X_train.assign(T=ctx.dataset.T_train, Y=ctx.dataset.Y_train).astype(float)
-    ctx.result.dataset = describe_dataset(frame, ctx.result.tags["data_hash"])
     if not ctx.truth.known:
         ctx.result.tags["truth"] = "absent: no true tau, only truth-free metrics are logged"
 
