@@ -310,8 +310,8 @@ def _parent_tags(plan: Plan, ok: list[SeedResult], per_seed: pd.DataFrame, summa
              for k in ("interval_kind", "ate_interval_kind")}
     finished = per_seed["seed"].tolist() if len(per_seed) else []
     seeds = C.seed_list(finished)
-    # Insights, truth-free scores and subgroup tables run on the first analyses.seeds seeds: their means are
-    # over these seeds only, which the description and a tag say.
+    # The analyses that fit models of their own (analyses.FITTING) run on the first analyses.seeds seeds: their
+    # means are over these seeds only, which the description and a tag say.
     from hte_bench.evaluation.analyses import FITTING, selected
 
     analysed = [s for s in finished if C.on_first_seeds(plan.cfg, "analyses.seeds", s)]
