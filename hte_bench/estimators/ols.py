@@ -43,6 +43,12 @@ class InteractionOLS(CateAdapter):
         else:
             self.formula_ = f"Y ~ T * ({rhs})" if self.interactions else f"Y ~ T + {rhs}"
         self.result_ = smf.ols(self.formula_, data=df).fit(cov_type=self.cov_type)
+        # statsmodels wraps each attribute read in a pandas object: the arrays are read once here.
+        names = list(self.result_.params.index)
+        self.params_ = self.result_.params.to_numpy()
+        self.cov_ = np.asarray(self.result_.cov_params())
+        self.t_column_ = names.index("T")
+        self.interaction_columns_ = [names.index(f"T:{a}") for a in self.aliases_] if self.interactions else []
         self.x_sd_ = X.std().to_numpy(dtype=float)
         self.interval_kind_ = "per_unit" if self.interactions else "broadcast_ate"
         self.ate_interval_kind_ = "ate"
@@ -50,26 +56,22 @@ class InteractionOLS(CateAdapter):
 
     def _contrast(self, X: pd.DataFrame) -> np.ndarray:
         """Rows c with c·beta = tau(x) for each unit of X."""
-        names = list(self.result_.params.index)
-        C = np.zeros((len(X), len(names)))
-        C[:, names.index("T")] = 1.0
+        C = np.zeros((len(X), len(self.params_)))
+        C[:, self.t_column_] = 1.0
         if self.interactions:
-            values = X.to_numpy(dtype=float)
-            for j, alias in enumerate(self.aliases_):
-                C[:, names.index(f"T:{alias}")] = values[:, j]
+            C[:, self.interaction_columns_] = X.to_numpy(dtype=float)
         return C
 
     def effect(self, X: pd.DataFrame) -> np.ndarray:
-        return self._contrast(X) @ self.result_.params.to_numpy()
+        return self._contrast(X) @ self.params_
 
     def effect_interval(self, X: pd.DataFrame, alpha: float):
         # Same formula as result_.t_test(C).conf_int(), but only the diagonal of C V C': t_test would
         # build the n × n covariance, which does not fit in memory for large test samples.
         C = self._contrast(X)
-        V = np.asarray(self.result_.cov_params())
-        se = np.sqrt(np.einsum("ij,jk,ik->i", C, V, C))
+        se = np.sqrt(np.einsum("ij,jk,ik->i", C, self.cov_, C))
         q = self._quantile(alpha)
-        est = C @ self.result_.params.to_numpy()
+        est = C @ self.params_
         return est - q * se, est + q * se
 
     def _quantile(self, alpha: float) -> float:
@@ -88,12 +90,10 @@ class InteractionOLS(CateAdapter):
     def _interaction_table(self, alpha: float) -> Optional[pd.DataFrame]:
         if not self.interactions:
             return None
-        keys = [f"T:{a}" for a in self.aliases_]
-        ci = self.result_.conf_int(alpha=alpha).loc[keys]
-        return pd.DataFrame({"point_estimate": self.result_.params[keys].to_numpy(),
-                             "pvalue": self.result_.pvalues[keys].to_numpy(),
-                             "ci_lower": ci.iloc[:, 0].to_numpy(), "ci_upper": ci.iloc[:, 1].to_numpy()},
-                            index=self.feature_names_)
+        at = self.interaction_columns_
+        ci = np.asarray(self.result_.conf_int(alpha=alpha))[at]
+        return pd.DataFrame({"point_estimate": self.params_[at], "pvalue": np.asarray(self.result_.pvalues)[at],
+                             "ci_lower": ci[:, 0], "ci_upper": ci[:, 1]}, index=self.feature_names_)
 
     def native_importance(self) -> Optional[pd.DataFrame]:
         table = self._interaction_table(0.05)

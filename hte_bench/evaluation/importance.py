@@ -38,12 +38,28 @@ def effect_importance(fn: Callable[[pd.DataFrame], np.ndarray], X: pd.DataFrame,
     """
     from sklearn.inspection import permutation_importance
 
-    wrapped = _effect_regressor(fn)
-    baseline = wrapped.predict(X)
-    result = permutation_importance(wrapped, X, baseline, scoring="neg_mean_squared_error",
+    wrapped = _effect_regressor(_as_frame(fn, X))
+    baseline = np.ravel(fn(X))
+    # sklearn shuffles a NumPy array in place where it would index a DataFrame column by column, and a plain
+    # squared-error scorer skips its metric's input checks: the same permutations and values, ~4x cheaper.
+    result = permutation_importance(wrapped, X.to_numpy(), baseline, scoring=_neg_mean_squared_error,
                                     n_repeats=n_repeats, random_state=seed,
                                     max_samples=min(1.0, max_rows / max(len(X), 1)))
     return pd.Series(np.maximum(result.importances_mean, 0.0), index=[str(c) for c in X.columns])
+
+
+def _as_frame(fn: Callable[[pd.DataFrame], np.ndarray], X: pd.DataFrame) -> Callable:
+    """fn on rows of X given as a NumPy array: rebuilt as a frame with X's column names and dtypes."""
+    columns, dtypes = X.columns, list(X.dtypes)
+    if len(set(dtypes)) == 1 and dtypes[0] == X.to_numpy().dtype:  # one dtype: the array is the frame
+        return lambda values: fn(pd.DataFrame(values, columns=columns))
+    return lambda values: fn(pd.DataFrame({c: values[:, j].astype(dt) for j, (c, dt) in enumerate(zip(columns, dtypes))}))
+
+
+def _neg_mean_squared_error(estimator, X, y) -> float:
+    """sklearn's neg_mean_squared_error scorer without its input validation, computed the same way."""
+    errors = (np.reshape(y, (-1, 1)) - np.reshape(estimator.predict(X), (-1, 1))) ** 2
+    return -float(np.mean(np.mean(errors, axis=0)))
 
 
 def importance_table(estimated: pd.Series, true: Optional[pd.Series], modifiers: list[str],
