@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import OrderedDict
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -184,6 +185,25 @@ def for_seed(cfg: DictConfig, seed: Any) -> DictConfig:
     out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
     out.seed = seed
     return out
+
+
+_SEEDED: "OrderedDict[int, tuple]" = OrderedDict()
+
+
+def seeded(cfg: DictConfig, key: str, seed: Any) -> Any:
+    """``cfg.<key>`` as plain containers, resolved with ``${seed}`` = seed (what ``for_seed`` gives, ~5x cheaper).
+
+    A copy of cfg is made once per configuration in a process and its seed set per call: copying the whole
+    config for every seed cost more than fitting an OLS. The result is fully resolved, so nothing returned
+    earlier changes when the copy's seed does."""
+    entry = _SEEDED.get(id(cfg))
+    if entry is None or entry[0] is not cfg:
+        entry = _SEEDED[id(cfg)] = (cfg, for_seed(cfg, seed))  # holding cfg keeps its id from being reused
+        while len(_SEEDED) > 8:
+            _SEEDED.popitem(last=False)
+    copy = entry[1]
+    copy.seed = seed
+    return OmegaConf.to_container(OmegaConf.select(copy, key), resolve=True)
 
 
 def flatten(cfg: DictConfig) -> dict[str, Any]:

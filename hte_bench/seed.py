@@ -242,7 +242,7 @@ def make_estimator(cfg: DictConfig, seed: int):
     from hte_bench.estimators.econml_adapter import configure_nuisance_cache
 
     configure_nuisance_cache(int(cfg.get("nuisance_cache", 16)))
-    return instantiate(C.for_seed(cfg, seed).estimator)
+    return instantiate(C.seeded(cfg, "estimator", seed))
 
 
 def predict(adapter, dataset, alpha: float, est):

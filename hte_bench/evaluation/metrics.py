@@ -126,12 +126,12 @@ def calibration_table(tau_true, tau_hat, bins: int = 10) -> pd.DataFrame:
         if np.isnan(codes.astype(float)).any():  # qcut could not form edges; fall back to one bin
             codes = np.zeros(t.size, dtype=int)
         codes = codes.astype(int)
-    # pandas' grouped means (compensated sums), without named aggregation's overhead: ~3x cheaper per seed.
-    means = pd.DataFrame({"pred": h, "true": t}).groupby(codes, sort=True).mean()
-    return pd.DataFrame({"bin": np.arange(len(means), dtype=int),  # 0..k-1 in case edges were dropped
-                         "n": np.bincount(codes)[means.index.to_numpy()].astype(int),
-                         "mean_pred": means["pred"].to_numpy(), "mean_true": means["true"].to_numpy()},
-                        columns=CALIBRATION_COLUMNS)
+    # pandas' grouped means (compensated sums) column by column: a DataFrame grouped by an array formats
+    # that array for a name, and named aggregation adds more; this is ~5x cheaper with the same values.
+    pred, true = (pd.Series(v).groupby(codes, sort=True).mean() for v in (h, t))
+    return pd.DataFrame({"bin": np.arange(len(pred), dtype=int),  # 0..k-1 in case edges were dropped
+                         "n": np.bincount(codes)[pred.index.to_numpy()].astype(int),
+                         "mean_pred": pred.to_numpy(), "mean_true": true.to_numpy()}, columns=CALIBRATION_COLUMNS)
 
 
 def calibration_rmse(tau_true, tau_hat, bins: int = 10) -> float:
@@ -149,14 +149,15 @@ def calibration_rmse(tau_true, tau_hat, bins: int = 10) -> float:
 # --------------------------------------------------------------------------- importance
 
 
-def _clean_importance(s: Optional[pd.Series]) -> Optional[pd.Series]:
-    """Importance as a float Series indexed by feature name with NaN entries dropped; None if unusable."""
+def _clean_importance(s) -> Optional[dict[str, float]]:
+    """Importance as {feature name: finite float} (NaN and non-numeric entries dropped); None if unusable."""
     if s is None:
         return None
-    s = pd.to_numeric(pd.Series(s), errors="coerce").astype(float)
-    s.index = [str(i) for i in s.index]
-    s = s[np.isfinite(s.to_numpy())]
-    return s if len(s) else None
+    s = pd.Series(s)
+    values = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
+    # Plain dicts, not Series: this runs on every seed, and pandas' indexing costs more than the statistic.
+    clean = {str(name): float(v) for name, v in zip(s.index, values) if np.isfinite(v)}
+    return clean or None
 
 
 def importance_agreement(estimated: Optional[pd.Series], true: Optional[pd.Series],
@@ -167,16 +168,16 @@ def importance_agreement(estimated: Optional[pd.Series], true: Optional[pd.Serie
 
     rank_corr = NAN
     if est is not None and tru is not None:
-        shared = [f for f in est.index if f in set(tru.index)]
+        shared = [f for f in est if f in tru]
         if len(shared) >= 2:
-            a = est.loc[shared].to_numpy(float)
-            b = tru.loc[shared].to_numpy(float)
+            a = np.array([est[f] for f in shared])
+            b = np.array([tru[f] for f in shared])
             if not is_constant(a) and not is_constant(b):
                 rank_corr = float(stats.spearmanr(a, b).statistic)
 
     top_hit = NAN
-    if est is not None and not is_constant(est.to_numpy(float)):
-        top = est.index[est.to_numpy(float) == est.max()]
+    if est is not None and not is_constant(np.array(list(est.values()))):
+        top = [f for f, v in est.items() if v == max(est.values())]
         # A tie at the top counts as a hit only if every tied feature is a true modifier.
         mods = {str(m) for m in modifiers}
         top_hit = 1.0 if all(f in mods for f in top) else 0.0

@@ -20,14 +20,25 @@ log = logging.getLogger(__name__)
 def describe_dataset(frame, digest: str) -> dict:
     """What a seed run's Dataset entry holds (source, schema, profile) with our data hash as digest; built in
     the seed's own process, so the process writing the runs only inserts it."""
-    import mlflow.data
+    import json
 
-    with warnings.catch_warnings():
-        # MLflow's schema code calls DataFrame.all positionally, which pandas 3 flags for pandas 4.
-        warnings.filterwarnings("ignore", message="Starting with pandas version 4.0")
-        entity = mlflow.data.from_pandas(frame, targets="Y", name="", digest=digest)._to_mlflow_entity()
-    return {"digest": entity.digest, "source_type": entity.source_type, "source": entity.source,
-            "schema": entity.schema, "profile": entity.profile}
+    # MLflow infers the schema element by element (a column is "required" when no value is missing): the
+    # same for every seed of a data condition, so it is inferred once per columns, dtypes and gaps.
+    key = (tuple(map(str, frame.columns)), tuple(map(str, frame.dtypes)), tuple(frame.isna().any().tolist()))
+    if key not in _DESCRIBED:
+        import mlflow.data
+
+        with warnings.catch_warnings():
+            # MLflow's schema code calls DataFrame.all positionally, which pandas 3 flags for pandas 4.
+            warnings.filterwarnings("ignore", message="Starting with pandas version 4.0")
+            entity = mlflow.data.from_pandas(frame, targets="Y", name="", digest=digest)._to_mlflow_entity()
+        _DESCRIBED[key] = {"source_type": entity.source_type, "source": entity.source, "schema": entity.schema}
+    # MLflow's PandasDataset profile, as it serialises it.
+    profile = json.dumps({"num_rows": len(frame), "num_elements": int(frame.size)})
+    return {"digest": digest, **_DESCRIBED[key], "profile": profile}
+
+
+_DESCRIBED: dict = {}
 
 
 class Tracker(Queries, Registry):
