@@ -40,7 +40,7 @@ class SeedResult:
     metrics: dict[str, float] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     artifact_dir: Optional[str] = None
-    dataset: Optional[dict] = None  # the training sample's MLflow Dataset entry (tracking.runs.describe_dataset)
+    dataset: Optional[dict] = None  # what the run's Dataset entry describes (dataset_spec)
     start_ms: int = 0
     end_ms: int = 0
 
@@ -83,11 +83,7 @@ def evaluate_seed(cfg: DictConfig, seed: int, workdir: str, strict: bool = False
     else:
         ctx.result.status = "FINISHED"
     if "data_hash" in ctx.result.tags:  # the training sample passed its checks: its Dataset entry for the run
-        from hte_bench.tracking.runs import describe_dataset
-
-        # Floats throughout: MLflow warns that integer columns cannot hold missing values.
-        frame = ctx.dataset.X_train.assign(T=ctx.dataset.T_train, Y=ctx.dataset.Y_train).astype(float)
-        ctx.result.dataset = describe_dataset(frame, ctx.result.tags["data_hash"])
+        ctx.result.dataset = dataset_spec(ctx.dataset, ctx.result.tags["data_hash"])
     ctx.result.end_ms = int(time.time() * 1000)
     return ctx.result
 
@@ -310,6 +306,15 @@ def fit(adapter, dataset):
 def fit_and_estimate(adapter, dataset, alpha: float):
     """Fit on the training sample and collect effects, intervals and the library's reports (tests, promotion)."""
     return predict(adapter, dataset, alpha, fit(adapter, dataset))
+
+
+def dataset_spec(dataset, digest: str) -> dict:
+    """The training sample as the run's MLflow Dataset entry describes it (tracking.runs.describe_dataset): columns
+    X, T and Y as floats, which of them have gaps, rows, and our data hash as digest. Plain values, so a worker
+    process never imports MLflow for it."""
+    frame = dataset.X_train.assign(T=dataset.T_train, Y=dataset.Y_train)
+    return {"digest": digest, "columns": [str(c) for c in frame.columns], "rows": len(frame),
+            "gaps": frame.isna().any().tolist()}
 
 
 def data_hash(dataset) -> str:

@@ -287,7 +287,7 @@ def selected(cfg_analyses, all_seeds: bool = True) -> list[str]:
 def run_all(dataset: "Dataset", estimate: "Estimate", truth: Optional["Truth"], settings: Settings,
             which: Optional[Iterable[str]] = None) -> AnalysisResult:
     """Run the named analyses (all by default) in registry order; each failure becomes a note, not an exception."""
-    import matplotlib.pyplot as plt
+    import sys
 
     names = list(ANALYSES) if which is None else list(which)
     unknown = sorted(set(names) - set(ANALYSES))
@@ -297,13 +297,16 @@ def run_all(dataset: "Dataset", estimate: "Estimate", truth: Optional["Truth"], 
         truth = None  # a Truth without tau (user data) is no truth for the analyses
     total = AnalysisResult()
     for name in (n for n in ANALYSES if n in names):
-        before = set(plt.get_fignums())
+        # Only an analysis that draws imports pyplot (~1 s a worker process): none are open if it is not loaded.
+        plt = sys.modules.get("matplotlib.pyplot")
+        before = set(plt.get_fignums()) if plt else set()
         try:
             total.merge(ANALYSES[name](dataset, estimate, truth, settings), name)
         except Exception as err:  # degenerate data or a library's edge case: keep the seed, say what failed
             log.warning("analysis %s failed: %s: %s", name, type(err).__name__, err)
             total.notes.append(f"{name} failed: {type(err).__name__}: {err}")
         finally:
-            for num in set(plt.get_fignums()) - before:  # a failed analysis must not leak pyplot figures
+            plt = sys.modules.get("matplotlib.pyplot")
+            for num in (set(plt.get_fignums()) - before) if plt else ():  # a failed analysis must not leak figures
                 plt.close(num)
     return total

@@ -17,25 +17,28 @@ from hte_bench.tracking.registry import Registry
 log = logging.getLogger(__name__)
 
 
-def describe_dataset(frame, digest: str) -> dict:
-    """What a seed run's Dataset entry holds (source, schema, profile) with our data hash as digest; built in
-    the seed's own process, so the process writing the runs only inserts it."""
+def describe_dataset(spec: dict) -> dict:
+    """A seed run's Dataset entry (digest, source, schema, profile) from ``seed.dataset_spec``: an all-float
+    training frame with our data hash as digest."""
     import json
 
-    # MLflow infers the schema element by element (a column is "required" when no value is missing): the
-    # same for every seed of a data condition, so it is inferred once per columns, dtypes and gaps.
-    key = (tuple(map(str, frame.columns)), tuple(map(str, frame.dtypes)), tuple(frame.isna().any().tolist()))
+    # MLflow infers a schema element by element (a column is "required" when no value is missing); ours is
+    # floats throughout, so a one-row frame with the same names and gaps gives the same schema, once per
+    # data condition. Floats: MLflow warns that integer columns cannot hold missing values.
+    key = (tuple(spec["columns"]), tuple(spec["gaps"]))
     if key not in _DESCRIBED:
         import mlflow.data
+        import pandas as pd
 
+        frame = pd.DataFrame({c: [float("nan") if gap else 0.0] for c, gap in zip(*key)})
         with warnings.catch_warnings():
             # MLflow's schema code calls DataFrame.all positionally, which pandas 3 flags for pandas 4.
             warnings.filterwarnings("ignore", message="Starting with pandas version 4.0")
-            entity = mlflow.data.from_pandas(frame, targets="Y", name="", digest=digest)._to_mlflow_entity()
+            entity = mlflow.data.from_pandas(frame, targets="Y", name="", digest="-")._to_mlflow_entity()
         _DESCRIBED[key] = {"source_type": entity.source_type, "source": entity.source, "schema": entity.schema}
     # MLflow's PandasDataset profile, as it serialises it.
-    profile = json.dumps({"num_rows": len(frame), "num_elements": int(frame.size)})
-    return {"digest": digest, **_DESCRIBED[key], "profile": profile}
+    profile = json.dumps({"num_rows": spec["rows"], "num_elements": spec["rows"] * len(spec["columns"])})
+    return {"digest": spec["digest"], **_DESCRIBED[key], "profile": profile}
 
 
 _DESCRIBED: dict = {}
@@ -128,12 +131,12 @@ class Tracker(Queries, Registry):
         # artifact URI create_run has just returned: a quarter of the cost of writing a seed run.
         get_artifact_repository(artifact_uri, tracking_uri=self.uri).log_artifacts(local_dir)
 
-    def _log_dataset(self, run_id: str, described: dict, name: str) -> None:
+    def _log_dataset(self, run_id: str, spec: dict, name: str) -> None:
         # Fills the Dataset column of the runs table: name, digest, schema of the observed training data.
         from mlflow.entities import Dataset, DatasetInput, InputTag
         from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-        self.client.log_inputs(run_id, [DatasetInput(Dataset(name=name, **described),
+        self.client.log_inputs(run_id, [DatasetInput(Dataset(name=name, **describe_dataset(spec)),
                                                      [InputTag(MLFLOW_DATASET_CONTEXT, "training")])])
 
     def finish_parent(self, parent_id: str, metrics: dict[str, float], artifact_dir: str, status: str,
