@@ -103,7 +103,7 @@ def make_plan(cfg: DictConfig, choices: dict[str, str]) -> Plan:
     """Check the config, name the configuration, reach the store and find what is already done."""
     from hte_bench.tracking import Tracker, resolve_uri
     from hte_bench.tracking.claims import coordination, creating_store, open_leases
-    from hte_bench.tracking.shared import ConfigClaims
+    from hte_bench.tracking.shared import ConfigClaims, finished_seeds
 
     C.validate(cfg)
     C.check_packages(cfg, choices)
@@ -124,7 +124,7 @@ def make_plan(cfg: DictConfig, choices: dict[str, str]) -> Plan:
         if note:
             log.warning("resume: %s; starting a new parent (resume=force joins it anyway)", note)
     if plan.previous is not None:
-        plan.done = tracker.resume_state(plan.previous.info.run_id, plan.seeds, alive=plan.claims.held_elsewhere)
+        plan.done = finished_seeds(tracker, plan.previous.info.run_id, plan.seeds, plan.claims)
     plan.todo = [s for s in plan.seeds if s not in plan.done]
     return plan
 
@@ -271,7 +271,7 @@ def record_configuration(plan: Plan, parent: str, results: list[SeedResult], wor
     # From the store, not from this job's results: other processes may have fitted some of the seeds.
     # Under the "aggregate" claim, so the parent is written once per set of seed results.
     with plan.claims.exclusive("aggregate"):
-        done = tracker.resume_state(parent, plan.seeds, alive=plan.claims.held_elsewhere)
+        done = shared.finished_seeds(tracker, parent, plan.seeds, plan.claims)
         failed = shared.failed_seeds(tracker, parent, plan.seeds)
         rows = [{"seed": s, **m} for s, m in done.items()]
         per_seed = pd.DataFrame(rows).sort_values("seed").reset_index(drop=True) if rows else pd.DataFrame()

@@ -105,3 +105,35 @@ def test_a_tracking_server_without_a_coordination_uri_warns_and_runs_uncoordinat
         [line for line in err.splitlines() if line.strip() and "WARNING" not in line and "not coordinated" not in line]
     assert "no MLflow server answers there" in err
     assert not (tmp_path / "mlruns" / "coordination.db").exists()
+
+
+def test_a_seed_run_that_finishes_while_its_parent_is_read_is_not_closed_killed(store, tmp_path):
+    # The CI flake, replayed in order: a job reading a parent saw seed 2's run RUNNING (another process was
+    # writing it); that process then finished the run and released its claim; the job, finding no claim,
+    # closed the run KILLED, so seed 2 looked undone and was fitted a second time.
+    from hte_bench.tracking import Tracker
+    from hte_bench.tracking.claims import Leases
+    from hte_bench.tracking.shared import ConfigClaims, finished_seeds
+
+    tracker = Tracker(store, "claims_race")
+    url = f"sqlite:///{tmp_path / 'coordination.db'}"
+    writer, reader = Leases(url, 60), Leases(url, 60)  # two holders, as two processes would be
+    parent = tracker.start_parent("p", params={}, tags={})
+
+    def child(seed):
+        return tracker.client.create_run(tracker.experiment_id, tags={"mlflow.parentRunId": parent,
+                                                                      "seed": str(seed)}).info.run_id
+
+    assert writer.take("cfg", "2")[0]
+    written, dead = child(2), child(3)  # seed 3's writer died: its run is RUNNING with no claim
+    holdings = reader.holdings
+
+    def writer_finishes_first(key):  # the writer's last two steps land between the job's two reads
+        tracker.client.set_terminated(written, "FINISHED")
+        writer.release("cfg", "2")
+        return holdings(key)
+
+    reader.holdings = writer_finishes_first
+    done = finished_seeds(tracker, parent, [0, 1, 2, 3], ConfigClaims(reader, "cfg", "label"))
+    assert tracker.client.get_run(written).info.status == "FINISHED" and list(done) == [2]
+    assert tracker.client.get_run(dead).info.status == "KILLED"

@@ -126,6 +126,25 @@ def seed_outcome(tracker, parent_id: Optional[str], seed: int, since_ms: int) ->
     return "FAILED" if any(r.info.status == "FAILED" and r.info.start_time >= since_ms for r in runs) else None
 
 
+def finished_seeds(tracker, parent_id: str, seeds: list[int], claims: ConfigClaims) -> dict[int, dict[str, float]]:
+    """Metrics of the seeds FINISHED under the parent, once its seed runs whose writer is gone are closed KILLED."""
+    close_abandoned(tracker, parent_id, claims)
+    # A run still RUNNING now is being written by a live claim holder: resume_state must leave it alone.
+    return tracker.resume_state(parent_id, seeds, alive=lambda seed: True)
+
+
+def close_abandoned(tracker, parent_id: str, claims: ConfigClaims) -> None:
+    """Close KILLED the parent's seed runs left RUNNING by a process that died (no live claim on the seed)."""
+    for run in tracker.search(f"tags.`mlflow.parentRunId` = '{parent_id}' and attributes.status = 'RUNNING'"):
+        if claims.held_elsewhere(int(run.data.tags.get("seed", -1))):
+            continue
+        # The status must be read after the claims: a writer releases its claim just after its run turned
+        # FINISHED, so RUNNING as searched above may be stale. Closing on it overwrote a finished run with
+        # KILLED, and the seed, now looking undone, was fitted a second time.
+        if tracker.client.get_run(run.info.run_id).info.status == "RUNNING":
+            tracker.client.set_terminated(run.info.run_id, "KILLED")
+
+
 def failed_seeds(tracker, parent_id: str, seeds: list[int]) -> list[int]:
     """Seeds whose runs under the parent failed and never finished."""
     status: dict[int, set] = {}
