@@ -262,18 +262,12 @@ class Tracker(Queries, Registry):
             return (same[0] if same else None), None
         return None, _version_note(runs[0], versions)
 
-    def resume_state(self, parent_id: str, seeds: list[int],
-                     alive=lambda seed: False) -> dict[int, dict[str, float]]:
-        """Metrics of the seeds already FINISHED under a parent; children left RUNNING are marked KILLED
-        unless ``alive(seed)`` (another process holds the seed's claim and is writing that child)."""
+    def resume_state(self, parent_id: str, seeds: list[int]) -> dict[int, dict[str, float]]:
+        """Metrics of the seeds already FINISHED under a parent (the latest run of a seed counts). Runs left
+        RUNNING are not touched here: shared.finished_seeds closes those whose writer is gone, after the claims."""
         done: dict[int, tuple[int, dict]] = {}
         for child in self.search(f"tags.`mlflow.parentRunId` = '{parent_id}'"):
             seed = int(child.data.tags.get("seed", -1))
-            if child.info.status == "RUNNING":
-                # A child is written in one go, so RUNNING means its process died mid-write.
-                if not alive(seed):
-                    self.client.set_terminated(child.info.run_id, "KILLED")
-                continue
             if child.info.status == "FINISHED" and seed in seeds:
                 if seed not in done or child.info.start_time > done[seed][0]:
                     done[seed] = (child.info.start_time, dict(child.data.metrics))

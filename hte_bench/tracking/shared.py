@@ -129,8 +129,8 @@ def seed_outcome(tracker, parent_id: Optional[str], seed: int, since_ms: int) ->
 def finished_seeds(tracker, parent_id: str, seeds: list[int], claims: ConfigClaims) -> dict[int, dict[str, float]]:
     """Metrics of the seeds FINISHED under the parent, once its seed runs whose writer is gone are closed KILLED."""
     close_abandoned(tracker, parent_id, claims)
-    # A run still RUNNING now is being written by a live claim holder: resume_state must leave it alone.
-    return tracker.resume_state(parent_id, seeds, alive=lambda seed: True)
+    # A run still RUNNING now is being written by a live claim holder: resume_state leaves it alone.
+    return tracker.resume_state(parent_id, seeds)
 
 
 def close_abandoned(tracker, parent_id: str, claims: ConfigClaims) -> None:
