@@ -194,14 +194,16 @@ def seeded(cfg: DictConfig, key: str, seed: Any) -> Any:
     """``cfg.<key>`` as plain containers, resolved with ``${seed}`` = seed (what ``for_seed`` gives, ~5x cheaper).
 
     A copy of cfg is made once per configuration in a process and its seed set per call: copying the whole
-    config for every seed cost more than fitting an OLS. The result is fully resolved, so nothing returned
-    earlier changes when the copy's seed does."""
+    config for every seed cost more than fitting an OLS. The copy is made again if cfg has changed since. The
+    result is fully resolved, so nothing returned earlier changes when the copy's seed does."""
+    now = OmegaConf.to_container(cfg, resolve=False)
     entry = _SEEDED.get(id(cfg))
-    if entry is None or entry[0] is not cfg:
-        entry = _SEEDED[id(cfg)] = (cfg, for_seed(cfg, seed))  # holding cfg keeps its id from being reused
+    if entry is None or entry[0] is not cfg or entry[1] != now:
+        # Holding cfg keeps its id from being reused by another object while the entry exists.
+        entry = _SEEDED[id(cfg)] = (cfg, now, for_seed(cfg, seed))
         while len(_SEEDED) > 8:
             _SEEDED.popitem(last=False)
-    copy = entry[1]
+    copy = entry[2]
     copy.seed = seed
     return OmegaConf.to_container(OmegaConf.select(copy, key), resolve=True)
 
