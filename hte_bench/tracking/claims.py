@@ -216,13 +216,16 @@ class Leases:
                    k=key, p=part)
 
     def release_all(self) -> None:
-        """Give up every claim of this process (at exit: others need not wait for the leases to expire)."""
+        """Give up every claim of this process and close its connections (at exit: others need not wait for
+        the leases to expire, and SQLite folds its -wal file back into the database when the last one closes)."""
         if self.discarded:
             return
         try:
             self._exec(f"DELETE FROM {TABLE} WHERE holder = :h", h=self.holder)
         except Exception:  # the database may be what failed; the leases then simply expire
             log.debug("could not release claims of %s", self.holder, exc_info=True)
+        self.discarded = True  # the heartbeat must not open a connection again
+        self.engine.dispose()
 
     def _start_heartbeat(self) -> None:
         if self._beat is None or not self._beat.is_alive():
