@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import LEAN, all_runs, client, free_port, run_cli, start_mlflow_server, stop_mlflow_server
+from in_process import run_here
 
 TWO_BY_TWO = ["estimator=interaction_ols,constant_effect", "n_seeds=2", *LEAN]
 
@@ -56,7 +57,7 @@ def test_submitit_local_runs_configurations_nested_under_the_sweep(tmp_path, mig
 ])
 def test_jobs_on_other_machines_refuse_a_local_tracking_uri(tmp_path, args):
     t0 = time.time()
-    proc = run_cli(["-m", *args, "estimator=interaction_ols"], cwd=tmp_path)
+    proc = run_here(["-m", *args, "estimator=interaction_ols"], cwd=tmp_path)  # refused before any launch
     assert proc.returncode == 2
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("hte-bench: error:")]
     assert len(lines) == 1 and "runs jobs on other machines" in lines[0] and "mlflow server" in lines[0]

@@ -5,8 +5,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import SMALL, TEST_CONF, all_runs, client, run_cli
+from conftest import SMALL, TEST_CONF, all_runs, client
 from hte_bench.evaluation.metrics import CHILD_METRICS
+from in_process import run_here
 
 ESTIMATORS = ["cf_small", "interaction_ols", "zero_effect"]
 
@@ -15,8 +16,9 @@ ESTIMATORS = ["cf_small", "interaction_ols", "zero_effect"]
 def sweep(tmp_path_factory, migrated_mlruns):
     cwd = tmp_path_factory.mktemp("user_dir")
     store = migrated_mlruns(cwd)  # creating a store is test_scale's subject; here it costs only time
-    proc = run_cli(["-m", f"estimator={','.join(ESTIMATORS)}", "n_seeds=2", *SMALL,
-                    "tracking.experiment=e2e", "--config-dir", str(TEST_CONF)], cwd=cwd)
+    # The console entry point in this process: the sweep, not start-up, is the subject (tests/in_process.py).
+    proc = run_here(["-m", f"estimator={','.join(ESTIMATORS)}", "n_seeds=2", *SMALL,
+                     "tracking.experiment=e2e", "--config-dir", str(TEST_CONF)], cwd=cwd)
     return cwd, store, proc
 
 
