@@ -20,7 +20,6 @@ import warnings
 from importlib.metadata import entry_points
 from pathlib import Path
 
-_MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_RUN_ID")
 
 
 def _entry_point(script: str):
@@ -84,9 +83,9 @@ def _interpreter_warning_filters() -> None:
     for category in (ResourceWarning, ImportWarning, PendingDeprecationWarning, DeprecationWarning):
         warnings.filterwarnings("ignore", category=category)  # each goes first: the reverse of Python's order
     warnings.filterwarnings("default", category=DeprecationWarning, module="__main__")
-    # pytest's catch_warnings(record=True) replaced both: print as the interpreter does.
-    warnings.showwarning = warnings._showwarning_orig  # noqa: SLF001
-    warnings._showwarnmsg_impl = lambda msg: (msg.file or sys.stderr).write(warnings._formatwarnmsg(msg))  # noqa: SLF001
+    # pytest's catch_warnings(record=True) replaced both (private names): print as the interpreter does.
+    warnings.showwarning = warnings._showwarning_orig
+    warnings._showwarnmsg_impl = lambda msg: (msg.file or sys.stderr).write(warnings._formatwarnmsg(msg))
 
 
 @contextlib.contextmanager
@@ -139,8 +138,9 @@ def run_here(args: list[str], cwd: Path, script: str = "hte-bench", env: dict[st
     main = _entry_point(script)
     out, err = io.StringIO(), io.StringIO()
     cpu = time.process_time()
-    with _as_a_fresh_process([script, *args], Path(cwd), cli_env() if env is None else env), \
-            contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    # The streams outlast the process state, so what its exit does (claims, open runs) prints there too.
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+            _as_a_fresh_process([script, *args], Path(cwd), cli_env() if env is None else env):
         try:
             main()
             code = 0

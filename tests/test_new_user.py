@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TEST_CONF, _copy_template, all_runs, cli_env, client
+from conftest import TEST_CONF, _copy_template, all_runs, cli_env, client, free_port
 from hte_bench.cli.run import group_options
 from in_process import run_here
 
@@ -69,16 +69,7 @@ def _csv(folder: Path, treatment=(0, 1)) -> None:
     (folder / "my.csv").write_text("a,t,y\n" + "\n".join(rows) + "\n")
 
 
-def _free_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-DEAD_PORT = _free_port()
+DEAD_PORT = free_port()
 SETUPS = {
     None: lambda folder: None,
     "conf": _local_conf,
@@ -186,23 +177,17 @@ def _prepare(case, root: Path, template: Path) -> tuple[str, list[str], Path, se
     return script, args, folder, _tree(folder)
 
 
-def _result(proc, cpu: float, wall: float, script: str, folder: Path, before: set[str]) -> dict:
+def _attempt(case, root: Path, template: Path, env: dict[str, str] | None = None) -> dict:
+    """Run one case, as a process of its own with ``env``, else here; what a user would see, and what it left."""
+    script, args, folder, before = _prepare(case, root, template)
+    if env is not None:
+        proc, cpu, wall = _timed([EXE[script], *args], folder, env)
+    else:
+        t0 = time.perf_counter()
+        proc = run_here(args, folder, script=script)
+        cpu, wall = proc.cpu, time.perf_counter() - t0
     return {"proc": proc, "cpu": cpu, "wall": wall, "script": script, "folder": folder,
             "left": _tree(folder) - before}
-
-
-def _in_a_process(case, root: Path, template: Path, env: dict[str, str]) -> dict:
-    """Run one case as a process of its own; what a user would see, and what it left."""
-    script, args, folder, before = _prepare(case, root, template)
-    return _result(*_timed([EXE[script], *args], folder, env), script, folder, before)
-
-
-def _here(case, root: Path, template: Path) -> dict:
-    """Run one case through the console entry point in this process; what a user would see, and what it left."""
-    script, args, folder, before = _prepare(case, root, template)
-    t0 = time.perf_counter()
-    proc = run_here(args, folder, script=script)
-    return _result(proc, proc.cpu, time.perf_counter() - t0, script, folder, before)
 
 
 def _timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[subprocess.CompletedProcess, float, float]:
@@ -229,8 +214,8 @@ def attempts(tmp_path_factory, request, _template_db):
     cases = [c for c in CASES if c[0] in selected or c[0] == "8-sweep-only-job-fails"]
     env = cli_env()  # taken before the in-process runs change this process's environment
     with ThreadPoolExecutor(max_workers=2) as pool:
-        running = {c[0]: pool.submit(_in_a_process, c, root, _template_db, env) for c in cases if c[0] in IN_A_PROCESS}
-        done = {c[0]: _here(c, root, _template_db) for c in cases if c[0] not in IN_A_PROCESS}
+        running = {c[0]: pool.submit(_attempt, c, root, _template_db, env) for c in cases if c[0] in IN_A_PROCESS}
+        done = {c[0]: _attempt(c, root, _template_db) for c in cases if c[0] not in IN_A_PROCESS}
         done.update({name: future.result() for name, future in running.items()})
     for name, got in done.items():  # shown with -s: what each refusal cost
         where = "process" if name in IN_A_PROCESS else "here"
