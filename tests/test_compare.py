@@ -210,7 +210,7 @@ def test_a_knob_sweep_is_two_conditions_never_pooled(tmp_path, capsys, migrated_
 def test_rscore_sweep_tags_the_highest_as_best(tmp_path, migrated_mlruns):
     uri = migrated_mlruns(tmp_path)
     sweep, parents = _sweep(tmp_path, uri, "estimator=interaction_ols,zero_effect", "optimized_metric=rscore_mean",
-                            "analyses.truth_free=true", "n_seeds=2")
+                            "analyses.truth_free=true", "analyses.seeds=1", "n_seeds=2")
     scores = {p.info.run_id: p.data.metrics["rscore_mean"] for p in parents}
     assert len(scores) == 2 and len(set(scores.values())) == 2
     assert sweep.data.tags["best_parent_run_id"] == max(scores, key=scores.get)

@@ -13,7 +13,7 @@ from hte_bench.tracking.store import code_version, resume_versions, sqlite_path
 from in_process import run_here
 
 TINY = ["estimator=interaction_ols", "data.n=200", "data.n_test=100", "analyses.truth_free=false",
-        "analyses.subgroups=false", "tracking.plots=false", "importance_repeats=1"]
+        "analyses.subgroups=false", "tracking.plots=false", "importance_repeats=1", "n_jobs=1"]
 
 
 def _free_port() -> int:
