@@ -23,8 +23,10 @@ from pathlib import Path
 
 
 def _entry_point(script: str):
-    (ep,) = entry_points(group="console_scripts", name=script)
-    return ep.load()
+    """The function ``[project.scripts]`` names for ``script``, as the installed package's metadata has it."""
+    found = entry_points(group="console_scripts", name=script)
+    assert found, f"{script} is not installed (pip install -e .)"
+    return next(iter(found)).load()
 
 
 def _fresh_process_state() -> None:

@@ -26,3 +26,17 @@ def test_help_lists_the_groups(tmp_path):
     assert "estimator: causal_forest_dml" in proc.stdout
     assert f"data: {', '.join(group_options('data'))}" in proc.stdout
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_in_the_test_process_leaves_the_process_as_it_was(tmp_path):
+    """tests/in_process.py: what most CLI tests use must give the process's answer and restore what it changed."""
+    import logging
+    import os
+    import sys
+
+    before = (os.getcwd(), dict(os.environ), sys.argv[:], sys.path[:], logging.getLogger().handlers[:])
+    proc = run_here(["data=engagment"], cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith("hte-bench: error: data=engagment is not an option") and proc.stderr.count("\n") == 1
+    assert (os.getcwd(), dict(os.environ), sys.argv, sys.path, logging.getLogger().handlers) == before
+    assert list(tmp_path.iterdir()) == []
