@@ -39,9 +39,12 @@ LEAN = [*SMALL, "analyses.truth_free=false", "analyses.subgroups=false", "++anal
 
 # Modules collected first, heaviest first: under pytest-xdist the work goes out in this order, so the many
 # short in-process tests of the other modules fill the end and the workers finish together.
-RUN_FIRST = ("test_new_user.py", "test_cluster.py", "test_claims.py", "test_compare.py", "test_end_to_end.py",
-             "test_scale.py", "test_optuna_sweeper.py", "test_estimators.py", "test_resume.py", "test_analyses.py",
-             "test_tracking.py", "test_cli.py", "test_ui.py")
+# Measured 2026-11-25 (wall, one worker): test_compare's and test_ray's modules ~2 min each, test_new_user's
+# ~1.5 min, then single tests of about a minute (parallel writers, submitit, PostgreSQL, claims).
+RUN_FIRST = ("test_compare.py", "test_ray.py", "test_new_user.py", "test_scale.py", "test_cluster.py",
+             "test_claims.py", "test_end_to_end.py", "test_resume.py", "test_analyses.py", "test_estimators.py",
+             "test_optuna_sweeper.py", "test_runner.py", "test_tracking.py", "test_subgroups.py", "test_cli.py",
+             "test_ui.py")
 MODULE_FIXTURE = re.compile(r"@pytest\.fixture\(scope=\"module\"")
 
 
@@ -77,11 +80,23 @@ def pytest_xdist_make_scheduler(config, log):
 
 @pytest.fixture(scope="session")
 def _template_db(tmp_path_factory) -> Path:
-    """An empty SQLite MLflow store, migrated once per session, to be copied by the store fixtures."""
+    """An empty SQLite MLflow store, migrated once per session (not once per xdist worker: ~5 s of CPU each),
+    to be copied by the store fixtures."""
+    import fcntl
+
     from mlflow import MlflowClient
 
-    db = tmp_path_factory.mktemp("template") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments(max_results=1)  # creates the tables
+    folder = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        folder = folder.parent  # this session's, shared by its workers
+    db = folder / "template" / "mlflow.db"
+    with open(folder / "template.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the first worker migrates; the others wait, then copy
+        ready = db.with_name("migrated")
+        if not ready.exists():
+            db.parent.mkdir(exist_ok=True)
+            MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments(max_results=1)  # creates the tables
+            ready.touch()
     return db
 
 

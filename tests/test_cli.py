@@ -1,6 +1,7 @@
 """The command line beyond single mistakes (those are the table in test_new_user.py): sweeps and --help."""
 from conftest import LEAN, all_runs, run_cli
 from hte_bench.cli.run import group_options
+from in_process import run_here
 
 
 def _error_lines(proc):
@@ -9,7 +10,7 @@ def _error_lines(proc):
 
 def test_a_bad_job_in_a_sweep_does_not_stop_the_others(tmp_path, migrated_mlruns):
     store = migrated_mlruns(tmp_path)  # the folder's default store, already migrated
-    proc = run_cli(["-m", "estimator=zero_effect", "data.p_treat=0.0,0.5", "n_seeds=1", *LEAN], cwd=tmp_path)
+    proc = run_here(["-m", "estimator=zero_effect", "data.p_treat=0.0,0.5", "n_seeds=1", *LEAN], cwd=tmp_path)
     assert proc.returncode != 0
     assert len(_error_lines(proc)) == 1 and "treatment is constant" in _error_lines(proc)[0]
     runs = all_runs(store, "hte-bench")
@@ -19,8 +20,23 @@ def test_a_bad_job_in_a_sweep_does_not_stop_the_others(tmp_path, migrated_mlruns
 
 
 def test_help_lists_the_groups(tmp_path):
+    # A real process: what `hte-bench --help` imports at start-up is part of what this checks.
     proc = run_cli(["--help"], cwd=tmp_path)
     assert proc.returncode == 0
     assert "estimator: causal_forest_dml" in proc.stdout
     assert f"data: {', '.join(group_options('data'))}" in proc.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_in_the_test_process_leaves_the_process_as_it_was(tmp_path):
+    """tests/in_process.py: what most CLI tests use must give the process's answer and restore what it changed."""
+    import logging
+    import os
+    import sys
+
+    before = (os.getcwd(), dict(os.environ), sys.argv[:], sys.path[:], logging.getLogger().handlers[:])
+    proc = run_here(["data=engagment"], cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith("hte-bench: error: data=engagment is not an option") and proc.stderr.count("\n") == 1
+    assert (os.getcwd(), dict(os.environ), sys.argv, sys.path, logging.getLogger().handlers) == before
     assert list(tmp_path.iterdir()) == []

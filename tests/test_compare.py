@@ -5,9 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import LEAN, SMALL, all_runs, client, compose, run_cli, run_composed
+from conftest import LEAN, SMALL, all_runs, client, compose, run_composed
 from hte_bench.cli.compare import leaderboard_main, promote_main
 from hte_bench.seed import make_data, make_estimator
+from in_process import run_here
 
 ESTIMATORS = ["interaction_ols", "constant_effect", "zero_effect"]
 
@@ -120,7 +121,7 @@ def test_promotion_registers_champion_and_writes_a_reproducing_config(study, cap
     # the experiment it came from (resume: false), rather than reporting "already finished".
     path = conf / "promoted_eng_cate.yaml"
     assert path.read_text().startswith("# @package _global_")
-    proc = run_cli(["+experiment=promoted_eng_cate", f"tracking.uri={uri}"], cwd=root)
+    proc = run_here(["+experiment=promoted_eng_cate", f"tracking.uri={uri}"], cwd=root)
     assert proc.returncode == 0 and "already finished" not in proc.stderr + proc.stdout, proc.stderr[-2000:]
     parents = sorted((r for r in all_runs(uri, "hte-bench") if r.data.tags.get("hte_bench.kind") == "config"
                       and r.data.tags.get("config_hash") == winner["config_hash"]), key=lambda r: r.info.start_time)
@@ -165,7 +166,7 @@ def test_promotion_refits_on_a_user_csv(study, tmp_path, capsys):
 def _sweep(cwd, uri, *overrides):
     given = {o.split("=")[0] for o in overrides}
     fast = [o for o in [*LEAN, "n_seeds=2"] if o.split("=")[0] not in given]
-    proc = run_cli(["-m", *overrides, *fast, f"tracking.uri={uri}"], cwd=cwd)
+    proc = run_here(["-m", *overrides, *fast, f"tracking.uri={uri}"], cwd=cwd)
     assert proc.returncode == 0, proc.stderr[-2000:]
     runs = all_runs(uri, "hte-bench")
     sweep = next(r for r in runs if r.data.tags.get("hte_bench.kind") == "sweep")
@@ -209,7 +210,7 @@ def test_a_knob_sweep_is_two_conditions_never_pooled(tmp_path, capsys, migrated_
 def test_rscore_sweep_tags_the_highest_as_best(tmp_path, migrated_mlruns):
     uri = migrated_mlruns(tmp_path)
     sweep, parents = _sweep(tmp_path, uri, "estimator=interaction_ols,zero_effect", "optimized_metric=rscore_mean",
-                            "analyses.truth_free=true", "n_seeds=2")
+                            "analyses.truth_free=true", "analyses.seeds=1", "n_seeds=2")
     scores = {p.info.run_id: p.data.metrics["rscore_mean"] for p in parents}
     assert len(scores) == 2 and len(set(scores.values())) == 2
     assert sweep.data.tags["best_parent_run_id"] == max(scores, key=scores.get)

@@ -5,8 +5,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import SMALL, TEST_CONF, all_runs, client, run_cli
+from conftest import SMALL, TEST_CONF, all_runs, client
 from hte_bench.evaluation.metrics import CHILD_METRICS
+from in_process import run_here
 
 ESTIMATORS = ["cf_small", "interaction_ols", "zero_effect"]
 
@@ -15,8 +16,12 @@ ESTIMATORS = ["cf_small", "interaction_ols", "zero_effect"]
 def sweep(tmp_path_factory, migrated_mlruns):
     cwd = tmp_path_factory.mktemp("user_dir")
     store = migrated_mlruns(cwd)  # creating a store is test_scale's subject; here it costs only time
-    proc = run_cli(["-m", f"estimator={','.join(ESTIMATORS)}", "n_seeds=2", *SMALL,
-                    "tracking.experiment=e2e", "--config-dir", str(TEST_CONF)], cwd=cwd)
+    # The console entry point in this process: the sweep, not start-up, is the subject (tests/in_process.py).
+    # Figures and the analyses' models on seed 0 only (their first-k rule is test_analyses'), no interpretation
+    # trees (test_interpretation's): a full run's files without refitting what other tests check.
+    proc = run_here(["-m", f"estimator={','.join(ESTIMATORS)}", "n_seeds=2", *SMALL, "tracking.plots=1",
+                     "analyses.seeds=1", "analyses.interpretation=false", "tracking.experiment=e2e",
+                     "--config-dir", str(TEST_CONF)], cwd=cwd)
     return cwd, store, proc
 
 
@@ -51,7 +56,8 @@ def test_one_parent_per_configuration_and_one_child_per_seed(sweep):
 def _by_estimator(store, name):
     runs = all_runs(store, "e2e")
     parent = next(r for r in runs if r.data.tags.get("estimator") == name and r.data.tags.get("hte_bench.kind") == "config")
-    kid = next(r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id)
+    kid = next(r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+               and r.data.tags["seed"] == "0")
     return parent, kid
 
 

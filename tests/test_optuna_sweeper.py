@@ -1,11 +1,11 @@
 """The hte_optuna Hydra sweeper (hydra_plugins/hte_bench_optuna_sweeper): search-space grammar, and real
-sweeps of a tiny Hydra app and of hte-bench itself, each in a subprocess as a user runs them."""
+sweeps of a tiny Hydra app (in a subprocess, as a user runs it) and of hte-bench itself (its console entry point
+in the test process)."""
 from __future__ import annotations
 
 import math
 import os
 import re
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -306,11 +306,12 @@ def test_a_search_space_that_does_not_compose_stops_before_any_trial(tmp_path):
 # (e), (f) hte-bench itself
 
 
-def _hte_bench(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    exe = shutil.which("hte-bench")
-    assert exe, "hte-bench is not installed (pip install -e .)"
+def _hte_bench(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """hte-bench's console entry point in this process (tests/in_process.py): the sweeper is the subject."""
+    from in_process import run_here
+
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HYDRA_", "MLFLOW_"))}
-    return subprocess.run([exe, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return run_here(args, cwd, env=env)
 
 
 def _results(cwd: Path):

@@ -4,6 +4,7 @@ import subprocess
 import time
 
 from conftest import LEAN, TEST_CONF, all_runs, cli_env, run_composed
+from in_process import run_here
 
 
 def _children(uri, experiment="hte-bench"):
@@ -60,7 +61,7 @@ def test_sigkill_mid_sweep_then_rerun_finishes_every_pair_exactly_once(tmp_path,
     finished_before = {r.info.run_id for r in _children(uri) if r.info.status == "FINISHED"}
     assert 2 <= len(finished_before) < 8, f"not killed mid-way: {len(finished_before)} finished"
 
-    rerun = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    rerun = run_here(cmd[1:], cwd=tmp_path)  # the killed one was the process; the rerun may be this one
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     runs = all_runs(uri, "hte-bench")
     assert not [r for r in runs if r.info.status == "RUNNING"]

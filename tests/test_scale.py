@@ -1,5 +1,6 @@
 """Parallel writers and a real tracking server: nothing lost, nothing locked."""
 from conftest import LEAN, all_runs, client, run_cli
+from in_process import run_here
 
 # Two cheap configurations: the point is concurrent writers, not the fits (each writer is a process that
 # pays seconds of imports, so two, not four).
@@ -30,9 +31,10 @@ def test_parallel_jobs_on_a_fresh_sqlite_store(tmp_path):
 
 def test_a_sweep_against_a_tracking_server(tmp_path, mlflow_server):
     experiment = "scale_server"  # the server is the session's: this test's runs are this experiment's
-    proc = run_cli(["-m", *SWEEP, "n_seeds=2", *LEAN, f"tracking.uri={mlflow_server}",
-                    f"tracking.experiment={experiment}",
-                    f"tracking.coordination_uri=sqlite:///{tmp_path / 'coordination.db'}"], cwd=tmp_path)
+    # In this process (tests/in_process.py); the parallel writers above are processes.
+    proc = run_here(["-m", *SWEEP, "n_seeds=2", *LEAN, f"tracking.uri={mlflow_server}",
+                     f"tracking.experiment={experiment}",
+                     f"tracking.coordination_uri=sqlite:///{tmp_path / 'coordination.db'}"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     _check_sweep(mlflow_server, experiment, n_seeds=2)
     kid = next(r for r in all_runs(mlflow_server, experiment) if r.data.tags.get("hte_bench.kind") == "seed")

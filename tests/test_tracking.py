@@ -6,13 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import all_runs, client, run_cli, run_composed
+from conftest import all_runs, client, run_composed
 from hte_bench.errors import ConfigError
 from hte_bench.tracking import Tracker
 from hte_bench.tracking.store import code_version, resume_versions, sqlite_path
+from in_process import run_here
 
 TINY = ["estimator=interaction_ols", "data.n=200", "data.n_test=100", "analyses.truth_free=false",
-        "analyses.subgroups=false", "tracking.plots=false", "importance_repeats=1"]
+        "analyses.subgroups=false", "tracking.plots=false", "importance_repeats=1", "n_jobs=1"]
 
 
 def _free_port() -> int:
@@ -40,7 +41,7 @@ def test_unusable_store_is_one_line_fast_and_writes_nothing(tmp_path, uri_of, ex
     (tmp_path / "a_file").write_text("not a folder")
     uri = uri_of(tmp_path)
     start = time.monotonic()
-    proc = run_cli([*TINY, "n_seeds=1", f"tracking.uri={uri}"], cwd=tmp_path, timeout=60)
+    proc = run_here([*TINY, "n_seeds=1", f"tracking.uri={uri}"], cwd=tmp_path)  # a process: test_new_user.py
     elapsed = time.monotonic() - start
     assert proc.returncode == 2
     lines = _error_lines(proc)
