@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections import OrderedDict
 from typing import Any
 
@@ -188,6 +189,7 @@ def for_seed(cfg: DictConfig, seed: Any) -> DictConfig:
 
 
 _SEEDED: "OrderedDict[int, tuple]" = OrderedDict()
+_SEEDED_LOCK = threading.Lock()
 
 
 def seeded(cfg: DictConfig, key: str, seed: Any) -> Any:
@@ -203,9 +205,10 @@ def seeded(cfg: DictConfig, key: str, seed: Any) -> Any:
         entry = _SEEDED[id(cfg)] = (cfg, now, for_seed(cfg, seed))
         while len(_SEEDED) > 8:
             _SEEDED.popitem(last=False)
-    copy = entry[2]
-    copy.seed = seed
-    return OmegaConf.to_container(OmegaConf.select(copy, key), resolve=True)
+    with _SEEDED_LOCK:  # one shared copy: threads (a threaded launcher) take turns setting its seed
+        copy = entry[2]
+        copy.seed = seed
+        return OmegaConf.to_container(OmegaConf.select(copy, key), resolve=True)
 
 
 def flatten(cfg: DictConfig) -> dict[str, Any]:

@@ -53,7 +53,9 @@ def _as_frame(fn: Callable[[pd.DataFrame], np.ndarray], X: pd.DataFrame) -> Call
     columns, dtypes = X.columns, list(X.dtypes)
     if len(set(dtypes)) == 1 and dtypes[0] == X.to_numpy().dtype:  # one dtype: the array is the frame
         return lambda values: fn(pd.DataFrame(values, columns=columns))
-    return lambda values: fn(pd.DataFrame({c: values[:, j].astype(dt) for j, (c, dt) in enumerate(zip(columns, dtypes))}))
+    # Series.astype, not ndarray.astype: a column may have a pandas dtype (category, nullable integers).
+    return lambda values: fn(pd.DataFrame({c: pd.Series(values[:, j]).astype(dt)
+                                           for j, (c, dt) in enumerate(zip(columns, dtypes))}))
 
 
 def _neg_mean_squared_error(estimator, X, y) -> float:
