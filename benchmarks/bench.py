@@ -26,11 +26,11 @@ HERE = Path(__file__).resolve().parent
 EXE = shutil.which("hte-bench") or "hte-bench"
 
 
-CPU: dict[str, float] = {}  # command's last word -> CPU seconds of it and the processes it waited for
+LAST_CPU: list[float] = []  # CPU seconds of the last timed command and the processes it waited for
 
 
 def timed(cmd: list[str], cwd: Path) -> float:
-    """Wall seconds of one command (its CPU seconds, worker processes included, go to CPU); fails loudly."""
+    """Wall seconds of one command (its CPU seconds, worker processes included, go to LAST_CPU); fails loudly."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True,
@@ -39,13 +39,13 @@ def timed(cmd: list[str], cwd: Path) -> float:
     if proc.returncode != 0:
         sys.exit(f"benchmark command failed: {' '.join(cmd)}\n{proc.stderr[-3000:]}")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    CPU[" ".join(cmd)] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    LAST_CPU[:] = [(after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)]
     return wall
 
 
-def cpu_of(wall: float) -> str:
-    """' (CPU x s)' of the command that took ``wall`` seconds: on 2 cores, harness CPU ÷ 2 bounds its wall."""
-    return f" (CPU {CPU[list(CPU)[-1]]:.1f} s)" if CPU else ""
+def last_cpu() -> str:
+    """' (CPU x s)' of the last timed command: on 2 cores, the harness's CPU ÷ 2 bounds its wall time."""
+    return f" (CPU {LAST_CPU[0]:.1f} s)" if LAST_CPU else ""
 
 
 def hte(args: list[str], cwd: Path, store: str) -> float:
@@ -83,17 +83,17 @@ def same(a: dict, b: dict) -> bool:
 def ols(work: Path, seeds: int, n: int) -> list[tuple]:
     """Goal 1: many seeds of a cheap estimator, hte-bench defaults ÷ the bare statsmodels loop."""
     bare = timed([sys.executable, str(HERE / "bare_statsmodels.py"), str(seeds), str(n)], work)
-    bare_cpu = cpu_of(bare)
+    bare_cpu = last_cpu()
     full = hte(["estimator=interaction_ols", f"n_seeds={seeds}", f"data.n={n}", f"data.n_test={n}"], work,
                "ols.db")
-    full_cpu = cpu_of(full)
+    full_cpu = last_cpu()
     # The floor: no model-fitting analyses, no figures: the metrics, importance, files and one MLflow run a seed.
     floor = hte(["estimator=interaction_ols", f"n_seeds={seeds}", f"data.n={n}", f"data.n_test={n}",
                  "analyses.seeds=0", "tracking.plots=false"], work, "ols_floor.db")
     return [("0. interaction_ols: hte-bench defaults ÷ bare statsmodels", f"{seeds} seeds, engagement n={n}",
              f"{full:.1f} s{full_cpu} ÷ {bare:.1f} s{bare_cpu}", full / bare, "≤ 3"),
             ("0b. the same, analyses.seeds=0 tracking.plots=false ÷ bare", "metrics, importance, files, MLflow",
-             f"{floor:.1f} s{cpu_of(floor)} ÷ {bare:.1f} s{bare_cpu}", floor / bare, "(no goal)")]
+             f"{floor:.1f} s{last_cpu()} ÷ {bare:.1f} s{bare_cpu}", floor / bare, "(no goal)")]
 
 
 def overhead(work: Path, seeds: int, n: int, lean_too: bool = True) -> list[tuple]:

@@ -199,13 +199,13 @@ def seeded(cfg: DictConfig, key: str, seed: Any) -> Any:
     config for every seed cost more than fitting an OLS. The copy is made again if cfg has changed since. The
     result is fully resolved, so nothing returned earlier changes when the copy's seed does."""
     now = OmegaConf.to_container(cfg, resolve=False)
-    entry = _SEEDED.get(id(cfg))
-    if entry is None or entry[0] is not cfg or entry[1] != now:
-        # Holding cfg keeps its id from being reused by another object while the entry exists.
-        entry = _SEEDED[id(cfg)] = (cfg, now, for_seed(cfg, seed))
-        while len(_SEEDED) > 8:
-            _SEEDED.popitem(last=False)
     with _SEEDED_LOCK:  # one shared copy: threads (a threaded launcher) take turns setting its seed
+        entry = _SEEDED.get(id(cfg))
+        if entry is None or entry[1] != now:
+            # The entry holds cfg, so no other object can take its id while the entry exists.
+            entry = _SEEDED[id(cfg)] = (cfg, now, for_seed(cfg, seed))
+            while len(_SEEDED) > 8:
+                _SEEDED.popitem(last=False)
         copy = entry[2]
         copy.seed = seed
         return OmegaConf.to_container(OmegaConf.select(copy, key), resolve=True)

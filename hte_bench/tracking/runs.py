@@ -99,9 +99,14 @@ class Tracker(Queries, Registry):
 
     def _new_run(self, run_name: str, tags: dict[str, str], params: dict[str, Any],
                  metrics: dict[str, float] | None = None, **kwargs) -> str:
+        return self._create(run_name, tags, params, metrics, **kwargs).info.run_id
+
+    def _create(self, run_name: str, tags: dict[str, str], params: dict[str, Any],
+                metrics: dict[str, float] | None = None, **kwargs):
+        """A new run with its tags, params and metrics: the Run as create_run returned it (its artifact URI)."""
         run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags, **kwargs)
         self._batch(run.info.run_id, metrics=metrics, params=params)
-        return run.info.run_id
+        return run
 
     def start_parent(self, run_name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
         """Open the run of one configuration; returns its id."""
@@ -111,13 +116,12 @@ class Tracker(Queries, Registry):
         """Write one finished or failed seed as a complete child run in one go."""
         # The child's own code_version shows which seeds a resume=force join added under other code.
         name = f"{tags.get('estimator', 'seed')}/seed={result.seed}"  # the runs table names the estimator
-        run = self.client.create_run(self.experiment_id, run_name=name, start_time=result.start_ms, tags={
-            "mlflow.parentRunId": parent_id, "seed": str(result.seed), "code_version": store.code_version(),
-            **tags, **result.tags})
+        run = self._create(name, {"mlflow.parentRunId": parent_id, "seed": str(result.seed),
+                                  "code_version": store.code_version(), **tags, **result.tags},
+                           {"seed": result.seed}, result.metrics, start_time=result.start_ms)
         run_id = run.info.run_id
         if result.artifact_dir and any(Path(result.artifact_dir).iterdir()):
             self._log_files(run.info.artifact_uri, result.artifact_dir)
-        self._batch(run_id, metrics=result.metrics, params={"seed": result.seed})
         if result.dataset is not None:
             self._log_dataset(run_id, result.dataset, name=f"{tags.get('data', 'data')}-seed{result.seed}")
         self.client.set_terminated(run_id, result.status, end_time=result.end_ms)
