@@ -21,7 +21,6 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 
-
 def _entry_point(script: str):
     """The function ``[project.scripts]`` names for ``script``, as the installed package's metadata has it."""
     found = entry_points(group="console_scripts", name=script)
