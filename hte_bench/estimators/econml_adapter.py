@@ -19,6 +19,7 @@ from hte_bench.evaluation.insights import describe_coefficients
 # parameter (nuisance models included), so a hit is exactly the fit a fresh run would compute.
 _NUISANCE_CACHE: "OrderedDict[str, Any]" = OrderedDict()
 _CACHE_SIZE = [16]
+INTERVAL_ROWS = 10_000  # rows per effect_interval call (memory; see EconmlAdapter.effect_interval)
 
 
 def configure_nuisance_cache(size: int) -> None:
@@ -201,8 +202,14 @@ class EconmlAdapter(CateAdapter):
         return np.ravel(self.model_.effect(X.to_numpy(dtype=float)))
 
     def effect_interval(self, X: pd.DataFrame, alpha: float):
-        lo, hi = self._call("effect_interval", X.to_numpy(dtype=float), alpha=alpha)
-        return np.ravel(lo), np.ravel(hi)
+        # A forest's interval call holds ~23 kB a row at once (1000 trees): 2 GiB for 100 000 rows, so a forest
+        # is asked in blocks of INTERVAL_ROWS. Its rows' intervals are per-row sums over trees, the same numbers
+        # in any block (tests/test_large_samples.py). Linear models need little memory and are asked in one call:
+        # their matrix products can change in the last digit with the block's shape.
+        Xa = X.to_numpy(dtype=float)
+        step = INTERVAL_ROWS if getattr(self.model_, "n_estimators", None) else max(len(Xa), 1)
+        blocks = [self._call("effect_interval", Xa[i:i + step], alpha=alpha) for i in range(0, max(len(Xa), 1), step)]
+        return tuple(np.concatenate([np.ravel(block[side]) for block in blocks]) for side in (0, 1))
 
     def ate_interval(self, X: pd.DataFrame, alpha: float):
         Xa = X.to_numpy(dtype=float)
