@@ -282,5 +282,9 @@ def creating_store(where: Optional[tuple[str, float]], tracking_uri: str):
     if leases is None:
         yield
     else:
+        # Importing MLflow's store takes seconds and needs no turn: only opening the store (~0.5 s) does, so
+        # processes started together (a joblib launcher's jobs) import at once instead of one after another.
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+
         with leases.hold("store", "create"):
             yield
