@@ -9,6 +9,7 @@ from hte_bench.estimators import econml_adapter
 
 @pytest.mark.parametrize("overrides", [["estimator=cf_small"], ["estimator=cf_small", "data=nie_wager"],
                                        ["estimator=cf_small", "data=workforce"],
+                                       ["estimator=forest_dr", "++estimator.model.n_estimators=40"],  # README's
                                        ["estimator=linear_dml", "data=workforce"]])
 def test_intervals_in_blocks_are_the_intervals_of_one_call(overrides, monkeypatch):
     cfg = compose([*overrides, *SMALL])
