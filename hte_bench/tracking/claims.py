@@ -9,6 +9,7 @@ a holder that is SIGKILLed or loses its machine stops renewing, and a later run 
 from __future__ import annotations
 
 import atexit
+import importlib
 import logging
 import os
 import socket
@@ -284,7 +285,6 @@ def creating_store(where: Optional[tuple[str, float]], tracking_uri: str):
     else:
         # Importing MLflow's store takes seconds and needs no turn: only opening the store (~0.5 s) does, so
         # processes started together (a joblib launcher's jobs) import at once instead of one after another.
-        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
-
+        importlib.import_module("mlflow.store.tracking.sqlalchemy_store")
         with leases.hold("store", "create"):
             yield
