@@ -100,8 +100,33 @@ def _prepare_sqlite(uri: str, path: Path) -> None:
                               "name a file in a writable folder")
         log.info("tracking: creating a new MLflow store at %s", path.absolute())
         path.parent.mkdir(parents=True, exist_ok=True)
+        _create_sqlite(path)
     except OSError as err:
         raise ConfigError(f"tracking.uri={uri!r}: cannot use {path}: {err}") from None
+
+
+def _create_sqlite(path: Path) -> None:
+    """Run MLflow's migrations (seconds) on a file beside ``path`` and link it into place when they are done.
+
+    Created in place, a store whose first run was stopped during its migrations (Ctrl-C, kill) was left half
+    made, and every later run failed on it ("table ... already exists") until the user deleted it. Linking
+    never replaces a store another process made meanwhile."""
+    import sqlalchemy
+    from mlflow.store.db.utils import _initialize_tables  # what MLflow's SqlAlchemyStore runs on a new database
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.creating")
+    try:
+        engine = sqlalchemy.create_engine(f"sqlite:///{tmp}")
+        try:
+            _initialize_tables(engine)
+        finally:
+            engine.dispose()  # no connection of this process may stay on the file (see _prepare_sqlite)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _is_sqlite(path: Path) -> bool:
