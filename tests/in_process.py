@@ -132,14 +132,26 @@ def run_here(args: list[str], cwd: Path, script: str = "hte-bench", env: dict[st
              ) -> subprocess.CompletedProcess:
     """Run a console script (``hte-bench``, ``hte-bench-leaderboard``, ``hte-bench-promote``) in this process
     from ``cwd``; (returncode, stdout, stderr) as its process would give them, and ``cpu``: its CPU seconds."""
+    return _run_main(_entry_point(script), [script, *args], cwd, env)
+
+
+def run_file_here(path: Path, args: list[str], cwd: Path, env: dict[str, str] | None = None
+                  ) -> subprocess.CompletedProcess:
+    """``python path *args`` in this process, as ``run_here`` runs a console script (a user's Hydra app)."""
+    import runpy
+
+    return _run_main(lambda: runpy.run_path(str(path), run_name="__main__"), [str(path), *args], cwd, env)
+
+
+def _run_main(main, argv: list[str], cwd: Path, env: dict[str, str] | None) -> subprocess.CompletedProcess:
+    """``main()`` as a fresh process with ``argv`` would run it: (returncode, stdout, stderr) and ``cpu``."""
     from conftest import cli_env
 
-    main = _entry_point(script)
     out, err = io.StringIO(), io.StringIO()
     cpu = time.process_time()
     # The streams outlast the process state, so what its exit does (claims, open runs) prints there too.
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
-            _as_a_fresh_process([script, *args], Path(cwd), cli_env() if env is None else env):
+            _as_a_fresh_process(argv, Path(cwd), cli_env() if env is None else env):
         try:
             main()
             code = 0
@@ -150,6 +162,6 @@ def run_here(args: list[str], cwd: Path, script: str = "hte-bench", env: dict[st
         except Exception:  # what the interpreter prints for an uncaught exception, and its exit status
             traceback.print_exc()
             code = 1
-    proc = subprocess.CompletedProcess([script, *args], code, out.getvalue(), err.getvalue())
+    proc = subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
     proc.cpu = time.process_time() - cpu
     return proc
