@@ -46,6 +46,18 @@ def _fresh_process_state() -> None:
     callbacks._BAR.clear()
 
 
+def _end_worker_pool() -> None:
+    """Shut down joblib's reusable pool of loky worker processes, if this process has one: a new process starts
+    without one (else its parallel jobs would run in workers spawned with another environment and folder), and
+    its exit ends its workers (else they idle on for minutes, holding memory)."""
+    from joblib.externals.loky import reusable_executor
+
+    with reusable_executor._executor_lock:  # joblib has no public "the pool, if any"; asking for one makes one
+        pool, reusable_executor._executor = reusable_executor._executor, None
+    if pool is not None:
+        pool.shutdown(wait=True)
+
+
 def _exit_like_a_process() -> None:
     """What the end of a process does for hte-bench: release this holder's claims (its atexit hook), stop
     their heartbeat thread, close the databases."""
@@ -54,6 +66,7 @@ def _exit_like_a_process() -> None:
     for leases in list(Leases._open.values()):
         leases.release_all()  # also ends the heartbeat thread and closes the connections
     Leases._open.clear()
+    _end_worker_pool()
     if "mlflow" in sys.modules:
         import mlflow
         from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
@@ -99,6 +112,7 @@ def _as_a_fresh_process(argv: list[str], cwd: Path, env: dict[str, str]):
     tracking_utils, registry_utils, tracking_uri, registry_uri = _mlflow_uris()
     GlobalHydra.instance().clear()
     _fresh_process_state()
+    _end_worker_pool()
     os.environ.clear()
     os.environ.update(env)
     sys.argv = argv

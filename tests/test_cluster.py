@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LEAN, all_runs, free_port, run_cli, start_mlflow_server, stop_mlflow_server
+from conftest import LEAN, all_runs, free_port, start_mlflow_server, stop_mlflow_server
 from in_process import run_here
 
 TWO_BY_TWO = ["estimator=interaction_ols,constant_effect", "n_seeds=2", *LEAN]
@@ -132,9 +132,10 @@ def server_on_postgres(tmp_path, postgres):
 
 
 def test_two_writers_through_a_server_on_postgresql(tmp_path, server_on_postgres):
-    # Two concurrent writers show what four did: each is a process paying ~8 s of CPU in imports.
-    proc = run_cli(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "estimator=interaction_ols",
-                    "data.noise=0.5,2.0", "n_seeds=2", *LEAN, f"tracking.uri={server_on_postgres}"], cwd=tmp_path)
+    # Two concurrent writers show what four did: each is a process paying ~8 s of CPU in imports. The sweep
+    # runs in this process (tests/in_process.py); its jobs, in the joblib launcher's worker processes.
+    proc = run_here(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "estimator=interaction_ols",
+                     "data.noise=0.5,2.0", "n_seeds=2", *LEAN, f"tracking.uri={server_on_postgres}"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     check_nested(server_on_postgres, n_configs=2, n_seeds=2)
     assert not (tmp_path / "mlruns" / "mlflow.db").exists()
