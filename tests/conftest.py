@@ -40,9 +40,10 @@ LEAN = [*SMALL, "analyses.truth_free=false", "analyses.subgroups=false", "++anal
 # Modules collected first, heaviest first: under pytest-xdist the work goes out in this order, so the many
 # short in-process tests of the other modules fill the end and the workers finish together.
 # Measured 2026-11-25 (wall, one worker): test_compare's and test_ray's modules ~2 min each, test_new_user's
-# ~1.5 min, then single tests of about a minute (parallel writers, submitit, PostgreSQL, claims).
-RUN_FIRST = ("test_compare.py", "test_ray.py", "test_new_user.py", "test_scale.py", "test_cluster.py",
-             "test_claims.py", "test_end_to_end.py", "test_resume.py", "test_analyses.py", "test_estimators.py",
+# ~1.5 min, then single tests of about a minute (PostgreSQL, two sweeps at once, submitit, SIGKILL). test_scale's
+# server test goes early because the session server's other tests (USES_SERVER) go with it.
+RUN_FIRST = ("test_compare.py", "test_ray.py", "test_new_user.py", "test_scale.py", "test_claims.py",
+             "test_cluster.py", "test_resume.py", "test_end_to_end.py", "test_analyses.py", "test_estimators.py",
              "test_optuna_sweeper.py", "test_runner.py", "test_tracking.py", "test_subgroups.py", "test_cli.py",
              "test_ui.py")
 MODULE_FIXTURE = re.compile(r"@pytest\.fixture\(scope=\"module\"")
