@@ -40,12 +40,15 @@ LEAN = [*SMALL, "analyses.truth_free=false", "analyses.subgroups=false", "++anal
 # Modules collected first, heaviest first: under pytest-xdist the work goes out in this order, so the many
 # short in-process tests of the other modules fill the end and the workers finish together.
 # Measured 2026-11-25 (wall, one worker): test_compare's and test_ray's modules ~2 min each, test_new_user's
-# ~1.5 min, then single tests of about a minute (parallel writers, submitit, PostgreSQL, claims).
-RUN_FIRST = ("test_compare.py", "test_ray.py", "test_new_user.py", "test_scale.py", "test_cluster.py",
-             "test_claims.py", "test_end_to_end.py", "test_resume.py", "test_analyses.py", "test_estimators.py",
+# ~1.5 min, then single tests of about a minute (PostgreSQL, two sweeps at once, submitit, SIGKILL). test_scale's
+# server test goes early because the session server's other tests (USES_SERVER) go with it.
+RUN_FIRST = ("test_compare.py", "test_ray.py", "test_new_user.py", "test_scale.py", "test_claims.py",
+             "test_cluster.py", "test_resume.py", "test_end_to_end.py", "test_analyses.py", "test_estimators.py",
              "test_optuna_sweeper.py", "test_runner.py", "test_tracking.py", "test_subgroups.py", "test_cli.py",
              "test_ui.py")
 MODULE_FIXTURE = re.compile(r"@pytest\.fixture\(scope=\"module\"")
+# Tests of the session's mlflow server (conftest.mlflow_server): one worker's, so one server starts, not two.
+USES_SERVER = re.compile(r"^def (test_\w+)\([^)]*\bmlflow_server\b", re.M)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -58,21 +61,24 @@ def pytest_collection_modifyitems(config, items):
 def pytest_xdist_make_scheduler(config, log):
     """``--dist loadgroup`` (pyproject.toml): xdist's load scheduling, except that the tests of a module with a
     module-scoped fixture go to one worker as one unit — else each worker that gets one of them builds the
-    fixture again (a minute for test_new_user's table). xdist_group marks cannot say this: pytest 9's
-    structured node ids defeat them (pytest-xdist issue 1386)."""
+    fixture again (a minute for test_new_user's table) — and so do the tests of the session's mlflow server
+    (USES_SERVER). xdist_group marks cannot say this: pytest 9's structured node ids defeat them (pytest-xdist
+    issue 1386)."""
     if config.getvalue("dist") != "loadgroup":
         return None
     from xdist.scheduler import LoadScopeScheduling
 
     @functools.cache
-    def shares_a_fixture(path: str) -> bool:
+    def source(path: str) -> str:
         file = config.rootpath / path
-        return file.suffix == ".py" and file.is_file() and bool(MODULE_FIXTURE.search(file.read_text()))
+        return file.read_text() if file.suffix == ".py" and file.is_file() else ""
 
     class ModuleFixtureScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            path = nodeid.split("::", 1)[0]
-            return path if shares_a_fixture(path) else nodeid
+            path, _, name = nodeid.partition("::")
+            if MODULE_FIXTURE.search(source(path)):
+                return path
+            return "mlflow_server" if name.split("[")[0] in USES_SERVER.findall(source(path)) else nodeid
 
     config.option.loadscopereorder = False  # in collection order (RUN_FIRST), not by the number of tests
     return ModuleFixtureScheduling(config, log)
@@ -181,6 +187,17 @@ def mlflow_server(tmp_path_factory, _template_db):
     server, url = start_mlflow_server(folder, f"sqlite:///{folder / 'server.db'}")
     yield url
     stop_mlflow_server(server)
+
+
+@pytest.fixture
+def joblib_threads():
+    """joblib's threads instead of a pool of worker processes, for a library that asks for every core whatever
+    hte-bench's n_jobs (CausalML's R-learner cross-fits with n_jobs=-1): each pool worker would spend ~8 s of
+    CPU importing scikit-learn, and the pool outlives the test. Not for tests of hte-bench's own n_jobs."""
+    from joblib import parallel_config
+
+    with parallel_config(backend="threading"):
+        yield
 
 
 def compose(overrides: list[str], with_choices: bool = False):

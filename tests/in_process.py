@@ -46,6 +46,18 @@ def _fresh_process_state() -> None:
     callbacks._BAR.clear()
 
 
+def _end_worker_pool() -> None:
+    """Shut down joblib's reusable pool of loky worker processes, if this process has one: a new process starts
+    without one (else its parallel jobs would run in workers spawned with another environment and folder), and
+    its exit ends its workers (else they idle on for minutes, holding memory)."""
+    from joblib.externals.loky import reusable_executor
+
+    with reusable_executor._executor_lock:  # joblib has no public "the pool, if any"; asking for one makes one
+        pool, reusable_executor._executor = reusable_executor._executor, None
+    if pool is not None:
+        pool.shutdown(wait=True)
+
+
 def _exit_like_a_process() -> None:
     """What the end of a process does for hte-bench: release this holder's claims (its atexit hook), stop
     their heartbeat thread, close the databases."""
@@ -54,6 +66,7 @@ def _exit_like_a_process() -> None:
     for leases in list(Leases._open.values()):
         leases.release_all()  # also ends the heartbeat thread and closes the connections
     Leases._open.clear()
+    _end_worker_pool()
     if "mlflow" in sys.modules:
         import mlflow
         from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
@@ -99,6 +112,7 @@ def _as_a_fresh_process(argv: list[str], cwd: Path, env: dict[str, str]):
     tracking_utils, registry_utils, tracking_uri, registry_uri = _mlflow_uris()
     GlobalHydra.instance().clear()
     _fresh_process_state()
+    _end_worker_pool()
     os.environ.clear()
     os.environ.update(env)
     sys.argv = argv
@@ -132,14 +146,26 @@ def run_here(args: list[str], cwd: Path, script: str = "hte-bench", env: dict[st
              ) -> subprocess.CompletedProcess:
     """Run a console script (``hte-bench``, ``hte-bench-leaderboard``, ``hte-bench-promote``) in this process
     from ``cwd``; (returncode, stdout, stderr) as its process would give them, and ``cpu``: its CPU seconds."""
+    return _run_main(_entry_point(script), [script, *args], cwd, env)
+
+
+def run_file_here(path: Path, args: list[str], cwd: Path, env: dict[str, str] | None = None
+                  ) -> subprocess.CompletedProcess:
+    """``python path *args`` in this process, as ``run_here`` runs a console script (a user's Hydra app)."""
+    import runpy
+
+    return _run_main(lambda: runpy.run_path(str(path), run_name="__main__"), [str(path), *args], cwd, env)
+
+
+def _run_main(main, argv: list[str], cwd: Path, env: dict[str, str] | None) -> subprocess.CompletedProcess:
+    """``main()`` as a fresh process with ``argv`` would run it: (returncode, stdout, stderr) and ``cpu``."""
     from conftest import cli_env
 
-    main = _entry_point(script)
     out, err = io.StringIO(), io.StringIO()
     cpu = time.process_time()
     # The streams outlast the process state, so what its exit does (claims, open runs) prints there too.
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
-            _as_a_fresh_process([script, *args], Path(cwd), cli_env() if env is None else env):
+            _as_a_fresh_process(argv, Path(cwd), cli_env() if env is None else env):
         try:
             main()
             code = 0
@@ -150,6 +176,6 @@ def run_here(args: list[str], cwd: Path, script: str = "hte-bench", env: dict[st
         except Exception:  # what the interpreter prints for an uncaught exception, and its exit status
             traceback.print_exc()
             code = 1
-    proc = subprocess.CompletedProcess([script, *args], code, out.getvalue(), err.getvalue())
+    proc = subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
     proc.cpu = time.process_time() - cpu
     return proc

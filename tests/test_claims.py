@@ -1,12 +1,14 @@
-"""Claims with leases: two runs of one sweep at once fit each (configuration, seed) once, under one parent."""
+"""Claims with leases: two runs of one sweep at once fit each (configuration, seed) once, under one parent.
+
+(A holder killed mid-sweep, whose claims the rerun takes over, is test_resume.py's SIGKILL test.)"""
 import shutil
-import signal
 import sqlite3
 import subprocess
 import time
 from collections import Counter
 
 from conftest import LEAN, TEST_CONF, all_runs, cli_env
+from in_process import run_here
 
 SWEEP = ["-m", "estimator=interaction_ols,constant_effect", "n_seeds=4", *LEAN]
 
@@ -17,12 +19,19 @@ def _cli(args, cwd):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _two_at_once(args, cwd):
-    procs = [_cli(args, cwd) for _ in range(2)]
-    outs = [p.communicate(timeout=300) for p in procs]
-    for p, (out, err) in zip(procs, outs):
-        assert p.returncode == 0, err[-3000:]
-    return "\n".join(out + err for out, err in outs)
+def _two_at_once(args, cwd, claims_db, process_args=()):
+    """The sweep as a process (with ``process_args``) and, once that process has opened the claims database
+    (its sweep is starting), in this process too (tests/in_process.py): two holders, one process's start-up
+    less. Their outputs, joined."""
+    proc = _cli([*args, *process_args], cwd)
+    deadline = time.time() + 120
+    while not claims_db.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    here = run_here([*args, "--config-dir", str(TEST_CONF)], cwd=cwd)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    assert here.returncode == 0, here.stderr[-3000:]
+    return "\n".join([out, err, here.stdout, here.stderr])
 
 
 def _check_once_each(uri, n_configs=2, n_seeds=4, experiment="hte-bench"):
@@ -43,46 +52,18 @@ def _check_once_each(uri, n_configs=2, n_seeds=4, experiment="hte-bench"):
 
 def test_two_identical_sweeps_at_once_fit_each_seed_once(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-    out = _two_at_once(SWEEP, tmp_path)  # on a new store: they also take turns creating it
-    _check_once_each(uri)
+    # On a new store: they also take turns creating it. The process runs its jobs in parallel worker
+    # processes (joblib launcher): parallel writers to one SQLite store, none locked out.
+    out = _two_at_once(SWEEP, tmp_path, tmp_path / "mlruns" / "coordination.db",
+                       process_args=["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"])
+    runs = _check_once_each(uri)
+    assert "database is locked" not in out
+    sweeps = [r for r in runs if r.data.tags.get("hte_bench.kind") == "sweep"]
+    assert len(sweeps) == 2 and all(r.info.status == "FINISHED" for r in sweeps)
     assert (tmp_path / "mlruns" / "coordination.db").exists()
     with sqlite3.connect(tmp_path / "mlruns" / "coordination.db") as con:  # nothing left claimed
         assert con.execute("select count(*) from hte_bench_claims").fetchone()[0] == 0
     assert "being fitted by" in out or "already finished" in out
-
-
-def _claims(db):
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
-            return con.execute("select claim_key, claim_part, holder from hte_bench_claims").fetchall()
-    except sqlite3.OperationalError:
-        return []
-
-
-def _seed_claims(db):
-    return [c for c in _claims(db) if c[1].isdigit()]
-
-
-def test_a_killed_holders_claims_are_taken_over_after_the_lease(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-    args = ["-m", "estimator=cf_small", "n_seeds=3", *LEAN, "claims.lease_seconds=2"]
-    first = _cli(args, tmp_path)
-    db = tmp_path / "mlruns" / "coordination.db"
-    deadline = time.time() + 120
-    while time.time() < deadline and first.poll() is None and not _seed_claims(db):
-        time.sleep(0.1)
-    assert first.poll() is None, "the first run ended before it could be killed"
-    first.send_signal(signal.SIGKILL)
-    first.communicate()
-    assert _seed_claims(db), "the killed run left no claim on a seed to take over"
-    # The rerun starts while the dead claim's lease may still run: it waits for it, then takes it over.
-    rerun = _cli(args, tmp_path)
-    out, err = rerun.communicate(timeout=300)
-    assert rerun.returncode == 0, err[-3000:]
-    runs = _check_once_each(uri, n_configs=1, n_seeds=3)
-    sweeps = [r for r in runs if r.data.tags.get("hte_bench.kind") == "sweep"]
-    assert len(sweeps) == 2 and sorted(r.info.status for r in sweeps) == ["FINISHED", "KILLED"]
-    assert "taking it over" in out + err
 
 
 def test_two_identical_sweeps_at_once_against_a_tracking_server(tmp_path, mlflow_server):
@@ -90,15 +71,15 @@ def test_two_identical_sweeps_at_once_against_a_tracking_server(tmp_path, mlflow
     experiment = "claims_server"  # the server is the session's: this test's runs are this experiment's
     args = [*SWEEP, f"tracking.uri={mlflow_server}", f"tracking.experiment={experiment}",
             f"tracking.coordination_uri={coordination}"]
-    _two_at_once(args, tmp_path)
+    _two_at_once(args, tmp_path, tmp_path / "coordination.db")
     _check_once_each(mlflow_server, experiment=experiment)
 
 
 def test_a_tracking_server_without_a_coordination_uri_warns_and_runs_uncoordinated(tmp_path):
     # No claims database can be derived from a server's URL: one warning, then the run goes on (here it
-    # meets no server at all and stops on that, in one line).
-    proc = _cli(["estimator=interaction_ols", "n_seeds=1", *LEAN, "tracking.uri=http://127.0.0.1:9"], tmp_path)
-    out, err = proc.communicate(timeout=120)
+    # meets no server at all and stops on that, in one line). In this process: its output is the subject.
+    proc = run_here(["estimator=interaction_ols", "n_seeds=1", *LEAN, "tracking.uri=http://127.0.0.1:9"], tmp_path)
+    out, err = proc.stdout, proc.stderr
     assert proc.returncode == 2
     assert "runs against http://127.0.0.1:9 are not coordinated" in out + err
     assert [line for line in err.splitlines() if line.startswith("hte-bench: error:")] == \

@@ -15,7 +15,7 @@ ESTIMATORS = ["cf_small", "interaction_ols", "zero_effect"]
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory, migrated_mlruns):
     cwd = tmp_path_factory.mktemp("user_dir")
-    store = migrated_mlruns(cwd)  # creating a store is test_scale's subject; here it costs only time
+    store = migrated_mlruns(cwd)  # creating a store is test_claims' subject; here it costs only time
     # The console entry point in this process: the sweep, not start-up, is the subject (tests/in_process.py).
     # Figures and the analyses' models on seed 0 only (their first-k rule is test_analyses'), no interpretation
     # trees (test_interpretation's): a full run's files without refitting what other tests check.

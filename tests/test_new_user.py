@@ -256,10 +256,9 @@ def test_a_sweep_whose_every_job_was_refused_leaves_no_sweep_run(attempts):
 NO_MODELS = ["++analyses.insights=false", "analyses.interpretation=false"]
 
 
-def _run(args: list[str], cwd: Path, here: bool = False) -> subprocess.CompletedProcess:
-    """hte-bench as a process (``here``: through its entry point in this process); it must succeed quietly."""
-    proc = run_here(args, cwd) if here else subprocess.run(
-        [shutil.which("hte-bench"), *args], cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=600)
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """hte-bench through its entry point in this process, as its process would run; it must succeed quietly."""
+    proc = run_here(args, cwd)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert not [line for line in proc.stderr.splitlines() if "error" in line.lower()], proc.stderr[-3000:]
     return proc
@@ -270,6 +269,8 @@ def test_own_generator_from_its_folder_gets_only_the_users_knobs(tmp_path):
     (tmp_path / "my_module.py").write_text(MY_MODULE)
     env_path = os.environ.get("PYTHONPATH", "")
     assert str(tmp_path) not in env_path
+    # In this process, which starts, as a console script's does, without the working folder on sys.path
+    # (tests/in_process.py): hte-bench must add it.
     _run(["data._target_=my_module.generate", "data.n=300", "estimator=interaction_ols", *TINY[:1], *TINY[3:],
           *NO_MODELS], tmp_path)
     runs = all_runs(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}", "hte-bench")
@@ -283,7 +284,7 @@ def test_own_generator_from_its_folder_gets_only_the_users_knobs(tmp_path):
 def test_sweep_in_a_folder_with_its_own_conf(tmp_path):
     """Issue 10, case 1: ``-m`` the README's way where ./conf exists (as promotion leaves it)."""
     _local_conf(tmp_path)
-    _run(["-m", "estimator=zero_effect,my_ols", "+experiment=x", *TINY[1:], *NO_MODELS], tmp_path, here=True)
+    _run(["-m", "estimator=zero_effect,my_ols", "+experiment=x", *TINY[1:], *NO_MODELS], tmp_path)
     runs = all_runs(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}", "hte-bench")
     kinds = sorted((r.data.tags["hte_bench.kind"], r.data.tags.get("estimator", "")) for r in runs)
     assert kinds == [("config", "my_ols"), ("config", "zero_effect"), ("seed", "my_ols"),

@@ -1,13 +1,12 @@
 """The hte_optuna Hydra sweeper (hydra_plugins/hte_bench_optuna_sweeper): search-space grammar, and real
-sweeps of a tiny Hydra app (in a subprocess, as a user runs it) and of hte-bench itself (its console entry point
-in the test process)."""
+sweeps of a tiny Hydra app (``python app.py``) and of hte-bench itself, both run as their processes would run
+them but in the test process (tests/in_process.py)."""
 from __future__ import annotations
 
 import math
 import os
 import re
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -192,7 +191,7 @@ def test_hparams_search_composes_to_the_optuna_sweeper(name, estimator):
 
 
 # ------------------------------------------------------------------------------------------------
-# (b)-(d) a tiny Hydra app in a subprocess
+# (b)-(d) a tiny Hydra app
 
 APP = '''
 import math
@@ -227,11 +226,14 @@ hydra:
 
 
 def _sweep_app(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """``python app.py -m *args`` from tmp_path, in this process (tests/in_process.py): the sweeper is the
+    subject, not the app's start-up (a process spends ~3 s of CPU importing Hydra and Optuna)."""
+    from in_process import run_file_here
+
     (tmp_path / "app.py").write_text(textwrap.dedent(APP))
     (tmp_path / "config.yaml").write_text(textwrap.dedent(CONFIG))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HYDRA_", "MLFLOW_"))}
-    return subprocess.run([sys.executable, "app.py", "-m", *args], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return run_file_here(tmp_path / "app.py", ["-m", *args], cwd=tmp_path, env=env)
 
 
 def _job_dirs(sweep_dir: Path) -> list[str]:

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from conftest import SMALL, all_runs, run_composed
+from conftest import LEAN, SMALL, all_runs, run_composed
 from hte_bench.errors import ConfigError
 from hte_bench.evaluation import registry
 
@@ -69,8 +69,8 @@ def test_readme_example_new_metric_is_one_registry_line_and_one_function(store):
                       description="absolute ATE error", fn="test_registry.ate_abs_error")
     register(spec)
     try:
-        summary = run_composed([*SMALL, "estimator=interaction_ols", "n_seeds=2", "analyses.truth_free=false",
-                                "tracking.plots=false", f"tracking.uri={store}", "tracking.experiment=ext"])
+        summary = run_composed([*LEAN, "estimator=interaction_ols", "n_seeds=2", f"tracking.uri={store}",
+                                "tracking.experiment=ext"])
         kids = [r for r in all_runs(store, "ext") if r.data.tags.get("hte_bench.kind") == "seed"]
         assert all(k.data.metrics["ate_abs_error"] == pytest.approx(abs(k.data.metrics["ate_bias"])) for k in kids)
         assert summary["ate_abs_error_mean"] >= 0 and registry.objective("ate_abs_error_mean")[0] == "minimize"

@@ -43,6 +43,18 @@ def test_rerun_skips_finished_seeds_and_extends_the_same_parent(store):
     assert fresh["_parent_run_id"] != first["_parent_run_id"] and len(_children(store)) == 6
 
 
+def _seed_claims(db) -> list:
+    """Claims on seeds (not on a sweep or a configuration) in the claims database, read-only."""
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
+            rows = con.execute("select claim_key, claim_part, holder from hte_bench_claims").fetchall()
+    except sqlite3.OperationalError:
+        return []
+    return [row for row in rows if row[1].isdigit()]
+
+
 def test_sigkill_mid_sweep_then_rerun_finishes_every_pair_exactly_once(tmp_path, migrated_mlruns):
     uri = migrated_mlruns(tmp_path)  # the default store of the folder, already migrated
     # A short lease: the killed run's claim on the seed it was fitting is taken over as soon as the rerun
@@ -51,18 +63,22 @@ def test_sigkill_mid_sweep_then_rerun_finishes_every_pair_exactly_once(tmp_path,
            "--config-dir", str(TEST_CONF)]
     env = cli_env()
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    db = tmp_path / "mlruns" / "mlflow.db"
+    db, claims = tmp_path / "mlruns" / "mlflow.db", tmp_path / "mlruns" / "coordination.db"
     deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None and _finished_seed_runs(db) < 2:
+    # Killed while it holds a claim on the seed it fits, with two seeds finished before it.
+    while time.time() < deadline and proc.poll() is None and (_finished_seed_runs(db) < 2 or not _seed_claims(claims)):
         time.sleep(0.1)  # lean seeds take about a second: a long nap could miss the window before the end
     assert proc.poll() is None, "the sweep ended before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     finished_before = {r.info.run_id for r in _children(uri) if r.info.status == "FINISHED"}
     assert 2 <= len(finished_before) < 8, f"not killed mid-way: {len(finished_before)} finished"
+    assert _seed_claims(claims), "the killed run left no claim on a seed to take over"
 
+    # The rerun starts while the dead claim's lease may still run: it waits for it, then takes it over.
     rerun = run_here(cmd[1:], cwd=tmp_path)  # the killed one was the process; the rerun may be this one
     assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "taking it over" in rerun.stdout + rerun.stderr
     runs = all_runs(uri, "hte-bench")
     assert not [r for r in runs if r.info.status == "RUNNING"]
     kids = [r for r in runs if r.data.tags.get("hte_bench.kind") == "seed"]
@@ -73,3 +89,7 @@ def test_sigkill_mid_sweep_then_rerun_finishes_every_pair_exactly_once(tmp_path,
     parents = [r for r in runs if r.data.tags.get("hte_bench.kind") == "config"]
     assert len(parents) == 2 and all(p.info.status == "FINISHED" for p in parents)
     assert all(p.data.metrics["n_seeds_ok"] == 4 for p in parents)
+    assert all(r.data.tags["mlflow.parentRunId"] in {p.info.run_id for p in parents} for r in finished)
+    # The killed sweep's run is closed KILLED once its lease has expired; the rerun's FINISHED.
+    sweeps = [r for r in runs if r.data.tags.get("hte_bench.kind") == "sweep"]
+    assert sorted(r.info.status for r in sweeps) == ["FINISHED", "KILLED"]

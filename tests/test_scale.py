@@ -1,9 +1,12 @@
-"""Parallel writers and a real tracking server: nothing lost, nothing locked."""
-from conftest import LEAN, all_runs, client, run_cli
+"""A real tracking server: nothing lost, one best per data condition.
+
+Parallel writers are elsewhere, each riding on processes another subject needs anyway: parallel jobs
+(joblib launcher) on a new SQLite store in test_claims.py's two sweeps at once, through a server on
+PostgreSQL in test_cluster.py."""
+from conftest import LEAN, all_runs, client
 from in_process import run_here
 
-# Two cheap configurations: the point is concurrent writers, not the fits (each writer is a process that
-# pays seconds of imports, so two, not four).
+# Two cheap configurations of two data conditions.
 SWEEP = ["estimator=interaction_ols", "data.noise=0.5,2.0"]
 N_CONFIGS = 2
 
@@ -20,18 +23,9 @@ def _check_sweep(uri: str, experiment: str = "hte-bench", n_seeds: int = 2) -> N
     assert sum(k.startswith("best_config/") for k in sweep.data.tags) == N_CONFIGS
 
 
-def test_parallel_jobs_on_a_fresh_sqlite_store(tmp_path):
-    # A fresh store: creation (migrations) must not race between the two processes.
-    proc = run_cli(["-m", "hydra/launcher=joblib", f"hydra.launcher.n_jobs={N_CONFIGS}", *SWEEP, "n_seeds=2", *LEAN],
-                   cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "database is locked" not in proc.stderr + proc.stdout
-    _check_sweep(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
-
-
 def test_a_sweep_against_a_tracking_server(tmp_path, mlflow_server):
     experiment = "scale_server"  # the server is the session's: this test's runs are this experiment's
-    # In this process (tests/in_process.py); the parallel writers above are processes.
+    # In this process (tests/in_process.py): the server, not the process, is the subject.
     proc = run_here(["-m", *SWEEP, "n_seeds=2", *LEAN, f"tracking.uri={mlflow_server}",
                      f"tracking.experiment={experiment}",
                      f"tracking.coordination_uri=sqlite:///{tmp_path / 'coordination.db'}"], cwd=tmp_path)
