@@ -189,17 +189,6 @@ def mlflow_server(tmp_path_factory, _template_db):
     stop_mlflow_server(server)
 
 
-@pytest.fixture
-def joblib_threads():
-    """joblib's threads instead of a pool of worker processes, for a library that asks for every core whatever
-    hte-bench's n_jobs (CausalML's R-learner cross-fits with n_jobs=-1): each pool worker would spend ~8 s of
-    CPU importing scikit-learn, and the pool outlives the test. Not for tests of hte-bench's own n_jobs."""
-    from joblib import parallel_config
-
-    with parallel_config(backend="threading"):
-        yield
-
-
 def compose(overrides: list[str], with_choices: bool = False):
     """The config the CLI would build, with tests/conf on the search path (for cf_small, fail_on_seed).
 

@@ -13,9 +13,6 @@ FEW_TREES = ["++outcome_model.n_estimators=10"]
 NO_ANALYSES = ["analyses.truth_free=false", "analyses.subgroups=false", "++analyses.importance=false",
                "++analyses.insights=false", "analyses.interpretation=false", "tracking.plots=false"]
 
-# CausalML's R-learner cross-fits on every core: threads, not a pool of processes (conftest.joblib_threads).
-pytestmark = pytest.mark.usefixtures("joblib_threads")
-
 
 def _shrink(name):
     return [*FEW_TREES, "++estimator.model.n_estimators=10"] if name.endswith("forest") else FEW_TREES

@@ -14,9 +14,6 @@ from hte_bench.estimators.baselines import ConstantEffect, ZeroEffect
 from hte_bench.estimators.ols import InteractionOLS
 from hte_bench.seed import fit_and_estimate, make_estimator
 
-# CausalML's R-learner cross-fits on every core: threads, not a pool of processes (conftest.joblib_threads).
-pytestmark = pytest.mark.usefixtures("joblib_threads")
-
 # Shrink forests so each fit takes well under a second; structure and nuisance models stay as configured.
 SHRINK = {"causal_forest_dml": ["++estimator.model.n_estimators=40", "++outcome_model.n_estimators=20"],
           "linear_dml": ["++outcome_model.n_estimators=20"],

@@ -92,7 +92,13 @@ class CausalMLAdapter(CateAdapter):
             kwargs["seed"] = int(self.random_state)
         if "verbose" in params:
             kwargs["verbose"] = False
-        model.fit(X, treatment=t, y=y, **kwargs)
+        from joblib import parallel_config
+
+        # CausalML's R-learner cross-fits with n_jobs=-1 whatever it is given: a pool of worker processes per fit
+        # (seconds of imports each, also inside hte-bench's own seed processes). Folds one after another give
+        # the same numbers; hte-bench parallelises seeds instead (n_jobs).
+        with parallel_config(backend="sequential"):
+            model.fit(X, treatment=t, y=y, **kwargs)
         return model
 
     def _predict(self, model: Any, X: np.ndarray) -> np.ndarray:
