@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import pickle
 import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -30,96 +29,12 @@ class Shipped:
     workdir: str
 
 
-# What the analyses that fit models of their own import lazily (analyses.FITTING), for warm_up.
-ANALYSIS_IMPORTS = {
-    "insights": ("hte_bench.evaluation.dr_scores", "econml.validate", "sklearn.ensemble", "statsmodels.api"),
-    "truth_free": ("hte_bench.evaluation.validation", "econml.score", "statsmodels.stats.weightstats"),
-    "subgroups": ("hte_bench.evaluation.subgroups",),
-    "interpretation": ("hte_bench.evaluation.interpretation", "econml.cate_interpreter"),
-}
-
-
-_WARMED = False
-
-
-def warm_up(cfg: DictConfig, seeds: list[int]):
-    """Start the seed worker processes now, each importing what its first seeds will need, while this
-    process opens the store (a worker spends seconds importing pandas, scikit-learn, statsmodels, econml
-    and matplotlib before its first seed). Returns the warm-up's joblib generator, for
-    ``evaluate_in_parallel`` (which waits for it, then reuses the processes) or ``stop_warm_up``; None when
-    seeds will not run in loky processes here, and after the first job of a process: when every seed is
-    already done the warm-up is wasted (seconds of CPU), so a sweep of finished configurations pays it once."""
-    global _WARMED
-    if _WARMED or str(cfg.joblib_backend) != "loky" or int(cfg.n_jobs) == 1 or len(seeds) < 2:
-        return None
-    _WARMED = True  # later jobs of this process (a sweep's) find joblib's processes running, or start them
-    from joblib import Parallel, delayed, effective_n_jobs
-
-    modules = first_seed_imports(cfg, seeds[0])
-    n_jobs = int(cfg.n_jobs)
-    # Same n_jobs as evaluate_in_parallel's Parallel, so joblib hands that one the same (reusable) processes.
-    return Parallel(n_jobs=n_jobs, return_as="generator_unordered", batch_size=1)(
-        delayed(import_modules)(modules) for _ in range(effective_n_jobs(n_jobs)))
-
-
-def stop_warm_up(warm) -> None:
-    """Stop warmed-up workers that will not be used (nothing to fit, or seeds run here): closing joblib's
-    generator early cancels its tasks and ends the processes, instead of leaving the exit to wait for them."""
-    if warm is not None:
-        with warnings.catch_warnings():  # joblib's "tasks ... have been cancelled": that is the point
-            warnings.simplefilter("ignore")
-            warm.close()
-
-
-def first_seed_imports(cfg: DictConfig, seed: int) -> list[str]:
-    """Modules a worker's first seeds import: those of the config's ``_target_``s, what the adapter's fit
-    imports lazily (``fit_imports``), and the libraries of the analyses and figures switched on for them."""
-    from hydra.utils import get_object
-
-    from hte_bench import config as C
-    from hte_bench.evaluation.analyses import selected
-
-    targets = [str(cfg.data._target_)] + _targets(C.seeded(cfg, "estimator", seed))
-    modules = ["hte_bench.seed", "hte_bench.evaluation.importance", "pyarrow.parquet"]
-    modules += [t.rsplit(".", 1)[0] for t in targets]
-    modules += [m for t in targets for m in getattr(get_object(t), "fit_imports", ())]
-    if C.on_first_seeds(cfg, "analyses.seeds", seed):
-        modules += [m for name in selected(cfg.get("analyses")) for m in ANALYSIS_IMPORTS.get(name, ())]
-    if C.on_first_seeds(cfg, "tracking.plots", seed):
-        modules += ["hte_bench.plots", "matplotlib.pyplot"]
-    return list(dict.fromkeys(modules))
-
-
-def _targets(node) -> list[str]:
-    """Every ``_target_`` in a resolved config container."""
-    if isinstance(node, dict):
-        own = [str(node["_target_"])] if "_target_" in node else []
-        return own + [t for v in node.values() for t in _targets(v)]
-    if isinstance(node, list):
-        return [t for v in node for t in _targets(v)]
-    return []
-
-
-def import_modules(modules: list[str]) -> None:
-    """A worker's warm-up task: import what it can of ``modules`` (a missing one is the seed's to report)."""
-    import importlib
-
-    for name in modules:
-        try:
-            importlib.import_module(name)
-        except Exception:  # noqa: BLE001 - warm-up only; the seed that needs the module says what is wrong
-            pass
-
-
 def evaluate_in_parallel(cfg: DictConfig, seeds: list[int], workdir: str, n_jobs: int,
-                         strict: bool = True, title: str = "", warm=None) -> Iterator[SeedResult]:
-    """SeedResults in seed order from ``n_jobs`` workers of the configured backend; with ``strict`` the first
-    seed is. ``warm``: warm_up's generator, waited for so its processes are reused."""
+                         strict: bool = True, title: str = "") -> Iterator[SeedResult]:
+    """SeedResults in seed order from ``n_jobs`` workers of the configured backend; with ``strict`` the first seed is."""
     from joblib import Parallel, delayed
 
     if str(cfg.joblib_backend) == "loky":  # the only other value config.validate lets through is ray
-        for _ in warm or ():  # already done in most runs: the store took longer to open
-            pass
         # All seeds go to the pool at once; results stream back in order as they finish.
         blob = pickle.dumps(cfg)
         key = hashlib.sha256(blob).hexdigest()

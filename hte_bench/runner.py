@@ -43,25 +43,20 @@ def run(cfg: DictConfig, choices: Optional[dict[str, str]] = None, job_log: Opti
     KILLED and their seeds are redone. ``kind`` other than ``config`` (promotion's ``confirmation``) keeps
     the run out of resume and rankings; ``tags`` go on the configuration and seed runs.
     """
-    from hte_bench.backends import stop_warm_up
-
     plan = make_plan(cfg, choices or {})
     plan.kind, plan.extra_tags = kind, dict(tags or {})
-    try:
-        if plan.previous is not None and not plan.todo and plan.previous.info.status == "FINISHED":
-            return _already_done(plan)
-        with tempfile.TemporaryDirectory(prefix="hte-bench-") as workdir, plan.claims:
-            seeds = evaluate_seeds(plan, workdir)
-            first = preflight(seeds)                 # the first seed, fitted before any run is opened
-            parent = open_parent(plan, first)
-            try:
-                results = record_seeds(plan, parent, first, seeds)
-                summary = record_configuration(plan, parent, results, workdir, job_log)
-            except BaseException:
-                plan.tracker.end(parent, "KILLED")
-                raise
-    finally:
-        stop_warm_up(plan.warm)  # worker processes started for seeds that did not need them
+    if plan.previous is not None and not plan.todo and plan.previous.info.status == "FINISHED":
+        return _already_done(plan)
+    with tempfile.TemporaryDirectory(prefix="hte-bench-") as workdir, plan.claims:
+        seeds = evaluate_seeds(plan, workdir)
+        first = preflight(seeds)                 # the first seed, fitted before any run is opened
+        parent = open_parent(plan, first)
+        try:
+            results = record_seeds(plan, parent, first, seeds)
+            summary = record_configuration(plan, parent, results, workdir, job_log)
+        except BaseException:
+            plan.tracker.end(parent, "KILLED")
+            raise
     if not plan.sweep_id:  # a sweep prints this once, at its end
         log.info("browse: %s", plan.tracker.ui_hint())
     return summary
@@ -88,7 +83,6 @@ class Plan:
     kind: str = "config"                      # hte_bench.kind of the configuration run
     extra_tags: dict = field(default_factory=dict)
     claims: Any = None                        # this job's claims on the configuration (tracking/claims.py)
-    warm: Any = None                          # seed worker processes started early (backends.warm_up)
     started_ms: int = 0
     parent_id: Optional[str] = None
 
@@ -106,29 +100,14 @@ class Plan:
 
 
 def make_plan(cfg: DictConfig, choices: dict[str, str]) -> Plan:
-    """Check the config, start the seed processes, name the configuration, reach the store and find what is
-    already done."""
-    from hte_bench.backends import stop_warm_up, warm_up
-
-    C.validate(cfg)
-    C.check_packages(cfg, choices)
-    preflight_inputs(cfg, C.seeds_of(cfg)[0])  # bad data or estimator: refused before the store is reached
-    warm = warm_up(cfg, C.seeds_of(cfg))       # the seed processes import their libraries meanwhile
-    try:
-        plan = _reach_store(cfg, choices)
-    except BaseException:
-        stop_warm_up(warm)
-        raise
-    plan.warm = warm
-    return plan
-
-
-def _reach_store(cfg: DictConfig, choices: dict[str, str]) -> Plan:
-    """Name the configuration, open the store and its claims, and find the seeds already done."""
+    """Check the config, name the configuration, reach the store and find what is already done."""
     from hte_bench.tracking import Tracker, resolve_uri
     from hte_bench.tracking.claims import coordination, creating_store, open_leases
     from hte_bench.tracking.shared import ConfigClaims, finished_seeds
 
+    C.validate(cfg)
+    C.check_packages(cfg, choices)
+    preflight_inputs(cfg, C.seeds_of(cfg)[0])  # bad data or estimator: refused before the store is reached
     resume = cfg.get("resume", True)
     uri = resolve_uri(cfg.tracking.get("uri"))
     where = coordination(cfg, uri)  # where claims live (None: off, or a server without coordination_uri)
@@ -239,7 +218,7 @@ def evaluate_seeds(plan: Plan, workdir: str):
             # Seeds go to the pool as they are claimed; results come back in order, so a strict failure
             # of the first seed still surfaces before the parent run is opened. Processes here (loky) or
             # Ray tasks: joblib_backend, see hte_bench/backends.py.
-            for result in evaluate_in_parallel(cfg, seeds, workdir, n_jobs, strict, title, plan.warm):
+            for result in evaluate_in_parallel(cfg, seeds, workdir, n_jobs, strict, title):
                 strict = False
                 yield result
         if pending:

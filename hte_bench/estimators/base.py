@@ -80,8 +80,6 @@ class CateAdapter(BaseEstimator):
     """
 
     feature_names_: list[str]
-    # Modules ``fit`` imports lazily: seed worker processes import them ahead (backends.warm_up).
-    fit_imports: tuple[str, ...] = ()
 
     def fit(self, X: pd.DataFrame, T: np.ndarray, Y: np.ndarray) -> "CateAdapter":
         raise NotImplementedError

@@ -22,8 +22,6 @@ class InteractionOLS(CateAdapter):
     the ATE interval for every unit: ``broadcast_ate``.
     """
 
-    fit_imports = ("statsmodels.formula.api",)
-
     def __init__(self, interactions: bool = True, cov_type: str = "nonrobust"):
         self.interactions = interactions
         self.cov_type = cov_type
