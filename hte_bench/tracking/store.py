@@ -125,6 +125,9 @@ def _create_sqlite(path: Path) -> None:
             os.link(tmp, path)
         except FileExistsError:
             pass
+        except OSError:  # a file system without hard links: a rename, within creating_store's turn
+            if not path.exists():
+                os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
