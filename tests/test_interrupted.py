@@ -13,7 +13,7 @@ ARGS = ["estimator=zero_effect", "n_seeds=1", *LEAN]
 
 def test_ctrl_c_while_the_store_is_created_leaves_nothing_the_next_run_trips_over(tmp_path):
     proc = subprocess.Popen([shutil.which("hte-bench"), *ARGS], cwd=tmp_path,
-                            env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as in a terminal
     for line in proc.stdout:
         if "creating a new MLflow store" in line:
@@ -22,7 +22,9 @@ def test_ctrl_c_while_the_store_is_created_leaves_nothing_the_next_run_trips_ove
     # behind made every later run fail with "table ... already exists").
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err  # one line, as a command line tool says it
+    assert err.strip().splitlines()[-1].startswith("hte-bench: interrupted"), err[-2000:]
     mlruns = tmp_path / "mlruns"
     assert not [name for name in os.listdir(mlruns) if name.endswith(".creating")]
     again = run_here(ARGS, cwd=tmp_path)

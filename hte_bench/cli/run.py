@@ -173,6 +173,9 @@ def main() -> None:
     before = set(os.listdir("."))  # folders that were here already are never removed
     try:
         app()
+    except KeyboardInterrupt:  # Ctrl-C: open runs are closed KILLED on the way out; no traceback
+        print("hte-bench: interrupted; the same command again resumes (finished seeds are kept)", file=sys.stderr)
+        sys.exit(130)
     except ConfigError as err:  # raised before any job (the sweep's checks)
         print(f"hte-bench: error: {err}", file=sys.stderr)
         sys.exit(2)
