@@ -278,7 +278,15 @@ def _end_lease(config: DictConfig, tracker, run_id: str) -> None:
     close_expired_sweeps(tracker, leases)
 
 
+_OPEN_AT_EXIT = ["FAILED"]  # how a sweep run still open at exit ends: FAILED, or KILLED after Ctrl-C
+
+
+def mark_interrupted() -> None:
+    """Ctrl-C (cli.run): a sweep run still open at exit is closed KILLED, as its configuration runs are."""
+    _OPEN_AT_EXIT[0] = "KILLED"
+
+
 def _close_if_open(tracker, run_id: str) -> None:
-    """Mark a sweep run FAILED if the sweep ended without on_multirun_end (the sweeper raised)."""
+    """Close a sweep run that ended without on_multirun_end: FAILED (the sweeper raised) or KILLED (Ctrl-C)."""
     if os.environ.get(SWEEP_ENV) == run_id:
-        tracker.end(run_id, "FAILED")
+        tracker.end(run_id, _OPEN_AT_EXIT[0])

@@ -174,6 +174,9 @@ def main() -> None:
     try:
         app()
     except KeyboardInterrupt:  # Ctrl-C: open runs are closed KILLED on the way out; no traceback
+        from hte_bench.callbacks import mark_interrupted
+
+        mark_interrupted()
         print("hte-bench: interrupted; the same command again resumes (finished seeds are kept)", file=sys.stderr)
         sys.exit(130)
     except ConfigError as err:  # raised before any job (the sweep's checks)
