@@ -177,7 +177,8 @@ def importance_agreement(estimated: Optional[pd.Series], true: Optional[pd.Serie
 
     top_hit = NAN
     if est is not None and not is_constant(np.array(list(est.values()))):
-        top = [f for f, v in est.items() if v == max(est.values())]
+        best = max(est.values())
+        top = [f for f, v in est.items() if v == best]
         # A tie at the top counts as a hit only if every tied feature is a true modifier.
         mods = {str(m) for m in modifiers}
         top_hit = 1.0 if all(f in mods for f in top) else 0.0
