@@ -207,8 +207,9 @@ class EconmlAdapter(CateAdapter):
         # in any block (tests/test_large_samples.py). Linear models need little memory and are asked in one call:
         # their matrix products can change in the last digit with the block's shape.
         Xa = X.to_numpy(dtype=float)
-        step = INTERVAL_ROWS if getattr(self.model_, "n_estimators", None) else max(len(Xa), 1)
-        blocks = [self._call("effect_interval", Xa[i:i + step], alpha=alpha) for i in range(0, max(len(Xa), 1), step)]
+        rows = max(len(Xa), 1)  # an empty X is still one call: econml says what it makes of it
+        step = INTERVAL_ROWS if getattr(self.model_, "n_estimators", None) else rows
+        blocks = [self._call("effect_interval", Xa[i:i + step], alpha=alpha) for i in range(0, rows, step)]
         return tuple(np.concatenate([np.ravel(block[side]) for block in blocks]) for side in (0, 1))
 
     def ate_interval(self, X: pd.DataFrame, alpha: float):
