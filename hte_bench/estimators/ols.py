@@ -26,23 +26,27 @@ class InteractionOLS(CateAdapter):
         self.interactions = interactions
         self.cov_type = cov_type
 
-    def _frame(self, X: pd.DataFrame) -> pd.DataFrame:
-        # Formula-safe aliases: user feature names may contain spaces or operators.
-        return pd.DataFrame(X.to_numpy(dtype=float), columns=self.aliases_, index=X.index)
-
     def fit(self, X: pd.DataFrame, T: np.ndarray, Y: np.ndarray) -> "InteractionOLS":
-        import statsmodels.formula.api as smf
+        import statsmodels.api as sm
 
         self.feature_names_ = [str(c) for c in X.columns]
         self.aliases_ = [f"x{j}" for j in range(X.shape[1])]
-        df = self._frame(X)
-        df["T"], df["Y"] = np.asarray(T, dtype=float), np.asarray(Y, dtype=float)
         rhs = " + ".join(self.aliases_)
         if not rhs:
             self.formula_ = "Y ~ T"
         else:
             self.formula_ = f"Y ~ T * ({rhs})" if self.interactions else f"Y ~ T + {rhs}"
-        self.result_ = smf.ols(self.formula_, data=df).fit(cov_type=self.cov_type)
+        # The design patsy builds from formula_ (same columns, names and order, so the same fit and summary),
+        # built directly: patsy's parsing and evaluation cost twice the fit itself at n = 1000.
+        x, t = X.to_numpy(dtype=float), np.asarray(T, dtype=float).ravel()
+        columns = [np.ones(len(t)), t, *x.T]
+        names = ["Intercept", "T", *self.aliases_]
+        if self.interactions:
+            columns += list((t[:, None] * x).T)
+            names += [f"T:{a}" for a in self.aliases_]
+        design = pd.DataFrame(np.column_stack(columns), columns=names, index=X.index)
+        outcome = pd.Series(np.asarray(Y, dtype=float).ravel(), name="Y", index=X.index)
+        self.result_ = sm.OLS(outcome, design, missing="drop").fit(cov_type=self.cov_type)
         # statsmodels wraps each attribute read in a pandas object: the arrays are read once here.
         names = list(self.result_.params.index)
         self.params_ = self.result_.params.to_numpy()
