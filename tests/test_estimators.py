@@ -86,6 +86,20 @@ def test_interaction_ols_intervals_are_statsmodels_contrasts(data):
     assert "age" in m.summary() and "engagement" in m.summary()
 
 
+@pytest.mark.parametrize("interactions", [True, False])
+def test_interaction_ols_is_the_fit_of_its_formula(data, interactions):
+    # The design is built without patsy (its parsing cost twice the fit); the fit must stay the formula's.
+    import statsmodels.formula.api as smf
+
+    dataset, _ = data
+    m = InteractionOLS(interactions=interactions, cov_type="HC3").fit(dataset.X_train, dataset.T_train, dataset.Y_train)
+    frame = pd.DataFrame(dataset.X_train.to_numpy(float), columns=m.aliases_).assign(T=dataset.T_train, Y=dataset.Y_train)
+    formula = smf.ols(m.formula_, data=frame).fit(cov_type="HC3")
+    assert list(m.result_.params.index) == list(formula.params.index)
+    np.testing.assert_array_equal(m.params_, formula.params.to_numpy())
+    np.testing.assert_array_equal(m.cov_, np.asarray(formula.cov_params()))
+
+
 def test_interaction_ols_handles_awkward_feature_names():
     rng = np.random.default_rng(0)
     X = pd.DataFrame({"a b": rng.normal(size=200), "c-d": rng.normal(size=200)})

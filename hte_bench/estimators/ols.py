@@ -11,7 +11,8 @@ from hte_bench.evaluation.insights import describe_coefficients
 
 
 class InteractionOLS(CateAdapter):
-    """OLS of the outcome on treatment, features and treatment × feature interactions (statsmodels formula).
+    """OLS of the outcome on treatment, features and treatment × feature interactions (statsmodels; the
+    design is the one patsy builds from ``formula_``, column names included).
 
     tau(x) = b_T + Σ_j b_{T:x_j} x_j, so the CATE, its interval and the ATE interval are linear contrasts
     of the fitted coefficients. ``interactions=False`` gives ``Y ~ T + x1 + … + xk``: one effect for all.
