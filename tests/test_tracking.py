@@ -9,7 +9,7 @@ import pytest
 from conftest import all_runs, client, run_composed
 from hte_bench.errors import ConfigError
 from hte_bench.tracking import Tracker
-from hte_bench.tracking.store import code_version, resume_versions, sqlite_path
+from hte_bench.tracking.store import code_version, resume_versions, source_hash, sqlite_path
 from in_process import run_here
 
 TINY = ["estimator=interaction_ols", "data.n=200", "data.n_test=100", "analyses.truth_free=false",
@@ -94,22 +94,26 @@ def test_sqlite_path(uri, path):
     assert sqlite_path(uri) == (Path(path) if path else None)
 
 
-def test_code_version_names_the_source():
+def test_code_version_names_the_source_and_resume_matches_the_source_hash():
     version = code_version()
-    assert version and version == resume_versions()["code_version"]
     assert "+dirty." in version or "+src." in version or len(version) == 12
+    # Not the commit: one that changes docs or tests only must not stop a study from resuming.
+    assert resume_versions()["code_hash"] == source_hash() and "code_version" not in resume_versions()
 
 
 def _parents(uri):
     return [r for r in all_runs(uri, "hte-bench") if r.data.tags.get("hte_bench.kind") == "config"]
 
 
-def test_resume_joins_only_a_parent_of_the_same_code_version(store, caplog):
+def test_resume_joins_only_a_parent_of_the_same_sources_and_libraries(store, caplog):
     args = [*TINY, f"tracking.uri={store}"]
     first = run_composed([*args, "n_seeds=2"])["_parent_run_id"]
     assert client(store).get_run(first).data.tags["code_version"] == code_version()
+    # A later commit that changed docs or tests only (same sources): the configuration resumes.
+    client(store).set_tag(first, "code_version", "0123456789ab")
+    assert run_composed([*args, "n_seeds=2"])["_parent_run_id"] == first and len(_parents(store)) == 1
     # As if fitted by an older checkout with another econml.
-    for key, value in (("code_version", "0123456789ab"), ("version.econml", "0.0.1")):
+    for key, value in (("code_version", "0123456789ab"), ("code_hash", "fedcba9876"), ("version.econml", "0.0.1")):
         client(store).set_tag(first, key, value)
 
     forced = run_composed([*args, "n_seeds=3", "resume=force"])
@@ -123,8 +127,9 @@ def test_resume_joins_only_a_parent_of_the_same_code_version(store, caplog):
     assert fresh["_parent_run_id"] != first and len(_parents(store)) == 2
     notes = [r.getMessage() for r in caplog.records if r.getMessage().startswith("resume:")]
     econml = resume_versions()["version.econml"]
-    assert notes == [f"resume: run {first} was fitted with code 0123456789ab/econml 0.0.1, now code "
-                     f"{code_version()}/econml {econml}; starting a new parent (resume=force joins it anyway)"]
+    assert notes == [f"resume: run {first} was fitted with code 0123456789ab (source fedcba9876)/econml 0.0.1, "
+                     f"now code {code_version()} (source {source_hash()})/econml {econml}; starting a new parent "
+                     "(resume=force joins it anyway)"]
     # The new parent matches this code: a rerun resumes it, silently.
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="hte_bench.runner"):

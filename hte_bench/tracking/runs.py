@@ -293,8 +293,11 @@ def _version_note(run, versions: Mapping[str, str]) -> str:
     """'run <id> was fitted with code <a>/econml <b>, now code <c>/econml <d>', differing entries only."""
     differ = [k for k, v in versions.items() if run.data.tags.get(k, "") != v]
 
-    def show(values) -> str:
-        return "/".join(f"{'code' if k == 'code_version' else k.removeprefix('version.')} {values.get(k) or '?'}"
-                        for k in differ)
+    def show(values, code: str) -> str:
+        # The code by its readable version (a commit), the source hash beside it: a run logged before hashes
+        # were tagged may share the commit.
+        return "/".join(f"code {code or '?'} (source {values.get(k) or '?'})" if k == store.CODE_HASH
+                        else f"{k.removeprefix('version.')} {values.get(k) or '?'}" for k in differ)
 
-    return f"run {run.info.run_id} was fitted with {show(run.data.tags)}, now {show(versions)}"
+    return (f"run {run.info.run_id} was fitted with {show(run.data.tags, run.data.tags.get('code_version'))}, "
+            f"now {show(versions, store.code_version())}")

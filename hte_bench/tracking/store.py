@@ -27,6 +27,7 @@ _SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databric
 _SQLITE = re.compile(r"^sqlite(\+\w+)?://(?P<rest>.*)$")
 # Packages whose version changes fitted numbers: resume joins only a parent fitted with the same ones.
 RESUME_PACKAGES = ("econml", "scikit-learn", "statsmodels", "numpy")
+CODE_HASH = "code_hash"  # tag: source_hash() of the code that fitted the run, what resume matches on
 _PROVENANCE_PACKAGES = ("hte-bench", *RESUME_PACKAGES, "mlflow", "pandas", "hydra-core")
 # Servers found dead in this process: a sweep's in-process jobs do not wait for them again.
 _UNREACHABLE: dict[str, str] = {}
@@ -328,6 +329,7 @@ def provenance() -> dict[str, str]:
     """Tags saying what made a run: code version, git commit, versions of the packages that shape results."""
     tags = {f"version.{pkg}": v for pkg in _PROVENANCE_PACKAGES if (v := package_version(pkg))}
     tags["code_version"] = code_version()
+    tags[CODE_HASH] = source_hash()
     commit = git_commit()
     if commit:
         tags["mlflow.source.git.commit"] = commit
@@ -335,6 +337,8 @@ def provenance() -> dict[str, str]:
 
 
 def resume_versions() -> dict[str, str]:
-    """The tags a configuration run must share with this process for resume to add seeds to it."""
+    """The tags a configuration run must share with this process for resume to add seeds to it: the hash of
+    the hte_bench sources (not the git commit: a commit of docs or tests changes no number) and the versions
+    of the libraries that fit."""
     tags = provenance()
-    return {key: tags.get(key, "") for key in ("code_version", *(f"version.{p}" for p in RESUME_PACKAGES))}
+    return {key: tags.get(key, "") for key in (CODE_HASH, *(f"version.{p}" for p in RESUME_PACKAGES))}
