@@ -101,10 +101,10 @@ class InteractionOLS(CateAdapter):
                              "ci_lower": ci[:, 0], "ci_upper": ci[:, 1]}, index=self.feature_names_)
 
     def native_importance(self) -> Optional[pd.DataFrame]:
-        table = self._interaction_table(0.05)
-        if table is None:
+        if not self.interactions:
             return None
-        return pd.DataFrame({"abs_coef_x_sd": np.abs(table["point_estimate"].to_numpy() * self.x_sd_)},
+        # |interaction coefficient| × the feature's sd: the spread of tau(x) that feature accounts for.
+        return pd.DataFrame({"abs_coef_x_sd": np.abs(self.params_[self.interaction_columns_] * self.x_sd_)},
                             index=self.feature_names_)
 
     def summary(self) -> Optional[str]:
