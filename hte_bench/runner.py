@@ -45,8 +45,11 @@ def run(cfg: DictConfig, choices: Optional[dict[str, str]] = None, job_log: Opti
     """
     plan = make_plan(cfg, choices or {})
     plan.kind, plan.extra_tags = kind, dict(tags or {})
-    if plan.previous is not None and not plan.todo and plan.previous.info.status == "FINISHED":
+    if (plan.previous is not None and not plan.todo and plan.previous.info.status == "FINISHED"
+            and plan.previous.data.tags.get("seeds") == C.seed_list(plan.seeds)):
         return _already_done(plan)
+    # Otherwise the seeds still missing are fitted, and the configuration run is summarised again over exactly
+    # the seeds asked for (those finished ones are reused): its aggregate always says which seeds it is about.
     with tempfile.TemporaryDirectory(prefix="hte-bench-") as workdir, plan.claims:
         seeds = evaluate_seeds(plan, workdir)
         first = preflight(seeds)                 # the first seed, fitted before any run is opened

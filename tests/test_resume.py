@@ -3,7 +3,7 @@ import signal
 import subprocess
 import time
 
-from conftest import LEAN, TEST_CONF, all_runs, cli_env, run_composed
+from conftest import LEAN, TEST_CONF, all_runs, cli_env, client, run_composed
 from in_process import run_here
 
 
@@ -38,6 +38,13 @@ def test_rerun_skips_finished_seeds_and_extends_the_same_parent(store):
     # Everything finished: nothing is fitted or logged again.
     again = run_composed([*args, "n_seeds=4"])
     assert len(_children(store)) == 4 and again["cate_rmse_test_mean"] == more["cate_rmse_test_mean"]
+    # Other seeds asked for: nothing refitted, the configuration run summarises exactly those, and says so.
+    one = run_composed([*args, "seeds=[1]"])
+    parent = client(store).get_run(first["_parent_run_id"])
+    assert len(_children(store)) == 4 and one["n_seeds_ok"] == 1 and parent.data.tags["seeds"] == "1"
+    back = run_composed([*args, "n_seeds=4"])  # no longer "already finished": summarised over 0-3 again
+    assert back["cate_rmse_test_mean"] == more["cate_rmse_test_mean"] and len(_children(store)) == 4
+    assert client(store).get_run(first["_parent_run_id"]).data.tags["seeds"] == "0-3"
     # resume=false forces a fresh parent with its own children.
     fresh = run_composed([*args, "n_seeds=2", "resume=false"])
     assert fresh["_parent_run_id"] != first["_parent_run_id"] and len(_children(store)) == 6
