@@ -57,6 +57,8 @@ class SweepRun(Callback):
         if leases is not None:
             leases.take(run_id, "sweep")
         os.environ[SWEEP_ENV] = run_id
+        _SWEEP_DIR[:] = [str(config.hydra.sweep.dir)]
+        _OPEN_SWEEP[:] = [(tracker, run_id)]
         # Hydra skips on_multirun_end when the sweeper itself raises: close the run as FAILED at exit.
         atexit.register(_close_if_open, tracker, run_id)
         from tqdm import tqdm
@@ -106,7 +108,7 @@ class SweepRun(Callback):
         if not tracker.sweep_parents(run_id):
             # Every job was refused before opening a run, each in one line: bad input leaves nothing in the
             # store, so the empty sweep run goes too (MLflow's delete: hidden everywhere, `mlflow gc` purges).
-            tracker.client.delete_run(run_id)
+            _discard(tracker, run_id)
             return
         with tempfile.TemporaryDirectory() as tmp:
             bests = _sweep_report(tracker, run_id, metric, alpha, tmp)
@@ -278,15 +280,44 @@ def _end_lease(config: DictConfig, tracker, run_id: str) -> None:
     close_expired_sweeps(tracker, leases)
 
 
-_OPEN_AT_EXIT = ["FAILED"]  # how a sweep run still open at exit ends: FAILED, or KILLED after Ctrl-C
+_OPEN_AT_EXIT = ["FAILED"]  # how a sweep run still open at exit ends: FAILED, KILLED after Ctrl-C, or REFUSED
+_SWEEP_DIR: list[str] = []  # this process's sweep output folder (Hydra's hydra.sweep.dir), once it started
+_OPEN_SWEEP: list[tuple] = []  # (tracker, run id) of this process's sweep run, once it started
 
 
 def mark_interrupted() -> None:
-    """Ctrl-C (cli.run): a sweep run still open at exit is closed KILLED, as its configuration runs are."""
+    """Ctrl-C (cli.run): a sweep run still open at exit is closed KILLED, as its configuration runs are; the
+    sweep's progress bar is cleared so that the line saying so starts a line of its own."""
     _OPEN_AT_EXIT[0] = "KILLED"
+    for bar in list(_BAR.values()):
+        bar.close()
+
+
+def mark_refused() -> list[str]:
+    """Bad input stopped the sweep (cli.run, after its one line): a sweep run still open at exit with no
+    configuration run under it is discarded, as when every job was refused. Returns the sweep's output folder."""
+    _OPEN_AT_EXIT[0] = "REFUSED"
+    for tracker, run_id in _OPEN_SWEEP:  # now, not at exit: the one line is the last thing this run does
+        _close_if_open(tracker, run_id)
+    return list(_SWEEP_DIR)
+
+
+def _discard(tracker, run_id: str) -> None:
+    """Close and delete a sweep run that holds nothing (MLflow's soft delete)."""
+    tracker.end(run_id, "FAILED")  # never left RUNNING, even in the deleted view
+    tracker.client.delete_run(run_id)
 
 
 def _close_if_open(tracker, run_id: str) -> None:
-    """Close a sweep run that ended without on_multirun_end: FAILED (the sweeper raised) or KILLED (Ctrl-C)."""
-    if os.environ.get(SWEEP_ENV) == run_id:
-        tracker.end(run_id, _OPEN_AT_EXIT[0])
+    """Close a sweep run that ended without on_multirun_end: FAILED (the sweeper raised), KILLED (Ctrl-C), or
+    discarded when bad input stopped it before any configuration run."""
+    if os.environ.get(SWEEP_ENV) != run_id:
+        return
+    os.environ.pop(SWEEP_ENV)
+    if _OPEN_AT_EXIT[0] == "REFUSED":
+        if not tracker.sweep_parents(run_id):
+            _discard(tracker, run_id)
+            return
+        tracker.end(run_id, "FAILED")
+        return
+    tracker.end(run_id, _OPEN_AT_EXIT[0])

@@ -7,7 +7,7 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from hte_bench.errors import ConfigError
 
@@ -87,8 +87,15 @@ def validate(cfg: DictConfig) -> None:
     if not (isinstance(resume, bool) or resume == "force"):
         raise ConfigError(f"resume={resume!r} is not allowed; resume must be true, false or force")
     seeds = OmegaConf.select(cfg, "seeds", default=None)
-    if seeds is not None and not all(is_int(s) and s >= 0 for s in seeds):
-        raise ConfigError(f"seeds={list(seeds)!r} is not allowed; seeds must be a list of integers ≥ 0")
+    if seeds is not None:
+        shown = list(seeds) if isinstance(seeds, (list, ListConfig)) else seeds
+        if not isinstance(seeds, (list, ListConfig)) or not seeds or not all(is_int(s) and s >= 0 for s in seeds):
+            raise ConfigError(f"seeds={shown!r} is not allowed; seeds must be a non-empty list of integers ≥ 0, "
+                              "e.g. seeds=[0,3,7] (or n_seeds=5 for seeds 0-4)")
+        repeated = sorted({int(s) for s in seeds if list(seeds).count(s) > 1})
+        if repeated:
+            raise ConfigError(f"seeds={shown!r} repeats seed(s) {repeated}; each seed is one draw and one fit, "
+                              "give it once")
 
 
 # Top-level modules installed by an optional extra of hte-bench (pyproject.toml [project.optional-dependencies];

@@ -44,6 +44,9 @@ def _fresh_process_state() -> None:
     store._UNREACHABLE.clear()
     claims._WARNED.clear()
     callbacks._BAR.clear()
+    callbacks._OPEN_AT_EXIT[:] = ["FAILED"]
+    callbacks._SWEEP_DIR.clear()
+    callbacks._OPEN_SWEEP.clear()
 
 
 def _end_worker_pool() -> None:

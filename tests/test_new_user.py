@@ -76,6 +76,10 @@ SETUPS = {
     "module": lambda folder: (folder / "my_module.py").write_text(MY_MODULE),
     "csv": _csv,
     "csv_one_arm": lambda folder: _csv(folder, treatment=(0,)),
+    # A user's own estimator file with a YAML slip (an over-indented line).
+    "bad_yaml": lambda folder: (folder / "conf" / "estimator").mkdir(parents=True) or (
+        folder / "conf" / "estimator" / "broken.yaml").write_text(
+        "_target_: hte_bench.estimators.ols.InteractionOLS\ninteractions: true\n   cov_type: HC1: x\n"),
 }
 
 # (case id, setup, command line, text the one error line must contain). Numbers refer to issue 10.
@@ -108,7 +112,9 @@ CASES = [
     ("negative-n", None, ["data.n=-5"], "data.n=-5 is not allowed"),
     ("zero-n", None, ["estimator=interaction_ols", "data.n=0"], "data.n=0 is not allowed"),
     ("alpha", None, ["estimator=interaction_ols", "alpha=1.5"], "alpha=1.5 is not allowed"),
-    ("seeds", None, ["seeds=[a]"], "seeds=['a'] is not allowed; seeds must be a list of integers ≥ 0"),
+    ("seeds", None, ["seeds=[a]"], "seeds=['a'] is not allowed; seeds must be a non-empty list of integers ≥ 0"),
+    ("seeds-empty", None, ["seeds=[]"], "seeds=[] is not allowed; seeds must be a non-empty list of integers ≥ 0"),
+    ("seeds-repeated", None, ["seeds=[3,3]"], "seeds=[3, 3] repeats seed(s) [3]"),
     ("metric-typo", None, ["optimized_metric=cate_rmse_tset_mean"],
      "metric 'cate_rmse_tset_mean' is not registered (did you mean cate_rmse_test_mean?)"),
     ("uri-scheme", None, ["tracking.uri=ftp://example/x"], "tracking.uri='ftp://example/x' has scheme 'ftp'"),
@@ -120,6 +126,9 @@ CASES = [
      "data.outcome, data.treatment required: give data.outcome=<column> data.treatment=<column>; "
      "columns in my.csv: a, t, y"),
     ("resume", None, ["resume=maybe"], "resume='maybe' is not allowed; resume must be true, false or force"),
+    ("yaml-slip", "bad_yaml", ["estimator=broken"], "broken.yaml, line 3, column 12: YAML syntax error: mapping "
+                                                    "values are not allowed here"),
+    ("yaml-slip-sweep", "bad_yaml", ["-m", "estimator=zero_effect,broken"], "broken.yaml, line 3, column 12"),
     # The store: a dead server within tracking.timeout (default 10 s), SQLite paths that cannot work.
     ("4-dead-server", None, [f"tracking.uri=http://127.0.0.1:{DEAD_PORT}"],
      f"tracking.uri='http://127.0.0.1:{DEAD_PORT}': no MLflow server answers there within 10 s (connection refused)"),

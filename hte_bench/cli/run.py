@@ -110,6 +110,9 @@ def hydra_error_line(err: Exception) -> str | None:
     from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException, \
         OverrideParseException
 
+    yaml_error = _yaml_error(err)
+    if yaml_error is not None:
+        return yaml_error
     if isinstance(err, MissingConfigException) and err.missing_cfg_file and err.options is not None:
         group, _, value = err.missing_cfg_file.rpartition("/")
         close = difflib.get_close_matches(value, err.options, n=1)
@@ -139,6 +142,19 @@ def hydra_error_line(err: Exception) -> str | None:
     if isinstance(err, ValueError) and str(err).startswith("Config group override must be"):
         return _null_group_line()
     return None
+
+
+def _yaml_error(err: Exception) -> str | None:
+    """A YAML syntax error in a config file (the user's own, often), raised or wrapped: file, line, column."""
+    import yaml
+
+    while err is not None and not isinstance(err, yaml.YAMLError):
+        err = err.__cause__ or err.__context__
+    if err is None:
+        return None
+    mark, problem = getattr(err, "problem_mark", None), getattr(err, "problem", None) or str(err).splitlines()[0]
+    where = f"{mark.name}, line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "a config file"
+    return f"{where}: YAML syntax error: {problem} (check the indentation and the 'key: value' pairs there)"
 
 
 def _groups() -> list[str]:
@@ -181,13 +197,13 @@ def main() -> None:
         sys.exit(130)
     except ConfigError as err:  # raised before any job (the sweep's checks)
         print(f"hte-bench: error: {err}", file=sys.stderr)
-        sys.exit(2)
+        _refused(before)
     except Exception as err:
         line = hydra_error_line(err)
         if line is None:
             raise
         print(f"hte-bench: error: {line}", file=sys.stderr)
-        sys.exit(2)
+        _refused(before)
     if _errors:
         if len(_errors) == _jobs[0]:  # every job refused: no claims database left behind either
             from hte_bench.tracking.claims import discard_unused
@@ -195,6 +211,20 @@ def main() -> None:
             discard_unused()
         _remove_failed_outputs(before)
         sys.exit(2)
+
+
+def _refused(before: set[str]) -> None:
+    """Exit 2 after a one-line input error, leaving no trace of this run: a sweep that had started (e.g. a job's
+    config file does not parse) loses its empty sweep run and output folder."""
+    from hte_bench.callbacks import mark_refused
+    from hte_bench.tracking.claims import discard_unused
+
+    discard_unused()  # a claims database this run created and never used
+    for folder in map(Path, mark_refused()):
+        if folder.is_dir() and all(p.name == "multirun.yaml" for p in folder.iterdir()):  # no job got to run
+            _failed_outputs.append(folder)
+    _remove_failed_outputs(before)
+    sys.exit(2)
 
 
 def _remove_failed_outputs(before: set[str]) -> None:
