@@ -106,6 +106,9 @@ CASES = [
     ("2-knob-after-delete", "module", ["~data", "data.n=2000"],
      "data.n: data was removed (~data?); to add it write +data.n=...; or leave out ~data"),
     ("grid-null", None, ["grid=null"], "grid is unset by default, so leave grid=null out"),
+    ("grid-without-m", None, ["grid=meta_learners"], "grid=meta_learners is a tuning grid: it runs with -m"),
+    ("search-plus", None, ["-m", "+hparams_search=linear_dml"],
+     "hparams_search is already in the defaults; write hparams_search=linear_dml (without +)"),
     # hte-bench's checks of the composed config: before the store is reached.
     ("2-data-deleted", "module", ["~data"], "no data generator (removed with ~data?)"),
     ("n-seeds", None, ["n_seeds=0"], "n_seeds=0 is not allowed; n_seeds must be an integer ≥ 1"),

@@ -86,6 +86,7 @@ def app(cfg: DictConfig) -> float:
     _jobs[0] += 1
     try:
         own_generator(cfg, choices, list(hc.overrides.task) if hc is not None else [])
+        _needs_multirun(choices, hc)
         registry.objective(str(cfg.optimized_metric))  # refuses a context metric before any fit
         C.validate(cfg)  # before the runner's imports (MLflow, pandas): a typo is refused in a second
         C.check_packages(cfg, choices)
@@ -100,6 +101,18 @@ def app(cfg: DictConfig) -> float:
             _failed_outputs.append(Path(hc.runtime.output_dir))
         return float("nan")
     return registry.objective_value(str(cfg.optimized_metric), summary, float(cfg.alpha))
+
+
+def _needs_multirun(choices: dict[str, str], hc) -> None:
+    """A tuning grid or search without ``-m`` would quietly fit one default configuration: refuse it."""
+    from hydra.types import RunMode
+
+    if hc is None or hc.mode == RunMode.MULTIRUN:
+        return
+    for group, what in (("grid", "a tuning grid"), ("hparams_search", "an Optuna search")):
+        if choices.get(group):
+            raise ConfigError(f"{group}={choices[group]} is {what}: it runs with -m (hte-bench -m {group}="
+                              f"{choices[group]} ...); without -m only one configuration would be fitted")
 
 
 def hydra_error_line(err: Exception) -> str | None:
@@ -121,6 +134,9 @@ def hydra_error_line(err: Exception) -> str | None:
     if isinstance(err, ConfigCompositionException):
         cause = err.__cause__
         text = " ".join(str(err).split())
+        twice = re.match(r"Multiple values for ([\w/.]+)\. To override a value use 'override \1: (.+)'", text)
+        if twice:  # +group=option for a group the defaults list already has (null included)
+            return f"+{twice[1]}={twice[2]}: {twice[1]} is already in the defaults; write {twice[1]}={twice[2]} (without +)"
         key = getattr(cause, "full_key", None)
         parent = getattr(cause, "parent_node", None)
         wanted = re.search(r"override '([^']+)'", text)
