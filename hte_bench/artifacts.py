@@ -92,8 +92,9 @@ def _jsonable(d: dict) -> dict:
 
 
 def write_parent(out: Path, cfg: DictConfig, per_seed: pd.DataFrame, summary: dict, failed: list[int],
-                 job_log: Optional[str], plots: bool = True, title: str = "") -> None:
-    """Parent-run files: config.yaml, per_seed.csv, aggregate.json, the ATE-across-seeds plot, the job log."""
+                 job_log: Optional[str], plots: bool = True, title: str = "", interval: str = "ATE interval") -> None:
+    """Parent-run files: config.yaml, per_seed.csv, aggregate.json, the ATE-across-seeds plot (``interval``
+    names its intervals' level and kind), the job log."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     # Interpolations kept: models' random_state stays ${seed}, so the file re-runs every seed as logged.
@@ -107,5 +108,5 @@ def write_parent(out: Path, cfg: DictConfig, per_seed: pd.DataFrame, summary: di
     if plots and len(per_seed):
         from hte_bench import plots as P
 
-        _save(P.ate_across_seeds_plot(per_seed, title="ATE estimate and interval per seed vs truth"),
+        _save(P.ate_across_seeds_plot(per_seed, title=f"ATE estimate and {interval} per seed vs truth"),
               out / "ate_across_seeds.png", title)

@@ -289,7 +289,8 @@ def record_configuration(plan: Plan, parent: str, results: list[SeedResult], wor
         if not shared.aggregate_is_current(tracker, parent, fingerprint):
             parent_dir = Path(workdir) / "parent"
             artifacts.write_parent(parent_dir, cfg, per_seed, summary, failed=failed, job_log=job_log,
-                                   plots=bool(cfg.tracking.plots), title=plot_title(plan))
+                                   plots=bool(cfg.tracking.plots), title=plot_title(plan),
+                                   interval=_ate_interval(plan, results))
             shared.mark_aggregate(tracker, parent, fingerprint)
             ok = [r for r in results if r.status == "FINISHED"]
             tracker.finish_parent(parent, summary, str(parent_dir), "FINISHED" if rows else "FAILED",
@@ -300,8 +301,16 @@ def record_configuration(plan: Plan, parent: str, results: list[SeedResult], wor
 
 
 def plot_title(plan: Plan) -> str:
-    """What every figure of this configuration names: estimator and data condition."""
-    return f"{plan.estimator_name} on {plan.run_tags['condition']}"
+    """What every figure of this configuration names: estimator, configuration (the hash its run name ends
+    with: a grid's configurations share the estimator) and data condition."""
+    return f"{plan.estimator_name} {plan.config_hash[:6]} on {plan.run_tags['condition']}"
+
+
+def _ate_interval(plan: Plan, results: list[SeedResult]) -> str:
+    """The seeds' ATE interval as the parent's figure names it: level and kind (estimators/base.py)."""
+    kinds = sorted({r.tags["ate_interval_kind"] for r in results if "ate_interval_kind" in r.tags})
+    kind = ", ".join(kinds) or (plan.previous.data.tags.get("ate_interval_kind", "") if plan.previous else "")
+    return f"{100 * (1 - float(plan.cfg.alpha)):g}% ATE interval" + (f" (kind {kind})" if kind else "")
 
 
 def _parent_tags(plan: Plan, ok: list[SeedResult], per_seed: pd.DataFrame, summary: dict, failed: list) -> dict:
