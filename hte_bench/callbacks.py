@@ -129,7 +129,7 @@ class SweepRun(Callback):
         if metric:
             from hte_bench.tracking.notes import sweep_rows
 
-            print_summary(sweep_rows(tracker.sweep_parents(run_id), metric), metric, how)
+            print_summary(sweep_rows(tracker.sweep_parents(run_id), metric), metric, how, alpha)
         log.info("browse: %s", tracker.ui_hint())
 
 
@@ -155,7 +155,7 @@ def sweep_size(config: DictConfig) -> Any:
         return None
 
 
-def print_summary(top: list[dict], metric: str, how: str) -> None:
+def print_summary(top: list[dict], metric: str, how: str, alpha: float = 0.05) -> None:
     """The sweep's leading configurations per data condition, best first, as a table on stdout."""
     import pandas as pd
 
@@ -166,7 +166,11 @@ def print_summary(top: list[dict], metric: str, how: str) -> None:
     table = pd.DataFrame([{"condition": r["condition"], "rank": r["rank"], "configuration": r["run_name"],
                            metric: fmt(r["value"], 4), "interval": interval(r["lo"], r["hi"]),
                            "seeds ok/failed": f"{r['seeds']}/{r['failed']}"} for r in top])
-    print(f"\nsweep summary: {how} (interval: t across seeds; ranks within a data condition)", flush=True)
+    # A coverage rate is a share of seeds (Wilson interval, evaluation/aggregate.py); a _mean a mean across them.
+    kind = "Wilson interval of the share of seeds" if metric.startswith("ate_coverage_rate") else \
+        "t-interval across each configuration's seeds"
+    print(f"\nsweep summary: {how} (interval: {100 * (1 - alpha):g}% {kind}; ranks within a data condition)",
+          flush=True)
     for condition, rows in table.groupby("condition", sort=True):
         print(f"\n{condition}\n" + rows.drop(columns="condition").to_string(index=False), flush=True)
     print(flush=True)

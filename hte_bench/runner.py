@@ -284,7 +284,8 @@ def record_configuration(plan: Plan, parent: str, results: list[SeedResult], wor
         resumed = f" (resumed: {len(plan.done)} seeds reused)" if plan.done else ""
         if plan.claims.reused:
             resumed += f" (fitted by another process: seeds {', '.join(map(str, sorted(plan.claims.reused)))})"
-        log.info("%s: %s%s%s", plan.label, _one_line_summary(summary), resumed,
+        log.info("%s: %s%s%s", plan.label, _one_line_summary(summary, _kinds(plan, results, "interval_kind"),
+                                                        float(cfg.alpha)), resumed,
                  _nuisance_count(results))  # before the job log is copied
         if not shared.aggregate_is_current(tracker, parent, fingerprint):
             parent_dir = Path(workdir) / "parent"
@@ -306,10 +307,15 @@ def plot_title(plan: Plan) -> str:
     return f"{plan.estimator_name} {plan.config_hash[:6]} on {plan.run_tags['condition']}"
 
 
+def _kinds(plan: Plan, results: list[SeedResult], tag: str) -> str:
+    """The interval kinds (estimators/base.py) of the seeds fitted now, else as the resumed run recorded them."""
+    kinds = sorted({r.tags[tag] for r in results if tag in r.tags})
+    return ", ".join(kinds) or (plan.previous.data.tags.get(tag, "") if plan.previous is not None else "")
+
+
 def _ate_interval(plan: Plan, results: list[SeedResult]) -> str:
-    """The seeds' ATE interval as the parent's figure names it: level and kind (estimators/base.py)."""
-    kinds = sorted({r.tags["ate_interval_kind"] for r in results if "ate_interval_kind" in r.tags})
-    kind = ", ".join(kinds) or (plan.previous.data.tags.get("ate_interval_kind", "") if plan.previous else "")
+    """The seeds' ATE interval as the parent's figure names it: level and kind."""
+    kind = _kinds(plan, results, "ate_interval_kind")
     return f"{100 * (1 - float(plan.cfg.alpha)):g}% ATE interval" + (f" (kind {kind})" if kind else "")
 
 
@@ -343,15 +349,33 @@ def _nuisance_count(results: list[SeedResult]) -> str:
     return f"; DR nuisances: {fits} fitted, {hits} from the cache" if hits or fits else ""
 
 
-def _one_line_summary(summary: dict) -> str:
+def _one_line_summary(summary: dict, interval_kind: str = "", alpha: float = 0.05) -> str:
+    """The configuration's log line: seeds, means across them, and the coverages with what backs them."""
+    from hte_bench.compare.study import PER_UNIT_VALID
+
     def f(key: str) -> str:
         v = summary.get(key, float("nan"))
         return "nan" if v is None or not np.isfinite(v) else f"{v:.4g}"
 
-    seeds = f"seeds ok {int(summary.get('n_seeds_ok', 0))}, failed {int(summary.get('n_seeds_failed', 0))}"
-    if not summary.get("n_seeds_ok"):
+    ok = int(summary.get("n_seeds_ok", 0))
+    seeds = f"seeds ok {ok}, failed {int(summary.get('n_seeds_failed', 0))}"
+    if not ok:
         return f"{seeds}; every seed failed: see the error tag and traceback.txt of each seed run"
     if "ate_true_mean" not in summary:
         return f"{seeds}; no true tau: ATE estimate {f('ate_hat_mean')} (truth metrics absent)"
-    return (f"{seeds}; √PEHE test {f('cate_rmse_test_mean')}, ATE bias {f('ate_bias_mean')}, "
-            f"ATE coverage {f('ate_coverage_rate')}, CATE coverage test {f('cate_coverage_test_mean')}")
+    level = f"{100 * (1 - alpha):g}%"
+    covered = summary.get("ate_coverage_rate")
+    if covered is None or not np.isfinite(covered):
+        ate_cov = "ATE coverage n/a (no ATE interval)"
+    else:  # a share of seeds: its Wilson interval says how little 3 seeds tell
+        ate_cov = (f"ATE coverage {f('ate_coverage_rate')} ({level} Wilson "
+                   f"[{f('ate_coverage_rate_ci_lower')}, {f('ate_coverage_rate_ci_upper')}])")
+    kinds = [k.strip() for k in interval_kind.split(",") if k.strip()]
+    if kinds == ["none"]:
+        cate_cov = "CATE coverage test n/a (no interval)"
+    elif kinds and not set(kinds) <= set(PER_UNIT_VALID):  # a broadcast ATE interval claims nothing per unit
+        cate_cov = f"CATE coverage test n/a: {interval_kind} intervals ({f('cate_coverage_test_mean')})"
+    else:
+        cate_cov = f"CATE coverage test {f('cate_coverage_test_mean')}"
+    return (f"{seeds}; means over them: √PEHE test {f('cate_rmse_test_mean')}, ATE bias {f('ate_bias_mean')}, "
+            f"{cate_cov}; {ate_cov}")
