@@ -98,7 +98,8 @@ def test_gates_choose_the_best_that_passes_and_explain_the_rest():
     board = build(parents, seeds)
     decision = choose(board, Gates(min_ate_coverage=0.8))
     assert decision.winner["estimator"] == "ok"
-    assert any("ATE coverage rate 0.5 < 0.8" in r for r in decision.reasons["good [hash-d1-good]"])
+    assert any("ATE coverage 0.5 (95% Wilson" in r and r.endswith("< 0.8") for r in decision.reasons["good [hash-d1-good]"])
+    assert decision.reasons["ok [hash-d1-ok]"][0].startswith("passes every gate: ATE coverage 0.9 (95% Wilson")
     # Significance required: "good" is worse-than-nobody and beats "ok" and "bad" on every seed...
     assert choose(board, Gates(require_significance=True)).winner["estimator"] == "good"
     # ...but a near-twin makes it indistinguishable, and nothing qualifies.
@@ -224,3 +225,25 @@ def test_study_table_puts_conditions_side_by_side():
     assert list(grid.columns) == ["0.5", "3.0"] and "(n=10)" in grid.iloc[0, 0]
     with pytest.raises(ConfigError, match="not a data knob.*data.noise"):
         study_table(parents, seeds, "cate_rmse_test", "estimator.x")
+
+
+def test_configurations_are_ranked_on_the_seeds_they_all_share():
+    # "lucky" ran a third seed that flatters it (mean 0.7 over 0-2); on the shared seeds 0-1 it is worse.
+    parents, seeds = _tables({"lucky": [1.0, 1.0, 0.1], "steady": [0.5, 0.5]})
+    board = build(parents, seeds).set_index("estimator")
+    assert board.loc["steady", "rank"] == 1 and board.loc["lucky", "rank"] == 2
+    assert board.loc["lucky", "compared_on_seeds"] == "0,1" and board.loc["lucky", "selection_seeds"] == "0-2"
+    assert board.loc["lucky", "cate_rmse_test_mean"] == pytest.approx(1.0)  # not its logged 0.7
+    assert board.loc["lucky", "interval"].startswith("95% t-interval across seeds 0,1")
+    decision = choose(board.reset_index(), Gates())
+    assert decision.winner["estimator"] == "steady" and decision.winner["compared_on_seeds"] == "0,1"
+    # One common seed: ranked on it, but no interval and no test.
+    parents, seeds = _tables({"a": [1.0, 2.0], "b": [0.5]})
+    board = build(parents, seeds).set_index("estimator")
+    assert board.loc["b", "rank"] == 1 and board.loc["a", "vs_best"] == "untested"
+    assert np.isnan(board.loc["a", "cate_rmse_test_ci_lower"]) and board.loc["a", "n_compared"] == 1
+    # No common seed: nobody is ranked, and promotion refuses.
+    seeds.loc[seeds["parent_id"] == "d1-b", "tags.seed"] = "7"
+    board = build(parents, seeds)
+    assert board["rank"].isna().all() and set(board["vs_best"]) == {"unranked: no common seed"}
+    assert choose(board, Gates()).winner is None

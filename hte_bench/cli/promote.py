@@ -105,7 +105,7 @@ def promote(args) -> None:
 
     from hte_bench.cli.compare import load
     from hte_bench.compare import promote as P
-    from hte_bench.compare.leaderboard import build
+    from hte_bench.compare.leaderboard import build, seeds_of
     from hte_bench.data.base import DataError
     from hte_bench.runner import CHOICE
     from hte_bench.seed import make_data, make_estimator
@@ -124,7 +124,12 @@ def promote(args) -> None:
     tracker, parents, seeds = load(args)
     board = build(parents, seeds, args.metric, args.test, args.level, args.correction)
     decision = P.choose(board, gates)
-    print(f"Candidates in condition '{board['condition'].iloc[0]}', ranked by {args.metric} on the seeds they ran:")
+    from hte_bench.cli.compare import condition_header
+
+    title, notes = condition_header(board, args.metric)
+    print(f"Candidates in condition '{board['condition'].iloc[0]}' {title.split(' — ', 1)[1].rstrip(' =')}:")
+    for note in notes:
+        print(f"  {note}")
     for label, why in decision.reasons.items():
         print(f"  {label}: {'; '.join(why)}")
     if decision.winner is None:
@@ -138,8 +143,8 @@ def promote(args) -> None:
     row = parents.set_index("run_id").loc[win["parent_run_id"]]
     choices = {c[len("tags." + CHOICE):]: row[c] for c in parents.columns
                if c.startswith("tags." + CHOICE) and isinstance(row[c], str)}
-    kids = seeds[(seeds["parent_id"] == win["parent_run_id"]) & (seeds["status"] == "FINISHED")]
-    selection = sorted(int(s) for s in kids["tags.seed"])
+    # The seeds it was ranked on (common to the condition's configurations), not every seed it ran.
+    selection = seeds_of(win["compared_on_seeds"])
     n_confirm = len(selection) if args.confirm_seeds is None else args.confirm_seeds
     selected = summary_text(args.metric, {k: win.get(k) for k in win.index}, selection, alpha)
     print(f"selection    {args.metric}: {selected} — the seeds it was picked on (optimistic)", flush=True)
