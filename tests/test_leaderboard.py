@@ -247,3 +247,16 @@ def test_configurations_are_ranked_on_the_seeds_they_all_share():
     board = build(parents, seeds)
     assert board["rank"].isna().all() and set(board["vs_best"]) == {"unranked: no common seed"}
     assert choose(board, Gates()).winner is None
+
+
+def test_a_constant_selector_has_no_correlation_and_no_warning():
+    import warnings
+
+    from hte_bench.compare.leaderboard import selector_validation
+
+    parents, seeds = _tables({"a": BASE, "b": BASE + 0.2, "c": BASE + 0.5})
+    parents["metrics.qini_mean"] = [0.0, 0.0, 0.0]  # e.g. every configuration ranks units the same way
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scipy's ConstantInputWarning would fail here
+        row = selector_validation(build(parents, seeds), parents).set_index("selector").loc["qini"]
+    assert np.isnan(row["spearman_with_oracle"]) and "same for every configuration" in row["spearman_note"]

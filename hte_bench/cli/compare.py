@@ -90,7 +90,11 @@ def load(args):
     needed = f"metrics.{args.metric}" if args.metric in PARENT_ONLY else f"metrics.{args.metric}_mean"
     if needed not in parents.columns or parents[needed].isna().all():
         present = [m for m in RANKABLE if f"metrics.{m}_mean" in parents.columns or f"metrics.{m}" in parents.columns]
-        raise ConfigError(f"--metric={args.metric} was not logged by these runs; available: {', '.join(present)}")
+        import difflib
+
+        close = difflib.get_close_matches(args.metric, present, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ConfigError(f"--metric={args.metric} was not logged by these runs{hint}; available: {', '.join(present)}")
     seeds = tracker.frame(tracker.seed_runs(parents["run_id"].tolist()))
     return tracker, parents, seeds
 
@@ -368,6 +372,10 @@ def leaderboard_main(argv: Optional[list[str]] = None) -> None:
         from hte_bench.compare.leaderboard import average_rank, build, selector_validation
 
         tracker, parents, seeds = load(args)
+        if args.by:  # a bad knob must fail before the board is printed, not after
+            from hte_bench.compare.study import check_study
+
+            check_study(parents, args.metric, args.by)
         board = build(parents, seeds, args.metric, args.test, args.level, args.correction)
         avg = average_rank(board)
         selectors = selector_validation(board, parents)

@@ -29,8 +29,17 @@ _IGNORED_PARAMS = ("tracking.", "n_jobs", "seeds", "n_seeds", "seed", "optimized
                    "nuisance_cache")
 
 
+_STAT_WORDS = {"mean": "mean", "std": "standard deviation", "ci_lower": "interval's lower bound",
+               "ci_upper": "interval's upper bound"}
+
+
 def direction(metric: str) -> str:
     """'lower', 'higher' or 'target=<value>' — how the metric is ranked (one-line error if it cannot rank)."""
+    base, stat = registry.split_name(metric)
+    if stat is not None and metric not in registry.METRICS and registry.spec(base).level == "seed":
+        # Sweep summaries and optimized_metric use the aggregate names, so people type them here.
+        raise ConfigError(f"--metric={metric} is an aggregate: did you mean {base}? (the board ranks per-seed "
+                          f"metrics; {metric} is their {_STAT_WORDS[stat]} across seeds)")
     registry.loss(metric, [])  # refuses unregistered and context-only metrics in one line
     return registry.spec(metric).direction()
 
@@ -331,15 +340,28 @@ def selector_validation(board: pd.DataFrame, parents: pd.DataFrame, oracle: str 
             score_loss = np.where(ok, values if way == "lower" else -values, np.inf)
             picks = _tied(score_loss)
             ranks = stats.rankdata(np.where(ok, oracle_loss, np.inf), method="min")
-            rho = stats.spearmanr(score_loss[ok], oracle_loss[ok]).statistic if ok.sum() > 2 else float("nan")
+            rho, why = _spearman(score_loss[ok], oracle_loss[ok])
             rows.append({"data": group["data"].iloc[0], "condition": group["condition"].iloc[0], "selector": score,
                          "direction": way, "n_configs": int(ok.sum()), "picked": " | ".join(labels[picks]),
                          "n_tied": len(picks), f"picked_{oracle}": float(np.mean(truth[picks])),
                          "oracle_best": " | ".join(labels[best]), f"best_{oracle}": float(truth[best[0]]),
                          "regret": float(np.mean(oracle_loss[picks]) - oracle_loss[best[0]]),
                          "picked_oracle_rank": float(np.mean(ranks[picks])),
-                         "spearman_with_oracle": float(rho), **seeds})
+                         "spearman_with_oracle": float(rho), "spearman_note": why, **seeds})
     return pd.DataFrame(rows)
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> tuple[float, str]:
+    """Spearman correlation of two score vectors and '' — or NaN and why it is undefined (a constant input
+    has no ranking to agree with; scipy would only warn)."""
+    from scipy import stats
+
+    if len(a) < 3:
+        return math.nan, f"undefined: {len(a)} configurations (needs 3)"
+    for name, v in (("selector", a), ("oracle", b)):
+        if np.allclose(v, v[0], rtol=1e-12, atol=1e-12):
+            return math.nan, f"undefined: the {name} is the same for every configuration"
+    return float(stats.spearmanr(a, b).statistic), ""
 
 
 def _tag(latest: pd.DataFrame, ids, name: str) -> pd.Series:
