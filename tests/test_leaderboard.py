@@ -260,3 +260,23 @@ def test_a_constant_selector_has_no_correlation_and_no_warning():
         warnings.simplefilter("error")  # scipy's ConstantInputWarning would fail here
         row = selector_validation(build(parents, seeds), parents).set_index("selector").loc["qini"]
     assert np.isnan(row["spearman_with_oracle"]) and "same for every configuration" in row["spearman_note"]
+
+
+def test_printed_board_labels_its_intervals_and_keeps_overrides_apart():
+    from hte_bench.cli.compare import OUTSIDE_NOTE, legend, readable
+
+    # Two seeds far apart: the 95% t-interval of an RMSE reaches below 0, shown as computed and flagged once.
+    parents, seeds = _tables({"deep": [0.1, 1.5], "shallow": [0.2, 1.6]})
+    parents["params.estimator.model.min_samples_leaf"] = "20"
+    parents["params.estimator.model.max_depth"] = ["8", "4"]
+    parents["tags.estimator"] = "causal_forest"  # one estimator, two depths
+    board = build(parents, seeds)
+    table = readable(board, "cate_rmse_test")
+    cells = table["cate_rmse_test (lower) mean [CI]"].tolist()
+    assert all(c.endswith("†") and "[-" in c for c in cells)
+    lines = legend(board, "cate_rmse_test")
+    assert lines[0].startswith("Intervals: cate_rmse_test [ ] = 95% t-interval") and "95% Wilson" in lines[0]
+    assert OUTSIDE_NOTE in lines
+    assert sorted(table["overrides"]) == ["max_depth=4", "max_depth=8"]  # short keys, never cut
+    parents["params.alpha"] = "0.1"  # the level is the runs' own
+    assert "90% t-interval" in legend(build(parents, seeds), "cate_rmse_test")[0]

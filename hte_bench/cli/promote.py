@@ -90,11 +90,14 @@ def confirmations(tracker, metric: str):
     if runs.empty:
         return pd.DataFrame()
     mid = f"metrics.{metric}_mean" if f"metrics.{metric}_mean" in runs else f"metrics.{metric}"
+    alphas = sorted({float(a) for a in runs["params.alpha"].dropna()}) if "params.alpha" in runs else [0.05]
+    kind = "Wilson" if metric == "ate_coverage_rate" else "t-interval"
+    label = f"{metric} [{'/'.join(f'{1 - a:.0%}' for a in alphas) or '95%'} {kind}]"
     return pd.DataFrame({
         "condition": runs.get("tags.condition"), "estimator": runs["tags.estimator"],
         "config_hash": runs["tags.config_hash"], "selection seeds": runs.get("tags.selection_seeds"),
         "confirmation seeds": runs.get("tags.confirmation_seeds"),
-        metric: [_interval(r, mid, f"metrics.{metric}_ci_lower", f"metrics.{metric}_ci_upper")
+        label: [_interval(r, mid, f"metrics.{metric}_ci_lower", f"metrics.{metric}_ci_upper")
                  for _, r in runs.iterrows()],
         "run": runs["run_id"]})
 
