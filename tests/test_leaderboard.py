@@ -280,3 +280,9 @@ def test_printed_board_labels_its_intervals_and_keeps_overrides_apart():
     assert sorted(table["overrides"]) == ["max_depth=4", "max_depth=8"]  # short keys, never cut
     parents["params.alpha"] = "0.1"  # the level is the runs' own
     assert "90% t-interval" in legend(build(parents, seeds), "cate_rmse_test")[0]
+
+
+def test_min_seeds_gate_counts_the_seeds_a_configuration_was_selected_on():
+    parents, seeds = _tables({"many": BASE, "few": BASE[:2] + 1})
+    reasons = choose(build(parents, seeds), Gates(min_seeds=3)).reasons
+    assert reasons["many [hash-d1-many]"] == ["2 seeds compared on (0,1) < 3"]

@@ -19,7 +19,8 @@ def add_arguments(p) -> None:
                    help="gate: minimum per-unit coverage (test split), counted only for intervals whose kind "
                         "claims per-unit validity (per_unit, bootstrap)")
     p.add_argument("--max-failed-seeds", type=int, default=None, help="gate: at most this many failed seeds")
-    p.add_argument("--min-seeds", type=int, default=None, help="gate: at least this many finished seeds")
+    p.add_argument("--min-seeds", type=int, default=None, help="gate: at least this many seeds compared on (finished by every "
+                        "ranked configuration of the condition)")
     p.add_argument("--require-significance", action="store_true",
                    help="gate: the best must be significantly better than every other configuration")
     p.add_argument("--confirm-seeds", type=int, default=None, metavar="N",

@@ -88,10 +88,11 @@ def _gates(row: pd.Series, group: pd.DataFrame, gates: Gates) -> tuple[list[str]
         failed = int(row.get("seeds_failed") or 0)
         (out if failed > gates.max_failed_seeds else passed).append(
             f"{failed} failed seeds {'>' if failed > gates.max_failed_seeds else '≤'} {gates.max_failed_seeds}")
-    if gates.min_seeds is not None:
-        ok = int(row.get("seeds_ok") or 0)
+    if gates.min_seeds is not None:  # the seeds it was selected on (common to the condition), not all it ran
+        ok = int(row.get("n_compared", row.get("seeds_ok")) or 0)
         (out if ok < gates.min_seeds else passed).append(
-            f"{ok} finished seeds {'<' if ok < gates.min_seeds else '≥'} {gates.min_seeds}")
+            f"{ok} seeds compared on ({row.get('compared_on_seeds', '?')}) "
+            f"{'<' if ok < gates.min_seeds else '≥'} {gates.min_seeds}")
     if gates.require_significance:
         if row["vs_best"] != "best":
             out.append("not the best configuration (significance required)")
