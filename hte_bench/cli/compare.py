@@ -246,6 +246,7 @@ def write_report(tracker, board, avg, seeds, metric: str, out: Path, plots: bool
     """leaderboard.csv/.md/.html, average_rank.csv and comparison plots per data condition into ``out``."""
     import numpy as np
 
+    from hte_bench.compare.leaderboard import seeds_of
     from hte_bench.evaluation import metrics as M
     from hte_bench import plots as P
 
@@ -269,6 +270,10 @@ def write_report(tracker, board, avg, seeds, metric: str, out: Path, plots: bool
         values, ates, calib = {}, {}, {}
         for _, row in group.iterrows():
             kids = ok[ok["parent_id"] == row["parent_run_id"]].sort_values("tags.seed")
+            # The plots show the seeds the board compared, as the table does (extra seeds are not used).
+            compared = {str(s) for s in seeds_of(row.get("compared_on_seeds", ""))}
+            if compared:
+                kids = kids[kids["tags.seed"].astype(str).isin(compared)]
             label = _label(row)
             values[label] = kids.get(f"metrics.{per_seed_col}", np.array([])).to_numpy(float)
             ates[label] = kids.rename(columns=lambda c: c.replace("metrics.", ""))[
@@ -280,7 +285,7 @@ def write_report(tracker, board, avg, seeds, metric: str, out: Path, plots: bool
                     preds = pd.read_parquet(tracker.download(kids.iloc[0]["run_id"], "predictions.parquet", tmp))
                 test = preds[preds["split"] == "test"]
                 calib[label] = M.calibration_table(test["tau_true"].to_numpy(), test["tau_hat"].to_numpy())
-        condition = group["condition"].iloc[0]
+        condition = f"{group['condition'].iloc[0]} (seeds {group['compared_on_seeds'].iloc[0]})"
         for file, fig in ((f"{name}_{metric}_by_config.png",
                            P.metric_by_config_plot(values, per_seed_col, title=f"{condition}: {per_seed_col} per seed")),
                           (f"{name}_ate_error_by_config.png",
@@ -327,6 +332,8 @@ def _print_board(board, avg, metric: str, selectors=None, confirmations=None) ->
     if confirmations is not None and len(confirmations):
         print("\n== confirmation runs of promoted configurations (fresh seeds; never used for ranking) ==")
         print(confirmations.to_string(index=False))
+        if confirmations.astype(str).apply(lambda c: c.str.endswith(OUTSIDE_MARK)).any().any():
+            print(OUTSIDE_NOTE)
 
 
 def _report_params(args) -> dict:
