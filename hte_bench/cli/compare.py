@@ -100,6 +100,8 @@ def load(args):
 
 
 def _fmt(value, digits: int = 4) -> str:
+    if value is None:
+        return "–"
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -110,6 +112,8 @@ def _fmt(value, digits: int = 4) -> str:
 def _interval(row, mid: str, lo: str, hi: str) -> str:
     if mid not in row or not math.isfinite(float(row[mid])):
         return "–"
+    if _fmt(row.get(lo)) == "–" and _fmt(row.get(hi)) == "–":  # one seed, or a figure without interval
+        return _fmt(row[mid])
     return f"{_fmt(row[mid])} [{_fmt(row.get(lo))}, {_fmt(row.get(hi))}]"
 
 
@@ -165,7 +169,7 @@ def readable(board, metric: str):
         value = _interval(r, mid, lo, hi) + (OUTSIDE_MARK if _outside(metric, r.get(lo), r.get(hi)) else "")
         cover = _interval(r, "ate_coverage_rate", "ate_coverage_rate_ci_lower", "ate_coverage_rate_ci_upper")
         rows.append({
-            "condition": r["condition"], "rank": r["rank"], "estimator": r["estimator"],
+            "condition": r["condition"], "rank": r["rank"] if pd.notna(r["rank"]) else "–", "estimator": r["estimator"],
             "overrides": short_overrides(r["overrides"]),
             "vs best": r["vs_best"] + ("" if not math.isfinite(r["p_vs_best_adj"]) else f" (p={r['p_vs_best_adj']:.2g})"),
             f"{metric} ({direction(metric)}) {'mean [CI]' if mid != metric else '[CI]'}": value,
@@ -216,7 +220,7 @@ def condition_header(group, metric: str) -> tuple[str, list[str]]:
     if ranked.empty and group["vs_best"].eq("unranked: no common seed").any():
         own = "; ".join(f"{r.estimator} {short_overrides(r.overrides)}".strip() + f": {r.selection_seeds}"
                         for r in group.itertuples())
-        return title + " ==", [f"not ranked: its configurations share no finished seed ({own}); run them with "
+        return title.replace("ranked by", "not ranked by") + " ==", [f"not ranked: its configurations share no finished seed ({own}); run them with "
                                "the same n_seeds (e.g. hte-bench -m ... n_seeds=N) to compare them"]
     if ranked.empty:
         return title + " ==", ["not ranked: no configuration has a value of this metric"]
