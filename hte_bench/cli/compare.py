@@ -199,7 +199,8 @@ def legend(board, metric: str) -> list[str]:
     else:
         what = f"{metric} [ ] = {level} t-interval of the mean across the compared seeds"
     lines = [f"Intervals: {what}; ATE coverage [ ] = {level} Wilson interval over each configuration's own "
-             "seeds (ok); the other context columns are means over those seeds."]
+             "finished seeds (seeds ok). ATE bias, CATE coverage, calib slope, importance ρ and fit s are means "
+             "over each configuration's own finished seeds."]
     lo, hi = f"{metric}_ci_lower", f"{metric}_ci_upper"
     if lo in board and any(_outside(metric, a, b) for a, b in zip(board[lo], board[hi])):
         lines.append(OUTSIDE_NOTE)
