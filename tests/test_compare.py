@@ -59,14 +59,17 @@ def test_leaderboard_filters_and_other_metrics(study, capsys):
     (["--experiment", "nope"], "experiment='nope' does not exist"),
     (["--metric", "ate_hat"], "cannot be ranked; rankable metrics:"),
     (["--estimator", "forest"], "no finished runs for ['forest']; available: constant_effect"),
+    (["--metric", "cate_rmse_test_mean"], "did you mean cate_rmse_test? (the board ranks per-seed metrics"),
+    (["--by", "data.noize"], "--by=data.noize is not a data knob of these runs (did you mean data.noise?)"),
 ])
 def test_leaderboard_bad_input(study, capsys, args, message):
     _, uri = study
     with pytest.raises(SystemExit) as info:
         _lb(uri, *args, "--no-log")
     assert info.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and message in err[0]
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and not captured.out  # nothing printed before the error
 
 
 def test_promotion_registers_champion_and_writes_a_reproducing_config(study, capsys):
@@ -142,7 +145,8 @@ def test_promotion_gates_that_nothing_passes(study, capsys):
         promote_main(["--tracking-uri", uri, "--name", "never", "--min-ate-coverage", "1.01"])
     assert info.value.code == 1
     out = capsys.readouterr()
-    assert "nothing qualified" in out.err and "ATE coverage rate" in out.out
+    assert "nothing qualified" in out.err and "seeds) < 1.01" in out.out and "95% Wilson [" in out.out
+    assert "zero_effect [" in out.out and "no ATE interval (interval kind none), so no ATE coverage" in out.out
     from mlflow.exceptions import MlflowException
     with pytest.raises(MlflowException):
         client(uri).get_registered_model("never")
@@ -197,7 +201,7 @@ def test_a_knob_sweep_is_two_conditions_never_pooled(tmp_path, capsys, migrated_
     _lb(uri, "--by", "data.noise", "--metric", "cate_rmse_test")
     out = capsys.readouterr().out
     assert f"== {small} [condition" in out and f"== {small} noise=3.0 [condition" in out
-    assert "cate_rmse_test by data.noise: mean over seeds, 95% t-interval, n seeds" in out
+    assert "cate_rmse_test by data.noise: mean over each configuration's own seeds, 95% t-interval, n seeds" in out
     report = next(r for r in all_runs(uri, "hte-bench") if r.data.tags.get("hte_bench.kind") == "leaderboard")
     board = pd.read_csv(c.download_artifacts(report.info.run_id, "leaderboard.csv", str(tmp_path)))
     assert sorted(board["condition"].unique()) == [small, f"{small} noise=3.0"]

@@ -98,7 +98,8 @@ def test_gates_choose_the_best_that_passes_and_explain_the_rest():
     board = build(parents, seeds)
     decision = choose(board, Gates(min_ate_coverage=0.8))
     assert decision.winner["estimator"] == "ok"
-    assert any("ATE coverage rate 0.5 < 0.8" in r for r in decision.reasons["good [hash-d1-good]"])
+    assert any("ATE coverage 0.5 (95% Wilson" in r and r.endswith("< 0.8") for r in decision.reasons["good [hash-d1-good]"])
+    assert decision.reasons["ok [hash-d1-ok]"][0].startswith("passes every gate: ATE coverage 0.9 (95% Wilson")
     # Significance required: "good" is worse-than-nobody and beats "ok" and "bad" on every seed...
     assert choose(board, Gates(require_significance=True)).winner["estimator"] == "good"
     # ...but a near-twin makes it indistinguishable, and nothing qualifies.
@@ -224,3 +225,64 @@ def test_study_table_puts_conditions_side_by_side():
     assert list(grid.columns) == ["0.5", "3.0"] and "(n=10)" in grid.iloc[0, 0]
     with pytest.raises(ConfigError, match="not a data knob.*data.noise"):
         study_table(parents, seeds, "cate_rmse_test", "estimator.x")
+
+
+def test_configurations_are_ranked_on_the_seeds_they_all_share():
+    # "lucky" ran a third seed that flatters it (mean 0.7 over 0-2); on the shared seeds 0-1 it is worse.
+    parents, seeds = _tables({"lucky": [1.0, 1.0, 0.1], "steady": [0.5, 0.5]})
+    board = build(parents, seeds).set_index("estimator")
+    assert board.loc["steady", "rank"] == 1 and board.loc["lucky", "rank"] == 2
+    assert board.loc["lucky", "compared_on_seeds"] == "0,1" and board.loc["lucky", "selection_seeds"] == "0-2"
+    assert board.loc["lucky", "cate_rmse_test_mean"] == pytest.approx(1.0)  # not its logged 0.7
+    assert board.loc["lucky", "interval"].startswith("95% t-interval across seeds 0,1")
+    decision = choose(board.reset_index(), Gates())
+    assert decision.winner["estimator"] == "steady" and decision.winner["compared_on_seeds"] == "0,1"
+    # One common seed: ranked on it, but no interval and no test.
+    parents, seeds = _tables({"a": [1.0, 2.0], "b": [0.5]})
+    board = build(parents, seeds).set_index("estimator")
+    assert board.loc["b", "rank"] == 1 and board.loc["a", "vs_best"] == "untested"
+    assert np.isnan(board.loc["a", "cate_rmse_test_ci_lower"]) and board.loc["a", "n_compared"] == 1
+    # No common seed: nobody is ranked, and promotion refuses.
+    seeds.loc[seeds["parent_id"] == "d1-b", "tags.seed"] = "7"
+    board = build(parents, seeds)
+    assert board["rank"].isna().all() and set(board["vs_best"]) == {"unranked: no common seed"}
+    assert choose(board, Gates()).winner is None
+
+
+def test_a_constant_selector_has_no_correlation_and_no_warning():
+    import warnings
+
+    from hte_bench.compare.leaderboard import selector_validation
+
+    parents, seeds = _tables({"a": BASE, "b": BASE + 0.2, "c": BASE + 0.5})
+    parents["metrics.qini_mean"] = [0.0, 0.0, 0.0]  # e.g. every configuration ranks units the same way
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scipy's ConstantInputWarning would fail here
+        row = selector_validation(build(parents, seeds), parents).set_index("selector").loc["qini"]
+    assert np.isnan(row["spearman_with_oracle"]) and "same for every configuration" in row["spearman_note"]
+
+
+def test_printed_board_labels_its_intervals_and_keeps_overrides_apart():
+    from hte_bench.cli.compare import OUTSIDE_NOTE, legend, readable
+
+    # Two seeds far apart: the 95% t-interval of an RMSE reaches below 0, shown as computed and flagged once.
+    parents, seeds = _tables({"deep": [0.1, 1.5], "shallow": [0.2, 1.6]})
+    parents["params.estimator.model.min_samples_leaf"] = "20"
+    parents["params.estimator.model.max_depth"] = ["8", "4"]
+    parents["tags.estimator"] = "causal_forest"  # one estimator, two depths
+    board = build(parents, seeds)
+    table = readable(board, "cate_rmse_test")
+    cells = table["cate_rmse_test (lower) mean [CI]"].tolist()
+    assert all(c.endswith("†") and "[-" in c for c in cells)
+    lines = legend(board, "cate_rmse_test")
+    assert lines[0].startswith("Intervals: cate_rmse_test [ ] = 95% t-interval") and "95% Wilson" in lines[0]
+    assert OUTSIDE_NOTE in lines
+    assert sorted(table["overrides"]) == ["max_depth=4", "max_depth=8"]  # short keys, never cut
+    parents["params.alpha"] = "0.1"  # the level is the runs' own
+    assert "90% t-interval" in legend(build(parents, seeds), "cate_rmse_test")[0]
+
+
+def test_min_seeds_gate_counts_the_seeds_a_configuration_was_selected_on():
+    parents, seeds = _tables({"many": BASE, "few": BASE[:2] + 1})
+    reasons = choose(build(parents, seeds), Gates(min_seeds=3)).reasons
+    assert reasons["many [hash-d1-many]"] == ["2 seeds compared on (0,1) < 3"]

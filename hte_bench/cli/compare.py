@@ -90,12 +90,18 @@ def load(args):
     needed = f"metrics.{args.metric}" if args.metric in PARENT_ONLY else f"metrics.{args.metric}_mean"
     if needed not in parents.columns or parents[needed].isna().all():
         present = [m for m in RANKABLE if f"metrics.{m}_mean" in parents.columns or f"metrics.{m}" in parents.columns]
-        raise ConfigError(f"--metric={args.metric} was not logged by these runs; available: {', '.join(present)}")
+        import difflib
+
+        close = difflib.get_close_matches(args.metric, present, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ConfigError(f"--metric={args.metric} was not logged by these runs{hint}; available: {', '.join(present)}")
     seeds = tracker.frame(tracker.seed_runs(parents["run_id"].tolist()))
     return tracker, parents, seeds
 
 
 def _fmt(value, digits: int = 4) -> str:
+    if value is None:
+        return "–"
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -106,7 +112,39 @@ def _fmt(value, digits: int = 4) -> str:
 def _interval(row, mid: str, lo: str, hi: str) -> str:
     if mid not in row or not math.isfinite(float(row[mid])):
         return "–"
+    if _fmt(row.get(lo)) == "–" and _fmt(row.get(hi)) == "–":  # one seed, or a figure without interval
+        return _fmt(row[mid])
     return f"{_fmt(row[mid])} [{_fmt(row.get(lo))}, {_fmt(row.get(hi))}]"
+
+
+def _outside(metric: str, lo, hi) -> bool:
+    """True when a bound of an interval leaves the values ``metric`` can take (a t-interval on few seeds)."""
+    from hte_bench.evaluation.registry import value_range
+
+    bounds = value_range(metric)
+    vals = [float(v) for v in (lo, hi) if v is not None and math.isfinite(float(v))]
+    return bounds is not None and any(v < bounds[0] or v > bounds[1] for v in vals)
+
+
+OUTSIDE_MARK = "†"
+OUTSIDE_NOTE = (f"{OUTSIDE_MARK} t-intervals on 2-3 seeds are wide: bounds outside the metric's possible range "
+                "are shown as computed, not clipped.")
+
+
+def short_overrides(text: str) -> str:
+    """Overrides as printed: keys without their ``estimator.model.``/``estimator.`` prefix, never cut (the
+    csv/html keep the full keys)."""
+    import re
+
+    return re.sub(r"(^|\s)estimator\.(model\.)?", r"\1", str(text or ""))
+
+
+def _seeds_cell(row) -> str:
+    """The seeds a row is compared on, and the ones it ran that are not used."""
+    on, own = str(row.get("compared_on_seeds") or ""), str(row.get("selection_seeds") or "")
+    if on.startswith("own seeds") or on == own:
+        return on.replace("own seeds ", "") + (" (own)" if on.startswith("own seeds") else "")
+    return f"{on} (ran {own}; extra not used)" if own else on
 
 
 def _coverage(value, kind: str, claimed: bool) -> str:
@@ -127,14 +165,17 @@ def readable(board, metric: str):
     rows = []
     for _, r in board.iterrows():
         ate_kind, kind = r["ate_interval_kind"], r["interval_kind"]
+        lo, hi = f"{metric}_ci_lower", f"{metric}_ci_upper"
+        value = _interval(r, mid, lo, hi) + (OUTSIDE_MARK if _outside(metric, r.get(lo), r.get(hi)) else "")
+        cover = _interval(r, "ate_coverage_rate", "ate_coverage_rate_ci_lower", "ate_coverage_rate_ci_upper")
         rows.append({
-            "condition": r["condition"], "rank": r["rank"], "estimator": r["estimator"],
-            "overrides": r["overrides"][:60],
+            "condition": r["condition"], "rank": r["rank"] if pd.notna(r["rank"]) else "–", "estimator": r["estimator"],
+            "overrides": short_overrides(r["overrides"]),
             "vs best": r["vs_best"] + ("" if not math.isfinite(r["p_vs_best_adj"]) else f" (p={r['p_vs_best_adj']:.2g})"),
-            f"{metric} ({direction(metric)})": _interval(r, mid, f"{metric}_ci_lower", f"{metric}_ci_upper"),
+            f"{metric} ({direction(metric)}) {'mean [CI]' if mid != metric else '[CI]'}": value,
+            "compared on seeds": _seeds_cell(r),
             "ATE bias": _fmt(r["ate_bias_mean"]),
-            "ATE coverage (kind)": (_interval(r, "ate_coverage_rate", "ate_coverage_rate_ci_lower",
-                                              "ate_coverage_rate_ci_upper") + f" ({ate_kind})"),
+            "ATE coverage [Wilson] (kind)": cover + f" ({ate_kind})",
             "CATE coverage (kind)": _coverage(r["cate_coverage_test_mean"], kind,
                                               kind in PER_UNIT_VALID or kind == "unknown"),
             "calib slope": _fmt(r["calib_slope_test_mean"], 3),
@@ -144,8 +185,59 @@ def readable(board, metric: str):
     return pd.DataFrame(rows)
 
 
+def legend(board, metric: str) -> list[str]:
+    """Lines saying what every bracket on the board is: kind and level (from the runs' alpha)."""
+    from hte_bench.compare.leaderboard import PARENT_ONLY
+
+    alphas = sorted({float(a) for a in board["alpha"]}) if "alpha" in board else [0.05]
+    level = f"{1 - alphas[0]:.0%}" if len(alphas) == 1 else \
+        "1-alpha of each configuration (" + ", ".join(f"{1 - a:.0%}" for a in alphas) + ")"
+    if metric == "ate_coverage_rate":
+        what = f"{metric} [ ] = {level} Wilson interval over each configuration's own seeds (it exists only across seeds)"
+    elif metric in PARENT_ONLY:
+        what = f"{metric}: root mean square over the compared seeds, no interval"
+    else:
+        what = f"{metric} [ ] = {level} t-interval of the mean across the compared seeds"
+    lines = [f"Intervals: {what}; ATE coverage [ ] = {level} Wilson interval over each configuration's own "
+             "finished seeds (seeds ok). ATE bias, CATE coverage, calib slope, importance ρ and fit s are means "
+             "over each configuration's own finished seeds."]
+    lo, hi = f"{metric}_ci_lower", f"{metric}_ci_upper"
+    if lo in board and any(_outside(metric, a, b) for a, b in zip(board[lo], board[hi])):
+        lines.append(OUTSIDE_NOTE)
+    if board["overrides"].astype(str).str.contains(r"(?:^|\s)estimator\.").any():
+        lines.append("Overrides are printed without their 'estimator.model.'/'estimator.' prefix "
+                     "(full keys in leaderboard.csv).")
+    return lines
+
+
+def condition_header(group, metric: str) -> tuple[str, list[str]]:
+    """A condition's section title, naming the seeds its ranking stands on, and the lines that warn when
+    it stands on too few (one common seed) or none."""
+    chash = group["condition_hash"].iloc[0]
+    title = f"== {group['condition'].iloc[0]} [condition {chash[:6]}] — ranked by {metric}"
+    if metric == "ate_coverage_rate":
+        return title + ", each configuration on its own seeds (a rate across seeds) ==", []
+    ranked = group[group["rank"].notna()]
+    if ranked.empty and group["vs_best"].eq("unranked: no common seed").any():
+        own = "; ".join(f"{r.estimator} {short_overrides(r.overrides)}".strip() + f": {r.selection_seeds}"
+                        for r in group.itertuples())
+        return title.replace("ranked by", "not ranked by") + " ==", [f"not ranked: its configurations share no finished seed ({own}); run them with "
+                               "the same n_seeds (e.g. hte-bench -m ... n_seeds=N) to compare them"]
+    if ranked.empty:
+        return title + " ==", ["not ranked: no configuration has a value of this metric"]
+    on = ranked["compared_on_seeds"].iloc[0]
+    n = int(ranked["n_compared"].iloc[0])
+    k = len(ranked)
+    extra = (group["selection_seeds"] != on).any()
+    title += (f" on seed{'s' if n > 1 else ''} {on}, common to all {k} ranked configuration"
+              f"{'s' if k > 1 else ''}" + (" (seeds only some ran are not used)" if extra else "") + " ==")
+    notes = [f"1 common seed ({on}): no interval, no test — run every configuration on the same seeds"] \
+        if n == 1 else []
+    return title, notes
+
+
 def _label(row) -> str:
-    text = f"{row['estimator']} {row['overrides']}".strip()
+    text = f"{row['estimator']} {short_overrides(row['overrides'])}".strip()
     return (text[:48] + "…" if len(text) > 49 else text) + f" [{row['config_hash'][:6]}]"
 
 
@@ -159,6 +251,7 @@ def write_report(tracker, board, avg, seeds, metric: str, out: Path, plots: bool
     """leaderboard.csv/.md/.html, average_rank.csv and comparison plots per data condition into ``out``."""
     import numpy as np
 
+    from hte_bench.compare.leaderboard import seeds_of
     from hte_bench.evaluation import metrics as M
     from hte_bench import plots as P
 
@@ -167,7 +260,8 @@ def write_report(tracker, board, avg, seeds, metric: str, out: Path, plots: bool
     if selectors is not None and len(selectors):
         selectors.to_csv(out / "selector_validation.csv", index=False)
     table = readable(board, metric)
-    (out / "leaderboard.md").write_text(f"# Leaderboard by {metric}\n\n{VS_BEST_NOTE}\n\n"
+    notes = "\n\n".join([VS_BEST_NOTE, *legend(board, metric)])
+    (out / "leaderboard.md").write_text(f"# Leaderboard by {metric}\n\n{notes}\n\n"
                                         + table.to_markdown(index=False) + "\n")
     (out / "leaderboard.html").write_text(table.to_html(index=False, border=0))
     if avg is not None:
@@ -181,6 +275,10 @@ def write_report(tracker, board, avg, seeds, metric: str, out: Path, plots: bool
         values, ates, calib = {}, {}, {}
         for _, row in group.iterrows():
             kids = ok[ok["parent_id"] == row["parent_run_id"]].sort_values("tags.seed")
+            # The plots show the seeds the board compared, as the table does (extra seeds are not used).
+            compared = {str(s) for s in seeds_of(row.get("compared_on_seeds", ""))}
+            if compared:
+                kids = kids[kids["tags.seed"].astype(str).isin(compared)]
             label = _label(row)
             values[label] = kids.get(f"metrics.{per_seed_col}", np.array([])).to_numpy(float)
             ates[label] = kids.rename(columns=lambda c: c.replace("metrics.", ""))[
@@ -192,7 +290,7 @@ def write_report(tracker, board, avg, seeds, metric: str, out: Path, plots: bool
                     preds = pd.read_parquet(tracker.download(kids.iloc[0]["run_id"], "predictions.parquet", tmp))
                 test = preds[preds["split"] == "test"]
                 calib[label] = M.calibration_table(test["tau_true"].to_numpy(), test["tau_hat"].to_numpy())
-        condition = group["condition"].iloc[0]
+        condition = f"{group['condition'].iloc[0]} (seeds {group['compared_on_seeds'].iloc[0]})"
         for file, fig in ((f"{name}_{metric}_by_config.png",
                            P.metric_by_config_plot(values, per_seed_col, title=f"{condition}: {per_seed_col} per seed")),
                           (f"{name}_ate_error_by_config.png",
@@ -204,7 +302,8 @@ def write_report(tracker, board, avg, seeds, metric: str, out: Path, plots: bool
 
 
 VS_BEST_NOTE = ("'vs best' is a paired test against the best configuration of the same data condition, on the "
-                "seeds both share — the seeds the best was chosen on: a selection, optimistic for the winner. "
+                "seeds the condition is compared on (named in its header) — the seeds the best was chosen on: a "
+                "selection, optimistic for the winner. "
                 "hte-bench-promote confirms the winner on fresh seeds.")
 
 
@@ -212,11 +311,16 @@ def _print_board(board, avg, metric: str, selectors=None, confirmations=None) ->
     from hte_bench.compare.study import KIND_NOTES
 
     table = readable(board, metric)
-    for chash, group in board.groupby("condition_hash", sort=False):
-        seeds = "; ".join(sorted(set(group["selection_seeds"]))) or "?"
-        print(f"\n== {group['condition'].iloc[0]} [condition {chash[:6]}] — ranked by {metric}, seeds {seeds} ==")
+    for _, group in board.groupby("condition_hash", sort=False):
+        title, notes = condition_header(group, metric)
+        print("\n" + title)
+        for note in notes:
+            print(note)
         print(table.loc[group.index].drop(columns="condition").to_string(index=False))
-    print(f"\n{VS_BEST_NOTE}")
+    print()
+    for line in legend(board, metric):
+        print(line)
+    print(VS_BEST_NOTE)
     kinds = sorted(set(board["interval_kind"]) | set(board["ate_interval_kind"]))
     notes = [f"{k}: {KIND_NOTES[k]}" for k in kinds if k in KIND_NOTES]
     if notes:
@@ -233,6 +337,8 @@ def _print_board(board, avg, metric: str, selectors=None, confirmations=None) ->
     if confirmations is not None and len(confirmations):
         print("\n== confirmation runs of promoted configurations (fresh seeds; never used for ranking) ==")
         print(confirmations.to_string(index=False))
+        if confirmations.astype(str).apply(lambda c: c.str.endswith(OUTSIDE_MARK)).any().any():
+            print(OUTSIDE_NOTE)
 
 
 def _report_params(args) -> dict:
@@ -252,9 +358,11 @@ def _study(parents, seeds, metric: str, by: str, out: Optional[Path]) -> None:
     """Print (and with ``out`` save as csv and figure) ``metric`` against the data knob ``by``."""
     from hte_bench.compare import study
 
-    table = study.study_table(parents, seeds, metric, by)
-    print(f"\n== {metric} by {by}: mean over seeds, 95% t-interval, n seeds (each cell its own data "
-          f"condition; one row per configuration) ==")
+    alphas = {float(a) for a in parents["params.alpha"].dropna()} if "params.alpha" in parents else set()
+    alpha = alphas.pop() if len(alphas) == 1 else 0.05  # runs' own level; mixed levels fall back to 95%
+    table = study.study_table(parents, seeds, metric, by, level=1 - alpha)
+    print(f"\n== {metric} by {by}: mean over each configuration's own seeds, {1 - alpha:.0%} t-interval, n seeds "
+          f"(each cell its own data condition; one row per configuration; not a ranking) ==")
     print(study.study_grid(table, by).to_string())
     if out is not None:
         from hte_bench import plots as P
@@ -278,6 +386,10 @@ def leaderboard_main(argv: Optional[list[str]] = None) -> None:
         from hte_bench.compare.leaderboard import average_rank, build, selector_validation
 
         tracker, parents, seeds = load(args)
+        if args.by:  # a bad knob must fail before the board is printed, not after
+            from hte_bench.compare.study import check_study
+
+            check_study(parents, args.metric, args.by)
         board = build(parents, seeds, args.metric, args.test, args.level, args.correction)
         avg = average_rank(board)
         selectors = selector_validation(board, parents)

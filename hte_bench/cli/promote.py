@@ -19,7 +19,8 @@ def add_arguments(p) -> None:
                    help="gate: minimum per-unit coverage (test split), counted only for intervals whose kind "
                         "claims per-unit validity (per_unit, bootstrap)")
     p.add_argument("--max-failed-seeds", type=int, default=None, help="gate: at most this many failed seeds")
-    p.add_argument("--min-seeds", type=int, default=None, help="gate: at least this many finished seeds")
+    p.add_argument("--min-seeds", type=int, default=None, help="gate: at least this many seeds compared on (finished by every "
+                        "ranked configuration of the condition)")
     p.add_argument("--require-significance", action="store_true",
                    help="gate: the best must be significantly better than every other configuration")
     p.add_argument("--confirm-seeds", type=int, default=None, metavar="N",
@@ -49,8 +50,12 @@ def summary_text(metric: str, values: dict, seeds: list[int], alpha: float) -> s
         return f"{f(metric)} [{f(metric + '_ci_lower')}, {f(metric + '_ci_upper')}] (share of {where}; Wilson interval)"
     if metric in PARENT_ONLY:
         return f"{f(metric)} (across {where}; no interval)"
+    from hte_bench.cli.compare import _outside
+
+    wide = "; a bound outside the metric's possible range is shown as computed (few seeds)" \
+        if _outside(metric, values.get(metric + "_ci_lower"), values.get(metric + "_ci_upper")) else ""
     return (f"{f(metric + '_mean')} [{f(metric + '_ci_lower')}, {f(metric + '_ci_upper')}] "
-            f"(mean over {where}, {1 - alpha:.0%} t-interval)")
+            f"(mean over {where}, {1 - alpha:.0%} t-interval{wide})")
 
 
 def confirm(tracker, config_text: str, choices: dict, win, selection: list[int], n: int, name: str) -> dict:
@@ -83,19 +88,24 @@ def confirmations(tracker, metric: str):
     """Promotion's confirmation runs in the experiment, as a small table (empty when there are none)."""
     import pandas as pd
 
-    from hte_bench.cli.compare import _interval
+    from hte_bench.cli.compare import OUTSIDE_MARK, _interval, _outside
     from hte_bench.tracking import KIND
 
     runs = tracker.frame(tracker.search(f"tags.`{KIND}` = 'confirmation' and attributes.status = 'FINISHED'"))
     if runs.empty:
         return pd.DataFrame()
     mid = f"metrics.{metric}_mean" if f"metrics.{metric}_mean" in runs else f"metrics.{metric}"
+    alphas = sorted({float(a) for a in runs["params.alpha"].dropna()}) if "params.alpha" in runs else [0.05]
+    kind = "Wilson" if metric == "ate_coverage_rate" else "t-interval"
+    label = f"{metric} [{'/'.join(f'{1 - a:.0%}' for a in alphas) or '95%'} {kind}]"
     return pd.DataFrame({
         "condition": runs.get("tags.condition"), "estimator": runs["tags.estimator"],
         "config_hash": runs["tags.config_hash"], "selection seeds": runs.get("tags.selection_seeds"),
         "confirmation seeds": runs.get("tags.confirmation_seeds"),
-        metric: [_interval(r, mid, f"metrics.{metric}_ci_lower", f"metrics.{metric}_ci_upper")
-                 for _, r in runs.iterrows()],
+        label: [_interval(r, mid, f"metrics.{metric}_ci_lower", f"metrics.{metric}_ci_upper")
+                + (OUTSIDE_MARK if _outside(metric, r.get(f"metrics.{metric}_ci_lower"),
+                                            r.get(f"metrics.{metric}_ci_upper")) else "")
+                for _, r in runs.iterrows()],
         "run": runs["run_id"]})
 
 
@@ -105,7 +115,7 @@ def promote(args) -> None:
 
     from hte_bench.cli.compare import load
     from hte_bench.compare import promote as P
-    from hte_bench.compare.leaderboard import build
+    from hte_bench.compare.leaderboard import build, seeds_of
     from hte_bench.data.base import DataError
     from hte_bench.runner import CHOICE
     from hte_bench.seed import make_data, make_estimator
@@ -124,7 +134,12 @@ def promote(args) -> None:
     tracker, parents, seeds = load(args)
     board = build(parents, seeds, args.metric, args.test, args.level, args.correction)
     decision = P.choose(board, gates)
-    print(f"Candidates in condition '{board['condition'].iloc[0]}', ranked by {args.metric} on the seeds they ran:")
+    from hte_bench.cli.compare import condition_header
+
+    title, notes = condition_header(board, args.metric)
+    print(f"Candidates in condition '{board['condition'].iloc[0]}' {title.split(' — ', 1)[1].rstrip(' =')}:")
+    for note in notes:
+        print(f"  {note}")
     for label, why in decision.reasons.items():
         print(f"  {label}: {'; '.join(why)}")
     if decision.winner is None:
@@ -138,8 +153,8 @@ def promote(args) -> None:
     row = parents.set_index("run_id").loc[win["parent_run_id"]]
     choices = {c[len("tags." + CHOICE):]: row[c] for c in parents.columns
                if c.startswith("tags." + CHOICE) and isinstance(row[c], str)}
-    kids = seeds[(seeds["parent_id"] == win["parent_run_id"]) & (seeds["status"] == "FINISHED")]
-    selection = sorted(int(s) for s in kids["tags.seed"])
+    # The seeds it was ranked on (common to the condition's configurations), not every seed it ran.
+    selection = seeds_of(win["compared_on_seeds"])
     n_confirm = len(selection) if args.confirm_seeds is None else args.confirm_seeds
     selected = summary_text(args.metric, {k: win.get(k) for k in win.index}, selection, alpha)
     print(f"selection    {args.metric}: {selected} — the seeds it was picked on (optimistic)", flush=True)

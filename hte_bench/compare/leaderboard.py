@@ -29,8 +29,17 @@ _IGNORED_PARAMS = ("tracking.", "n_jobs", "seeds", "n_seeds", "seed", "optimized
                    "nuisance_cache")
 
 
+_STAT_WORDS = {"mean": "mean", "std": "standard deviation", "ci_lower": "interval's lower bound",
+               "ci_upper": "interval's upper bound"}
+
+
 def direction(metric: str) -> str:
     """'lower', 'higher' or 'target=<value>' — how the metric is ranked (one-line error if it cannot rank)."""
+    base, stat = registry.split_name(metric)
+    if stat is not None and metric not in registry.METRICS and registry.spec(base).level == "seed":
+        # Sweep summaries and optimized_metric use the aggregate names, so people type them here.
+        raise ConfigError(f"--metric={metric} is an aggregate: did you mean {base}? (the board ranks per-seed "
+                          f"metrics; {metric} is their {_STAT_WORDS[stat]} across seeds)")
     registry.loss(metric, [])  # refuses unregistered and context-only metrics in one line
     return registry.spec(metric).direction()
 
@@ -107,14 +116,50 @@ def seed_losses(seeds: pd.DataFrame, metric: str, alphas: dict[str, float]) -> p
 PER_UNIT_COVERAGE = ("cate_coverage_train", "cate_coverage_test")
 
 
+def _seed_sets(ok: pd.DataFrame, ids) -> dict[str, set[int]]:
+    """Per configuration run, the seeds of its FINISHED seed runs."""
+    if not len(ok):
+        return {r: set() for r in ids}
+    return {r: {int(s) for s in ok.loc[ok["parent_id"] == r, "tags.seed"]} for r in ids}
+
+
+def _per_seed(ok: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Wide table of one per-seed metric: index seed (int), one column per parent run id."""
+    if column not in ok.columns or not len(ok):
+        return pd.DataFrame()
+    wide = ok.pivot_table(index="tags.seed", columns="parent_id", values=column, aggfunc="first")
+    wide.index = wide.index.astype(int)
+    return wide
+
+
+def _on(wide: pd.DataFrame, run_id: str, seeds: list[int]) -> np.ndarray:
+    """The run's values on exactly ``seeds`` (NaN where missing)."""
+    if wide.empty or run_id not in wide:
+        return np.full(len(seeds), np.nan)
+    return wide[run_id].reindex(seeds).to_numpy(dtype=float)
+
+
+def seeds_of(text: str) -> list[int]:
+    """The seeds of a ``compared_on_seeds`` cell (``0-7``, ``0,3,9``, ``own seeds 0-2``, ``none``)."""
+    text = str(text).replace("own seeds", "").strip()
+    out: list[int] = []
+    for part in filter(None, text.split(",")) if text != "none" else []:
+        lo, _, hi = part.strip().partition("-")
+        out.extend(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
 def build(parents: pd.DataFrame, seeds: pd.DataFrame, metric: str = "cate_rmse_test", test: str = "wilcoxon",
           level: float = 0.05, correction: str = "holm") -> pd.DataFrame:
     """The leaderboard: configurations ranked by ``metric`` within each data condition.
 
-    ``parents``/``seeds`` are run tables (columns ``tags.*``, ``params.*``, ``metrics.*``). Each
-    configuration is tested against the best of its condition on the seeds both share (the best was chosen
-    on those same seeds); p-values are corrected for the number of comparisons with statsmodels
-    ``multipletests``. Ranking by per-unit coverage skips configurations whose intervals do not claim it.
+    ``parents``/``seeds`` are run tables (columns ``tags.*``, ``params.*``, ``metrics.*``). Within a
+    condition every ranked configuration is scored, summarised (mean and t-interval across seeds) and tested
+    on the same seeds: those all of them finished (``compared_on_seeds``), so a configuration with more or
+    luckier seeds gains nothing. Each is tested against the best (chosen on those same seeds); p-values are
+    corrected with statsmodels ``multipletests``. ``ate_coverage_rate`` exists only across seeds: it keeps
+    each configuration's own seeds (``compared_on_seeds`` says so). Ranking by per-unit coverage skips
+    configurations whose intervals do not claim it.
     """
     from statsmodels.stats.multitest import multipletests
 
@@ -125,45 +170,82 @@ def build(parents: pd.DataFrame, seeds: pd.DataFrame, metric: str = "cate_rmse_t
     alpha_col = parents["params.alpha"] if "params.alpha" in parents else pd.Series(0.05, index=parents.index)
     alphas = {r: float(a) for r, a in zip(parents["run_id"], alpha_col)}
     losses = seed_losses(seeds, metric, alphas) if metric != "ate_coverage_rate" else pd.DataFrame()
+    if not losses.empty:
+        losses.index = losses.index.astype(int)
     ids = parents["run_id"]
     ok = seeds[seeds["status"] == "FINISHED"] if len(seeds) else seeds
+    own = _seed_sets(ok, ids)
     board = pd.DataFrame({
         "data": parents["tags.data"], "condition": parents["tags.condition"],
         "estimator": parents["tags.estimator"], "overrides": distinguishing_overrides(parents),
         "config_hash": parents["tags.config_hash"],
-        "selection_seeds": [seed_list(ok.loc[ok["parent_id"] == r, "tags.seed"]) if len(ok) else ""
-                            for r in ids],
+        "selection_seeds": [seed_list(own[r]) for r in ids], "compared_on_seeds": "", "n_compared": 0,
+        "interval": "", "alpha": [alphas[r] for r in ids],
         "seeds_ok": parents.get("metrics.n_seeds_ok"), "seeds_failed": parents.get("metrics.n_seeds_failed"),
         "interval_kind": ids.map(study.interval_kinds(seeds, ids, "interval_kind")),
         "ate_interval_kind": ids.map(study.interval_kinds(seeds, ids, "ate_interval_kind")),
         "condition_hash": parents["tags.condition_hash"], "parent_run_id": ids})
-    if metric in PARENT_ONLY:
-        board[metric] = parents.get(f"metrics.{metric}")
-        for side in ("ci_lower", "ci_upper"):
-            board[f"{metric}_{side}"] = parents.get(f"metrics.{metric}_{side}")
-    else:
-        for stat in ("mean", "ci_lower", "ci_upper"):
-            board[f"{metric}_{stat}"] = parents.get(f"metrics.{metric}_{stat}")
+    cols = [metric, f"{metric}_ci_lower", f"{metric}_ci_upper"] if metric in PARENT_ONLY else \
+        [f"{metric}_{stat}" for stat in ("mean", "ci_lower", "ci_upper")]
+    for col in cols:
+        board[col] = math.nan
     for col in CONTEXT:
         board[col] = parents.get(f"metrics.{col}")
-    if metric == "ate_coverage_rate":
-        board["score"] = [float(loss(metric, [v], alphas[r])[0])
-                          for v, r in zip(board[metric], board["parent_run_id"])]
-    else:
-        board["score"] = [float(np.nanmean(losses[r])) if r in losses and np.isfinite(losses[r]).any()
-                          else math.nan for r in board["parent_run_id"]]
     unclaimed = pd.Series(False, index=board.index)
     if metric in PER_UNIT_COVERAGE:  # a broadcast ATE or a dishonest forest claims nothing per unit
         unclaimed = ~board["interval_kind"].isin(study.PER_UNIT_VALID + ("unknown",))
-        board.loc[unclaimed, "score"] = math.nan
+    board["score"] = math.nan
     board["p_vs_best"] = math.nan
     board["p_vs_best_adj"] = math.nan
     board["vs_best"] = "untested"
-    board["rank"] = 0
+    board["rank"] = pd.Series(pd.NA, index=board.index, dtype="Int64")
+    values = _per_seed(ok, "metrics.ate_bias" if metric == "ate_rmse" else f"metrics.{metric}")
     frames = []
     for _, group in board.groupby("condition_hash", sort=False):
-        frames.append(_rank_condition(group.sort_values("score", na_position="last").copy(), losses, test,
-                                      level, correction, multipletests))
+        group = group.copy()
+        ranked = group.index[~unclaimed[group.index] & group["parent_run_id"].map(lambda r: bool(own[r]))]
+        if metric == "ate_coverage_rate":  # only across seeds: each configuration on its own seeds, as logged
+            for idx in group.index:
+                r = group.at[idx, "parent_run_id"]
+                row = parents.loc[idx]
+                group.at[idx, metric] = row.get(f"metrics.{metric}", math.nan)
+                for side in ("ci_lower", "ci_upper"):
+                    group.at[idx, f"{metric}_{side}"] = row.get(f"metrics.{metric}_{side}", math.nan)
+                group.at[idx, "score"] = float(loss(metric, [group.at[idx, metric]], alphas[r])[0])
+                group.at[idx, "compared_on_seeds"] = f"own seeds {seed_list(own[r])}" if own[r] else "none"
+                group.at[idx, "n_compared"] = len(own[r])
+                group.at[idx, "interval"] = f"{1 - alphas[r]:.0%} Wilson across its own seeds"
+            common: list[int] = []
+        else:
+            common = sorted(set.intersection(*(own[group.at[i, "parent_run_id"]] for i in ranked))) \
+                if len(ranked) else []
+            for idx in group.index:
+                r = group.at[idx, "parent_run_id"]
+                # Unranked rows are summarised on the common seeds too when they have them, else on their own.
+                on = common if common and set(common) <= own[r] else sorted(own[r])
+                v = _on(values, r, on)
+                group.at[idx, "compared_on_seeds"] = seed_list(on) if on else "none"
+                group.at[idx, "n_compared"] = len(on)
+                if metric == "ate_rmse":  # a root mean square over seeds: no t-interval
+                    group.at[idx, metric] = float(np.sqrt(np.nanmean(v ** 2))) if np.isfinite(v).any() else math.nan
+                    group.at[idx, "interval"] = "none (root mean square over seeds)"
+                else:
+                    mean, lo, hi, _ = study.t_interval(v, 1 - alphas[r])
+                    group.at[idx, f"{metric}_mean"] = mean
+                    group.at[idx, f"{metric}_ci_lower"], group.at[idx, f"{metric}_ci_upper"] = lo, hi
+                    group.at[idx, "interval"] = (f"{1 - alphas[r]:.0%} t-interval across seeds {seed_list(on)}"
+                                                 if len(on) > 1 else "none (1 seed)")
+                if idx in ranked and common:
+                    lv = _on(losses, r, common)
+                    group.at[idx, "score"] = float(np.nanmean(lv)) if np.isfinite(lv).any() else math.nan
+        if metric != "ate_coverage_rate" and len(ranked) and not common:
+            group.loc[ranked, "vs_best"] = "unranked: no common seed"
+            frames.append(group)
+            continue
+        group.loc[unclaimed[group.index][lambda u: u].index, "score"] = math.nan
+        order = group.sort_values("score", na_position="last")
+        frames.append(_rank_condition(order, losses.reindex(common) if common else losses, test, level,
+                                      correction, multipletests))
     out = pd.concat(frames)
     out.loc[unclaimed, "vs_best"] = "unranked: " + out.loc[unclaimed, "interval_kind"]
     out = out.sort_values(["data", "condition", "rank"], kind="stable", na_position="last")
@@ -173,10 +255,14 @@ def build(parents: pd.DataFrame, seeds: pd.DataFrame, metric: str = "cate_rmse_t
 
 def _rank_condition(group: pd.DataFrame, losses: pd.DataFrame, test: str, level: float, correction: str,
                     multipletests) -> pd.DataFrame:
-    """Ranks and paired tests against the best within one condition (``group`` sorted by score)."""
-    group["rank"] = group["score"].rank(method="min").astype("Int64")
+    """Ranks and paired tests against the best within one condition (``group`` sorted by score; ``losses``
+    restricted to the seeds the condition is compared on)."""
+    scored = group["score"].notna()
+    if not scored.any():
+        return group
+    group.loc[scored, "rank"] = group.loc[scored, "score"].rank(method="min").astype("Int64")
     best = group.iloc[0]["parent_run_id"]
-    others = group.index[1:]
+    others = group.index[1:][scored[group.index[1:]]]
     if not losses.empty and best in losses:
         for idx in others:
             run_id = group.at[idx, "parent_run_id"]
@@ -254,15 +340,28 @@ def selector_validation(board: pd.DataFrame, parents: pd.DataFrame, oracle: str 
             score_loss = np.where(ok, values if way == "lower" else -values, np.inf)
             picks = _tied(score_loss)
             ranks = stats.rankdata(np.where(ok, oracle_loss, np.inf), method="min")
-            rho = stats.spearmanr(score_loss[ok], oracle_loss[ok]).statistic if ok.sum() > 2 else float("nan")
+            rho, why = _spearman(score_loss[ok], oracle_loss[ok])
             rows.append({"data": group["data"].iloc[0], "condition": group["condition"].iloc[0], "selector": score,
                          "direction": way, "n_configs": int(ok.sum()), "picked": " | ".join(labels[picks]),
                          "n_tied": len(picks), f"picked_{oracle}": float(np.mean(truth[picks])),
                          "oracle_best": " | ".join(labels[best]), f"best_{oracle}": float(truth[best[0]]),
                          "regret": float(np.mean(oracle_loss[picks]) - oracle_loss[best[0]]),
                          "picked_oracle_rank": float(np.mean(ranks[picks])),
-                         "spearman_with_oracle": float(rho), **seeds})
+                         "spearman_with_oracle": float(rho), "spearman_note": why, **seeds})
     return pd.DataFrame(rows)
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> tuple[float, str]:
+    """Spearman correlation of two score vectors and '' — or NaN and why it is undefined (a constant input
+    has no ranking to agree with; scipy would only warn)."""
+    from scipy import stats
+
+    if len(a) < 3:
+        return math.nan, f"undefined: {len(a)} configurations (needs 3)"
+    for name, v in (("selector", a), ("oracle", b)):
+        if np.allclose(v, v[0], rtol=1e-12, atol=1e-12):
+            return math.nan, f"undefined: the {name} is the same for every configuration"
+    return float(stats.spearmanr(a, b).statistic), ""
 
 
 def _tag(latest: pd.DataFrame, ids, name: str) -> pd.Series:

@@ -34,23 +34,65 @@ class Decision:
     reasons: dict[str, list[str]] = field(default_factory=dict)
 
 
-def _failures(row: pd.Series, group: pd.DataFrame, gates: Gates) -> list[str]:
-    out = []
+def _f(value) -> str:
+    """A number as every board prints it (4 significant digits), '–' when missing."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return "–"
+    return f"{v:.4g}" if math.isfinite(v) else "–"
+
+
+def _n(row: pd.Series) -> str:
+    n = row.get("seeds_ok")
+    return f"{int(n)} seeds" if n is not None and math.isfinite(float(n)) else "seeds unknown"
+
+
+def _ate_coverage(row: pd.Series) -> tuple[float, str]:
+    """The ATE coverage rate and how it reads: value, Wilson interval at the run's level, number of seeds —
+    or why there is none."""
+    rate, kind = row.get("ate_coverage_rate"), row.get("ate_interval_kind", "unknown")
+    if rate is None or not math.isfinite(float(rate)):
+        if kind == "none":
+            return math.nan, "no ATE interval (interval kind none), so no ATE coverage"
+        return math.nan, f"no ATE coverage rate logged (ATE interval kind {kind})"
+    level = f"{1 - float(row.get('alpha', 0.05)):.0%}"
+    return float(rate), (f"ATE coverage {_f(rate)} ({level} Wilson [{_f(row.get('ate_coverage_rate_ci_lower'))}, "
+                         f"{_f(row.get('ate_coverage_rate_ci_upper'))}], {_n(row)})")
+
+
+def _gates(row: pd.Series, group: pd.DataFrame, gates: Gates) -> tuple[list[str], list[str]]:
+    """(failures, passes) of one candidate, each a readable sentence with the gated value."""
+    out, passed = [], []
     if gates.min_ate_coverage is not None:
-        rate = row.get("ate_coverage_rate")
-        if rate is None or not math.isfinite(rate) or rate < gates.min_ate_coverage:
-            out.append(f"ATE coverage rate {rate} < {gates.min_ate_coverage}")
+        rate, text = _ate_coverage(row)
+        if not math.isfinite(rate):
+            out.append(text)
+        elif rate < gates.min_ate_coverage:
+            out.append(f"{text} < {_f(gates.min_ate_coverage)}")
+        else:
+            passed.append(f"{text} ≥ {_f(gates.min_ate_coverage)}")
     if gates.min_cate_coverage is not None:
         kind, cover = row.get("interval_kind", "unknown"), row.get("cate_coverage_test_mean")
+        text = f"per-unit coverage {_f(cover)} (mean over {_n(row)}, kind {kind})"
         if kind not in PER_UNIT_VALID:  # a repeated ATE interval or a dishonest forest proves nothing per unit
             out.append(f"per-unit coverage of kind {kind} is not evidence of valid per-unit intervals "
                        f"({KIND_NOTES.get(kind, kind)})")
-        elif cover is None or not math.isfinite(cover) or cover < gates.min_cate_coverage:
-            out.append(f"per-unit coverage {cover} < {gates.min_cate_coverage}")
-    if gates.max_failed_seeds is not None and (row.get("seeds_failed") or 0) > gates.max_failed_seeds:
-        out.append(f"{int(row['seeds_failed'])} failed seeds > {gates.max_failed_seeds}")
-    if gates.min_seeds is not None and (row.get("seeds_ok") or 0) < gates.min_seeds:
-        out.append(f"{int(row.get('seeds_ok') or 0)} finished seeds < {gates.min_seeds}")
+        elif cover is None or not math.isfinite(cover):
+            out.append(f"no per-unit coverage logged (kind {kind})")
+        elif cover < gates.min_cate_coverage:
+            out.append(f"{text} < {_f(gates.min_cate_coverage)}")
+        else:
+            passed.append(f"{text} ≥ {_f(gates.min_cate_coverage)}")
+    if gates.max_failed_seeds is not None:
+        failed = int(row.get("seeds_failed") or 0)
+        (out if failed > gates.max_failed_seeds else passed).append(
+            f"{failed} failed seeds {'>' if failed > gates.max_failed_seeds else '≤'} {gates.max_failed_seeds}")
+    if gates.min_seeds is not None:  # the seeds it was selected on (common to the condition), not all it ran
+        ok = int(row.get("n_compared", row.get("seeds_ok")) or 0)
+        (out if ok < gates.min_seeds else passed).append(
+            f"{ok} seeds compared on ({row.get('compared_on_seeds', '?')}) "
+            f"{'<' if ok < gates.min_seeds else '≥'} {gates.min_seeds}")
     if gates.require_significance:
         if row["vs_best"] != "best":
             out.append("not the best configuration (significance required)")
@@ -59,7 +101,15 @@ def _failures(row: pd.Series, group: pd.DataFrame, gates: Gates) -> list[str]:
             if len(unresolved):
                 out.append(f"not significantly better than {len(unresolved)} other configuration(s): "
                            + ", ".join(f"{r.estimator} {r.overrides}".strip() for r in unresolved.itertuples()))
-    return out
+            else:
+                passed.append(f"significantly better than every other configuration on seeds "
+                              f"{row.get('compared_on_seeds', '?')}")
+    return out, passed
+
+
+def _failures(row: pd.Series, group: pd.DataFrame, gates: Gates) -> list[str]:
+    """Why a candidate fails the gates (empty when it passes)."""
+    return _gates(row, group, gates)[0]
 
 
 def _note(row: pd.Series, gates: Gates) -> str:
@@ -78,8 +128,11 @@ def choose(board: pd.DataFrame, gates: Gates) -> Decision:
     decision = Decision(winner=None)
     for _, row in board.sort_values("rank").iterrows():
         label = f"{row['estimator']} {row['overrides']} [{row['config_hash']}]".replace("  ", " ")
-        failed = _failures(row, board, gates)
-        decision.reasons[label] = failed or ["passes every gate" + _note(row, gates)]
+        failed, passed = _gates(row, board, gates)
+        if row.get("vs_best") == "unranked: no common seed":  # nothing to choose on
+            failed = ["not ranked: the configurations of this condition share no finished seed"] + failed
+        decision.reasons[label] = failed or ["passes every gate" + (": " + "; ".join(passed) if passed else "")
+                                             + _note(row, gates)]
         if not failed and decision.winner is None:
             decision.winner = row
     return decision

@@ -70,6 +70,27 @@ def knobs_varying(parents: pd.DataFrame) -> list[str]:
                    if g[c].astype(str).nunique(dropna=False) > 1})
 
 
+def check_study(parents: pd.DataFrame, metric: str, by: str) -> None:
+    """One-line ConfigError unless ``by`` is a data knob of these runs and ``metric`` exists per seed; cheap,
+    so the command line checks it before printing anything."""
+    import difflib
+
+    from hte_bench.evaluation import registry
+
+    if registry.spec(metric).level != "seed":
+        raise ConfigError(f"--by needs a per-seed metric; {metric} exists only across seeds "
+                          f"(try ate_bias or cate_rmse_test)")
+    if by.startswith("data.") and f"params.{by}" in parents:
+        return
+    varying = knobs_varying(parents)
+    knobs = sorted(c[len("params."):] for c in parents.columns
+                   if c.startswith("params.data.") and c != "params.data._target_")
+    close = difflib.get_close_matches(by, varying or knobs, n=1) or difflib.get_close_matches(by, knobs, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise ConfigError(f"--by={by} is not a data knob of these runs{hint}; knobs that vary: "
+                      f"{', '.join(varying) or '(none: every run has the same data)'}")
+
+
 def study_table(parents: pd.DataFrame, seeds: pd.DataFrame, metric: str, by: str,
                 level: float = 0.95) -> pd.DataFrame:
     """``metric`` against the data knob ``by``: one row per (generator, configuration, value of ``by``).
@@ -81,14 +102,8 @@ def study_table(parents: pd.DataFrame, seeds: pd.DataFrame, metric: str, by: str
     from hte_bench.compare.leaderboard import distinguishing_overrides, latest_per_config
     from hte_bench.evaluation import registry
 
-    spec = registry.spec(metric)
-    if spec.level != "seed":
-        raise ConfigError(f"--by needs a per-seed metric; {metric} exists only across seeds "
-                          f"(try ate_bias or cate_rmse_test)")
+    check_study(parents, metric, by)
     col = f"params.{by}"
-    if not by.startswith("data.") or col not in parents:
-        raise ConfigError(f"--by={by} is not a data knob of these runs; varying knobs: "
-                          f"{', '.join(knobs_varying(parents)) or '(none)'}")
     parents = latest_per_config(with_conditions(parents))
     other = [k for k in knobs_varying(parents) if k != by]
     overrides = distinguishing_overrides(parents, group="tags.data")

@@ -252,6 +252,19 @@ def headline() -> tuple[str, ...]:
     return tuple(s.name for s in _ALL if s.headline)
 
 
+def value_range(name: str) -> Optional[tuple[float, float]]:
+    """The values a metric can take where its definition bounds them (shares, correlations, errors, times);
+    None when unbounded or unknown. Boards use it to flag interval bounds that leave the range."""
+    base = split_name(name)[0]
+    if any(k in base for k in ("coverage", "covered", "top_hit", "_named")):
+        return 0.0, 1.0
+    if base.endswith("rank_corr"):
+        return -1.0, 1.0
+    if any(k in base for k in ("mse", "rmse", "width", "seconds")):
+        return 0.0, float("inf")
+    return None
+
+
 def loss(name: str, values, alpha: float = 0.05) -> np.ndarray:
     """Values as a loss (lower is better): as is, negated, or the distance to the target."""
     s = spec(name)
