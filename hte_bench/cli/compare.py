@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 from hte_bench.errors import ConfigError
+from hte_bench.evaluation.registry import OUTSIDE_MARK, OUTSIDE_NOTE  # noqa: F401 - the boards' flag (promote.py)
 
 
 def _common(prog: str, description: str) -> argparse.ArgumentParser:
@@ -119,16 +120,9 @@ def _interval(row, mid: str, lo: str, hi: str) -> str:
 
 def _outside(metric: str, lo, hi) -> bool:
     """True when a bound of an interval leaves the values ``metric`` can take (a t-interval on few seeds)."""
-    from hte_bench.evaluation.registry import value_range
+    from hte_bench.evaluation.registry import leaves_range
 
-    bounds = value_range(metric)
-    vals = [float(v) for v in (lo, hi) if v is not None and math.isfinite(float(v))]
-    return bounds is not None and any(v < bounds[0] or v > bounds[1] for v in vals)
-
-
-OUTSIDE_MARK = "†"
-OUTSIDE_NOTE = (f"{OUTSIDE_MARK} t-intervals on 2-3 seeds are wide: bounds outside the metric's possible range "
-                "are shown as computed, not clipped.")
+    return leaves_range(metric, lo, hi)
 
 
 def short_overrides(text: str) -> str:

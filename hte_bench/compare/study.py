@@ -100,7 +100,6 @@ def study_table(parents: pd.DataFrame, seeds: pd.DataFrame, metric: str, by: str
     Student-t interval at ``level`` and the number of seeds.
     """
     from hte_bench.compare.leaderboard import distinguishing_overrides, latest_per_config
-    from hte_bench.evaluation import registry
 
     check_study(parents, metric, by)
     col = f"params.{by}"

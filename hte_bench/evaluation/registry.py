@@ -265,6 +265,20 @@ def value_range(name: str) -> Optional[tuple[float, float]]:
     return None
 
 
+OUTSIDE_MARK = "†"
+OUTSIDE_NOTE = (f"{OUTSIDE_MARK} t-intervals on 2-3 seeds are wide: bounds outside the metric's possible range "
+                "are shown as computed, not clipped.")
+
+
+def leaves_range(name: str, lo, hi) -> bool:
+    """True when a bound of an interval leaves the values ``name`` can take (a t-interval on few seeds)."""
+    import math
+
+    bounds = value_range(name)
+    vals = [float(v) for v in (lo, hi) if v is not None and math.isfinite(float(v))]
+    return bounds is not None and any(v < bounds[0] or v > bounds[1] for v in vals)
+
+
 def loss(name: str, values, alpha: float = 0.05) -> np.ndarray:
     """Values as a loss (lower is better): as is, negated, or the distance to the target."""
     s = spec(name)

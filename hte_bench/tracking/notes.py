@@ -98,7 +98,7 @@ def config_note(what: dict, summary: dict, alpha: float, failed: list[int]) -> s
     lines = [f"**{what['estimator']}** fitted on **{what['condition']}**, "
              f"{ok} seed{'s' * (ok != 1)} finished ({what.get('seeds') or 'none'})"
              + (f", failed: {', '.join(map(str, failed))} (see their seed runs)" if failed else "") + ".",
-             "", _first_figures(summary, what.get("analyses_seeds")),
+             "", _first_figures(summary, what.get("analyses_seeds"), alpha, what.get("interval_kind") or ""),
              f"- per-unit CATE intervals: **{what.get('interval_kind') or 'unknown'}**; "
              f"ATE interval: **{what.get('ate_interval_kind') or 'unknown'}** (level {100 * (1 - alpha):g} %)",
              f"- code {what.get('code_version', '?')}; each seed draws its own sample and fit "
@@ -123,19 +123,34 @@ def config_note(what: dict, summary: dict, alpha: float, failed: list[int]) -> s
     return "\n".join(lines)
 
 
-def _first_figures(summary: dict, rscore_seeds: str | None = None) -> str:
+def _first_figures(summary: dict, rscore_seeds: str | None = None, alpha: float = 0.05,
+                   interval_kind: str = "") -> str:
     """One line of the main figures with their intervals: the UI shows only a description's first lines."""
-    parts = []
+    from hte_bench.compare.study import PER_UNIT_VALID
+
+    parts, outside = [], False
     rscore = f"R-score (seeds {rscore_seeds})" if rscore_seeds else "R-score"
+    kinds = {k.strip() for k in interval_kind.split(",") if k.strip()}
     for name, label in (("cate_rmse_test", "√PEHE test"), ("ate_bias", "ATE bias"),
                         ("cate_coverage_test", "CATE coverage test"), ("rscore", rscore)):
         if f"{name}_mean" in summary and fmt(summary[f"{name}_mean"]) != "–":
-            span = interval(summary.get(f"{name}_ci_lower"), summary.get(f"{name}_ci_upper"))
-            parts.append(f"{label} **{fmt(summary[f'{name}_mean'])}**" + (f" {span}" if span != "–" else ""))
+            if name == "cate_coverage_test" and kinds and not kinds <= set(PER_UNIT_VALID):
+                # A broadcast ATE interval (or none) claims nothing per unit: its "coverage" is no evidence.
+                parts.append(f"{label} n/a: {interval_kind} intervals ({fmt(summary[f'{name}_mean'])})")
+                continue
+            lo, hi = summary.get(f"{name}_ci_lower"), summary.get(f"{name}_ci_upper")
+            mark = registry.OUTSIDE_MARK if registry.leaves_range(name, lo, hi) else ""
+            outside = outside or bool(mark)
+            span = interval(lo, hi)
+            parts.append(f"{label} **{fmt(summary[f'{name}_mean'])}**" + (f" {span}{mark}" if span != "–" else ""))
+    level = f"{100 * (1 - alpha):g}%"
     if fmt(summary.get("ate_coverage_rate")) != "–":
         span = interval(summary.get("ate_coverage_rate_ci_lower"), summary.get("ate_coverage_rate_ci_upper"))
-        parts.append(f"ATE coverage **{fmt(summary['ate_coverage_rate'])}** {span} (Wilson)")
-    return ("- " + " · ".join(parts) + "; means with t-intervals across seeds") if parts else ""
+        parts.append(f"ATE coverage **{fmt(summary['ate_coverage_rate'])}** {span} ({level} Wilson)")
+    if not parts:
+        return ""
+    return ("- " + " · ".join(parts) + f"; means with {level} t-intervals across seeds"
+            + (f" ({registry.OUTSIDE_NOTE})" if outside else ""))
 
 
 def sweep_rows(parents: list, metric: str, top: int = 1000) -> list[dict]:
