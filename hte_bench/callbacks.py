@@ -161,11 +161,15 @@ def print_summary(top: list[dict], metric: str, how: str, alpha: float = 0.05) -
 
     if not top:
         return
+    from hte_bench.evaluation.registry import OUTSIDE_MARK, OUTSIDE_NOTE, leaves_range
     from hte_bench.tracking.notes import fmt, interval
 
+    def span(r: dict) -> str:
+        return interval(r["lo"], r["hi"]) + (OUTSIDE_MARK if leaves_range(metric, r["lo"], r["hi"]) else "")
+
     table = pd.DataFrame([{"condition": r["condition"], "rank": r["rank"], "configuration": r["run_name"],
-                           metric: fmt(r["value"], 4), "interval": interval(r["lo"], r["hi"]),
-                           "seeds ok/failed": f"{r['seeds']}/{r['failed']}"} for r in top])
+                           metric: fmt(r["value"], 4), "interval": span(r), "seeds": r.get("seed_list") or "?",
+                           "ok/failed": f"{r['seeds']}/{r['failed']}"} for r in top])
     # A coverage rate is a share of seeds (Wilson interval, evaluation/aggregate.py); a _mean a mean across them.
     kind = "Wilson interval of the share of seeds" if metric.startswith("ate_coverage_rate") else \
         "t-interval across each configuration's seeds"
@@ -173,6 +177,13 @@ def print_summary(top: list[dict], metric: str, how: str, alpha: float = 0.05) -
           flush=True)
     for condition, rows in table.groupby("condition", sort=True):
         print(f"\n{condition}\n" + rows.drop(columns="condition").to_string(index=False), flush=True)
+    if (table["interval"] == "–").any():
+        print("\n–: one seed, no interval (and no comparison can be tested on it)", flush=True)
+    if table["interval"].str.endswith(OUTSIDE_MARK).any():
+        print(OUTSIDE_NOTE, flush=True)
+    if table.groupby("condition")["seeds"].nunique().gt(1).any():
+        print("Configurations of one condition summarise different seeds here (resumed with other n_seeds/seeds): "
+              "hte-bench-leaderboard compares them on their common seeds.", flush=True)
     print(flush=True)
 
 

@@ -193,8 +193,10 @@ def _new_parent(plan: Plan, first: Optional[SeedResult]) -> str:
     truth = {"truth": first.tags["truth"]} if first is not None and "truth" in first.tags else {}
     # Params are immutable and a resume may add seeds: the seed count is a tag set when seeds finish.
     params = {k: v for k, v in C.flatten(plan.cfg).items() if k not in ("n_seeds", "seeds")}
+    # A confirmation run (promotion's fresh seeds) must not look like the configuration run it confirms.
+    prefix = "" if plan.kind == "config" else f"{plan.kind}/"
     return tracker.start_parent(
-        run_name=f"{plan.data_name}/{plan.estimator_name}/{plan.config_hash[:6]}", params=params,
+        run_name=f"{prefix}{plan.data_name}/{plan.estimator_name}/{plan.config_hash[:6]}", params=params,
         tags={**plan.run_tags, KIND: plan.kind, **tracker.provenance(), **truth,
               **{f"{CHOICE}{g}": v for g, v in plan.choices.items() if g in REPLAYED_GROUPS}})
 
@@ -337,7 +339,7 @@ def _parent_tags(plan: Plan, ok: list[SeedResult], per_seed: pd.DataFrame, summa
     subset = ({"analyses_seeds": C.seed_list(analysed) or "none"}
               if fitting_on and len(analysed) < len(finished) else {})
     what = {"estimator": plan.estimator_name, "seeds": seeds, "code_version": plan.tracker.provenance().get(
-        "code_version", "?"), "condition": plan.run_tags["condition"], **kinds, **subset}
+        "code_version", "?"), "condition": plan.run_tags["condition"], "kind": plan.kind, **kinds, **subset}
     return {"n_seeds": str(len(per_seed)), "seeds": seeds, **{k: v for k, v in kinds.items() if v}, **subset,
             NOTE: config_note(what, summary, float(plan.cfg.alpha), failed)}
 

@@ -53,6 +53,10 @@ def test_leaderboard_filters_and_other_metrics(study, capsys):
     _lb(uri, "--estimator", "zero_effect,constant_effect", "--metric", "ate_rmse", "--no-log")
     out = capsys.readouterr().out
     assert "interaction_ols" not in out and "ate_rmse (lower)" in out
+    chash = next(r for r in all_runs(uri, "hte-bench") if r.data.tags.get("hte_bench.kind") == "config"
+                 ).data.tags["condition_hash"]
+    _lb(uri, "--condition", chash[:6], "--no-log")  # the hash as the board's header prints it
+    assert f"[condition {chash[:6]}]" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("args, message", [
@@ -124,6 +128,7 @@ def test_promotion_registers_champion_and_writes_a_reproducing_config(study, cap
     # the experiment it came from (resume: false), rather than reporting "already finished".
     path = conf / "promoted_eng_cate.yaml"
     assert path.read_text().startswith("# @package _global_")
+    assert "seeds:\n- 0\n- 1\n" in path.read_text()  # the seeds it was selected on, whatever ran later
     proc = run_here(["+experiment=promoted_eng_cate", f"tracking.uri={uri}"], cwd=root)
     assert proc.returncode == 0 and "already finished" not in proc.stderr + proc.stdout, proc.stderr[-2000:]
     parents = sorted((r for r in all_runs(uri, "hte-bench") if r.data.tags.get("hte_bench.kind") == "config"

@@ -286,3 +286,35 @@ def test_min_seeds_gate_counts_the_seeds_a_configuration_was_selected_on():
     parents, seeds = _tables({"many": BASE, "few": BASE[:2] + 1})
     reasons = choose(build(parents, seeds), Gates(min_seeds=3)).reasons
     assert reasons["many [hash-d1-many]"] == ["2 seeds compared on (0,1) < 3"]
+
+
+def test_a_configuration_is_compared_on_the_seeds_its_run_summarises():
+    from hte_bench.compare.leaderboard import summarised_seeds
+
+    # "a" has seed runs 0-2, but its latest command asked for seeds=[2] (its seeds tag): the board, the sweep
+    # summary and the run's own figures must speak of seed 2 only; runs without the tag keep every seed.
+    parents, seeds = _tables({"a": [1.0, 1.0, 0.1], "b": [0.5, 0.5, 0.5]})
+    parents["tags.seeds"] = ["2", None]
+    kept = summarised_seeds(parents, seeds)
+    assert sorted(kept.loc[kept["parent_id"] == "d1-a", "tags.seed"]) == ["2"]
+    assert len(kept[kept["parent_id"] == "d1-b"]) == 3
+    board = build(parents, kept).set_index("estimator")
+    assert set(board["compared_on_seeds"]) == {"2"}
+
+
+def test_the_board_says_when_too_few_seeds_make_tied_untestable():
+    from hte_bench.cli.compare import wilcoxon_floor
+
+    # Exact two-sided Wilcoxon on n pairs cannot go below 2/2^n; Holm multiplies the first p by the comparisons.
+    assert "cannot go below p = 0.125" in wilcoxon_floor(5, 2, 0.05) and "7 or more" in wilcoxon_floor(5, 2, 0.05)
+    assert wilcoxon_floor(8, 2, 0.05) is None and wilcoxon_floor(6, 1, 0.05) is None
+
+
+def test_a_promoted_config_reruns_the_seeds_it_was_selected_on():
+    from omegaconf import OmegaConf
+
+    from hte_bench.compare.promote import experiment_config
+
+    logged = "data:\n  n: 10\nestimator:\n  _target_: x\nseeds:\n- 7\nn_seeds: 3\nseed: 0\n"
+    body = OmegaConf.create(experiment_config(logged, {"data": "engagement"}, ["test"], seeds=[0, 1, 2]))
+    assert list(body.seeds) == [0, 1, 2] and body.n_seeds == 3

@@ -78,13 +78,18 @@ def load(args):
             keep = [w.strip() for w in wanted.split(",")]
             match = parents[column].isin(keep)
             known = set(parents[column])
-            if column == "tags.condition":  # a label or a hash
-                match |= parents["tags.condition_hash"].isin(keep)
-                known |= set(parents["tags.condition_hash"])
+            available = sorted(parents[column].unique())
+            if column == "tags.condition":  # a label, or its hash as the board prints it (6 characters or more)
+                hashes = parents["tags.condition_hash"].astype(str)
+                for w in keep:
+                    hit = hashes.str.startswith(w) if len(w) >= 6 else hashes == w
+                    match |= hit
+                    known |= {w} if hit.any() else set()
+                available = sorted({f"{c} [{h[:6]}]" for c, h in zip(parents[column], hashes)})
             unknown = sorted(set(keep) - known)
             if unknown:
                 raise ConfigError(f"--{column.split('.')[1]}: no finished runs for {unknown}; "
-                                  f"available: {', '.join(sorted(parents[column].unique()))}")
+                                  f"available: {', '.join(available)}")
             parents = parents[match]
     if parents.empty:
         raise ConfigError(f"no finished configuration runs in experiment {args.experiment!r} match the filters")
@@ -96,7 +101,9 @@ def load(args):
         close = difflib.get_close_matches(args.metric, present, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise ConfigError(f"--metric={args.metric} was not logged by these runs{hint}; available: {', '.join(present)}")
-    seeds = tracker.frame(tracker.seed_runs(parents["run_id"].tolist()))
+    from hte_bench.compare.leaderboard import summarised_seeds
+
+    seeds = summarised_seeds(parents, tracker.frame(tracker.seed_runs(parents["run_id"].tolist())))
     return tracker, parents, seeds
 
 
@@ -204,7 +211,22 @@ def legend(board, metric: str) -> list[str]:
     return lines
 
 
-def condition_header(group, metric: str) -> tuple[str, list[str]]:
+def wilcoxon_floor(n_seeds: int, n_tests: int, level: float) -> Optional[str]:
+    """Why 'tied' may only mean 'too few seeds': the smallest p-value the exact two-sided Wilcoxon signed-rank
+    test can give on ``n_seeds`` pairs (2 / 2^n, all differences one way) times Holm's factor for the first of
+    ``n_tests`` comparisons; None when significance is reachable."""
+    if n_seeds < 1 or n_tests < 1:
+        return None
+    floor = min(1.0, n_tests * 2.0 / 2 ** n_seeds)
+    if floor < level:
+        return None
+    need = next(k for k in range(n_seeds + 1, 64) if n_tests * 2.0 / 2 ** k < level)
+    return (f"with {n_seeds} common seeds the exact paired Wilcoxon test cannot go below p = {floor:.3g} (Holm over "
+            f"{n_tests} comparison{'s' if n_tests > 1 else ''}), so 'tied' here means too few seeds to tell, not "
+            f"equal: {need} or more common seeds can show a difference at {level:g}")
+
+
+def condition_header(group, metric: str, test: str = "wilcoxon", level: float = 0.05) -> tuple[str, list[str]]:
     """A condition's section title, naming the seeds its ranking stands on, and the lines that warn when
     it stands on too few (one common seed) or none."""
     chash = group["condition_hash"].iloc[0]
@@ -227,6 +249,9 @@ def condition_header(group, metric: str) -> tuple[str, list[str]]:
               f"{'s' if k > 1 else ''}" + (" (seeds only some ran are not used)" if extra else "") + " ==")
     notes = [f"1 common seed ({on}): no interval, no test — run every configuration on the same seeds"] \
         if n == 1 else []
+    floor = wilcoxon_floor(n, k - 1, level) if test == "wilcoxon" and n > 1 and k > 1 else None
+    if floor:
+        notes.append(floor)
     return title, notes
 
 
@@ -301,12 +326,13 @@ VS_BEST_NOTE = ("'vs best' is a paired test against the best configuration of th
                 "hte-bench-promote confirms the winner on fresh seeds.")
 
 
-def _print_board(board, avg, metric: str, selectors=None, confirmations=None) -> None:
+def _print_board(board, avg, metric: str, selectors=None, confirmations=None, test: str = "wilcoxon",
+                 level: float = 0.05) -> None:
     from hte_bench.compare.study import KIND_NOTES
 
     table = readable(board, metric)
     for _, group in board.groupby("condition_hash", sort=False):
-        title, notes = condition_header(group, metric)
+        title, notes = condition_header(group, metric, test, level)
         print("\n" + title)
         for note in notes:
             print(note)
@@ -389,7 +415,7 @@ def leaderboard_main(argv: Optional[list[str]] = None) -> None:
         selectors = selector_validation(board, parents)
         from hte_bench.cli.promote import confirmations
 
-        _print_board(board, avg, args.metric, selectors, confirmations(tracker, args.metric))
+        _print_board(board, avg, args.metric, selectors, confirmations(tracker, args.metric), args.test, args.level)
         with tempfile.TemporaryDirectory() as tmp:
             if args.by:
                 _study(parents, seeds, args.metric, args.by, None if args.no_log else Path(tmp))

@@ -181,10 +181,12 @@ def promote(args) -> None:
     same = parents[parents["tags.config_hash"] == win["config_hash"]]["run_id"].tolist()
     header = [f"Promoted by hte-bench-promote as model {args.name!r} on {P.stamp()}",
               f"from experiment {args.experiment!r}, config_hash {win['config_hash']}, parent run {win['parent_run_id']}",
-              f"Re-run: hte-bench +experiment=promoted_{args.name}",
+              f"Re-run: hte-bench +experiment=promoted_{args.name}  (the seeds it was selected on: "
+              f"{','.join(map(str, selection))})",
               "resume: false below: a re-run refits every seed (the reproducibility check) instead of reporting",
               "'already finished'; add resume=true to the command line to reuse finished seeds instead"]
-    text = P.experiment_config(config_text, choices or {"data": win["data"], "estimator": win["estimator"]}, header)
+    text = P.experiment_config(config_text, choices or {"data": win["data"], "estimator": win["estimator"]}, header,
+                               seeds=selection)
     path = P.write_experiment(text, Path(args.config_out), args.name)
     summary = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                for k, v in win.items() if isinstance(v, (int, float, str))}

@@ -139,6 +139,18 @@ def _on(wide: pd.DataFrame, run_id: str, seeds: list[int]) -> np.ndarray:
     return wide[run_id].reindex(seeds).to_numpy(dtype=float)
 
 
+def summarised_seeds(parents: pd.DataFrame, seeds: pd.DataFrame) -> pd.DataFrame:
+    """The seed runs each configuration run summarises (its ``seeds`` tag: the seeds of the latest command that
+    reached it), so boards, the sweep summary and the run's own figures speak of the same seeds; seed runs of
+    other commands stay in the store, unused here. Runs without the tag keep all their seed runs."""
+    if seeds.empty or "tags.seeds" not in parents.columns:
+        return seeds
+    summarised = {r: set(seeds_of(t)) for r, t in zip(parents["run_id"], parents["tags.seeds"])
+                  if isinstance(t, str) and t}
+    keep = [p not in summarised or int(s) in summarised[p] for p, s in zip(seeds["parent_id"], seeds["tags.seed"])]
+    return seeds[keep]
+
+
 def seeds_of(text: str) -> list[int]:
     """The seeds of a ``compared_on_seeds`` cell (``0-7``, ``0,3,9``, ``own seeds 0-2``, ``none``)."""
     text = str(text).replace("own seeds", "").strip()

@@ -148,15 +148,20 @@ def check_model_name(name: str) -> str:
     return name
 
 
-def experiment_config(config_yaml: str, choices: dict[str, str], header: list[str]) -> str:
+def experiment_config(config_yaml: str, choices: dict[str, str], header: list[str],
+                      seeds: Optional[list[int]] = None) -> str:
     """A ``# @package _global_`` experiment file that recomposes the logged configuration exactly.
 
     The defaults select the logged group options (data, estimator, nuisance models), then the logged
     values (interpolations such as ``${seed}`` kept) are merged over them; tracking is left to the user.
+    ``seeds``: the seeds it was selected on, so a re-run reproduces the selection's figures (the logged
+    config has the seeds of whichever command reached the run last).
     """
     composed = OmegaConf.to_container(OmegaConf.create(config_yaml), resolve=False)
     composed.pop("tracking", None)
     composed.pop("hydra", None)
+    if seeds:
+        composed["seeds"], composed["n_seeds"] = [int(s) for s in seeds], len(seeds)
     # Re-running is the reproducibility check: refit every seed rather than report "already finished".
     composed["resume"] = False
     body = {"defaults": [{f"override /{group}": option} for group, option in choices.items()], **composed}

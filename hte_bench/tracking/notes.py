@@ -18,7 +18,7 @@ across seeds, and scored against the truth.
 
 - **Configuration runs** (`hte_bench.kind = config`, named `<data>/<estimator>/<hash>`): one estimator with its
   settings on one data condition. Metrics: the headline ones only, as `<metric>_mean` with
-  `<metric>_ci_lower/_ci_upper` (t-interval of the mean across the finished seeds); every other aggregate is
+  `<metric>_ci_lower/_ci_upper` (t-interval of the mean across the seeds it summarises: its `seeds` tag); every other aggregate is
   in the artifact `aggregate.json`, every per-seed value in the table `per_seed.json` (Evaluation/table view)
   and `per_seed.csv`. The Description of each run says what was fitted on what.
 - **Seed runs** (children, named `<estimator>/seed=N`): every per-seed metric, predictions and plots.
@@ -95,14 +95,18 @@ def config_note(what: dict, summary: dict, alpha: float, failed: list[int]) -> s
     ``what`` holds estimator, condition, seeds (finished), interval_kind, ate_interval_kind, code_version.
     """
     ok = int(summary.get("n_seeds_ok", 0) or 0)
-    lines = [f"**{what['estimator']}** fitted on **{what['condition']}**, "
-             f"{ok} seed{'s' * (ok != 1)} finished ({what.get('seeds') or 'none'})"
+    lines = [f"**{what['estimator']}** fitted on **{what['condition']}**; these figures summarise "
+             f"{ok} seed{'s' * (ok != 1)} ({what.get('seeds') or 'none'}: the seeds the latest command asked for; "
+             "seed runs of other commands stay under it, unused here)"
              + (f", failed: {', '.join(map(str, failed))} (see their seed runs)" if failed else "") + ".",
              "", _first_figures(summary, what.get("analyses_seeds"), alpha, what.get("interval_kind") or ""),
              f"- per-unit CATE intervals: **{what.get('interval_kind') or 'unknown'}**; "
              f"ATE interval: **{what.get('ate_interval_kind') or 'unknown'}** (level {100 * (1 - alpha):g} %)",
              f"- code {what.get('code_version', '?')}; each seed draws its own sample and fit "
              "(seed N: data and models with random_state N)", ""]
+    if what.get("kind", "config") != "config":  # promotion's confirmation on fresh seeds
+        lines.insert(0, f"**{what['kind'].capitalize()} run** of a promoted configuration, on fresh seeds: "
+                        "never ranked by the leaderboard nor resumed into.\n")
     if what.get("analyses_seeds"):
         which = ("on no seed (`analyses.seeds=0`)" if what["analyses_seeds"] == "none"
                  else f"seeds {what['analyses_seeds']} only (`analyses.seeds`), so their means are over those seeds")
@@ -168,6 +172,7 @@ def sweep_rows(parents: list, metric: str, top: int = 1000) -> list[dict]:
                      "estimator": p.data.tags.get("estimator", "?"), "run_name": p.info.run_name,
                      "run_id": p.info.run_id, "value": value, "lo": lo, "hi": hi, "loss": score,
                      "seeds": int(p.data.metrics.get("n_seeds_ok", 0) or 0),
+                     "seed_list": p.data.tags.get("seeds", ""),
                      "failed": int(p.data.metrics.get("n_seeds_failed", 0) or 0)})
     rows.sort(key=lambda r: (r["condition"], r["loss"]))
     out, seen = [], {}
