@@ -204,7 +204,10 @@ def check_sweep_groups(config: DictConfig) -> None:
     loader = GlobalHydra.instance().config_loader()
     hydra_overrides = list(config.hydra.overrides.hydra)
     for ov in OverridesParser.create().parse_overrides(list(config.hydra.overrides.task)):
-        if ov.is_delete() or "." in ov.key_or_group:
+        if ov.is_delete():
+            continue
+        if "." in ov.key_or_group:
+            _check_swept_numbers(config, ov)
             continue
         try:
             options = loader.get_group_options(ov.key_or_group, config_name="config", overrides=hydra_overrides)
@@ -217,6 +220,26 @@ def check_sweep_groups(config: DictConfig) -> None:
             hint = f" (did you mean {ov.key_or_group}={close[0]}?)" if close else ""
             raise ConfigError(f"{ov.key_or_group}={bad[0]} is not an option{hint}; allowed {ov.key_or_group} "
                               f"options: {', '.join(options)}")
+
+
+def _check_swept_numbers(config: DictConfig, ov) -> None:
+    """A swept value that is text where the key holds a number (``data.noise=0.5,2.O``) would fail its job only
+    after the others had run and written: refuse it before the sweep starts."""
+    from omegaconf import OmegaConf
+
+    from hte_bench.errors import ConfigError
+
+    default = OmegaConf.select(config, ov.key_or_group, default=None)
+    if not ov.is_sweep_override() or isinstance(default, bool) or not isinstance(default, (int, float)):
+        return
+    try:
+        values = list(ov.sweep_iterator())
+    except Exception:  # a sweep only the sweeper can expand (interval(), a custom sweeper's syntax)
+        return
+    text = [v for v in values if isinstance(v, str)]
+    if text:
+        raise ConfigError(f"{ov.key_or_group}={text[0]} is not a number ({ov.key_or_group} is {default!r} by "
+                          f"default); give numbers, e.g. {ov.key_or_group}={default},{default * 2}")
 
 
 def _sweep_report(tracker, sweep_id: str, metric: str, alpha: float, out: str):

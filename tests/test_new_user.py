@@ -107,6 +107,7 @@ CASES = [
      "data.n: data was removed (~data?); to add it write +data.n=...; or leave out ~data"),
     ("grid-null", None, ["grid=null"], "grid is unset by default, so leave grid=null out"),
     ("grid-without-m", None, ["grid=meta_learners"], "grid=meta_learners is a tuning grid: it runs with -m"),
+    ("swept-number-typo", None, ["-m", "data.noise=0.5,2.O"], "data.noise=2.O is not a number (data.noise is 1.0"),
     ("search-plus", None, ["-m", "+hparams_search=linear_dml"],
      "hparams_search is already in the defaults; write hparams_search=linear_dml (without +)"),
     # hte-bench's checks of the composed config: before the store is reached.
