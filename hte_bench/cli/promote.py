@@ -52,6 +52,8 @@ def summary_text(metric: str, values: dict, seeds: list[int], alpha: float) -> s
         return f"{f(metric)} (across {where}; no interval)"
     from hte_bench.cli.compare import _outside
 
+    if len(seeds) < 2:
+        return f"{f(metric + '_mean')} (on {where}: one seed, no interval)"
     wide = "; a bound outside the metric's possible range is shown as computed (few seeds)" \
         if _outside(metric, values.get(metric + "_ci_lower"), values.get(metric + "_ci_upper")) else ""
     return (f"{f(metric + '_mean')} [{f(metric + '_ci_lower')}, {f(metric + '_ci_upper')}] "

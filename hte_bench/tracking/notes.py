@@ -64,6 +64,11 @@ def _text(value) -> str:
     return value if isinstance(value, str) else ""  # a CSV's empty cell reads back as NaN
 
 
+def _cell(value) -> str:
+    """A CSV cell as text: a lone seed reads back as a number, a missing one as NaN."""
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+
+
 def run_link(experiment_id: str, run_id: str, label: str) -> str:
     """A markdown link the MLflow UI follows to a run's page."""
     return f"[{label}](#/experiments/{experiment_id}/runs/{run_id})"
@@ -194,27 +199,34 @@ def sweep_note(experiment_id: str, rows: list[dict], metric: str, how: str, n_co
     if not rows:
         lines.append("No configuration produced this metric (see the runs' errors).")
         return "\n".join(lines)
-    lines += ["| condition | rank | configuration | value | interval | seeds ok / failed |",
-              "|---|---|---|---|---|---|"]
+    lines += ["| condition | rank | configuration | value | interval | seeds | ok / failed |",
+              "|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['condition']} | {r['rank']} | {run_link(experiment_id, r['run_id'], r['run_name'])} | "
-                     f"{fmt(r['value'], 4)} | {interval(r['lo'], r['hi'])} | {r['seeds']} / {r['failed']} |")
-    lines.append("\nIntervals: t-interval of the mean across each configuration's seeds. Ranks compare "
-                 "configurations within one data condition only. Full table: `leaderboard.csv` when truth exists.")
+                     f"{fmt(r['value'], 4)} | {interval(r['lo'], r['hi'])} | {r.get('seed_list') or '?'} | "
+                     f"{r['seeds']} / {r['failed']} |")
+    lines.append("\nIntervals: t-interval of the mean across each configuration's own seeds (column seeds), at the "
+                 "level of the runs' alpha (95% by default); – is one seed. Ranks compare configurations within one "
+                 "data condition only; hte-bench-leaderboard compares them on their common seeds with paired "
+                 "tests. Full table: `leaderboard.csv` when truth exists.")
     return "\n".join(lines)
 
 
 def board_note(experiment_id: str, board, title: str, top: int = 3) -> str:
     """A leaderboard table's description: the top rows per data condition, with links to their runs."""
     lines = [f"**{title}** — {len(board)} configurations; ranks within each data condition, "
-             "paired tests on shared seeds against the best.", ""]
+             "paired tests on the condition's common seeds against the best.", ""]
     if "parent_run_id" not in board:  # not a configuration board (nothing to link)
         return lines[0]
-    lines += ["| data | rank | estimator | overrides | vs best | score |", "|---|---|---|---|---|---|"]
-    for _, r in board.sort_values(["data", "rank"]).groupby("data").head(top).iterrows():
+    where = "condition" if "condition" in board else "data"
+    seeds = "compared_on_seeds" in board
+    lines += [f"| {where} | rank | estimator | overrides | vs best | score |" + (" seeds |" if seeds else ""),
+              "|---|---|---|---|---|---|" + ("---|" if seeds else "")]
+    for _, r in board.sort_values([where, "rank"]).groupby(where).head(top).iterrows():
         label = run_link(experiment_id, r["parent_run_id"], str(r["estimator"]))
-        lines.append(f"| {r['data']} | {r['rank']} | {label} | {_text(r.get('overrides'))} | "
-                     f"{_text(r.get('vs_best'))} | {fmt(r.get('score'), 4)} |")
+        lines.append(f"| {r[where]} | {r['rank']} | {label} | {_text(r.get('overrides'))} | "
+                     f"{_text(r.get('vs_best'))} | {fmt(r.get('score'), 4)} |"
+                     + (f" {_cell(r.get('compared_on_seeds'))} |" if seeds else ""))
     lines.append("\nScore: the mean per-seed loss of the ranking metric (lower is better; distance to the "
                  "target for coverage and calibration).")
     lines.append("\nFull table: the `leaderboard.json` table (artifact view) and `leaderboard.csv`.")
@@ -231,12 +243,19 @@ def version_note(name: str, version_tags: dict, experiment_id: str, run_id: str)
     except ValueError:
         pass
     lines = [f"**{summary.get('estimator', '?')}** {summary.get('overrides', '') or ''} promoted as `{name}` "
-             f"by `{version_tags.get('metric', '?')}` on data **{summary.get('data', '?')}**; "
+             f"by `{version_tags.get('metric', '?')}` on **{summary.get('condition') or summary.get('data', '?')}**; "
              f"refit on {version_tags.get('refit_on', '?')}.",
              f"Promotion run: {run_link(experiment_id, run_id, run_id)}; source configuration runs: "
              + ", ".join(run_link(experiment_id, r, r[:8]) for r in
-                         str(version_tags.get("source_parent_run_ids", "")).split(",") if r), "",
-             "| figure | value |", "|---|---|"]
+                         str(version_tags.get("source_parent_run_ids", "")).split(",") if r), ""]
+    metric = version_tags.get("metric", "?")
+    if version_tags.get(f"selection_{metric}"):  # the figure to report is the confirmation's, on fresh seeds
+        lines += [f"| `{metric}` | seeds | figure |", "|---|---|---|",
+                  f"| confirmation (report this one) | {version_tags.get('confirmation_seeds', 'none')} | "
+                  f"{version_tags.get(f'confirmation_{metric}', 'skipped (--confirm-seeds 0)')} |",
+                  f"| selection (optimistic: chosen on these seeds) | {version_tags.get('selection_seeds', '?')} | "
+                  f"{version_tags[f'selection_{metric}']} |", ""]
+    lines += ["Selection figures (the board's row it was picked from):", "", "| figure | value |", "|---|---|"]
     lines += [f"| `{k}` | {fmt(v, 4) if isinstance(v, (int, float)) else v} |" for k, v in summary.items()
               if k not in ("data", "estimator", "overrides", "parent_run_id")]
     lines.append("\nPredict: `mlflow.pyfunc.load_model('models:/" + name + "@champion').predict(X)` returns "
