@@ -132,6 +132,14 @@ def _outside(metric: str, lo, hi) -> bool:
     return leaves_range(metric, lo, hi)
 
 
+def _value_header(metric: str, mid: str) -> str:
+    """What the board's value column holds: a mean with its interval, a rate with its interval, or a root mean
+    square over seeds (no interval)."""
+    if metric == "ate_rmse":
+        return "(root mean square over seeds)"
+    return "mean [CI]" if mid != metric else "[CI]"
+
+
 def short_overrides(text: str) -> str:
     """Overrides as printed: keys without their ``estimator.model.``/``estimator.`` prefix, never cut (the
     csv/html keep the full keys)."""
@@ -173,7 +181,7 @@ def readable(board, metric: str):
             "condition": r["condition"], "rank": r["rank"] if pd.notna(r["rank"]) else "–", "estimator": r["estimator"],
             "overrides": short_overrides(r["overrides"]),
             "vs best": r["vs_best"] + ("" if not math.isfinite(r["p_vs_best_adj"]) else f" (p={r['p_vs_best_adj']:.2g})"),
-            f"{metric} ({direction(metric)}) {'mean [CI]' if mid != metric else '[CI]'}": value,
+            f"{metric} ({direction(metric)}) {_value_header(metric, mid)}": value,
             "compared on seeds": _seeds_cell(r),
             "ATE bias": _fmt(r["ate_bias_mean"]),
             "ATE coverage [Wilson] (kind)": cover + f" ({ate_kind})",

@@ -99,8 +99,14 @@ def _gates(row: pd.Series, group: pd.DataFrame, gates: Gates) -> tuple[list[str]
         else:
             unresolved = group[group["vs_best"].isin(["tied", "untested"])]
             if len(unresolved):
-                out.append(f"not significantly better than {len(unresolved)} other configuration(s): "
-                           + ", ".join(f"{r.estimator} {r.overrides}".strip() for r in unresolved.itertuples()))
+                def why(r) -> str:  # the adjusted p-value of the paired test, or why there is none
+                    p = getattr(r, "p_vs_best_adj", float("nan"))
+                    return f"p={p:.3g} after correction" if math.isfinite(p) else "untested"
+
+                out.append(f"not significantly better than {len(unresolved)} other configuration(s) on seeds "
+                           f"{row.get('compared_on_seeds', '?')}: "
+                           + ", ".join(f"{r.estimator} {r.overrides} ({why(r)})".replace("  ", " ").strip()
+                                       for r in unresolved.itertuples()))
             else:
                 passed.append(f"significantly better than every other configuration on seeds "
                               f"{row.get('compared_on_seeds', '?')}")

@@ -230,8 +230,11 @@ def spec(name: str) -> MetricSpec:
         import difflib
 
         stat = next((f"_{s}" for s in AGG_STATS if name.endswith(f"_{s}")), "")
-        close = difflib.get_close_matches(name, [m + stat for m in rankable()], n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
+        names = [m + stat for m in rankable()]
+        # A name cut short (cate_rmse) means its longer forms (cate_rmse_test), not a near spelling (ate_rmse).
+        longer = [n for n in names if n.startswith(name)]
+        close = longer[:2] or difflib.get_close_matches(name, names, n=1)
+        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
         raise ConfigError(f"metric {name!r} is not registered{hint}, so it cannot be ranked; "
                           f"rankable metrics: {', '.join(rankable())}")
     return METRICS[base]
