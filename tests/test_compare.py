@@ -211,6 +211,8 @@ def test_a_knob_sweep_is_two_conditions_never_pooled(tmp_path, capsys, migrated_
     board = pd.read_csv(c.download_artifacts(report.info.run_id, "leaderboard.csv", str(tmp_path)))
     assert sorted(board["condition"].unique()) == [small, f"{small} noise=3.0"]
     assert board.groupby("condition")["rank"].apply(sorted).tolist() == [[1, 2], [1, 2]]
+    _lb(uri, "--condition", f"{small} noise=3", "--no-log")  # 3 and 3.0 name one condition
+    assert f"== {small} noise=3.0 [condition" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         promote_main(["--tracking-uri", uri, "--name", "pooled", "--config-out", str(tmp_path)])
     assert "promotion needs one data condition" in capsys.readouterr().err

@@ -81,8 +81,10 @@ def load(args):
             available = sorted(parents[column].unique())
             if column == "tags.condition":  # a label, or its hash as the board prints it (6 characters or more)
                 hashes = parents["tags.condition_hash"].astype(str)
+                labels = parents[column].astype(str).map(_numbers_as_floats)
                 for w in keep:
-                    hit = hashes.str.startswith(w) if len(w) >= 6 else hashes == w
+                    hit = (hashes.str.startswith(w) if len(w) >= 6 else hashes == w) | \
+                        (labels == _numbers_as_floats(w))  # noise=2 is the condition noise=2.0
                     match |= hit
                     known |= {w} if hit.any() else set()
                 available = sorted({f"{c} [{h[:6]}]" for c, h in zip(parents[column], hashes)})
@@ -130,6 +132,16 @@ def _outside(metric: str, lo, hi) -> bool:
     from hte_bench.evaluation.registry import leaves_range
 
     return leaves_range(metric, lo, hi)
+
+
+def _numbers_as_floats(label: str) -> str:
+    """A condition label with every ``knob=number`` written as a float, so 2 and 2.0 name one condition."""
+    import re
+
+    def as_float(m) -> str:
+        return f"={float(m.group(1))!r}"
+
+    return re.sub(r"=(-?\d+(?:\.\d*)?(?:[eE]-?\d+)?)(?=\s|$)", as_float, label.strip())
 
 
 def _value_header(metric: str, mid: str) -> str:
