@@ -12,6 +12,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
+from hte_bench.config import seed_list
 from hte_bench.data.conditions import condition_of
 from hte_bench.errors import ConfigError
 
@@ -113,11 +114,21 @@ def study_table(parents: pd.DataFrame, seeds: pd.DataFrame, metric: str, by: str
         values = kids[f"metrics.{metric}"] if f"metrics.{metric}" in kids else []
         mean, lo, hi, n = t_interval(values, level)
         line = " ".join([p["tags.estimator"], overrides[idx], *[f"{k}={p.get('params.' + k)}" for k in other]])
-        rows.append({"data": p["tags.data"], "config": " ".join(line.split()), by: p[col],
+        used = kids.loc[pd.to_numeric(values, errors="coerce").notna(), "tags.seed"] if len(kids) else []
+        rows.append({"data": p["tags.data"], "config": " ".join(line.split()), by: _as_number(p[col]),
                      "condition": p["tags.condition"], "mean": mean, "ci_lower": lo, "ci_upper": hi,
-                     "n_seeds": n, "parent_run_id": p["run_id"]})
+                     "n_seeds": n, "seeds": seed_list(used), "parent_run_id": p["run_id"]})
     table = pd.DataFrame(rows)
     return table.sort_values(["data", "config", by], key=_natural).reset_index(drop=True)
+
+
+def _as_number(value):
+    """A knob's logged value (text in MLflow params) in one spelling per number (``2`` for 2 and 2.0), so they
+    share a column as they share a data condition; other text as logged."""
+    try:
+        return f"{float(value):g}"
+    except (TypeError, ValueError):
+        return value
 
 
 def _natural(col: pd.Series) -> pd.Series:
@@ -132,7 +143,9 @@ def study_grid(table: pd.DataFrame, by: str) -> pd.DataFrame:
         if not math.isfinite(r["mean"]):
             return "–"
         ci = f" [{r['ci_lower']:.4g}, {r['ci_upper']:.4g}]" if math.isfinite(r["ci_lower"]) else ""
-        return f"{r['mean']:.4g}{ci} (n={r['n_seeds']})"
+        # A cell's seeds are its configuration run's own: cells of one row may stand on different seeds.
+        return f"{r['mean']:.4g}{ci} (n={r['n_seeds']}: {r['seeds']})" if r.get("seeds") else \
+            f"{r['mean']:.4g}{ci} (n={r['n_seeds']})"
 
     shown = table.assign(cell=table.apply(cell, axis=1))
     grid = shown.pivot_table(index=["data", "config"], columns=by, values="cell", aggfunc="first")
