@@ -219,10 +219,14 @@ def test_study_table_puts_conditions_side_by_side():
     seeds = pd.concat([f[1] for f in frames])
     table = study_table(parents, seeds, "cate_rmse_test", "data.noise")
     assert len(table) == 4 and set(table["n_seeds"]) == {10}
-    x_high = table[(table["config"] == "x") & (table["data.noise"] == "3")].iloc[0]  # 3.0 and 3: one column
+    x_high = table[(table["config"] == "x") & (table["data.noise"] == "3.0")].iloc[0]
     assert x_high["mean"] == pytest.approx(BASE.mean() + 1) and x_high["ci_lower"] < x_high["mean"] < x_high["ci_upper"]
     grid = study_grid(table, "data.noise")
-    assert list(grid.columns) == ["0.5", "3"] and "(n=10: 0-9)" in grid.iloc[0, 0]
+    assert list(grid.columns) == ["0.5", "3.0"] and "(n=10: 0-9)" in grid.iloc[0, 0]
+    # A float knob logged as 3 is the condition noise=3.0: one column, spelt as the condition label spells it.
+    typed = parents.assign(**{"params.data._target_": "hte_bench.data.engagement.generate"})
+    typed.loc[typed["params.data.noise"] == "3.0", "params.data.noise"] = "3"
+    assert set(study_table(typed, seeds, "cate_rmse_test", "data.noise")["data.noise"]) == {"0.5", "3.0"}
     with pytest.raises(ConfigError, match="not a data knob.*data.noise"):
         study_table(parents, seeds, "cate_rmse_test", "estimator.x")
 

@@ -115,20 +115,27 @@ def study_table(parents: pd.DataFrame, seeds: pd.DataFrame, metric: str, by: str
         mean, lo, hi, n = t_interval(values, level)
         line = " ".join([p["tags.estimator"], overrides[idx], *[f"{k}={p.get('params.' + k)}" for k in other]])
         used = kids.loc[pd.to_numeric(values, errors="coerce").notna(), "tags.seed"] if len(kids) else []
-        rows.append({"data": p["tags.data"], "config": " ".join(line.split()), by: _as_number(p[col]),
+        rows.append({"data": p["tags.data"], "config": " ".join(line.split()), by: _knob_text(p, by),
                      "condition": p["tags.condition"], "mean": mean, "ci_lower": lo, "ci_upper": hi,
                      "n_seeds": n, "seeds": seed_list(used), "parent_run_id": p["run_id"]})
     table = pd.DataFrame(rows)
     return table.sort_values(["data", "config", by], key=_natural).reset_index(drop=True)
 
 
-def _as_number(value):
-    """A knob's logged value (text in MLflow params) in one spelling per number (``2`` for 2 and 2.0), so they
-    share a column as they share a data condition; other text as logged."""
-    try:
-        return f"{float(value):g}"
-    except (TypeError, ValueError):
-        return value
+def _knob_text(run: pd.Series, knob: str) -> str:
+    """A run's data knob as its condition label spells it (typed like the generator's default: a logged ``2``
+    is ``2.0`` for a float knob), so 2 and 2.0 share a column as they share a condition."""
+    import yaml
+
+    from hte_bench.data.conditions import typed_knobs
+
+    text = run.get(f"params.{knob}")
+    if not isinstance(text, str):
+        return text
+    name = knob[len("data."):]
+    target = run.get("params.data._target_")
+    value = typed_knobs({"_target_": target if isinstance(target, str) else "", name: yaml.safe_load(text)})[name]
+    return str(value)
 
 
 def _natural(col: pd.Series) -> pd.Series:

@@ -23,6 +23,19 @@ def _signature_defaults(target: str) -> dict[str, Any]:
     return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty and p.name != "seed"}
 
 
+def typed_knobs(data: dict[str, Any], defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Data knobs with numbers typed like the generator's defaults (``noise=3`` is ``noise=3.0``), as conditions
+    are; ``defaults`` read from ``data["_target_"]`` when not given."""
+    if defaults is None:
+        target = str(data.get("_target_", "") or "")
+        defaults = _signature_defaults(target) if target else {}
+    out = dict(data)
+    for key, value in out.items():
+        if isinstance(defaults.get(key), float) and isinstance(value, int) and not isinstance(value, bool):
+            out[key] = float(value)
+    return out
+
+
 def condition_of(data: dict[str, Any], data_name: str) -> tuple[str, str]:
     """(hash, label) of a data condition from the resolved ``data`` config (knobs and ``_target_``).
 
@@ -33,10 +46,8 @@ def condition_of(data: dict[str, Any], data_name: str) -> tuple[str, str]:
     """
     target = str(data.get("_target_", ""))
     defaults = _signature_defaults(target) if target else {}
-    knobs = {**defaults, **{k: v for k, v in data.items() if k != "_target_"}}
-    for key, value in knobs.items():
-        if isinstance(defaults.get(key), float) and isinstance(value, int) and not isinstance(value, bool):
-            knobs[key] = float(value)
+    knobs = typed_knobs({**defaults, **data}, defaults)
+    knobs.pop("_target_", None)
     digest = hashlib.sha256(json.dumps({"_target_": target or data_name, **knobs}, sort_keys=True, default=str).encode())
     changed = [f"{k}={v}" for k, v in knobs.items() if k not in defaults or defaults[k] != v]
     return digest.hexdigest()[:12], " ".join([data_name, *changed])
