@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 from hte_bench.errors import ConfigError
-from hte_bench.evaluation.registry import OUTSIDE_MARK, OUTSIDE_NOTE  # noqa: F401 - the boards' flag (promote.py)
+from hte_bench.evaluation.registry import OUTSIDE_MARK, OUTSIDE_NOTE, leaves_range
 
 
 def _common(prog: str, description: str) -> argparse.ArgumentParser:
@@ -127,13 +127,6 @@ def _interval(row, mid: str, lo: str, hi: str) -> str:
     return f"{_fmt(row[mid])} [{_fmt(row.get(lo))}, {_fmt(row.get(hi))}]"
 
 
-def _outside(metric: str, lo, hi) -> bool:
-    """True when a bound of an interval leaves the values ``metric`` can take (a t-interval on few seeds)."""
-    from hte_bench.evaluation.registry import leaves_range
-
-    return leaves_range(metric, lo, hi)
-
-
 def _numbers_as_floats(label: str) -> str:
     """A condition label with every ``knob=number`` written as a float, so 2 and 2.0 name one condition."""
     import re
@@ -187,7 +180,7 @@ def readable(board, metric: str):
     for _, r in board.iterrows():
         ate_kind, kind = r["ate_interval_kind"], r["interval_kind"]
         lo, hi = f"{metric}_ci_lower", f"{metric}_ci_upper"
-        value = _interval(r, mid, lo, hi) + (OUTSIDE_MARK if _outside(metric, r.get(lo), r.get(hi)) else "")
+        value = _interval(r, mid, lo, hi) + (OUTSIDE_MARK if leaves_range(metric, r.get(lo), r.get(hi)) else "")
         cover = _interval(r, "ate_coverage_rate", "ate_coverage_rate_ci_lower", "ate_coverage_rate_ci_upper")
         rows.append({
             "condition": r["condition"], "rank": r["rank"] if pd.notna(r["rank"]) else "–", "estimator": r["estimator"],
@@ -223,7 +216,7 @@ def legend(board, metric: str) -> list[str]:
              "finished seeds (seeds ok). ATE bias, CATE coverage, calib slope, importance ρ and fit s are means "
              "over each configuration's own finished seeds."]
     lo, hi = f"{metric}_ci_lower", f"{metric}_ci_upper"
-    if lo in board and any(_outside(metric, a, b) for a, b in zip(board[lo], board[hi])):
+    if lo in board and any(leaves_range(metric, a, b) for a, b in zip(board[lo], board[hi])):
         lines.append(OUTSIDE_NOTE)
     if board["overrides"].astype(str).str.contains(r"(?:^|\s)estimator\.").any():
         lines.append("Overrides are printed without their 'estimator.model.'/'estimator.' prefix "

@@ -50,12 +50,12 @@ def summary_text(metric: str, values: dict, seeds: list[int], alpha: float) -> s
         return f"{f(metric)} [{f(metric + '_ci_lower')}, {f(metric + '_ci_upper')}] (share of {where}; Wilson interval)"
     if metric in PARENT_ONLY:
         return f"{f(metric)} (across {where}; no interval)"
-    from hte_bench.cli.compare import _outside
+    from hte_bench.evaluation.registry import leaves_range
 
     if len(seeds) < 2:
         return f"{f(metric + '_mean')} (on {where}: one seed, no interval)"
     wide = "; a bound outside the metric's possible range is shown as computed (few seeds)" \
-        if _outside(metric, values.get(metric + "_ci_lower"), values.get(metric + "_ci_upper")) else ""
+        if leaves_range(metric, values.get(metric + "_ci_lower"), values.get(metric + "_ci_upper")) else ""
     return (f"{f(metric + '_mean')} [{f(metric + '_ci_lower')}, {f(metric + '_ci_upper')}] "
             f"(mean over {where}, {1 - alpha:.0%} t-interval{wide})")
 
@@ -90,7 +90,8 @@ def confirmations(tracker, metric: str):
     """Promotion's confirmation runs in the experiment, as a small table (empty when there are none)."""
     import pandas as pd
 
-    from hte_bench.cli.compare import OUTSIDE_MARK, _interval, _outside
+    from hte_bench.cli.compare import _interval
+    from hte_bench.evaluation.registry import OUTSIDE_MARK, leaves_range
     from hte_bench.tracking import KIND
 
     runs = tracker.frame(tracker.search(f"tags.`{KIND}` = 'confirmation' and attributes.status = 'FINISHED'"))
@@ -105,7 +106,7 @@ def confirmations(tracker, metric: str):
         "config_hash": runs["tags.config_hash"], "selection seeds": runs.get("tags.selection_seeds"),
         "confirmation seeds": runs.get("tags.confirmation_seeds"),
         label: [_interval(r, mid, f"metrics.{metric}_ci_lower", f"metrics.{metric}_ci_upper")
-                + (OUTSIDE_MARK if _outside(metric, r.get(f"metrics.{metric}_ci_lower"),
+                + (OUTSIDE_MARK if leaves_range(metric, r.get(f"metrics.{metric}_ci_lower"),
                                             r.get(f"metrics.{metric}_ci_upper")) else "")
                 for _, r in runs.iterrows()],
         "run": runs["run_id"]})

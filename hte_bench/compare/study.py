@@ -103,7 +103,6 @@ def study_table(parents: pd.DataFrame, seeds: pd.DataFrame, metric: str, by: str
     from hte_bench.compare.leaderboard import distinguishing_overrides, latest_per_config
 
     check_study(parents, metric, by)
-    col = f"params.{by}"
     parents = latest_per_config(with_conditions(parents))
     other = [k for k in knobs_varying(parents) if k != by]
     overrides = distinguishing_overrides(parents, group="tags.data")
