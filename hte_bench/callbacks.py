@@ -57,8 +57,7 @@ class SweepRun(Callback):
         if leases is not None:
             leases.take(run_id, "sweep")
         os.environ[SWEEP_ENV] = run_id
-        _SWEEP_DIR[:] = [str(config.hydra.sweep.dir)]
-        _OPEN_SWEEP[:] = [(tracker, run_id)]
+        _OPEN_SWEEP[:] = [(tracker, run_id, str(config.hydra.sweep.dir))]
         # Hydra skips on_multirun_end when the sweeper itself raises: close the run as FAILED at exit.
         atexit.register(_close_if_open, tracker, run_id)
         from tqdm import tqdm
@@ -319,8 +318,7 @@ def _end_lease(config: DictConfig, tracker, run_id: str) -> None:
 
 
 _OPEN_AT_EXIT = ["FAILED"]  # how a sweep run still open at exit ends: FAILED, KILLED after Ctrl-C, or REFUSED
-_SWEEP_DIR: list[str] = []  # this process's sweep output folder (Hydra's hydra.sweep.dir), once it started
-_OPEN_SWEEP: list[tuple] = []  # (tracker, run id) of this process's sweep run, once it started
+_OPEN_SWEEP: list[tuple] = []  # (tracker, run id, Hydra's hydra.sweep.dir) of this process's sweep, once started
 
 
 def mark_interrupted() -> None:
@@ -335,9 +333,9 @@ def mark_refused() -> list[str]:
     """Bad input stopped the sweep (cli.run, after its one line): a sweep run still open at exit with no
     configuration run under it is discarded, as when every job was refused. Returns the sweep's output folder."""
     _OPEN_AT_EXIT[0] = "REFUSED"
-    for tracker, run_id in _OPEN_SWEEP:  # now, not at exit: the one line is the last thing this run does
+    for tracker, run_id, _ in _OPEN_SWEEP:  # now, not at exit: the one line is the last thing this run does
         _close_if_open(tracker, run_id)
-    return list(_SWEEP_DIR)
+    return [folder for _, _, folder in _OPEN_SWEEP]
 
 
 def _discard(tracker, run_id: str) -> None:
@@ -352,10 +350,7 @@ def _close_if_open(tracker, run_id: str) -> None:
     if os.environ.get(SWEEP_ENV) != run_id:
         return
     os.environ.pop(SWEEP_ENV)
-    if _OPEN_AT_EXIT[0] == "REFUSED":
-        if not tracker.sweep_parents(run_id):
-            _discard(tracker, run_id)
-            return
-        tracker.end(run_id, "FAILED")
-        return
-    tracker.end(run_id, _OPEN_AT_EXIT[0])
+    if _OPEN_AT_EXIT[0] == "REFUSED" and not tracker.sweep_parents(run_id):
+        _discard(tracker, run_id)
+    else:  # a refused sweep that had written configuration runs stays, FAILED
+        tracker.end(run_id, "FAILED" if _OPEN_AT_EXIT[0] == "REFUSED" else _OPEN_AT_EXIT[0])

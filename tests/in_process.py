@@ -45,7 +45,6 @@ def _fresh_process_state() -> None:
     claims._WARNED.clear()
     callbacks._BAR.clear()
     callbacks._OPEN_AT_EXIT[:] = ["FAILED"]
-    callbacks._SWEEP_DIR.clear()
     callbacks._OPEN_SWEEP.clear()
 
 
