@@ -5,6 +5,7 @@ import datetime as _dt
 import math
 import re
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Optional
 
@@ -13,6 +14,7 @@ from omegaconf import OmegaConf
 
 from hte_bench.compare.study import KIND_NOTES, PER_UNIT_VALID
 from hte_bench.errors import ConfigError
+from hte_bench.tracking.notes import fmt
 
 
 @dataclass
@@ -34,13 +36,7 @@ class Decision:
     reasons: dict[str, list[str]] = field(default_factory=dict)
 
 
-def _f(value) -> str:
-    """A number as every board prints it (4 significant digits), '–' when missing."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return "–"
-    return f"{v:.4g}" if math.isfinite(v) else "–"
+_f = partial(fmt, digits=4)  # a number as every board prints it (4 significant digits), '–' when missing
 
 
 def _n(row: pd.Series) -> str:
