@@ -110,10 +110,11 @@ def study_table(parents: pd.DataFrame, seeds: pd.DataFrame, metric: str, by: str
     rows = []
     for idx, p in parents.iterrows():
         kids = ok[ok["parent_id"] == p["run_id"]]
-        values = kids[f"metrics.{metric}"] if f"metrics.{metric}" in kids else []
+        values = pd.to_numeric(kids[f"metrics.{metric}"], errors="coerce") if f"metrics.{metric}" in kids \
+            else pd.Series(dtype=float)
         mean, lo, hi, n = t_interval(values, level)
         line = " ".join([p["tags.estimator"], overrides[idx], *[f"{k}={p.get('params.' + k)}" for k in other]])
-        used = kids.loc[pd.to_numeric(values, errors="coerce").notna(), "tags.seed"] if len(kids) else []
+        used = kids.loc[values.index[np.isfinite(values)], "tags.seed"]  # the seeds behind the cell
         rows.append({"data": p["tags.data"], "config": " ".join(line.split()), by: _knob_text(p, by),
                      "condition": p["tags.condition"], "mean": mean, "ci_lower": lo, "ci_upper": hi,
                      "n_seeds": n, "seeds": seed_list(used), "parent_run_id": p["run_id"]})
@@ -150,8 +151,7 @@ def study_grid(table: pd.DataFrame, by: str) -> pd.DataFrame:
             return "–"
         ci = f" [{r['ci_lower']:.4g}, {r['ci_upper']:.4g}]" if math.isfinite(r["ci_lower"]) else ""
         # A cell's seeds are its configuration run's own: cells of one row may stand on different seeds.
-        return f"{r['mean']:.4g}{ci} (n={r['n_seeds']}: {r['seeds']})" if r.get("seeds") else \
-            f"{r['mean']:.4g}{ci} (n={r['n_seeds']})"
+        return f"{r['mean']:.4g}{ci} (n={r['n_seeds']}: {r['seeds']})"
 
     shown = table.assign(cell=table.apply(cell, axis=1))
     grid = shown.pivot_table(index=["data", "config"], columns=by, values="cell", aggfunc="first")
