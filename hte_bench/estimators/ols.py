@@ -48,8 +48,8 @@ class InteractionOLS(CateAdapter):
         design = pd.DataFrame(np.column_stack(columns), columns=names, index=X.index)
         outcome = pd.Series(np.asarray(Y, dtype=float).ravel(), name="Y", index=X.index)
         self.result_ = sm.OLS(outcome, design, missing="drop").fit(cov_type=self.cov_type)
-        # statsmodels wraps each attribute read in a pandas object: the arrays are read once here.
-        names = list(self.result_.params.index)
+        # statsmodels wraps each attribute read in a pandas object: the arrays are read once here. The columns are
+        # the design's own (``names``), so positions come from it.
         self.params_ = self.result_.params.to_numpy()
         self.cov_ = np.asarray(self.result_.cov_params())
         self.t_column_ = names.index("T")
