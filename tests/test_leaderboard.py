@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 
 from hte_bench.errors import ConfigError
-from hte_bench.compare.leaderboard import average_rank, build, direction, distinguishing_overrides, latest_per_config
+from hte_bench.compare.leaderboard import (adjusted_p, average_rank, build, direction, distinguishing_overrides,
+                                          latest_per_config)
 from hte_bench.compare.promote import Gates, choose
 
 
@@ -322,3 +323,15 @@ def test_a_promoted_config_reruns_the_seeds_it_was_selected_on():
     logged = "data:\n  n: 10\nestimator:\n  _target_: x\nseeds:\n- 7\nn_seeds: 3\nseed: 0\n"
     body = OmegaConf.create(experiment_config(logged, {"data": "engagement"}, ["test"], seeds=[0, 1, 2]))
     assert list(body.seeds) == [0, 1, 2] and body.n_seeds == 3
+
+
+@pytest.mark.parametrize("method", ["holm", "h", "hommel", "fdr_bh"])
+def test_adjusted_p_values_are_statsmodels_multipletests(method):
+    # Holm is computed by hand (statsmodels' runs gc.collect() per call); it must stay statsmodels' numbers,
+    # ties, ones and a single comparison included.
+    from statsmodels.stats.multitest import multipletests
+
+    rng = np.random.default_rng(3)
+    for p in [rng.uniform(size=7), np.array([0.01, 0.04, 0.04, 0.2, 0.9, 0.04]), np.array([0.3]),
+              np.array([0.5, 0.6, 0.7]), rng.uniform(0, 0.05, size=12)]:
+        assert adjusted_p(p, method, 0.05).tolist() == multipletests(p, alpha=0.05, method=method)[1].tolist()

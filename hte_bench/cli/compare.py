@@ -11,6 +11,11 @@ from typing import Optional
 from hte_bench.errors import ConfigError
 from hte_bench.evaluation.registry import OUTSIDE_MARK, OUTSIDE_NOTE, leaves_range
 
+# statsmodels' multipletests methods, by the names its documentation gives (written out: importing
+# statsmodels to list them would slow every --help).
+CORRECTIONS = ("holm", "bonferroni", "sidak", "holm-sidak", "simes-hochberg", "hommel", "fdr_bh", "fdr_by",
+               "fdr_tsbh", "fdr_tsbky")
+
 
 def _common(prog: str, description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=description)
@@ -30,7 +35,8 @@ def _common(prog: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--test", choices=["wilcoxon", "ttest"], default="wilcoxon",
                    help="paired test against the best on shared seeds (default: wilcoxon signed-rank)")
     p.add_argument("--level", type=float, default=0.05, help="significance level (default: 0.05)")
-    p.add_argument("--correction", default="holm", help="statsmodels multipletests method (default: holm)")
+    p.add_argument("--correction", default="holm", choices=CORRECTIONS, metavar="METHOD",
+                   help=f"statsmodels multipletests method: {', '.join(CORRECTIONS)} (default: holm)")
     return p
 
 
