@@ -18,6 +18,13 @@ def test_every_metric_a_run_logs_is_registered(store):
     assert {"rscore", "aipw_ate", "cate_rmse_test", "cate_rmse_test_mean", "n_seeds_ok"} <= logged
     assert sorted(n for n in logged if not registry.is_registered(n)) == []
     assert summary["n_seeds_ok"] == 2
+    # The registered bounds hold for every value and mean (only t-interval bounds may leave them).
+    outside = [(name, value) for run in runs for name, value in run.data.metrics.items()
+               if registry.split_name(name)[1] in (None, "mean") and registry.value_range(name)
+               and not registry.value_range(name)[0] <= value <= registry.value_range(name)[1]]
+    assert outside == []
+    assert registry.value_range("cate_coverage_test_ci_upper") == (0.0, 1.0)
+    assert registry.value_range("ate_bias") is None and registry.value_range("not_a_metric") is None
 
 
 def test_aggregate_names_inherit_the_spec():
@@ -66,7 +73,10 @@ def test_readme_example_new_metric_is_one_registry_line_and_one_function(store):
     from hte_bench.evaluation.registry import MetricSpec, register
 
     spec = MetricSpec(name="ate_abs_error", goal="lower", needs_truth=True, split="train",
-                      description="absolute ATE error", fn="test_registry.ate_abs_error")
+                      description="absolute ATE error", fn="test_registry.ate_abs_error", bounds=(0, float("inf")))
+    with pytest.raises(ConfigError, match="bounds"):
+        register(MetricSpec(name="bad_bounds", goal="lower", needs_truth=True, split="train", description="",
+                            bounds=(1.0, 0.0)))
     register(spec)
     try:
         summary = run_composed([*LEAN, "estimator=interaction_ols", "n_seeds=2", f"tracking.uri={store}",
@@ -74,6 +84,7 @@ def test_readme_example_new_metric_is_one_registry_line_and_one_function(store):
         kids = [r for r in all_runs(store, "ext") if r.data.tags.get("hte_bench.kind") == "seed"]
         assert all(k.data.metrics["ate_abs_error"] == pytest.approx(abs(k.data.metrics["ate_bias"])) for k in kids)
         assert summary["ate_abs_error_mean"] >= 0 and registry.objective("ate_abs_error_mean")[0] == "minimize"
+        assert registry.leaves_range("ate_abs_error_mean", -0.1, 0.5)
     finally:
         registry._ALL.remove(spec)
         del registry.METRICS["ate_abs_error"]

@@ -38,6 +38,9 @@ class MetricSpec:
     # "package.module.function" computing the per-seed value from (truth, estimate); evaluate() calls it.
     # Built-in metrics are computed together in metrics.evaluate() and leave it empty.
     fn: Optional[str] = None
+    # (low, high): the values the definition allows (a share, a correlation, an error); None: unbounded.
+    # Boards flag interval bounds outside it (t-intervals on few seeds are not clipped).
+    bounds: Optional[tuple[float, float]] = None
 
     @property
     def rankable(self) -> bool:
@@ -64,124 +67,140 @@ def _specs(group: str, split: str, needs_truth: bool, rows: list[tuple]) -> list
     return out
 
 
-H = {"headline": True}
+SHARE, CORR = (0.0, 1.0), (-1.0, 1.0)
+NONNEG, AT_MOST_1 = (0.0, float("inf")), (float("-inf"), 1.0)  # errors, times, counts; R²-like scores
 _ALL: list[MetricSpec] = [
     *_specs("core", "train", True, [
         ("ate_true", "info", "true average effect over the training sample"),
         ("ate_hat", "info", "estimated average effect over the training sample", {"needs_truth": False}),
         ("ate_bias", "target", "ATE estimate minus true ATE", {"target": 0.0, "headline": True}),
-        ("cate_mse_train", "lower", "mean squared error of tau_hat, training units (PEHE²)"),
-        ("cate_mse_test", "lower", "mean squared error of tau_hat, test units (PEHE²)", {"split": "test"}),
-        ("cate_rmse_train", "lower", "√PEHE in sample"),
+        ("cate_mse_train", "lower", "mean squared error of tau_hat, training units (PEHE²)", {"bounds": NONNEG}),
+        ("cate_mse_test", "lower", "mean squared error of tau_hat, test units (PEHE²)",
+         {"split": "test", "bounds": NONNEG}),
+        ("cate_rmse_train", "lower", "√PEHE in sample", {"bounds": NONNEG}),
         ("cate_rmse_test", "lower", "√PEHE out of sample (the default ranking metric)",
-         {"split": "test", "headline": True}),
+         {"split": "test", "headline": True, "bounds": NONNEG}),
         ("calib_slope_test", "target", "slope of true tau on tau_hat (1 = calibrated)",
          {"split": "test", "target": 1.0, "headline": True}),
         ("calib_intercept_test", "target", "intercept of true tau on tau_hat", {"split": "test", "target": 0.0}),
-        ("calib_rmse_test", "lower", "RMS gap of binned mean tau_hat vs mean tau", {"split": "test"}),
+        ("calib_rmse_test", "lower", "RMS gap of binned mean tau_hat vs mean tau",
+         {"split": "test", "bounds": NONNEG}),
     ]),
     *_specs("interval", "train", True, [
-        ("ate_ci_lower", "info", "lower end of the ATE interval (kind: tag ate_interval_kind)", {"needs_truth": False}),
+        ("ate_ci_lower", "info", "lower end of the ATE interval (kind: tag ate_interval_kind)",
+         {"needs_truth": False}),
         ("ate_ci_upper", "info", "upper end of the ATE interval", {"needs_truth": False}),
-        ("ate_covered", "target", "1 if the ATE interval covers the true ATE", {"target": "1-alpha"}),
-        ("ate_ci_width", "info", "width of the ATE interval", {"needs_truth": False}),
+        ("ate_covered", "target", "1 if the ATE interval covers the true ATE",
+         {"target": "1-alpha", "bounds": SHARE}),
+        ("ate_ci_width", "info", "width of the ATE interval", {"needs_truth": False, "bounds": NONNEG}),
         ("cate_coverage_train", "target", "share of training units whose true tau is in their interval",
-         {"target": "1-alpha"}),
+         {"target": "1-alpha", "bounds": SHARE}),
         ("cate_coverage_test", "target", "share of test units whose true tau is in their interval",
-         {"split": "test", "target": "1-alpha", "headline": True}),
-        ("cate_ci_width_train", "info", "mean per-unit interval width, training units", {"needs_truth": False}),
+         {"split": "test", "target": "1-alpha", "headline": True, "bounds": SHARE}),
+        ("cate_ci_width_train", "info", "mean per-unit interval width, training units",
+         {"needs_truth": False, "bounds": NONNEG}),
         ("cate_ci_width_test", "info", "mean per-unit interval width, test units",
-         {"needs_truth": False, "split": "test"}),
-        ("ate_rmse", "lower", "root mean squared ATE error across seeds", {"level": "config", "headline": True}),
+         {"needs_truth": False, "split": "test", "bounds": NONNEG}),
+        ("ate_rmse", "lower", "root mean squared ATE error across seeds",
+         {"level": "config", "headline": True, "bounds": NONNEG}),
         ("ate_coverage_rate", "target", "share of seeds whose ATE interval covers the true ATE (Wilson CI)",
-         {"level": "config", "target": "1-alpha", "headline": True}),
-        ("ate_coverage_rate_ci_lower", "info", "Wilson interval of ate_coverage_rate, lower", {"level": "config"}),
-        ("ate_coverage_rate_ci_upper", "info", "Wilson interval of ate_coverage_rate, upper", {"level": "config"}),
+         {"level": "config", "target": "1-alpha", "headline": True, "bounds": SHARE}),
+        ("ate_coverage_rate_ci_lower", "info", "Wilson interval of ate_coverage_rate, lower",
+         {"level": "config", "bounds": SHARE}),
+        ("ate_coverage_rate_ci_upper", "info", "Wilson interval of ate_coverage_rate, upper",
+         {"level": "config", "bounds": SHARE}),
     ]),
     *_specs("population", "train", True, [
         ("ate_true_population", "info", "the generator's population ATE E[tau(X)] (only where it declares it)"),
-        ("ate_covered_population", "target", "1 if the ATE interval covers the population ATE", {"target": "1-alpha"}),
+        ("ate_covered_population", "target", "1 if the ATE interval covers the population ATE",
+         {"target": "1-alpha", "bounds": SHARE}),
         ("ate_coverage_rate_population", "target", "share of seeds whose ATE interval covers the population ATE "
-         "(Wilson CI)", {"level": "config", "target": "1-alpha"}),
+         "(Wilson CI)", {"level": "config", "target": "1-alpha", "bounds": SHARE}),
         ("ate_coverage_rate_population_ci_lower", "info", "Wilson interval of ate_coverage_rate_population, lower",
-         {"level": "config"}),
+         {"level": "config", "bounds": SHARE}),
         ("ate_coverage_rate_population_ci_upper", "info", "Wilson interval of ate_coverage_rate_population, upper",
-         {"level": "config"}),
+         {"level": "config", "bounds": SHARE}),
     ]),
     *_specs("importance", "test", True, [
         ("importance_rank_corr", "higher", "Spearman ρ of estimated vs true permutation importance",
-         {"headline": True}),
-        ("importance_top_hit", "higher", "1 if the most important estimated feature is a true modifier"),
+         {"headline": True, "bounds": CORR}),
+        ("importance_top_hit", "higher", "1 if the most important estimated feature is a true modifier",
+         {"bounds": SHARE}),
     ]),
     *_specs("insights", "test", True, [
         ("insights_true_modifiers_named", "higher",
-         "share of true modifiers insights.md names (best linear projection interval excludes 0)"),
+         "share of true modifiers insights.md names (best linear projection interval excludes 0)", {"bounds": SHARE}),
         ("insights_non_modifiers_named", "lower",
-         "share of non-modifiers insights.md names (≈ alpha per feature under the null)"),
+         "share of non-modifiers insights.md names (≈ alpha per feature under the null)", {"bounds": SHARE}),
     ]),
     *_specs("cost", "-", False, [
         ("fit_seconds", "lower", "seconds to fit (final stage only when the first stage was reused)",
-         {"headline": True}),
-        ("predict_seconds", "lower", "seconds for effects and intervals on both splits"),
+         {"headline": True, "bounds": NONNEG}),
+        ("predict_seconds", "lower", "seconds for effects and intervals on both splits", {"bounds": NONNEG}),
     ]),
     *_specs("validation", "test", False, [
-        ("rscore", "higher", "econml RScorer R-score on the test split (truth-free)", {"headline": True}),
-        ("r_loss", "lower", "R-loss of the model (truth-free)"),
-        ("r_loss_baseline", "info", "R-loss of the constant-effect model (truth-free)"),
+        ("rscore", "higher", "econml RScorer R-score on the test split (truth-free)",
+         {"headline": True, "bounds": AT_MOST_1}),
+        ("r_loss", "lower", "R-loss of the model (truth-free)", {"bounds": NONNEG}),
+        ("r_loss_baseline", "info", "R-loss of the constant-effect model (truth-free)", {"bounds": NONNEG}),
         ("dr_mse", "lower", "MSE of tau_hat against DR pseudo-outcomes (truth-free; ranks like PEHE)",
-         {"headline": True}),
+         {"headline": True, "bounds": NONNEG}),
         ("blp_coef", "target", "DRTester best linear predictor slope (1 = calibrated heterogeneity)",
          {"target": 1.0}),
-        ("blp_se", "info", "standard error of blp_coef"),
-        ("blp_pvalue", "info", "p-value of blp_coef = 0"),
-        ("cal_score", "higher", "DRTester calibration R²"),
+        ("blp_se", "info", "standard error of blp_coef", {"bounds": NONNEG}),
+        ("blp_pvalue", "info", "p-value of blp_coef = 0", {"bounds": SHARE}),
+        ("cal_score", "higher", "DRTester calibration R²", {"bounds": AT_MOST_1}),
         ("qini", "higher", "DRTester Qini coefficient", {"headline": True}),
-        ("qini_se", "info", "standard error of qini"),
+        ("qini_se", "info", "standard error of qini", {"bounds": NONNEG}),
         ("qini_ci_lower", "info", "normal interval of qini, lower"),
         ("qini_ci_upper", "info", "normal interval of qini, upper"),
         ("autoc", "higher", "DRTester area under the TOC curve"),
-        ("autoc_se", "info", "standard error of autoc"),
+        ("autoc_se", "info", "standard error of autoc", {"bounds": NONNEG}),
         ("autoc_ci_lower", "info", "normal interval of autoc, lower"),
         ("autoc_ci_upper", "info", "normal interval of autoc, upper"),
     ]),
     *_specs("policy", "test", False, [
         ("policy_value_model", "higher", "DR value of 'treat if tau_hat > 0' vs treating nobody, per person"),
-        ("policy_value_model_se", "info", "standard error of policy_value_model"),
+        ("policy_value_model_se", "info", "standard error of policy_value_model", {"bounds": NONNEG}),
         ("policy_value_treat_all", "info", "DR value of treating everybody"),
-        ("policy_value_treat_all_se", "info", "standard error of policy_value_treat_all"),
+        ("policy_value_treat_all_se", "info", "standard error of policy_value_treat_all", {"bounds": NONNEG}),
         ("policy_value_treat_none", "info", "value of treating nobody (the reference, 0)"),
         ("policy_gain_vs_all", "higher", "model policy value minus treat-all value"),
-        ("policy_gain_vs_all_se", "info", "paired standard error of policy_gain_vs_all"),
+        ("policy_gain_vs_all_se", "info", "paired standard error of policy_gain_vs_all", {"bounds": NONNEG}),
         ("targeting_gain_top25", "higher", "DR mean effect in the top quarter by tau_hat minus overall"),
-        ("targeting_gain_top25_se", "info", "standard error of targeting_gain_top25"),
+        ("targeting_gain_top25_se", "info", "standard error of targeting_gain_top25", {"bounds": NONNEG}),
     ]),
     *_specs("oracle", "test", True, [
         ("oracle_policy_value", "info", "true value of treating exactly those who benefit"),
         ("policy_value_model_true", "higher", "true value of 'treat if tau_hat > 0'"),
-        ("policy_regret", "lower", "oracle policy value minus the model policy's true value", {"headline": True}),
+        ("policy_regret", "lower", "oracle policy value minus the model policy's true value",
+         {"headline": True, "bounds": NONNEG}),
         ("targeting_gain_top25_true", "higher", "true mean effect in the top quarter by tau_hat minus overall"),
     ]),
     *_specs("subgroups", "train", False, [
         ("aipw_ate", "info", "cross-fitted AIPW ATE on the training sample (seed 003)"),
-        ("aipw_ate_se", "info", "standard error of aipw_ate"),
+        ("aipw_ate_se", "info", "standard error of aipw_ate", {"bounds": NONNEG}),
         ("aipw_ate_ci_lower", "info", "normal interval of aipw_ate, lower"),
         ("aipw_ate_ci_upper", "info", "normal interval of aipw_ate, upper"),
         ("aipw_ate_covered", "target", "1 if the AIPW interval covers the true ATE",
-         {"target": "1-alpha", "needs_truth": True}),
-        ("max_abs_smd_unweighted", "info", "largest |standardised mean difference| before weighting"),
-        ("max_abs_smd_weighted", "lower", "largest |standardised mean difference| after AIPW weighting"),
+         {"target": "1-alpha", "needs_truth": True, "bounds": SHARE}),
+        ("max_abs_smd_unweighted", "info", "largest |standardised mean difference| before weighting",
+         {"bounds": NONNEG}),
+        ("max_abs_smd_weighted", "lower", "largest |standardised mean difference| after AIPW weighting",
+         {"bounds": NONNEG}),
     ]),
     *_specs("interpretation", "test", True, [
         ("cate_tree_leaf_rmse", "lower", "RMS over test units of (estimated - true) mean effect of their CATE-tree "
-         "leaf (econml SingleTreeCateInterpreter of tau_hat, depth 3)"),
+         "leaf (econml SingleTreeCateInterpreter of tau_hat, depth 3)", {"bounds": NONNEG}),
         ("policy_tree_value_true", "higher", "true value of the depth-2 policy tree of tau_hat (econml "
          "SingleTreePolicyInterpreter): mean of tau·treat"),
-        ("policy_tree_regret", "lower", "oracle policy value minus the policy tree's true value"),
+        ("policy_tree_regret", "lower", "oracle policy value minus the policy tree's true value", {"bounds": NONNEG}),
     ]),
     *_specs("run", "-", False, [
-        ("n_seeds_ok", "info", "seeds that finished", {"level": "config"}),
-        ("n_seeds_failed", "info", "seeds that failed (traceback in their run)", {"level": "config"}),
-        ("n_configs", "info", "configurations in a sweep or board", {"level": "config"}),
+        ("n_seeds_ok", "info", "seeds that finished", {"level": "config", "bounds": NONNEG}),
+        ("n_seeds_failed", "info", "seeds that failed (traceback in their run)",
+         {"level": "config", "bounds": NONNEG}),
+        ("n_configs", "info", "configurations in a sweep or board", {"level": "config", "bounds": NONNEG}),
     ]),
 ]
 METRICS: dict[str, MetricSpec] = {s.name: s for s in _ALL}
@@ -195,6 +214,9 @@ def register(new: MetricSpec) -> MetricSpec:
         raise ConfigError(f"metric {new.name!r} is already registered")
     if new.goal not in GOALS:
         raise ConfigError(f"metric {new.name!r}: goal={new.goal!r} is not allowed; allowed: {', '.join(GOALS)}")
+    if new.bounds is not None and not (len(new.bounds) == 2 and new.bounds[0] <= new.bounds[1]):
+        raise ConfigError(f"metric {new.name!r}: bounds={new.bounds!r} is not allowed; give (low, high) with "
+                          "low <= high, or None")
     _ALL.append(new)
     METRICS[new.name] = new
     return new
@@ -256,16 +278,9 @@ def headline() -> tuple[str, ...]:
 
 
 def value_range(name: str) -> Optional[tuple[float, float]]:
-    """The values a metric can take where its definition bounds them (shares, correlations, errors, times);
-    None when unbounded or unknown. Boards use it to flag interval bounds that leave the range."""
+    """The registered ``bounds`` of a metric or of its aggregates (None: unbounded or not registered)."""
     base = split_name(name)[0]
-    if any(k in base for k in ("coverage", "covered", "top_hit", "_named")):
-        return 0.0, 1.0
-    if base.endswith("rank_corr"):
-        return -1.0, 1.0
-    if any(k in base for k in ("mse", "rmse", "width", "seconds")):
-        return 0.0, float("inf")
-    return None
+    return METRICS[base].bounds if base in METRICS else None
 
 
 OUTSIDE_MARK = "†"
