@@ -206,7 +206,7 @@ def test_a_knob_sweep_is_two_conditions_never_pooled(tmp_path, capsys, migrated_
     _lb(uri, "--by", "data.noise", "--metric", "cate_rmse_test")
     out = capsys.readouterr().out
     assert f"== {small} [condition" in out and f"== {small} noise=3.0 [condition" in out
-    assert "cate_rmse_test by data.noise: mean over each configuration's own seeds, 95% t-interval, n seeds" in out
+    assert "cate_rmse_test by data.noise: mean, 95% t-interval and seeds; a column's cells on the seeds" in out
     report = next(r for r in all_runs(uri, "hte-bench") if r.data.tags.get("hte_bench.kind") == "leaderboard")
     board = pd.read_csv(c.download_artifacts(report.info.run_id, "leaderboard.csv", str(tmp_path)))
     assert sorted(board["condition"].unique()) == [small, f"{small} noise=3.0"]

@@ -230,6 +230,12 @@ def test_study_table_puts_conditions_side_by_side():
     assert set(study_table(typed, seeds, "cate_rmse_test", "data.noise")["data.noise"]) == {"0.5", "3.0"}
     with pytest.raises(ConfigError, match="not a data knob.*data.noise"):
         study_table(parents, seeds, "cate_rmse_test", "estimator.x")
+    # A column compares its configurations on the seeds they share: y's extra seeds 10-11 are left out.
+    extra = seeds[seeds["parent_id"] == "engagement-y3.0"].head(2).assign(
+        **{"tags.seed": ["10", "11"], "metrics.cate_rmse_test": [0.0, 0.0]})
+    table = study_table(parents, pd.concat([seeds, extra]), "cate_rmse_test", "data.noise")
+    y_high = table[(table["config"] == "y") & (table["data.noise"] == "3.0")].iloc[0]
+    assert y_high["n_seeds"] == 10 and y_high["seeds"] == "0-9" and y_high["mean"] == pytest.approx(BASE.mean() + 2)
 
 
 def test_configurations_are_ranked_on_the_seeds_they_all_share():

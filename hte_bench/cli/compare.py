@@ -400,8 +400,8 @@ def _study(parents, seeds, metric: str, by: str, out: Optional[Path]) -> None:
     alphas = {float(a) for a in parents["params.alpha"].dropna()} if "params.alpha" in parents else set()
     alpha = alphas.pop() if len(alphas) == 1 else 0.05  # runs' own level; mixed levels fall back to 95%
     table = study.study_table(parents, seeds, metric, by, level=1 - alpha)
-    print(f"\n== {metric} by {by}: mean over each configuration's own seeds, {1 - alpha:.0%} t-interval, n seeds "
-          f"(each cell its own data condition; one row per configuration; not a ranking) ==")
+    print(f"\n== {metric} by {by}: mean, {1 - alpha:.0%} t-interval and seeds; a column's cells on the seeds its "
+          f"configurations share (each column its own data condition; one row per configuration; not a ranking) ==")
     print(study.study_grid(table, by).to_string())
     if out is not None:
         from hte_bench import plots as P

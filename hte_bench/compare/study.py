@@ -98,7 +98,9 @@ def study_table(parents: pd.DataFrame, seeds: pd.DataFrame, metric: str, by: str
 
     The configuration is the estimator with its non-data overrides plus any other data knob that varies
     (each line of the study stays on one setting of everything else). Cells: mean over seeds with a
-    Student-t interval at ``level`` and the number of seeds.
+    Student-t interval at ``level`` and the number of seeds. The cells of one data condition stand on the
+    seeds all its configurations finished (as the board compares them), so a column compares like with
+    like; a condition whose configurations share no seed keeps each one's own (the cell names its seeds).
     """
     from hte_bench.compare.leaderboard import distinguishing_overrides, latest_per_config
 
@@ -107,17 +109,26 @@ def study_table(parents: pd.DataFrame, seeds: pd.DataFrame, metric: str, by: str
     other = [k for k in knobs_varying(parents) if k != by]
     overrides = distinguishing_overrides(parents, group="tags.data")
     ok = seeds[seeds["status"] == "FINISHED"] if len(seeds) else seeds
+    values = {}  # run id -> the metric by seed, finite values only
+    for run_id in parents["run_id"]:
+        kids = ok[ok["parent_id"] == run_id]
+        column = kids[f"metrics.{metric}"] if f"metrics.{metric}" in kids else pd.Series(np.nan, index=kids.index)
+        v = pd.Series(pd.to_numeric(column, errors="coerce").to_numpy(float),
+                      index=kids["tags.seed"].astype(int).to_numpy() if len(kids) else [], dtype=float)
+        values[run_id] = v[np.isfinite(v)]
+    common = {c: set.intersection(*(set(values[r].index) for r in group["run_id"]))
+              for c, group in parents.groupby("tags.condition_hash")}
     rows = []
     for idx, p in parents.iterrows():
-        kids = ok[ok["parent_id"] == p["run_id"]]
-        values = pd.to_numeric(kids[f"metrics.{metric}"], errors="coerce") if f"metrics.{metric}" in kids \
-            else pd.Series(dtype=float)
-        mean, lo, hi, n = t_interval(values, level)
+        v = values[p["run_id"]]
+        shared = sorted(common[p["tags.condition_hash"]])
+        v = v.loc[shared] if shared else v
+        mean, lo, hi, n = t_interval(v, level)
         line = " ".join([p["tags.estimator"], overrides[idx], *[f"{k}={p.get('params.' + k)}" for k in other]])
-        used = kids.loc[values.index[np.isfinite(values)], "tags.seed"]  # the seeds behind the cell
         rows.append({"data": p["tags.data"], "config": " ".join(line.split()), by: _knob_text(p, by),
                      "condition": p["tags.condition"], "mean": mean, "ci_lower": lo, "ci_upper": hi,
-                     "n_seeds": n, "seeds": seed_list(used), "parent_run_id": p["run_id"]})
+                     "n_seeds": n, "seeds": seed_list(v.index) if shared else f"own seeds {seed_list(v.index) or 'none'}",
+                     "parent_run_id": p["run_id"]})
     table = pd.DataFrame(rows)
     return table.sort_values(["data", "config", by], key=_natural).reset_index(drop=True)
 
@@ -150,7 +161,7 @@ def study_grid(table: pd.DataFrame, by: str) -> pd.DataFrame:
         if not math.isfinite(r["mean"]):
             return "–"
         ci = f" [{r['ci_lower']:.4g}, {r['ci_upper']:.4g}]" if math.isfinite(r["ci_lower"]) else ""
-        # A cell's seeds are its configuration run's own: cells of one row may stand on different seeds.
+        # A column's cells share their seeds; the cells of one row (different conditions) may not.
         return f"{r['mean']:.4g}{ci} (n={r['n_seeds']}: {r['seeds']})"
 
     shown = table.assign(cell=table.apply(cell, axis=1))
