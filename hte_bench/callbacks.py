@@ -250,7 +250,7 @@ def _sweep_report(tracker, sweep_id: str, metric: str, alpha: float, out: str):
     import pandas as pd
 
     from hte_bench.compare import study
-    from hte_bench.compare.leaderboard import build, selector_validation
+    from hte_bench.compare.leaderboard import build, selector_validation, summarised_seeds
 
     parents = tracker.frame(tracker.sweep_parents(sweep_id))
     if parents.empty:
@@ -258,7 +258,8 @@ def _sweep_report(tracker, sweep_id: str, metric: str, alpha: float, out: str):
     bests = study.best_per_condition(parents, metric, alpha) if metric else pd.DataFrame()
     if len(bests):
         bests.to_csv(Path(out) / "best_per_condition.csv", index=False)
-    seeds = tracker.frame(tracker.seed_runs(parents["run_id"].tolist()))
+    # The seeds each configuration run summarises, as the leaderboard command reads them.
+    seeds = summarised_seeds(parents, tracker.frame(tracker.seed_runs(parents["run_id"].tolist())))
     try:
         _study_figures(parents, seeds, metric, Path(out))
     except Exception:  # a figure must not leave the sweep run open; the runs themselves are complete
@@ -266,7 +267,7 @@ def _sweep_report(tracker, sweep_id: str, metric: str, alpha: float, out: str):
     if "metrics.cate_rmse_test_mean" in parents:  # without truth (user data) nothing judges the selectors
         board = build(parents, seeds, "cate_rmse_test")
         board.to_csv(Path(out) / "leaderboard.csv", index=False)
-        selectors = selector_validation(board, parents)
+        selectors = selector_validation(board, parents, seeds)
         if len(selectors):
             selectors.to_csv(Path(out) / "selector_validation.csv", index=False)
     return bests

@@ -143,6 +143,27 @@ def test_selector_validation_on_a_constructed_sweep():
     assert "qini" not in table.index  # not logged, not judged
 
 
+def test_selectors_and_the_oracle_are_judged_on_the_seeds_all_configurations_share():
+    from hte_bench.compare.leaderboard import selector_validation
+
+    # Truth: a < b on every seed. rscore exists on seeds 0-4 only (analyses.seeds); on seed 5, which only
+    # "b" has, a flattering rscore must not count, nor b's lucky oracle value on its extra seeds 10-11.
+    parents, seeds = _tables({"a": BASE, "b": BASE + 0.2})
+    seeds["metrics.rscore"] = np.where(seeds["tags.seed"].astype(int) < 5,
+                                       np.where(seeds["parent_id"] == "d1-a", 0.3, 0.2), np.nan)
+    seeds.loc[(seeds["parent_id"] == "d1-b") & (seeds["tags.seed"] == "5"), "metrics.rscore"] = 99.0
+    lucky = pd.DataFrame({"run_id": ["b10", "b11"], "parent_id": "d1-b", "status": "FINISHED",
+                          "tags.seed": ["10", "11"], "metrics.cate_rmse_test": [0.0, 0.0]})
+    seeds = pd.concat([seeds, lucky], ignore_index=True)
+    parents["metrics.rscore_mean"] = [0.3, 50.0]  # own means would pick b
+    table = selector_validation(build(parents, seeds), parents, seeds).set_index("selector")
+    row = table.loc["rscore"]
+    assert row["picked"] == "a" and row["regret"] == 0.0 and row["selector_seeds"] == "0-4"
+    assert row["oracle_seeds"] == "0-9" and row["best_cate_rmse_test"] == pytest.approx(BASE.mean())
+    # Without the seed runs: each run's logged means, said to be on its own seeds.
+    assert selector_validation(build(parents, seeds), parents).set_index("selector").loc["rscore", "picked"] == "b"
+
+
 def test_two_conditions_of_one_generator_are_ranked_apart_never_pooled():
     from hte_bench.compare.leaderboard import selector_validation
 

@@ -431,7 +431,7 @@ def leaderboard_main(argv: Optional[list[str]] = None) -> None:
             check_study(parents, args.metric, args.by)
         board = build(parents, seeds, args.metric, args.test, args.level, args.correction)
         avg = average_rank(board)
-        selectors = selector_validation(board, parents)
+        selectors = selector_validation(board, parents, seeds)
         from hte_bench.cli.promote import confirmations
 
         _print_board(board, avg, args.metric, selectors, confirmations(tracker, args.metric), args.test, args.level)

@@ -329,52 +329,67 @@ def _tied(values: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.isclose(values, best, rtol=1e-12, atol=1e-12))
 
 
-def selector_validation(board: pd.DataFrame, parents: pd.DataFrame, oracle: str = "cate_rmse_test") -> pd.DataFrame:
+def selector_validation(board: pd.DataFrame, parents: pd.DataFrame, seeds: Optional[pd.DataFrame] = None,
+                        oracle: str = "cate_rmse_test") -> pd.DataFrame:
     """How well each truth-free score picks configurations, judged by the truth (no other tool can).
 
     Within each data condition: the configuration(s) each score would pick (all of them when several have
     the same score: ``n_tied``), their oracle value (mean ``oracle`` across seeds), the regret against the
     oracle-best configuration (averaged over tied picks), and the Spearman correlation between the score
     and the oracle across configurations (signed so that +1 means the score orders them as the truth does).
+    With the seed runs (``seeds``), the oracle and each score are averaged on the seeds all the condition's
+    configurations have them for, as the board compares them (scores exist only on the first
+    ``analyses.seeds`` seeds); otherwise on each run's own means. ``oracle_seeds``/``selector_seeds`` say which.
     """
     from scipy import stats
 
     rows = []
     latest = parents.set_index("run_id")
+    ok = seeds[seeds["status"] == "FINISHED"] if seeds is not None and len(seeds) else pd.DataFrame()
     for _, group in board.groupby("condition_hash", sort=False):
         ids = group["parent_run_id"]
-        truth = latest.loc[ids, f"metrics.{oracle}_mean"].astype(float).to_numpy() \
-            if f"metrics.{oracle}_mean" in latest else np.full(len(ids), np.nan)
+        truth, oracle_seeds = _condition_means(latest, ok, ids, oracle)
         if not np.isfinite(truth).any():
             continue
         oracle_loss = loss(oracle, truth)
         labels = (group["estimator"] + " " + group["overrides"]).str.strip().to_numpy()
         best = _tied(np.where(np.isfinite(oracle_loss), oracle_loss, np.inf))
-        # The scores' means may cover fewer seeds than the oracle's (analyses.seeds): both are named.
-        oracle_seeds = _tag(latest, ids, "seeds")
-        score_seeds = _tag(latest, ids, "analyses_seeds").where(lambda v: v != "", oracle_seeds)
-        seeds = {"oracle_seeds": " | ".join(sorted(set(oracle_seeds))),
-                 "selector_seeds": " | ".join(sorted(set(score_seeds)))}
         for score, way in SELECTORS.items():
-            col = f"metrics.{score}_mean"
-            if col not in latest:
+            values, score_seeds = _condition_means(latest, ok, ids, score)
+            ok_rows = np.isfinite(values) & np.isfinite(oracle_loss)
+            if ok_rows.sum() < 2:
                 continue
-            values = latest.loc[ids, col].astype(float).to_numpy()
-            ok = np.isfinite(values) & np.isfinite(oracle_loss)
-            if ok.sum() < 2:
-                continue
-            score_loss = np.where(ok, values if way == "lower" else -values, np.inf)
+            score_loss = np.where(ok_rows, values if way == "lower" else -values, np.inf)
             picks = _tied(score_loss)
-            ranks = stats.rankdata(np.where(ok, oracle_loss, np.inf), method="min")
-            rho, why = _spearman(score_loss[ok], oracle_loss[ok])
+            ranks = stats.rankdata(np.where(ok_rows, oracle_loss, np.inf), method="min")
+            rho, why = _spearman(score_loss[ok_rows], oracle_loss[ok_rows])
             rows.append({"data": group["data"].iloc[0], "condition": group["condition"].iloc[0], "selector": score,
-                         "direction": way, "n_configs": int(ok.sum()), "picked": " | ".join(labels[picks]),
+                         "direction": way, "n_configs": int(ok_rows.sum()), "picked": " | ".join(labels[picks]),
                          "n_tied": len(picks), f"picked_{oracle}": float(np.mean(truth[picks])),
                          "oracle_best": " | ".join(labels[best]), f"best_{oracle}": float(truth[best[0]]),
                          "regret": float(np.mean(oracle_loss[picks]) - oracle_loss[best[0]]),
                          "picked_oracle_rank": float(np.mean(ranks[picks])),
-                         "spearman_with_oracle": float(rho), "spearman_note": why, **seeds})
+                         "spearman_with_oracle": float(rho), "spearman_note": why,
+                         "oracle_seeds": oracle_seeds, "selector_seeds": score_seeds})
     return pd.DataFrame(rows)
+
+
+def _condition_means(latest: pd.DataFrame, ok: pd.DataFrame, ids, metric: str) -> tuple[np.ndarray, str]:
+    """Each run's mean of ``metric`` on the seeds all ``ids`` have it for, and those seeds; without per-seed
+    values (or a shared seed) the runs' logged means, each on its own seeds (named from the runs' tags)."""
+    wide = _per_seed(ok, f"metrics.{metric}") if len(ok) else pd.DataFrame()
+    have = wide.reindex(columns=list(ids)).apply(pd.to_numeric, errors="coerce")
+    finite = np.isfinite(have.to_numpy(float))
+    present = finite.any(axis=0)  # a run without the metric on any seed (a failed scorer) is left out
+    common = have.index[finite[:, present].all(axis=1)] if present.any() else []
+    if len(common):
+        return np.where(present, have.loc[common].mean().to_numpy(float), np.nan), seed_list(common)
+    col = f"metrics.{metric}_mean"
+    means = latest.loc[ids, col].astype(float).to_numpy() if col in latest else np.full(len(ids), np.nan)
+    own = _tag(latest, ids, "analyses_seeds" if metric in SELECTORS else "seeds")
+    if metric in SELECTORS:
+        own = own.where(own != "", _tag(latest, ids, "seeds"))
+    return means, "own seeds " + " | ".join(sorted(set(own) - {""}) or ["?"])
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> tuple[float, str]:
