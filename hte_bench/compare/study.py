@@ -116,19 +116,19 @@ def study_table(parents: pd.DataFrame, seeds: pd.DataFrame, metric: str, by: str
         v = pd.Series(pd.to_numeric(column, errors="coerce").to_numpy(float),
                       index=kids["tags.seed"].astype(int).to_numpy() if len(kids) else [], dtype=float)
         values[run_id] = v[np.isfinite(v)]
-    common = {c: set.intersection(*(set(values[r].index) for r in group["run_id"]))
+    # A configuration without the metric on any seed (all failed) does not empty its condition's seed set.
+    common = {c: set.intersection(*([set(values[r].index) for r in group["run_id"] if len(values[r])] or [set()]))
               for c, group in parents.groupby("tags.condition_hash")}
     rows = []
     for idx, p in parents.iterrows():
-        v = values[p["run_id"]]
-        shared = sorted(common[p["tags.condition_hash"]])
-        v = v.loc[shared] if shared else v
+        v, shared = values[p["run_id"]], sorted(common[p["tags.condition_hash"]])
+        v = v.reindex(shared).dropna() if shared else v
+        named = seed_list(v.index) if shared else f"own seeds {seed_list(v.index) or 'none'}"
         mean, lo, hi, n = t_interval(v, level)
         line = " ".join([p["tags.estimator"], overrides[idx], *[f"{k}={p.get('params.' + k)}" for k in other]])
         rows.append({"data": p["tags.data"], "config": " ".join(line.split()), by: _knob_text(p, by),
                      "condition": p["tags.condition"], "mean": mean, "ci_lower": lo, "ci_upper": hi,
-                     "n_seeds": n, "seeds": seed_list(v.index) if shared else f"own seeds {seed_list(v.index) or 'none'}",
-                     "parent_run_id": p["run_id"]})
+                     "n_seeds": n, "seeds": named, "parent_run_id": p["run_id"]})
     table = pd.DataFrame(rows)
     return table.sort_values(["data", "config", by], key=_natural).reset_index(drop=True)
 
