@@ -228,4 +228,6 @@ def flatten(cfg: DictConfig) -> dict[str, Any]:
 def config_hash(cfg: DictConfig) -> str:
     """Stable short hash of what is estimated: the resolved config without seeds and tracking settings."""
     flat = {k: v for k, v in flatten(cfg).items() if k.split(".")[0] not in _NOT_HASHED and k != "seeds"}
+    if not flat.get("metric_modules"):  # no metric modules hashes as before the key existed
+        flat.pop("metric_modules", None)
     return hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:12]

@@ -108,8 +108,11 @@ def make_plan(cfg: DictConfig, choices: dict[str, str]) -> Plan:
     from hte_bench.tracking.claims import coordination, creating_store, open_leases
     from hte_bench.tracking.shared import ConfigClaims, finished_seeds
 
+    from hte_bench.evaluation import registry
+
     C.validate(cfg)
     C.check_packages(cfg, choices)
+    registry.load_modules(cfg.get("metric_modules"))  # the user's metrics, known to this process as to workers
     preflight_inputs(cfg, C.seeds_of(cfg)[0])  # bad data or estimator: refused before the store is reached
     resume = cfg.get("resume", True)
     uri = resolve_uri(cfg.tracking.get("uri"))

@@ -64,6 +64,9 @@ class SeedContext:
 
 def evaluate_seed(cfg: DictConfig, seed: int, workdir: str, strict: bool = False, title: str = "") -> SeedResult:
     """Run the stages of one seed without MLflow; with ``strict``, input-stage errors raise ConfigError."""
+    from hte_bench.evaluation import registry
+
+    registry.load_modules(cfg.get("metric_modules"))  # a worker process registers the user's metrics too
     out = Path(workdir) / f"seed_{seed}"
     out.mkdir(parents=True, exist_ok=True)
     ctx = SeedContext(cfg=cfg, seed=seed, out=out, result=SeedResult(

@@ -38,6 +38,7 @@ def _fresh_process_state() -> None:
     cli_run._errors.clear()
     cli_run._jobs[0] = 0
     cli_run._failed_outputs.clear()
+    cli_run._all_failed.clear()
     # A user's module of the same name in another folder must not be served from this process's data cache.
     seed._DATA_CACHE.clear()
     econml_adapter.clear_nuisance_cache()

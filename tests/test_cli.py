@@ -1,5 +1,5 @@
 """The command line beyond single mistakes (those are the table in test_new_user.py): sweeps and --help."""
-from conftest import LEAN, all_runs, run_cli
+from conftest import LEAN, TEST_CONF, all_runs, run_cli
 from hte_bench.cli.run import group_options
 from in_process import run_here
 
@@ -17,6 +17,16 @@ def test_a_bad_job_in_a_sweep_does_not_stop_the_others(tmp_path, migrated_mlruns
     kinds = sorted(r.data.tags["hte_bench.kind"] for r in runs)
     assert kinds == ["config", "seed", "sweep"]  # the good job's parent and child, under the sweep run
     assert all(r.info.status == "FINISHED" for r in runs)
+
+
+def test_a_configuration_whose_every_seed_failed_exits_non_zero(tmp_path, migrated_mlruns):
+    # The seed runs are kept (FAILED, with their tracebacks), but a script must see that nothing was fitted.
+    store = migrated_mlruns(tmp_path)
+    proc = run_here([f"hydra.searchpath=[file://{TEST_CONF}]", "estimator=fail_on_seed", "seeds=[1]", *LEAN],
+                    cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert len(_error_lines(proc)) == 1 and "every seed failed in 1 configuration(s)" in _error_lines(proc)[0]
+    assert sorted(r.info.status for r in all_runs(store, "hte-bench")) == ["FAILED", "FAILED"]
 
 
 def test_help_lists_the_groups(tmp_path):

@@ -62,7 +62,7 @@ def test_leaderboard_filters_and_other_metrics(study, capsys):
 @pytest.mark.parametrize("args, message", [
     (["--experiment", "nope"], "experiment='nope' does not exist"),
     (["--metric", "ate_hat"], "cannot be ranked; rankable metrics:"),
-    (["--estimator", "forest"], "no finished runs for ['forest']; available: constant_effect"),
+    (["--estimator", "forest"], "no finished runs for 'forest'; available: constant_effect"),
     (["--metric", "cate_rmse_test_mean"], "did you mean cate_rmse_test? (the board ranks per-seed metrics"),
     (["--by", "data.noize"], "--by=data.noize is not a data knob of these runs (did you mean data.noise?)"),
 ])

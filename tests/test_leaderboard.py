@@ -245,6 +245,9 @@ def test_study_table_puts_conditions_side_by_side():
     assert x_high["mean"] == pytest.approx(BASE.mean() + 1) and x_high["ci_lower"] < x_high["mean"] < x_high["ci_upper"]
     grid = study_grid(table, "data.noise")
     assert list(grid.columns) == ["0.5", "3.0"] and "(n=10: 0-9)" in grid.iloc[0, 0]
+    wide = table.assign(ci_lower=-0.5)  # a t-interval below the range of an RMSE is marked, not clipped
+    assert "[-0.5, " in study_grid(wide, "data.noise", "cate_rmse_test").iloc[0, 0]
+    assert "†" in study_grid(wide, "data.noise", "cate_rmse_test").iloc[0, 0] and "†" not in grid.iloc[0, 0]
     # A float knob logged as 3 is the condition noise=3.0: one column, spelt as the condition label spells it.
     typed = parents.assign(**{"params.data._target_": "hte_bench.data.engagement.generate"})
     typed.loc[typed["params.data.noise"] == "3.0", "params.data.noise"] = "3"

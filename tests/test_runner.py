@@ -35,8 +35,26 @@ def test_failed_fit_is_isolated(store):
     assert parent.info.status == "FINISHED" and parent.data.metrics["n_seeds_failed"] == 1
 
 
-def test_same_config_and_seed_give_identical_metrics_serial_or_parallel(store):
-    args = ["estimator=cf_small", "n_seeds=2"]
+@pytest.fixture
+def user_metric_module():
+    """metric_modules=[user_metrics] for the test; afterwards this process and its workers forget it."""
+    import sys
+
+    from hte_bench.evaluation import registry
+    from in_process import _end_worker_pool
+
+    yield "metric_modules=[user_metrics]"
+    _end_worker_pool()  # the workers registered it too
+    spec = registry.METRICS.pop("user_ate_abs_error", None)
+    if spec is not None:
+        registry._ALL.remove(spec)
+    registry._LOADED.discard("user_metrics")
+    sys.modules.pop("user_metrics", None)
+
+
+def test_same_config_and_seed_give_identical_metrics_serial_or_parallel(store, user_metric_module):
+    # A user's metric module (metric_modules) is registered in the worker processes too.
+    args = ["estimator=cf_small", "n_seeds=2", user_metric_module]
     # Analyses on (their DR nuisances too), figures off: every logged number is compared.
     a = _run(store, "repro_a", args, [*SMALL, "tracking.plots=false", "tracking.cache=false"])
     b = _run(store, "repro_b", [*args, "n_jobs=-1"], [*SMALL, "tracking.plots=false", "tracking.cache=false"])
@@ -50,6 +68,8 @@ def test_same_config_and_seed_give_identical_metrics_serial_or_parallel(store):
         assert x.data.tags["data_hash"] == y.data.tags["data_hash"]
     assert a["cate_rmse_test_mean"] == b["cate_rmse_test_mean"]
     assert ka[0].data.tags["config_hash"] == kb[0].data.tags["config_hash"]  # n_jobs is not part of it
+    assert all(k.data.metrics["user_ate_abs_error"] == pytest.approx(abs(k.data.metrics["ate_bias"]))
+               for k in ka + kb)
 
 
 def test_child_metrics_and_tags(store):

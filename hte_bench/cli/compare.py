@@ -37,6 +37,8 @@ def _common(prog: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--level", type=float, default=0.05, help="significance level (default: 0.05)")
     p.add_argument("--correction", default="holm", choices=CORRECTIONS, metavar="METHOD",
                    help=f"statsmodels multipletests method: {', '.join(CORRECTIONS)} (default: holm)")
+    p.add_argument("--metric-module", action="append", default=[], metavar="MODULE",
+                   help="your module that registers metrics (as in the runs' metric_modules), to rank by them")
     return p
 
 
@@ -56,6 +58,17 @@ def _filter_string(args) -> str:
     return " and ".join(parts)
 
 
+def _load_metric_modules(names: list[str]) -> None:
+    """The user's metric modules, importable from the current folder as they are for hte-bench."""
+    import os
+
+    from hte_bench.evaluation import registry
+
+    if names and os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    registry.load_modules(names)
+
+
 def load(args):
     """The tracker and the (parents, seeds) run tables after the command line's filters."""
     from hte_bench.compare.leaderboard import PARENT_ONLY, RANKABLE, direction
@@ -65,6 +78,7 @@ def load(args):
 
     if not 0 < args.level < 1:
         raise ConfigError(f"--level={args.level} is not allowed; it must be in (0, 1)")
+    _load_metric_modules(args.metric_module)
     direction(args.metric)
     uri = resolve_uri(args.tracking_uri)
     store = sqlite_path(uri)
@@ -96,7 +110,7 @@ def load(args):
                 available = sorted({f"{c} [{h[:6]}]" for c, h in zip(parents[column], hashes)})
             unknown = sorted(set(keep) - known)
             if unknown:
-                raise ConfigError(f"--{column.split('.')[1]}: no finished runs for {unknown}; "
+                raise ConfigError(f"--{column.split('.')[1]}: no finished runs for {', '.join(map(repr, unknown))}; "
                                   f"available: {', '.join(available)}")
             parents = parents[match]
     if parents.empty:
@@ -264,8 +278,9 @@ def condition_header(group, metric: str, test: str = "wilcoxon", level: float = 
     n = int(ranked["n_compared"].iloc[0])
     k = len(ranked)
     extra = (group["selection_seeds"] != on).any()
-    title += (f" on seed{'s' if n > 1 else ''} {on}, common to all {k} ranked configuration"
-              f"{'s' if k > 1 else ''}" + (" (seeds only some ran are not used)" if extra else "") + " ==")
+    title += (f" on seed{'s' if n > 1 else ''} {on}, " + (f"common to all {k} ranked configurations" if k > 1
+                                                            else "those of its one ranked configuration")
+              + (" (seeds only some ran are not used)" if extra else "") + " ==")
     notes = [f"1 common seed ({on}): no interval, no test — run every configuration on the same seeds"] \
         if n == 1 else []
     floor = wilcoxon_floor(n, k - 1, level) if test == "wilcoxon" and n > 1 and k > 1 else None
@@ -402,7 +417,10 @@ def _study(parents, seeds, metric: str, by: str, out: Optional[Path]) -> None:
     table = study.study_table(parents, seeds, metric, by, level=1 - alpha)
     print(f"\n== {metric} by {by}: mean, {1 - alpha:.0%} t-interval and seeds; a column's cells on the seeds its "
           f"configurations share (each column its own data condition; one row per configuration; not a ranking) ==")
-    print(study.study_grid(table, by).to_string())
+    grid = study.study_grid(table, by, metric)
+    print(grid.to_string())
+    if grid.apply(lambda col: col.str.contains(OUTSIDE_MARK, regex=False)).any().any():
+        print(OUTSIDE_NOTE)
     if out is not None:
         from hte_bench import plots as P
 

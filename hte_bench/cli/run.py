@@ -24,6 +24,7 @@ def conf_dir() -> Path:
 _CONF = str(conf_dir())
 _errors: list[str] = []
 _jobs = [0]  # jobs this process ran
+_all_failed: list[str] = []  # configurations whose every seed failed: the exit code says so (1)
 _failed_outputs: list[Path] = []  # Hydra output folders of jobs refused for bad input: removed at exit
 
 
@@ -87,12 +88,15 @@ def app(cfg: DictConfig) -> float:
     try:
         own_generator(cfg, choices, list(hc.overrides.task) if hc is not None else [])
         _needs_multirun(choices, hc)
+        registry.load_modules(cfg.get("metric_modules"))  # the user's metrics, before the objective is judged
         registry.objective(str(cfg.optimized_metric))  # refuses a context metric before any fit
         C.validate(cfg)  # before the runner's imports (MLflow, pandas): a typo is refused in a second
         C.check_packages(cfg, choices)
         from hte_bench.runner import run
 
         summary = run(cfg, choices=choices, job_log=_job_log())
+        if not summary.get("n_seeds_ok") and summary.get("n_seeds_failed"):
+            _all_failed.append(f"{choices.get('data') or 'data'}/{choices.get('estimator') or cfg.estimator._target_}")
     except ConfigError as err:
         # One line, nothing written; the sweep's other jobs go on and the exit code says it failed.
         print(f"hte-bench: error: {err}", file=sys.stderr, flush=True)
@@ -227,6 +231,10 @@ def main() -> None:
             discard_unused()
         _remove_failed_outputs(before)
         sys.exit(2)
+    if _all_failed:  # runs were logged (FAILED, with tracebacks); a script must still see that nothing fitted
+        print(f"hte-bench: error: every seed failed in {len(_all_failed)} configuration(s): "
+              f"{', '.join(_all_failed)}; see the error tag and traceback.txt of their seed runs", file=sys.stderr)
+        sys.exit(1)
 
 
 def _refused(before: set[str]) -> None:

@@ -155,12 +155,17 @@ def _natural(col: pd.Series) -> pd.Series:
     return num if num.notna().all() else col.astype(str)
 
 
-def study_grid(table: pd.DataFrame, by: str) -> pd.DataFrame:
-    """The study as people read it: configurations down, values of the knob across, ``mean [lo, hi] (n)``."""
+def study_grid(table: pd.DataFrame, by: str, metric: Optional[str] = None) -> pd.DataFrame:
+    """The study as people read it: configurations down, values of the knob across, ``mean [lo, hi] (n)``;
+    with ``metric``, bounds outside its registered range are marked as on the boards."""
+    from hte_bench.evaluation.registry import OUTSIDE_MARK, leaves_range
+
     def cell(r) -> str:
         if not math.isfinite(r["mean"]):
             return "–"
         ci = f" [{r['ci_lower']:.4g}, {r['ci_upper']:.4g}]" if math.isfinite(r["ci_lower"]) else ""
+        if ci and metric and leaves_range(metric, r["ci_lower"], r["ci_upper"]):
+            ci += OUTSIDE_MARK
         # A column's cells share their seeds; the cells of one row (different conditions) may not.
         return f"{r['mean']:.4g}{ci} (n={r['n_seeds']}: {r['seeds']})"
 

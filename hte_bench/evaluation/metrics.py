@@ -16,9 +16,11 @@ if TYPE_CHECKING:  # only for annotations; keeps this module free of import cycl
 
 NAN = float("nan")
 
-# Public interface: the per-seed metric names evaluate() returns, in registry order.
+# Public interface: the per-seed metric names evaluate() computes itself, in registry order (a user's registered
+# metrics come from their own functions, whenever they were registered).
 CHILD_METRICS: tuple[str, ...] = tuple(
-    n for n in registry.names(level="seed") if registry.METRICS[n].group in ("core", "interval", "importance", "cost"))
+    n for n in registry.names(level="seed")
+    if n in registry.BUILT_IN and registry.METRICS[n].group in ("core", "interval", "importance", "cost"))
 
 CALIBRATION_COLUMNS = ["bin", "n", "mean_pred", "mean_true"]
 

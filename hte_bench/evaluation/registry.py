@@ -206,12 +206,37 @@ _ALL: list[MetricSpec] = [
 METRICS: dict[str, MetricSpec] = {s.name: s for s in _ALL}
 assert len(METRICS) == len(_ALL), "a metric name is registered twice"
 assert all(s.goal in GOALS for s in _ALL)
+BUILT_IN = frozenset(METRICS)  # what hte_bench computes itself; register() adds metrics with their own fn
+_LOADED: set[str] = set()
+
+
+def load_modules(names) -> None:
+    """Import the user's modules that register metrics (config ``metric_modules``, ``--metric-module``), once
+    per process: every process that fits seeds or ranks runs must know the same metrics."""
+    import importlib
+
+    for name in [str(n) for n in names or ()]:
+        if name in _LOADED:
+            continue
+        try:
+            importlib.import_module(name)
+        except ImportError as err:
+            raise ConfigError(f"metric module {name!r} cannot be imported ({err}): put {name}.py in the folder "
+                              "you run from, or its folder on PYTHONPATH") from err
+        _LOADED.add(name)
 
 
 def register(new: MetricSpec) -> MetricSpec:
-    """Add a metric at run time (a user's module); its name must be new. Returns the spec."""
+    """Add a metric at run time (a user's module, named in ``metric_modules``); its name must be new and its
+    ``fn`` say which function computes it. Registering the same spec again (a module imported twice) is a
+    no-op. Returns the spec."""
+    if METRICS.get(new.name) == new:
+        return new
     if new.name in METRICS:
         raise ConfigError(f"metric {new.name!r} is already registered")
+    if not new.fn:
+        raise ConfigError(f"metric {new.name!r}: fn is required: the dotted path of the function of "
+                          "(truth, estimate) that computes it, e.g. fn='my_metrics.ate_abs_error'")
     if new.goal not in GOALS:
         raise ConfigError(f"metric {new.name!r}: goal={new.goal!r} is not allowed; allowed: {', '.join(GOALS)}")
     if new.bounds is not None and not (len(new.bounds) == 2 and new.bounds[0] <= new.bounds[1]):
@@ -256,7 +281,8 @@ def spec(name: str) -> MetricSpec:
         # A name cut short (cate_rmse) means its longer forms (cate_rmse_test), not a near spelling (ate_rmse).
         longer = [n for n in names if n.startswith(name)]
         close = longer[:2] or difflib.get_close_matches(name, names, n=1)
-        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+        hint = f" (did you mean {' or '.join(close)}?)" if close else \
+            " (a metric of your own? name the module that registers it: --metric-module / metric_modules=[...])"
         raise ConfigError(f"metric {name!r} is not registered{hint}, so it cannot be ranked; "
                           f"rankable metrics: {', '.join(rankable())}")
     return METRICS[base]
