@@ -215,7 +215,7 @@ def load_modules(names) -> None:
     per process: every process that fits seeds or ranks runs must know the same metrics."""
     import importlib
 
-    for name in [str(n) for n in names or ()]:
+    for name in [names] if isinstance(names, str) else [str(n) for n in names or ()]:  # metric_modules=my_metrics
         if name in _LOADED:
             continue
         try:
