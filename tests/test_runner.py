@@ -70,6 +70,10 @@ def test_same_config_and_seed_give_identical_metrics_serial_or_parallel(store, u
     assert ka[0].data.tags["config_hash"] == kb[0].data.tags["config_hash"]  # n_jobs is not part of it
     assert all(k.data.metrics["user_ate_abs_error"] == pytest.approx(abs(k.data.metrics["ate_bias"]))
                for k in ka + kb)
+    # Its mean and interval are on the configuration run beside the headline ones (for boards and sweeps).
+    logged = client(store).get_run(a["_parent_run_id"]).data.metrics
+    assert {"user_ate_abs_error_mean", "user_ate_abs_error_ci_upper", "rscore_mean"} <= set(logged)
+    assert len(logged) <= 40
 
 
 def test_child_metrics_and_tags(store):

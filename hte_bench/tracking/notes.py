@@ -34,17 +34,20 @@ def logged_metrics(summary: dict, keep: Iterable[str] = ()) -> dict[str, float]:
     """The configuration-run metrics: headline aggregates with their interval, seed counts, ``keep``.
 
     ``keep`` names aggregates readers need (a sweep's optimized metric, the selector scores), logged
-    whether or not they are headline. At most ``MAX_CONFIG_METRICS``; the rest stays in aggregate.json.
+    whether or not they are headline, as are the user's registered metrics (``metric_modules``) with their
+    interval. The headline ones fill up to ``MAX_CONFIG_METRICS`` beside them; the rest stays in aggregate.json.
     """
     wanted: list[str] = []
     for name in registry.headline():
         base = name if registry.METRICS[name].level == "config" else f"{name}_mean"
         wanted += [base, f"{name}_ci_lower", f"{name}_ci_upper"]
-    wanted += list(registry.names(group="run", level="config")) + list(keep)
-    out = {k: float(summary[k]) for k in dict.fromkeys(wanted) if summary.get(k) is not None}
-    if len(out) > MAX_CONFIG_METRICS:  # a registry edit made too many headline: keep the first ones
-        out = dict(list(out.items())[:MAX_CONFIG_METRICS])
-    return out
+    wanted += list(registry.names(group="run", level="config"))
+    own = [f"{n}_{stat}" for n in registry.METRICS if n not in registry.BUILT_IN
+           for stat in ("mean", "ci_lower", "ci_upper")]
+    required = {k: float(summary[k]) for k in dict.fromkeys([*keep, *own]) if summary.get(k) is not None}
+    room = max(MAX_CONFIG_METRICS - len(required), 0)  # a registry edit made too many headline: the first ones
+    headline = [k for k in dict.fromkeys(wanted) if summary.get(k) is not None and k not in required][:room]
+    return {**{k: float(summary[k]) for k in headline}, **required}
 
 
 def fmt(value, digits: int = 3) -> str:
