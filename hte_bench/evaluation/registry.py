@@ -215,14 +215,28 @@ def load_modules(names) -> None:
     per process: every process that fits seeds or ranks runs must know the same metrics."""
     import importlib
 
-    for name in [names] if isinstance(names, str) else [str(n) for n in names or ()]:  # metric_modules=my_metrics
+    if isinstance(names, (str, int, float)) and not isinstance(names, bool):
+        names = [names]  # metric_modules=my_metrics: that one module
+    try:
+        names = [str(n) for n in names or ()]
+    except TypeError:
+        raise ConfigError(f"metric_modules={names!r} is not allowed; give module names, e.g. "
+                          "metric_modules=[my_metrics]") from None
+    for name in names:
         if name in _LOADED:
             continue
         try:
             importlib.import_module(name)
-        except ImportError as err:
-            raise ConfigError(f"metric module {name!r} cannot be imported ({err}): put {name}.py in the folder "
-                              "you run from, or its folder on PYTHONPATH") from err
+        except ConfigError:  # the module's own register() refused a spec: that line says why
+            raise
+        except ModuleNotFoundError as err:
+            if err.name != name.split(".")[0] and err.name != name:
+                raise ConfigError(f"metric module {name!r} could not import {err.name!r}: install it, or fix the "
+                                  "import in the module") from err
+            raise ConfigError(f"metric module {name!r} is not found: put {name}.py in the folder you run from, "
+                              "or its folder on PYTHONPATH") from err
+        except Exception as err:  # a typo in the user's module: say where, in one line
+            raise ConfigError(f"metric module {name!r} failed on import: {type(err).__name__}: {err}") from err
         _LOADED.add(name)
 
 
