@@ -130,6 +130,8 @@ CASES = [
      "data.outcome, data.treatment required: give data.outcome=<column> data.treatment=<column>; "
      "columns in my.csv: a, t, y"),
     ("resume", None, ["resume=maybe"], "resume='maybe' is not allowed; resume must be true, false or force"),
+    ("metric-module", None, ["metric_modules=[my_metricz]"], "metric module 'my_metricz' is not found: put "
+                                                            "my_metricz.py in the folder you run from"),
     ("yaml-slip", "bad_yaml", ["estimator=broken"], "broken.yaml, line 3, column 12: YAML syntax error: mapping "
                                                     "values are not allowed here"),
     ("yaml-slip-sweep", "bad_yaml", ["-m", "estimator=zero_effect,broken"], "broken.yaml, line 3, column 12"),
