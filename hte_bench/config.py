@@ -228,6 +228,9 @@ def flatten(cfg: DictConfig) -> dict[str, Any]:
 def config_hash(cfg: DictConfig) -> str:
     """Stable short hash of what is estimated: the resolved config without seeds and tracking settings."""
     flat = {k: v for k, v in flatten(cfg).items() if k.split(".")[0] not in _NOT_HASHED and k != "seeds"}
-    if not flat.get("metric_modules"):  # no metric modules hashes as before the key existed
-        flat.pop("metric_modules", None)
+    from hte_bench.evaluation.registry import module_names
+
+    modules = module_names(flat.pop("metric_modules", None))  # [a] and a, any order: one configuration
+    if modules:  # none hashes as before the key existed
+        flat["metric_modules"] = modules
     return hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:12]

@@ -187,7 +187,16 @@ def open_parent(plan: Plan, first: Optional[SeedResult]) -> str:
 def _find_parent(plan: Plan):
     """(the configuration's parent run or None, a note when one exists under other code or library versions)."""
     force = plan.cfg.get("resume", True) == "force"
-    return plan.tracker.find_parent(plan.config_hash, None if force else plan.tracker.resume_versions())
+    return plan.tracker.find_parent(plan.config_hash, None if force else {**plan.tracker.resume_versions(),
+                                                                          **_metric_modules_tag(plan.cfg)})
+
+
+def _metric_modules_tag(cfg: DictConfig) -> dict[str, str]:
+    """The source hash of the user's metric modules, as a resume key and a parent tag (none: no tag)."""
+    from hte_bench.evaluation import registry
+
+    digest = registry.modules_hash(cfg.get("metric_modules"))
+    return {"metric_modules_hash": digest} if digest else {}
 
 
 def _new_parent(plan: Plan, first: Optional[SeedResult]) -> str:
@@ -200,7 +209,7 @@ def _new_parent(plan: Plan, first: Optional[SeedResult]) -> str:
     prefix = "" if plan.kind == "config" else f"{plan.kind}/"
     return tracker.start_parent(
         run_name=f"{prefix}{plan.data_name}/{plan.estimator_name}/{plan.config_hash[:6]}", params=params,
-        tags={**plan.run_tags, KIND: plan.kind, **tracker.provenance(), **truth,
+        tags={**plan.run_tags, KIND: plan.kind, **tracker.provenance(), **_metric_modules_tag(plan.cfg), **truth,
               **{f"{CHOICE}{g}": v for g, v in plan.choices.items() if g in REPLAYED_GROUPS}})
 
 

@@ -1,5 +1,6 @@
 """The metric registry is the one source of metric metadata: everything logged is in it, directions hold."""
 import math
+import sys
 
 import pytest
 
@@ -88,3 +89,26 @@ def test_readme_example_new_metric_is_one_registry_line_and_one_function(store):
     finally:
         registry._ALL.remove(spec)
         del registry.METRICS["ate_abs_error"]
+
+
+def test_metric_modules_name_one_configuration_and_their_source_is_a_resume_key(tmp_path, monkeypatch):
+    from conftest import compose
+    from hte_bench import config as C
+
+    base = ["estimator=zero_effect"]
+    assert C.config_hash(compose([*base, "metric_modules=user_metrics"])) == \
+        C.config_hash(compose([*base, "metric_modules=[user_metrics]"])) != C.config_hash(compose(base))
+    assert C.config_hash(compose([*base, "metric_modules=[]"])) == C.config_hash(compose(base))
+    with pytest.raises(ConfigError, match="metric_modules=.*not allowed"):
+        registry.module_names(object())
+    # An edited metric module is another resume key (its seeds are refitted, not kept with old values).
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "edited_metrics.py").write_text("X = 1\n")
+    registry.load_modules(["edited_metrics"])
+    try:
+        before = registry.modules_hash("edited_metrics")
+        (tmp_path / "edited_metrics.py").write_text("X = 2\n")
+        assert registry.modules_hash(["edited_metrics"]) != before and registry.modules_hash([]) == ""
+    finally:
+        registry._LOADED.discard("edited_metrics")
+        sys.modules.pop("edited_metrics", None)

@@ -7,6 +7,7 @@ named ``<metric>_mean``, ``_std``, ``_ci_lower``, ``_ci_upper`` and inherit the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -215,14 +216,7 @@ def load_modules(names) -> None:
     per process: every process that fits seeds or ranks runs must know the same metrics."""
     import importlib
 
-    if isinstance(names, (str, int, float)) and not isinstance(names, bool):
-        names = [names]  # metric_modules=my_metrics: that one module
-    try:
-        names = [str(n) for n in names or ()]
-    except TypeError:
-        raise ConfigError(f"metric_modules={names!r} is not allowed; give module names, e.g. "
-                          "metric_modules=[my_metrics]") from None
-    for name in names:
+    for name in module_names(names):
         if name in _LOADED:
             continue
         try:
@@ -238,6 +232,33 @@ def load_modules(names) -> None:
         except Exception as err:  # a typo in the user's module: say where, in one line
             raise ConfigError(f"metric module {name!r} failed on import: {type(err).__name__}: {err}") from err
         _LOADED.add(name)
+
+
+def module_names(names) -> list[str]:
+    """``metric_modules`` as a sorted list of names (one name alone is that module)."""
+    if isinstance(names, (str, int, float)) and not isinstance(names, bool):
+        names = [names]  # metric_modules=my_metrics: that one module
+    try:
+        return sorted({str(n) for n in names or ()})
+    except TypeError:
+        raise ConfigError(f"metric_modules={names!r} is not allowed; give module names, e.g. "
+                          "metric_modules=[my_metrics]") from None
+
+
+def modules_hash(names) -> str:
+    """Short hash of the sources of the metric modules (after ``load_modules``); '' for none. Resume matches
+    on it: an edited metric function refits rather than keeping the values of the old one."""
+    import hashlib
+    import sys
+
+    names = module_names(names)
+    if not names:
+        return ""
+    digest = hashlib.sha256()
+    for name in names:
+        path = getattr(sys.modules.get(name), "__file__", None)
+        digest.update(name.encode() + b"\0" + (Path(path).read_bytes() if path else b""))
+    return digest.hexdigest()[:10]
 
 
 def register(new: MetricSpec) -> MetricSpec:
