@@ -271,6 +271,8 @@ def record_seeds(plan: Plan, parent: str, first: Optional[SeedResult], rest) -> 
             log.warning("%s: seed %d: lease lost to another run; result discarded", plan.label, result.seed)
             continue
         results.append(result)
+        if result.status == "FAILED":  # here, not in the worker: in seed order, and never for a refused job
+            log.warning("%s: seed %d failed: %s", plan.label, result.seed, result.tags.get("error", "?"))
         plan.tracker.log_seed(parent, result, tags=tags)
         plan.claims.done(result.seed)
     return results

@@ -7,7 +7,6 @@ failure is caught: the error names its stage and the traceback goes to the seed'
 from __future__ import annotations
 
 import hashlib
-import logging
 import time
 import traceback
 from collections import OrderedDict
@@ -27,8 +26,6 @@ from hte_bench.errors import ConfigError
 # input errors (one line, nothing written); later stages fail a seed, never the configuration.
 SEED_STAGES = ("data", "estimator", "fit", "predict", "analyses", "metrics", "artifacts")
 INPUT_STAGES = ("data", "estimator", "fit")
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -80,8 +77,7 @@ def evaluate_seed(cfg: DictConfig, seed: int, workdir: str, strict: bool = False
                 raise ConfigError(E.one_line(stage, err) + E.knobs(cfg, stage, err)) from err
             (out / "traceback.txt").write_text(f"stage: {stage}\n\n{traceback.format_exc()}")
             ctx.result.tags["error"] = E.one_line(stage, err)
-            ctx.result.tags["failed_stage"] = stage
-            log.warning("seed %d failed: %s", seed, ctx.result.tags["error"])
+            ctx.result.tags["failed_stage"] = stage  # said by the process that records it (runner.record_seeds)
             break
     else:
         ctx.result.status = "FINISHED"
