@@ -110,6 +110,10 @@ def _as_a_fresh_process(argv: list[str], cwd: Path, env: dict[str, str]):
 
     saved_argv, saved_path, saved_cwd, saved_env = sys.argv[:], sys.path[:], os.getcwd(), dict(os.environ)
     saved_modules = set(sys.modules)
+    from hte_bench.evaluation import registry
+
+    # A process's metric registrations (metric_modules) die with it.
+    saved_metrics, saved_loaded = list(registry._ALL), set(registry._LOADED)
     root = logging.getLogger()
     saved_handlers, saved_level = root.handlers[:], root.level
     tracking_utils, registry_utils, tracking_uri, registry_uri = _mlflow_uris()
@@ -138,6 +142,11 @@ def _as_a_fresh_process(argv: list[str], cwd: Path, env: dict[str, str]):
         os.environ.clear()
         os.environ.update(saved_env)
         tracking_utils._tracking_uri, registry_utils._registry_uri = tracking_uri, registry_uri
+        registry._ALL[:] = saved_metrics
+        registry.METRICS.clear()
+        registry.METRICS.update({spec.name: spec for spec in saved_metrics})
+        registry._LOADED.clear()
+        registry._LOADED.update(saved_loaded)
         # Modules imported from the working folder (a user's generator): another folder may hold its namesake.
         here = str(Path(cwd).resolve())
         for name in set(sys.modules) - saved_modules:

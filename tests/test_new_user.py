@@ -77,6 +77,12 @@ SETUPS = {
     "csv": _csv,
     "csv_one_arm": lambda folder: _csv(folder, treatment=(0,)),
     # A user's own estimator file with a YAML slip (an over-indented line).
+    # A user's metric module whose MetricSpec misspells its function.
+    "metric_typo": lambda folder: (folder / "typo_metrics.py").write_text(
+        "from hte_bench.evaluation.registry import MetricSpec, register\n"
+        "def ate_abs_error(truth, estimate):\n    return abs(estimate.ate_hat - truth.tau_train.mean())\n"
+        "register(MetricSpec('typo_ate_abs_error', goal='lower', needs_truth=True, split='train', description='',"
+        " fn='typo_metrics.ate_abs_eror'))\n"),
     "bad_yaml": lambda folder: (folder / "conf" / "estimator").mkdir(parents=True) or (
         folder / "conf" / "estimator" / "broken.yaml").write_text(
         "_target_: hte_bench.estimators.ols.InteractionOLS\ninteractions: true\n   cov_type: HC1: x\n"),
@@ -132,6 +138,9 @@ CASES = [
     ("resume", None, ["resume=maybe"], "resume='maybe' is not allowed; resume must be true, false or force"),
     ("metric-module", None, ["metric_modules=[my_metricz]"], "metric module 'my_metricz' is not found: put "
                                                             "my_metricz.py in the folder you run from"),
+    ("metric-fn", "metric_typo", ["metric_modules=[typo_metrics]"],
+     "fn='typo_metrics.ate_abs_eror': typo_metrics has no function 'ate_abs_eror' (did you mean "
+     "typo_metrics.ate_abs_error?)"),
     ("yaml-slip", "bad_yaml", ["estimator=broken"], "broken.yaml, line 3, column 12: YAML syntax error: mapping "
                                                     "values are not allowed here"),
     ("yaml-slip-sweep", "bad_yaml", ["-m", "estimator=zero_effect,broken"], "broken.yaml, line 3, column 12"),

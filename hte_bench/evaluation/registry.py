@@ -232,6 +232,25 @@ def load_modules(names) -> None:
         except Exception as err:  # a typo in the user's module: say where, in one line
             raise ConfigError(f"metric module {name!r} failed on import: {type(err).__name__}: {err}") from err
         _LOADED.add(name)
+        for spec in computed():  # a misspelt fn is refused now, not after every seed has been fitted
+            _check_fn(spec)
+
+
+def _check_fn(spec: MetricSpec) -> None:
+    """ConfigError unless ``spec.fn`` names a callable (with a did-you-mean from its module)."""
+    import difflib
+    import importlib
+
+    module, _, attr = spec.fn.rpartition(".")
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as err:
+        raise ConfigError(f"metric {spec.name!r}: fn={spec.fn!r}: module {module!r} cannot be imported ({err})") \
+            from err
+    if not callable(getattr(mod, attr, None)):
+        close = difflib.get_close_matches(attr, [n for n in dir(mod) if callable(getattr(mod, n))], n=1)
+        hint = f" (did you mean {module}.{close[0]}?)" if close else ""
+        raise ConfigError(f"metric {spec.name!r}: fn={spec.fn!r}: {module} has no function {attr!r}{hint}")
 
 
 def module_names(names) -> list[str]:
