@@ -167,7 +167,8 @@ def print_summary(top: list[dict], metric: str, how: str, alpha: float = 0.05) -
         return interval(r["lo"], r["hi"]) + (OUTSIDE_MARK if leaves_range(metric, r["lo"], r["hi"]) else "")
 
     table = pd.DataFrame([{"condition": r["condition"], "rank": r["rank"], "configuration": r["run_name"],
-                           metric: fmt(r["value"], 4), "interval": span(r), "seeds": r.get("seed_list") or "?",
+                           metric: fmt(r["value"], 4), "interval": span(r),
+                           "seeds": r.get("seed_list") or ("none finished" if not r["seeds"] else "?"),
                            "ok/failed": f"{r['seeds']}/{r['failed']}"} for r in top])
     # A coverage rate is a share of seeds (Wilson interval, evaluation/aggregate.py); a _mean a mean across them.
     kind = "Wilson interval of the share of seeds" if metric.startswith("ate_coverage_rate") else \
@@ -177,7 +178,8 @@ def print_summary(top: list[dict], metric: str, how: str, alpha: float = 0.05) -
     for condition, rows in table.groupby("condition", sort=True):
         print(f"\n{condition}\n" + rows.drop(columns="condition").to_string(index=False), flush=True)
     if (table["interval"] == "–").any():
-        print("\n–: one seed, no interval (and no comparison can be tested on it)", flush=True)
+        print("\n–: one seed, no interval (and no comparison can be tested on it); a rank of – : no value, every "
+              "seed failed", flush=True)
     if table["interval"].str.endswith(OUTSIDE_MARK).any():
         print(OUTSIDE_NOTE, flush=True)
     if table.groupby("condition")["seeds"].nunique().gt(1).any():

@@ -22,11 +22,20 @@ def test_a_bad_job_in_a_sweep_does_not_stop_the_others(tmp_path, migrated_mlruns
 def test_a_configuration_whose_every_seed_failed_exits_non_zero(tmp_path, migrated_mlruns):
     # The seed runs are kept (FAILED, with their tracebacks), but a script must see that nothing was fitted.
     store = migrated_mlruns(tmp_path)
-    proc = run_here([f"hydra.searchpath=[file://{TEST_CONF}]", "estimator=fail_on_seed", "seeds=[1]", *LEAN],
-                    cwd=tmp_path)
+    conf = f"hydra.searchpath=[file://{TEST_CONF}]"
+    proc = run_here([conf, "estimator=fail_on_seed", "seeds=[1]", *LEAN], cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert len(_error_lines(proc)) == 1 and "every seed failed in 1 configuration(s)" in _error_lines(proc)[0]
     assert sorted(r.info.status for r in all_runs(store, "hte-bench")) == ["FAILED", "FAILED"]
+    # In a sweep beside a refused job (exit 2) it is still said; its summary row lists it without a rank.
+    proc = run_here(["-m", conf, "estimator=fail_on_seed,zero_effect", "data.p_treat=0.0,0.5", "seeds=[1]", *LEAN],
+                    cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = _error_lines(proc)
+    assert len(lines) == 3 and sum("treatment is constant" in line for line in lines) == 2
+    assert "every seed failed in 1 configuration(s): engagement/fail_on_seed" in lines[-1]
+    summary = proc.stdout[proc.stdout.index("sweep summary"):]
+    assert "none finished" in summary and "a rank of – : no value" in summary
 
 
 def test_help_lists_the_groups(tmp_path):

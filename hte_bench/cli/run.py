@@ -224,6 +224,9 @@ def main() -> None:
             raise
         print(f"hte-bench: error: {line}", file=sys.stderr)
         _refused(before)
+    if _all_failed:  # runs were logged (FAILED, with tracebacks); a script must still see that nothing fitted
+        print(f"hte-bench: error: every seed failed in {len(_all_failed)} configuration(s): "
+              f"{', '.join(_all_failed)}; see the error tag and traceback.txt of their seed runs", file=sys.stderr)
     if _errors:
         if len(_errors) == _jobs[0]:  # every job refused: no claims database left behind either
             from hte_bench.tracking.claims import discard_unused
@@ -231,10 +234,8 @@ def main() -> None:
             discard_unused()
         _remove_failed_outputs(before)
         sys.exit(2)
-    if _all_failed:  # runs were logged (FAILED, with tracebacks); a script must still see that nothing fitted
-        print(f"hte-bench: error: every seed failed in {len(_all_failed)} configuration(s): "
-              f"{', '.join(_all_failed)}; see the error tag and traceback.txt of their seed runs", file=sys.stderr)
-        sys.exit(1)
+    if _all_failed:
+        sys.exit(1)  # 2 (refused input) wins when a sweep had both
 
 
 def _refused(before: set[str]) -> None:

@@ -187,14 +187,15 @@ def sweep_rows(parents: list, metric: str, top: int = 1000) -> list[dict]:
     for r in rows:
         seen[r["condition"]] = seen.get(r["condition"], 0) + 1
         if seen[r["condition"]] <= top:
-            out.append({**r, "rank": seen[r["condition"]]})
+            # Without a value (every seed failed) a configuration is listed, not ranked.
+            out.append({**r, "rank": seen[r["condition"]] if math.isfinite(r["loss"]) else "–"})
     return out
 
 
 def sweep_note(experiment_id: str, rows: list[dict], metric: str, how: str, n_configs: int,
                best: Optional[dict], top: int = 5) -> str:
     """The sweep run's description: the best run linked, then the ``top`` per data condition with links."""
-    rows = [r for r in rows if r["rank"] <= top]
+    rows = [r for r in rows if r["rank"] == "–" or r["rank"] <= top]
     lines = [f"Sweep over **{n_configs}** configuration runs, ranked by `{metric}` ({how}).", ""]
     if best:
         lines.append(f"**Best:** {run_link(experiment_id, best['parent_run_id'], best['label'])} "
