@@ -104,11 +104,10 @@ class Plan:
 
 def make_plan(cfg: DictConfig, choices: dict[str, str]) -> Plan:
     """Check the config, name the configuration, reach the store and find what is already done."""
+    from hte_bench.evaluation import registry
     from hte_bench.tracking import Tracker, resolve_uri
     from hte_bench.tracking.claims import coordination, creating_store, open_leases
     from hte_bench.tracking.shared import ConfigClaims, finished_seeds
-
-    from hte_bench.evaluation import registry
 
     C.validate(cfg)
     C.check_packages(cfg, choices)
