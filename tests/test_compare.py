@@ -213,6 +213,9 @@ def test_a_knob_sweep_is_two_conditions_never_pooled(tmp_path, capsys, migrated_
     assert board.groupby("condition")["rank"].apply(sorted).tolist() == [[1, 2], [1, 2]]
     _lb(uri, "--condition", f"{small} noise=3", "--no-log")  # 3 and 3.0 name one condition
     assert f"== {small} noise=3.0 [condition" in capsys.readouterr().out
+    _lb(uri, "--condition", "noise=3", "--no-log")  # a part of the label: the conditions that have it
+    out = capsys.readouterr().out
+    assert f"== {small} noise=3.0 [condition" in out and f"== {small} [condition" not in out
     with pytest.raises(SystemExit):
         promote_main(["--tracking-uri", uri, "--name", "pooled", "--config-out", str(tmp_path)])
     assert "promotion needs one data condition" in capsys.readouterr().err

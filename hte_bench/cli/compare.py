@@ -103,8 +103,11 @@ def load(args):
                 hashes = parents["tags.condition_hash"].astype(str)
                 labels = parents[column].astype(str).map(_numbers_as_floats)
                 for w in keep:
+                    # noise=2 is the condition noise=2.0; a part of a label selects every condition that has it
+                    # ("noise=3.0" beside overrides of n), the whole label one.
+                    words = set(_numbers_as_floats(w).split())
                     hit = (hashes.str.startswith(w) if len(w) >= 6 else hashes == w) | \
-                        (labels == _numbers_as_floats(w))  # noise=2 is the condition noise=2.0
+                        labels.map(lambda label: words <= set(label.split()))
                     match |= hit
                     known |= {w} if hit.any() else set()
                 available = sorted({f"{c} [{h[:6]}]" for c, h in zip(parents[column], hashes)})
