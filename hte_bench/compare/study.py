@@ -122,13 +122,14 @@ def study_table(parents: pd.DataFrame, seeds: pd.DataFrame, metric: str, by: str
     rows = []
     for idx, p in parents.iterrows():
         v, shared = values[p["run_id"]], sorted(common[p["tags.condition_hash"]])
+        ran = seed_list(v.index) if shared and set(v.index) - set(shared) else ""  # its seeds the cell leaves out
         v = v.reindex(shared).dropna() if shared else v
         named = seed_list(v.index) if shared else f"own seeds {seed_list(v.index) or 'none'}"
         mean, lo, hi, n = t_interval(v, level)
         line = " ".join([p["tags.estimator"], overrides[idx], *[f"{k}={p.get('params.' + k)}" for k in other]])
         rows.append({"data": p["tags.data"], "config": " ".join(line.split()), by: _knob_text(p, by),
                      "condition": p["tags.condition"], "mean": mean, "ci_lower": lo, "ci_upper": hi,
-                     "n_seeds": n, "seeds": named, "parent_run_id": p["run_id"]})
+                     "n_seeds": n, "seeds": named, "ran_seeds": ran, "parent_run_id": p["run_id"]})
     table = pd.DataFrame(rows)
     return table.sort_values(["data", "config", by], key=_natural).reset_index(drop=True)
 
@@ -167,7 +168,8 @@ def study_grid(table: pd.DataFrame, by: str, metric: Optional[str] = None) -> pd
         if ci and metric and leaves_range(metric, r["ci_lower"], r["ci_upper"]):
             ci += OUTSIDE_MARK
         # A column's cells share their seeds; the cells of one row (different conditions) may not.
-        return f"{r['mean']:.4g}{ci} (n={r['n_seeds']}: {r['seeds']})"
+        ran = f"; ran {r['ran_seeds']}, extra not used" if r.get("ran_seeds") else ""
+        return f"{r['mean']:.4g}{ci} (n={r['n_seeds']}: {r['seeds']}{ran})"
 
     shown = table.assign(cell=table.apply(cell, axis=1))
     grid = shown.pivot_table(index=["data", "config"], columns=by, values="cell", aggfunc="first")
