@@ -75,9 +75,11 @@ def test_readme_example_new_metric_is_one_registry_line_and_one_function(store):
 
     spec = MetricSpec(name="ate_abs_error", goal="lower", needs_truth=True, split="train",
                       description="absolute ATE error", fn="test_registry.ate_abs_error", bounds=(0, float("inf")))
-    with pytest.raises(ConfigError, match="bounds"):
-        register(MetricSpec(name="bad_bounds", goal="lower", needs_truth=True, split="train", description="",
-                            bounds=(1.0, 0.0)))
+    with pytest.raises(ConfigError, match=r"bounds=\(1.0, 0.0\) is not allowed"):
+        register(MetricSpec(name="inverted", goal="lower", needs_truth=True, split="train", description="",
+                            fn="test_registry.ate_abs_error", bounds=(1.0, 0.0)))
+    with pytest.raises(ConfigError, match="fn is required"):
+        register(MetricSpec(name="no_function", goal="lower", needs_truth=True, split="train", description=""))
     register(spec)
     try:
         summary = run_composed([*LEAN, "estimator=interaction_ols", "n_seeds=2", f"tracking.uri={store}",
