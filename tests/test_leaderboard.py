@@ -326,6 +326,9 @@ def test_printed_board_labels_its_intervals_and_keeps_overrides_apart():
     assert sorted(table["overrides"]) == ["max_depth=4", "max_depth=8"]  # short keys, never cut
     parents["params.alpha"] = "0.1"  # the level is the runs' own
     assert "90% t-interval" in legend(build(parents, seeds), "cate_rmse_test")[0]
+    from hte_bench.cli.compare import vs_best_note  # 'vs best' names its test and correction
+
+    assert "(paired t-test, p-values adjusted by bonferroni" in vs_best_note("ttest", "bonferroni", 0.05)
 
 
 def test_min_seeds_gate_counts_the_seeds_a_configuration_was_selected_on():
@@ -354,6 +357,10 @@ def test_the_board_says_when_too_few_seeds_make_tied_untestable():
     # Exact two-sided Wilcoxon on n pairs cannot go below 2/2^n; Holm multiplies the first p by the comparisons.
     assert "cannot go below p = 0.125" in wilcoxon_floor(5, 2, 0.05) and "7 or more" in wilcoxon_floor(5, 2, 0.05)
     assert wilcoxon_floor(8, 2, 0.05) is None and wilcoxon_floor(6, 1, 0.05) is None
+    # The floor is the chosen correction's: Benjamini-Hochberg leaves equal p-values as they are.
+    bh = wilcoxon_floor(5, 2, 0.05, "fdr_bh")
+    assert "cannot go below p = 0.0625 (fdr_bh over 2 comparisons)" in bh and "6 or more" in bh
+    assert wilcoxon_floor(6, 2, 0.05, "fdr_bh") is None
 
 
 def test_a_promoted_config_reruns_the_seeds_it_was_selected_on():

@@ -247,22 +247,29 @@ def legend(board, metric: str) -> list[str]:
     return lines
 
 
-def wilcoxon_floor(n_seeds: int, n_tests: int, level: float) -> Optional[str]:
+def wilcoxon_floor(n_seeds: int, n_tests: int, level: float, correction: str = "holm") -> Optional[str]:
     """Why 'tied' may only mean 'too few seeds': the smallest p-value the exact two-sided Wilcoxon signed-rank
-    test can give on ``n_seeds`` pairs (2 / 2^n, all differences one way) times Holm's factor for the first of
-    ``n_tests`` comparisons; None when significance is reachable."""
+    test can give on ``n_seeds`` pairs (2 / 2^n, all differences one way), adjusted by ``correction`` over
+    ``n_tests`` comparisons at best (all of them at that floor); None when significance is reachable."""
+    from hte_bench.compare.leaderboard import adjusted_p
+
     if n_seeds < 1 or n_tests < 1:
         return None
-    floor = min(1.0, n_tests * 2.0 / 2 ** n_seeds)
+
+    def lowest(n: int) -> float:
+        return float(min(1.0, adjusted_p([2.0 / 2 ** n] * n_tests, correction, level).min()))
+
+    floor = lowest(n_seeds)
     if floor < level:
         return None
-    need = next(k for k in range(n_seeds + 1, 64) if n_tests * 2.0 / 2 ** k < level)
-    return (f"with {n_seeds} common seeds the exact paired Wilcoxon test cannot go below p = {floor:.3g} (Holm over "
-            f"{n_tests} comparison{'s' if n_tests > 1 else ''}), so 'tied' here means too few seeds to tell, not "
-            f"equal: {need} or more common seeds can show a difference at {level:g}")
+    need = next(k for k in range(n_seeds + 1, 64) if lowest(k) < level)
+    return (f"with {n_seeds} common seeds the exact paired Wilcoxon test cannot go below p = {floor:.3g} "
+            f"({correction} over {n_tests} comparison{'s' if n_tests > 1 else ''}), so 'tied' here means too few "
+            f"seeds to tell, not equal: {need} or more common seeds can show a difference at {level:g}")
 
 
-def condition_header(group, metric: str, test: str = "wilcoxon", level: float = 0.05) -> tuple[str, list[str]]:
+def condition_header(group, metric: str, test: str = "wilcoxon", level: float = 0.05,
+                     correction: str = "holm") -> tuple[str, list[str]]:
     """A condition's section title, naming the seeds its ranking stands on, and the lines that warn when
     it stands on too few (one common seed) or none."""
     chash = group["condition_hash"].iloc[0]
@@ -286,7 +293,7 @@ def condition_header(group, metric: str, test: str = "wilcoxon", level: float = 
               + (" (seeds only some ran are not used)" if extra else "") + " ==")
     notes = [f"1 common seed ({on}): no interval, no test — run every configuration on the same seeds"] \
         if n == 1 else []
-    floor = wilcoxon_floor(n, k - 1, level) if test == "wilcoxon" and n > 1 and k > 1 else None
+    floor = wilcoxon_floor(n, k - 1, level, correction) if test == "wilcoxon" and n > 1 and k > 1 else None
     if floor:
         notes.append(floor)
     return title, notes
@@ -303,7 +310,7 @@ def _slug(text: str) -> str:
 
 
 def write_report(tracker, board, avg, seeds, metric: str, out: Path, plots: bool = True,
-                 selectors=None) -> None:
+                 selectors=None, test: str = "wilcoxon", correction: str = "holm", level: float = 0.05) -> None:
     """leaderboard.csv/.md/.html, average_rank.csv and comparison plots per data condition into ``out``."""
     import numpy as np
 
@@ -316,7 +323,7 @@ def write_report(tracker, board, avg, seeds, metric: str, out: Path, plots: bool
     if selectors is not None and len(selectors):
         selectors.to_csv(out / "selector_validation.csv", index=False)
     table = readable(board, metric)
-    notes = "\n\n".join([VS_BEST_NOTE, *legend(board, metric)])
+    notes = "\n\n".join([vs_best_note(test, correction, level), *legend(board, metric)])
     (out / "leaderboard.md").write_text(f"# Leaderboard by {metric}\n\n{notes}\n\n"
                                         + table.to_markdown(index=False) + "\n")
     (out / "leaderboard.html").write_text(table.to_html(index=False, border=0))
@@ -357,19 +364,24 @@ def write_report(tracker, board, avg, seeds, metric: str, out: Path, plots: bool
             fig.savefig(out / "plots" / file, dpi=100, bbox_inches="tight")
 
 
-VS_BEST_NOTE = ("'vs best' is a paired test against the best configuration of the same data condition, on the "
-                "seeds the condition is compared on (named in its header) — the seeds the best was chosen on: a "
-                "selection, optimistic for the winner. "
-                "hte-bench-promote confirms the winner on fresh seeds.")
+TESTS = {"wilcoxon": "exact Wilcoxon signed-rank test", "ttest": "paired t-test"}
+
+
+def vs_best_note(test: str = "wilcoxon", correction: str = "holm", level: float = 0.05) -> str:
+    """What 'vs best' says: which test, which correction, at which level, on which seeds."""
+    return (f"'vs best' is a paired test against the best configuration of the same data condition ({TESTS[test]}, "
+            f"p-values adjusted by {correction} over the condition's comparisons; worse = adjusted p < {level:g}), "
+            "on the seeds the condition is compared on (named in its header) — the seeds the best was chosen on: "
+            "a selection, optimistic for the winner. hte-bench-promote confirms the winner on fresh seeds.")
 
 
 def _print_board(board, avg, metric: str, selectors=None, confirmations=None, test: str = "wilcoxon",
-                 level: float = 0.05) -> None:
+                 level: float = 0.05, correction: str = "holm") -> None:
     from hte_bench.compare.study import KIND_NOTES
 
     table = readable(board, metric)
     for _, group in board.groupby("condition_hash", sort=False):
-        title, notes = condition_header(group, metric, test, level)
+        title, notes = condition_header(group, metric, test, level, correction)
         print("\n" + title)
         for note in notes:
             print(note)
@@ -377,7 +389,7 @@ def _print_board(board, avg, metric: str, selectors=None, confirmations=None, te
     print()
     for line in legend(board, metric):
         print(line)
-    print(VS_BEST_NOTE)
+    print(vs_best_note(test, correction, level))
     kinds = sorted(set(board["interval_kind"]) | set(board["ate_interval_kind"]))
     notes = [f"{k}: {KIND_NOTES[k]}" for k in kinds if k in KIND_NOTES]
     if notes:
@@ -455,12 +467,14 @@ def leaderboard_main(argv: Optional[list[str]] = None) -> None:
         selectors = selector_validation(board, parents, seeds)
         from hte_bench.cli.promote import confirmations
 
-        _print_board(board, avg, args.metric, selectors, confirmations(tracker, args.metric), args.test, args.level)
+        _print_board(board, avg, args.metric, selectors, confirmations(tracker, args.metric), args.test, args.level,
+                     args.correction)
         with tempfile.TemporaryDirectory() as tmp:
             if args.by:
                 _study(parents, seeds, args.metric, args.by, None if args.no_log else Path(tmp))
             if not args.no_log:
-                write_report(tracker, board, avg, seeds, args.metric, Path(tmp), selectors=selectors)
+                write_report(tracker, board, avg, seeds, args.metric, Path(tmp), selectors=selectors,
+                             test=args.test, correction=args.correction, level=args.level)
                 run_id = tracker.log_report(f"leaderboard/{args.metric}", "leaderboard", _report_params(args),
                                             {}, {"n_configs": len(board)}, tmp)
                 print(f"\nlogged as run {run_id} in experiment {args.experiment!r}")

@@ -139,7 +139,7 @@ def promote(args) -> None:
     decision = P.choose(board, gates)
     from hte_bench.cli.compare import condition_header
 
-    title, notes = condition_header(board, args.metric)
+    title, notes = condition_header(board, args.metric, args.test, args.level, args.correction)
     print(f"Candidates in condition '{board['condition'].iloc[0]}' {title.split(' — ', 1)[1].rstrip(' =')}:")
     for note in notes:
         print(f"  {note}")
