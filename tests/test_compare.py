@@ -216,6 +216,9 @@ def test_a_knob_sweep_is_two_conditions_never_pooled(tmp_path, capsys, migrated_
     _lb(uri, "--condition", "noise=3", "--no-log")  # a part of the label: the conditions that have it
     out = capsys.readouterr().out
     assert f"== {small} noise=3.0 [condition" in out and f"== {small} [condition" not in out
+    _lb(uri, "--condition", "noise=1.0", "--no-log")  # the default, not in the label: the knob as logged
+    out = capsys.readouterr().out
+    assert f"== {small} [condition" in out and "noise=3.0 [condition" not in out
     with pytest.raises(SystemExit):
         promote_main(["--tracking-uri", uri, "--name", "pooled", "--config-out", str(tmp_path)])
     assert "promotion needs one data condition" in capsys.readouterr().err

@@ -71,6 +71,8 @@ def _load_metric_modules(names: list[str]) -> None:
 
 def load(args):
     """The tracker and the (parents, seeds) run tables after the command line's filters."""
+    import pandas as pd
+
     from hte_bench.compare.leaderboard import PARENT_ONLY, RANKABLE, direction
     from hte_bench.compare.study import with_conditions
     from hte_bench.tracking.store import sqlite_path
@@ -101,13 +103,18 @@ def load(args):
             available = sorted(parents[column].unique())
             if column == "tags.condition":  # a label, or its hash as the board prints it (6 characters or more)
                 hashes = parents["tags.condition_hash"].astype(str)
-                labels = parents[column].astype(str).map(_numbers_as_floats)
+                # A condition's words: its label's, and every data knob as logged, so a knob left at its default
+                # (not in the label) is still found: noise=1.0 on the engagement data.
+                knobs = [c for c in parents.columns if c.startswith("params.data.") and c != "params.data._target_"]
+                words_of = [set(_numbers_as_floats(" ".join([str(label), *(
+                    f"{c[len('params.data.'):]}={row[c]}" for c in knobs if isinstance(row[c], str))])).split())
+                    for label, (_, row) in zip(parents[column], parents.iterrows())]
                 for w in keep:
                     # noise=2 is the condition noise=2.0; a part of a label selects every condition that has it
                     # ("noise=3.0" beside overrides of n), the whole label one.
                     words = set(_numbers_as_floats(w).split())
                     hit = (hashes.str.startswith(w) if len(w) >= 6 else hashes == w) | \
-                        labels.map(lambda label: words <= set(label.split()))
+                        pd.Series([words <= have for have in words_of], index=parents.index)
                     match |= hit
                     known |= {w} if hit.any() else set()
                 available = sorted({f"{c} [{h[:6]}]" for c, h in zip(parents[column], hashes)})
