@@ -106,6 +106,7 @@ def test_gates_choose_the_best_that_passes_and_explain_the_rest():
     assert decision.winner["estimator"] == "ok"
     assert any("ATE coverage 0.5 (95% Wilson" in r and r.endswith("< 0.8") for r in decision.reasons["good [hash-d1-good]"])
     assert decision.reasons["ok [hash-d1-ok]"][0].startswith("passes every gate: ATE coverage 0.9 (95% Wilson")
+    assert choose(board, Gates()).reasons["good [hash-d1-good]"][0].startswith("no gates set")  # not "passes"
     # Significance required: "good" is worse-than-nobody and beats "ok" and "bad" on every seed...
     assert choose(board, Gates(require_significance=True)).winner["estimator"] == "good"
     # ...but a near-twin makes it indistinguishable, and nothing qualifies.

@@ -133,8 +133,9 @@ def choose(board: pd.DataFrame, gates: Gates) -> Decision:
         failed, passed = _gates(row, board, gates)
         if row.get("vs_best") == "unranked: no common seed":  # nothing to choose on
             failed = ["not ranked: the configurations of this condition share no finished seed"] + failed
-        decision.reasons[label] = failed or ["passes every gate" + (": " + "; ".join(passed) if passed else "")
-                                             + _note(row, gates)]
+        unset = gates == Gates()  # then the best-ranked configuration wins; "passes every gate" would flatter it
+        decision.reasons[label] = failed or [("no gates set" if unset else "passes every gate")
+                                             + (": " + "; ".join(passed) if passed else "") + _note(row, gates)]
         if not failed and decision.winner is None:
             decision.winner = row
     return decision

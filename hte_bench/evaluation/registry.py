@@ -364,7 +364,7 @@ def value_range(name: str) -> Optional[tuple[float, float]]:
 
 
 OUTSIDE_MARK = "†"
-OUTSIDE_NOTE = (f"{OUTSIDE_MARK} t-intervals on 2-3 seeds are wide: bounds outside the metric's possible range "
+OUTSIDE_NOTE = (f"{OUTSIDE_MARK} t-intervals on few seeds are wide: bounds outside the metric's possible range "
                 "are shown as computed, not clipped.")
 
 
