@@ -60,12 +60,11 @@ def _filter_string(args) -> str:
 
 def _load_metric_modules(names: list[str]) -> None:
     """The user's metric modules, importable from the current folder as they are for hte-bench."""
-    import os
-
+    from hte_bench.cli import current_folder_importable
     from hte_bench.evaluation import registry
 
-    if names and os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    if names:
+        current_folder_importable()
     registry.load_modules(names)
 
 

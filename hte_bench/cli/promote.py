@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import tempfile
 from pathlib import Path
 
+from hte_bench.cli import current_folder_importable
 from hte_bench.errors import ConfigError
 
 
@@ -124,10 +124,7 @@ def promote(args) -> None:
     from hte_bench.seed import make_data, make_estimator
 
     P.check_model_name(args.name)
-    # A user's generator module in the current folder must import for the confirmation and the refit,
-    # as it does for hte-bench (console scripts do not put the current folder on sys.path).
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    current_folder_importable()  # a user's generator, for the confirmation and the refit, as for hte-bench
     if args.csv and not (args.outcome and args.treatment):
         raise ConfigError("--csv needs --outcome and --treatment")
     if args.confirm_seeds is not None and args.confirm_seeds < 0:

@@ -9,6 +9,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from hte_bench.cli import current_folder_importable
 from hte_bench.errors import ConfigError
 
 log = logging.getLogger("hte_bench")
@@ -199,9 +200,7 @@ def _null_group_line() -> str:
 
 def main() -> None:
     """Console entry point: run the Hydra app; input errors are one line and a non-zero exit."""
-    # A user's generator module in the current folder must import as it would in `python -c`.
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    current_folder_importable()  # a user's generator or metric module in the current folder
     # Hydra's errors reach us as exceptions (not its multi-line report) so they can be said in one line.
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     # MLflow announces a new SQLite store in two INFO lines on stderr, where only errors should be.
