@@ -20,7 +20,7 @@ NAN = float("nan")
 # metrics come from their own functions, whenever they were registered).
 CHILD_METRICS: tuple[str, ...] = tuple(
     n for n in registry.names(level="seed")
-    if n in registry.BUILT_IN and registry.METRICS[n].group in ("core", "interval", "importance", "cost"))
+    if not registry.METRICS[n].fn and registry.METRICS[n].group in ("core", "interval", "importance", "cost"))
 
 CALIBRATION_COLUMNS = ["bin", "n", "mean_pred", "mean_true"]
 

@@ -207,7 +207,6 @@ _ALL: list[MetricSpec] = [
 METRICS: dict[str, MetricSpec] = {s.name: s for s in _ALL}
 assert len(METRICS) == len(_ALL), "a metric name is registered twice"
 assert all(s.goal in GOALS for s in _ALL)
-BUILT_IN = frozenset(METRICS)  # what hte_bench computes itself; register() adds metrics with their own fn
 _LOADED: set[str] = set()
 
 
