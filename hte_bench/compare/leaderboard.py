@@ -375,16 +375,24 @@ def selector_validation(board: pd.DataFrame, parents: pd.DataFrame, seeds: Optio
     return pd.DataFrame(rows)
 
 
+def shared_seed_values(ok: pd.DataFrame, ids, column: str) -> tuple[pd.DataFrame, list[int]]:
+    """The finite values of a per-seed ``column`` (one column per run in ``ids``, seeds down, NaN elsewhere) and
+    the seeds on which every run that has any value has one: what a condition's runs are compared on. A run
+    without the value on any seed (every seed failed, a scorer that failed) does not empty that set."""
+    wide = _per_seed(ok, column) if len(ok) else pd.DataFrame()
+    have = wide.reindex(columns=list(ids)).apply(pd.to_numeric, errors="coerce")
+    finite = np.isfinite(have.to_numpy(float))
+    present = finite.any(axis=0)
+    common = [int(s) for s in have.index[finite[:, present].all(axis=1)]] if present.any() else []
+    return have.where(finite), common
+
+
 def _condition_means(latest: pd.DataFrame, ok: pd.DataFrame, ids, metric: str) -> tuple[np.ndarray, str]:
     """Each run's mean of ``metric`` on the seeds all ``ids`` have it for, and those seeds; without per-seed
     values (or a shared seed) the runs' logged means, each on its own seeds (named from the runs' tags)."""
-    wide = _per_seed(ok, f"metrics.{metric}") if len(ok) else pd.DataFrame()
-    have = wide.reindex(columns=list(ids)).apply(pd.to_numeric, errors="coerce")
-    finite = np.isfinite(have.to_numpy(float))
-    present = finite.any(axis=0)  # a run without the metric on any seed (a failed scorer) is left out
-    common = have.index[finite[:, present].all(axis=1)] if present.any() else []
-    if len(common):
-        return np.where(present, have.loc[common].mean().to_numpy(float), np.nan), seed_list(common)
+    have, common = shared_seed_values(ok, ids, f"metrics.{metric}")
+    if common:  # a run without any value has the mean NaN: left out, as before any shared seed is chosen
+        return have.loc[common].mean().to_numpy(float), seed_list(common)
     col = f"metrics.{metric}_mean"
     means = latest.loc[ids, col].astype(float).to_numpy() if col in latest else np.full(len(ids), np.nan)
     own = _tag(latest, ids, "analyses_seeds" if metric in SELECTORS else "seeds")

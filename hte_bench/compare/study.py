@@ -102,26 +102,20 @@ def study_table(parents: pd.DataFrame, seeds: pd.DataFrame, metric: str, by: str
     seeds all its configurations finished (as the board compares them), so a column compares like with
     like; a condition whose configurations share no seed keeps each one's own (the cell names its seeds).
     """
-    from hte_bench.compare.leaderboard import distinguishing_overrides, latest_per_config
+    from hte_bench.compare.leaderboard import distinguishing_overrides, latest_per_config, shared_seed_values
 
     check_study(parents, metric, by)
     parents = latest_per_config(with_conditions(parents))
     other = [k for k in knobs_varying(parents) if k != by]
     overrides = distinguishing_overrides(parents, group="tags.data")
     ok = seeds[seeds["status"] == "FINISHED"] if len(seeds) else seeds
-    values = {}  # run id -> the metric by seed, finite values only
-    for run_id in parents["run_id"]:
-        kids = ok[ok["parent_id"] == run_id]
-        column = kids[f"metrics.{metric}"] if f"metrics.{metric}" in kids else pd.Series(np.nan, index=kids.index)
-        v = pd.Series(pd.to_numeric(column, errors="coerce").to_numpy(float),
-                      index=kids["tags.seed"].astype(int).to_numpy() if len(kids) else [], dtype=float)
-        values[run_id] = v[np.isfinite(v)]
-    # A configuration without the metric on any seed (all failed) does not empty its condition's seed set.
-    common = {c: set.intersection(*([set(values[r].index) for r in group["run_id"] if len(values[r])] or [set()]))
-              for c, group in parents.groupby("tags.condition_hash")}
+    values, common = {}, {}  # run id -> the metric's finite values by seed; condition -> its shared seeds
+    for chash, group in parents.groupby("tags.condition_hash"):
+        have, common[chash] = shared_seed_values(ok, group["run_id"], f"metrics.{metric}")
+        values.update({r: have[r].dropna() for r in group["run_id"]})
     rows = []
     for idx, p in parents.iterrows():
-        v, shared = values[p["run_id"]], sorted(common[p["tags.condition_hash"]])
+        v, shared = values[p["run_id"]], common[p["tags.condition_hash"]]
         ran = seed_list(v.index) if shared and set(v.index) - set(shared) else ""  # its seeds the cell leaves out
         v = v.reindex(shared).dropna() if shared else v
         named = seed_list(v.index) if shared else f"own seeds {seed_list(v.index) or 'none'}"
