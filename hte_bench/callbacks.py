@@ -65,7 +65,9 @@ class SweepRun(Callback):
         # Counts jobs finished in this process (the default launcher); worker launchers log per job.
         # On stdout, beside Hydra's job lines: stderr keeps one-line errors readable. Kept outside the
         # callback object, which launchers pickle to their workers.
-        _BAR[run_id] = tqdm(desc="sweep", unit="config", leave=False, file=sys.stdout, total=sweep_size(config))
+        # disable=None: no bar when stdout is not a terminal (a log file, CI), where its redraws mix with the lines.
+        _BAR[run_id] = tqdm(desc="sweep", unit="config", leave=False, file=sys.stdout, total=sweep_size(config),
+                            disable=None)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         from tqdm.contrib.logging import logging_redirect_tqdm
@@ -118,17 +120,19 @@ class SweepRun(Callback):
             best = tracker.finish_sweep(run_id, metric, loss if pooled else (lambda v: float("nan")), how,
                                         artifact_dir=tmp, tags=tags)
         _end_lease(config, tracker, run_id)
+        from hte_bench.tracking.notes import sweep_rows
+
+        top = sweep_rows(tracker.sweep_parents(run_id), metric) if metric else []
         if best:
-            log.info("sweep %s: best %s = %.4g (%s, parent run %s)", run_id, metric, best["value"],
-                     best["label"], best["parent_run_id"])
+            log.info("sweep %s: best %s = %s (%s, parent run %s)", run_id, metric,
+                     _value_on_seeds(top, best["parent_run_id"], best["value"], metric, alpha), best["label"],
+                     best["parent_run_id"])
         elif not pooled:
             for _, row in bests.iterrows():
-                log.info("sweep %s: best %s in condition %r = %.4g (%s)", run_id, metric, row["condition"],
-                         row[metric], row["best_config"])
+                log.info("sweep %s: best %s in condition %r = %s (%s)", run_id, metric, row["condition"],
+                         _value_on_seeds(top, row["parent_run_id"], row[metric], metric, alpha), row["best_config"])
         if metric:
-            from hte_bench.tracking.notes import sweep_rows
-
-            print_summary(sweep_rows(tracker.sweep_parents(run_id), metric), metric, how, alpha)
+            print_summary(top, metric, how, alpha)
         log.info("browse: %s", tracker.ui_hint())
 
 
@@ -154,6 +158,28 @@ def sweep_size(config: DictConfig) -> Any:
         return None
 
 
+def _interval_kind(metric: str) -> str:
+    """What the interval of a sweep's aggregate ``metric`` is."""
+    # A coverage rate is a share of seeds (Wilson interval, evaluation/aggregate.py); a _mean a mean across them.
+    return "Wilson interval of the share of seeds" if metric.startswith("ate_coverage_rate") else \
+        "t-interval across each configuration's seeds"
+
+
+def _value_on_seeds(top: list[dict], parent_id: str, value: float, metric: str, alpha: float) -> str:
+    """A best configuration's value as the log line gives it: ``0.41 [0.39, 0.43] (95% t-interval …, seeds
+    0-7)``, from its row of the sweep summary (the value alone if the run has no row)."""
+    from hte_bench.tracking.notes import fmt, interval
+
+    row = next((r for r in top if r["run_id"] == parent_id), None)
+    if row is None:
+        return fmt(value, 4)
+    span = interval(row["lo"], row["hi"])
+    where = f"seeds {row['seed_list']}" if row.get("seed_list") else f"{row['seeds']} seeds"
+    if span == "–":
+        return f"{fmt(value, 4)} (no interval; {where})"
+    return f"{fmt(value, 4)} {span} ({100 * (1 - alpha):g}% {_interval_kind(metric)}, {where})"
+
+
 def print_summary(top: list[dict], metric: str, how: str, alpha: float = 0.05) -> None:
     """The sweep's leading configurations per data condition, best first, as a table on stdout."""
     import pandas as pd
@@ -170,11 +196,8 @@ def print_summary(top: list[dict], metric: str, how: str, alpha: float = 0.05) -
                            metric: fmt(r["value"], 4), "interval": span(r),
                            "seeds": r.get("seed_list") or ("none finished" if not r["seeds"] else "?"),
                            "ok/failed": f"{r['seeds']}/{r['failed']}"} for r in top])
-    # A coverage rate is a share of seeds (Wilson interval, evaluation/aggregate.py); a _mean a mean across them.
-    kind = "Wilson interval of the share of seeds" if metric.startswith("ate_coverage_rate") else \
-        "t-interval across each configuration's seeds"
-    print(f"\nsweep summary: {how} (interval: {100 * (1 - alpha):g}% {kind}; ranks within a data condition)",
-          flush=True)
+    print(f"\nsweep summary: {how} (interval: {100 * (1 - alpha):g}% {_interval_kind(metric)}; ranks within a "
+          f"data condition)", flush=True)
     for condition, rows in table.groupby("condition", sort=True):
         print(f"\n{condition}\n" + rows.drop(columns="condition").to_string(index=False), flush=True)
     if (table["interval"] == "–").any():

@@ -265,7 +265,7 @@ def record_seeds(plan: Plan, parent: str, first: Optional[SeedResult], rest) -> 
         return results
     tags = {**plan.run_tags, KIND: "seed"}
     for result in tqdm(chain([first], rest), total=len(plan.todo), desc=plan.label, unit="seed", leave=False,
-                       disable=len(plan.todo) < 2):
+                       disable=True if len(plan.todo) < 2 else None):  # None: no bar in a log file (not a tty)
         if not plan.claims.still_mine(result.seed):  # paused past its lease: the new holder writes it
             log.warning("%s: seed %d: lease lost to another run; result discarded", plan.label, result.seed)
             continue

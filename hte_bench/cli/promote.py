@@ -103,13 +103,21 @@ def confirmations(tracker, metric: str):
     label = f"{metric} [{'/'.join(f'{1 - a:.0%}' for a in alphas) or '95%'} {kind}]"
     return pd.DataFrame({
         "condition": runs.get("tags.condition"), "estimator": runs["tags.estimator"],
-        "config_hash": runs["tags.config_hash"], "selection seeds": runs.get("tags.selection_seeds"),
-        "confirmation seeds": runs.get("tags.confirmation_seeds"),
+        "config_hash": runs["tags.config_hash"], "selection seeds": _readable(runs.get("tags.selection_seeds")),
+        "confirmation seeds": _readable(runs.get("tags.confirmation_seeds")),
         label: [_interval(r, mid, f"metrics.{metric}_ci_lower", f"metrics.{metric}_ci_upper")
                 + (OUTSIDE_MARK if leaves_range(metric, r.get(f"metrics.{metric}_ci_lower"),
                                             r.get(f"metrics.{metric}_ci_upper")) else "")
                 for _, r in runs.iterrows()],
         "run": runs["run_id"]})
+
+
+def _readable(tags):
+    """Seed tags (``0,1,2,3``, kept machine-readable) as the boards write seeds (``0-3``)."""
+    from hte_bench.compare.leaderboard import seeds_of
+    from hte_bench.config import seed_list
+
+    return None if tags is None else tags.map(lambda t: seed_list(seeds_of(t)) if isinstance(t, str) else t)
 
 
 def promote(args) -> None:
