@@ -170,6 +170,18 @@ def test_selectors_and_the_oracle_are_judged_on_the_seeds_all_configurations_sha
     assert selector_validation(build(parents, seeds), parents).set_index("selector").loc["rscore", "picked"] == "b"
 
 
+def test_a_correlation_short_of_configurations_names_the_one_without_the_score():
+    from hte_bench.compare.leaderboard import selector_validation
+
+    # Three configurations, but "c" has no rscore (its scorer failed): two are left, too few for a Spearman.
+    parents, seeds = _tables({"a": BASE, "b": BASE + 0.2, "c": BASE + 0.4})
+    seeds["metrics.rscore"] = np.where(seeds["parent_id"] == "d1-c", np.nan,
+                                       np.where(seeds["parent_id"] == "d1-a", 0.3, 0.2))
+    row = selector_validation(build(parents, seeds), parents, seeds).set_index("selector").loc["rscore"]
+    assert row["n_configs"] == 2 and np.isnan(row["spearman_with_oracle"])
+    assert row["spearman_note"] == "undefined: 2 configurations (needs 3); without rscore: c"
+
+
 def test_two_conditions_of_one_generator_are_ranked_apart_never_pooled():
     from hte_bench.compare.leaderboard import selector_validation
 

@@ -364,6 +364,8 @@ def selector_validation(board: pd.DataFrame, parents: pd.DataFrame, seeds: Optio
             picks = _tied(score_loss)
             ranks = stats.rankdata(np.where(ok_rows, oracle_loss, np.inf), method="min")
             rho, why = _spearman(score_loss[ok_rows], oracle_loss[ok_rows])
+            if why.endswith("(needs 3)") and not ok_rows.all():  # say which configurations lack the score
+                why += f"; without {score}: {', '.join(labels[~ok_rows])}"
             rows.append({"data": group["data"].iloc[0], "condition": group["condition"].iloc[0], "selector": score,
                          "direction": way, "n_configs": int(ok_rows.sum()), "picked": " | ".join(labels[picks]),
                          "n_tied": len(picks), f"picked_{oracle}": float(np.mean(truth[picks])),
