@@ -226,8 +226,9 @@ def load_modules(names) -> None:
             if err.name != name.split(".")[0] and err.name != name:
                 raise ConfigError(f"metric module {name!r} could not import {err.name!r}: install it, or fix the "
                                   "import in the module") from err
+            # On a cluster this runs on each node that fits seeds (Ray, SLURM), where "here" is that node.
             raise ConfigError(f"metric module {name!r} is not found: put {name}.py in the folder you run from, "
-                              "or its folder on PYTHONPATH") from err
+                              "or its folder on PYTHONPATH (on a cluster: of every node that fits seeds)") from err
         except Exception as err:  # a typo in the user's module: say where, in one line
             raise ConfigError(f"metric module {name!r} failed on import: {type(err).__name__}: {err}") from err
         _LOADED.add(name)
