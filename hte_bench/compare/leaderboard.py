@@ -291,20 +291,20 @@ def _rank_condition(group: pd.DataFrame, losses: pd.DataFrame, test: str, level:
 
 
 def adjusted_p(pvals: np.ndarray, method: str = "holm", level: float = 0.05) -> np.ndarray:
-    """p-values adjusted for multiple comparisons as statsmodels' ``multipletests(pvals, level, method)[1]``.
+    """p-values adjusted for multiple comparisons: statsmodels' ``multipletests(pvals, level, method)[1]``.
 
-    Holm's step-down is computed here, by statsmodels' own formula: its ``multipletests`` runs a full
-    ``gc.collect()`` on every Holm call, 0.2-0.4 s in a process that holds MLflow and econml, once per data
-    condition of a board (a test holds the two equal)."""
-    if method.lower() not in ("h", "holm"):
-        from statsmodels.stats.multitest import multipletests
+    Run with the process's objects frozen out of the garbage collector: statsmodels runs a full
+    ``gc.collect()`` on every call (Holm's step-down among others), 0.2-0.4 s in a process that holds MLflow
+    and econml, once per data condition of a board; with ``gc.freeze`` it has nothing old to scan."""
+    import gc
 
+    from statsmodels.stats.multitest import multipletests
+
+    gc.freeze()
+    try:
         return multipletests(pvals, alpha=level, method=method)[1]
-    p = np.asarray(pvals, dtype=float)
-    order = np.argsort(p)
-    adjusted = np.empty_like(p)
-    adjusted[order] = np.minimum(np.maximum.accumulate(p[order] * np.arange(len(p), 0, -1)), 1.0)
-    return adjusted
+    finally:
+        gc.unfreeze()
 
 
 def average_rank(board: pd.DataFrame) -> Optional[pd.DataFrame]:
