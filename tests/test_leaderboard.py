@@ -170,6 +170,18 @@ def test_selectors_and_the_oracle_are_judged_on_the_seeds_all_configurations_sha
     assert selector_validation(build(parents, seeds), parents).set_index("selector").loc["rscore", "picked"] == "b"
 
 
+def test_an_analysis_metric_is_ranked_on_the_seeds_that_carry_it():
+    # rscore exists on the first analyses.seeds seeds only (0-4 of 0-9): the board of it is on seeds 0-4,
+    # its intervals and tests on five seeds, and it says so; the cate board of the same runs stays on 0-9.
+    parents, seeds = _tables({"a": BASE, "b": BASE + 0.2})
+    seeds["metrics.rscore"] = np.where(seeds["tags.seed"].astype(int) < 5,
+                                       np.where(seeds["parent_id"] == "d1-a", 0.3, 0.2), np.nan)
+    board = build(parents, seeds, "rscore").set_index("estimator")
+    assert board["compared_on_seeds"].tolist() == ["0-4", "0-4"] and board["n_compared"].tolist() == [5, 5]
+    assert board.loc["a", "interval"] == "95% t-interval across seeds 0-4" and board.loc["a", "rank"] == 1
+    assert build(parents, seeds)["compared_on_seeds"].unique().tolist() == ["0-9"]
+
+
 def test_a_correlation_short_of_configurations_names_the_one_without_the_score():
     from hte_bench.compare.leaderboard import selector_validation
 

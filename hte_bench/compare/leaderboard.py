@@ -211,6 +211,7 @@ def build(parents: pd.DataFrame, seeds: pd.DataFrame, metric: str = "cate_rmse_t
     board["vs_best"] = "untested"
     board["rank"] = pd.Series(pd.NA, index=board.index, dtype="Int64")
     values = _per_seed(ok, "metrics.ate_bias" if metric == "ate_rmse" else f"metrics.{metric}")
+    own = _with_values(own, values)
     frames = []
     for _, group in board.groupby("condition_hash", sort=False):
         group = group.copy()
@@ -262,6 +263,20 @@ def build(parents: pd.DataFrame, seeds: pd.DataFrame, metric: str = "cate_rmse_t
     out = out.sort_values(["data", "condition", "rank"], kind="stable", na_position="last")
     first = ["data", "condition", "rank", "estimator", "overrides", "vs_best", "score"]
     return out[first + [c for c in out.columns if c not in first]].reset_index(drop=True)
+
+
+def _with_values(own: dict[str, set[int]], values: pd.DataFrame) -> dict[str, set[int]]:
+    """Each run's finished seeds that carry the metric: an analysis metric (R-score, DR scores) exists on the
+    first ``analyses.seeds`` seeds only, so a board of it is on those seeds, and says so. A run without the
+    value on any seed keeps its finished seeds (it is listed, unranked, on them)."""
+    out = {}
+    for run_id, finished in own.items():
+        have = set()
+        if not values.empty and run_id in values:
+            column = values[run_id]
+            have = {int(s) for s in column.index[np.isfinite(column.to_numpy(float))]}
+        out[run_id] = finished & have if finished & have else finished
+    return out
 
 
 def _rank_condition(group: pd.DataFrame, losses: pd.DataFrame, test: str, level: float,

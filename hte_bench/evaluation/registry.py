@@ -47,6 +47,12 @@ class MetricSpec:
     def rankable(self) -> bool:
         return self.goal != "info"
 
+    @property
+    def on_analysis_seeds(self) -> bool:
+        """Computed by the analyses that fit models of their own, so only on the first ``analyses.seeds``
+        seeds of a configuration (its run's tag ``analyses_seeds`` names them when they are fewer)."""
+        return self.group in ANALYSIS_GROUPS
+
     def target_value(self, alpha: float = 0.05) -> float:
         """The numeric target (``1-alpha`` resolved)."""
         return 1.0 - alpha if self.target == "1-alpha" else float(self.target)
@@ -54,6 +60,10 @@ class MetricSpec:
     def direction(self) -> str:
         """'lower', 'higher' or 'target=<value>' as people read it."""
         return f"target={self.target}" if self.goal == "target" else self.goal
+
+
+# Metric groups of the analyses that fit models of their own (evaluation/analyses.py FITTING).
+ANALYSIS_GROUPS = ("insights", "validation", "policy", "oracle", "subgroups", "interpretation")
 
 
 def _specs(group: str, split: str, needs_truth: bool, rows: list[tuple]) -> list[MetricSpec]:

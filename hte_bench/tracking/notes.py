@@ -164,6 +164,16 @@ def _first_figures(summary: dict, rscore_seeds: str | None = None, alpha: float 
             + (f" ({registry.OUTSIDE_NOTE})" if outside else ""))
 
 
+def _seeds_of_metric(run, base: str) -> str:
+    """The seeds behind a configuration run's mean of ``base``: its analysis seeds for an analysis metric
+    when the analyses ran on fewer seeds than the run summarises, else its seeds."""
+    spec = registry.METRICS.get(base)
+    subset = run.data.tags.get("analyses_seeds")
+    if spec is not None and spec.on_analysis_seeds and subset:
+        return subset
+    return run.data.tags.get("seeds", "")
+
+
 def sweep_rows(parents: list, metric: str, top: int = 1000) -> list[dict]:
     """Per data condition, the ``top`` configuration runs of a sweep by ``metric`` (its registry loss at
     each run's alpha), best first; ranks never compare across conditions."""
@@ -179,7 +189,7 @@ def sweep_rows(parents: list, metric: str, top: int = 1000) -> list[dict]:
                      "estimator": p.data.tags.get("estimator", "?"), "run_name": p.info.run_name,
                      "run_id": p.info.run_id, "value": value, "lo": lo, "hi": hi, "loss": score,
                      "seeds": int(p.data.metrics.get("n_seeds_ok", 0) or 0),
-                     "seed_list": p.data.tags.get("seeds", ""),
+                     "seed_list": _seeds_of_metric(p, base),
                      "failed": int(p.data.metrics.get("n_seeds_failed", 0) or 0)})
     rows.sort(key=lambda r: (r["condition"], r["loss"]))
     out, seen = [], {}
