@@ -53,6 +53,9 @@ def test_target_metric_is_optimised_as_distance_and_context_is_refused():
     assert "\n" not in str(info.value)
     with pytest.raises(ConfigError, match="not registered"):
         registry.spec("cate_rmse_tset")
+    # A per-seed name: the configuration runs have no such value, so a sweep would rank nothing.
+    with pytest.raises(ConfigError, match=r"optimized_metric=rscore is a per-seed metric.*optimized_metric=rscore_mean\?"):
+        registry.objective("rscore")
 
 
 def test_loss_orders_every_goal():

@@ -409,6 +409,9 @@ def objective(name: str) -> tuple[str, str]:
     """
     s = spec(name)
     _, stat = split_name(name)
+    if stat is None and s.level == "seed":  # a per-seed name: the configuration run has no such value
+        raise ConfigError(f"optimized_metric={name} is a per-seed metric; a sweep optimises a configuration's "
+                          f"aggregate across its seeds: did you mean optimized_metric={name}_mean?")
     if stat == "std":
         return "minimize", f"{name}: spread across seeds, lower is better"
     if s.goal == "info":
