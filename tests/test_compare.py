@@ -147,10 +147,11 @@ def test_promotion_registers_champion_and_writes_a_reproducing_config(study, cap
 def test_promotion_gates_that_nothing_passes(study, capsys):
     _, uri = study
     with pytest.raises(SystemExit) as info:
-        promote_main(["--tracking-uri", uri, "--name", "never", "--min-ate-coverage", "1.01"])
+        promote_main(["--tracking-uri", uri, "--name", "never", "--min-ate-coverage", "0.99", "--min-seeds", "9"])
     assert info.value.code == 1
     out = capsys.readouterr()
-    assert "nothing qualified" in out.err and "seeds) < 1.01" in out.out and "95% Wilson [" in out.out
+    assert "nothing qualified" in out.err and "seeds) < 0.99" in out.out and "95% Wilson [" in out.out
+    assert "8 seeds compared on (0-7) < 9" in out.out
     assert "zero_effect [" in out.out and "no ATE interval (interval kind none), so no ATE coverage" in out.out
     from mlflow.exceptions import MlflowException
     with pytest.raises(MlflowException):

@@ -112,6 +112,18 @@ def confirmations(tracker, metric: str):
         "run": runs["run_id"]})
 
 
+def _check_gates(args) -> None:
+    """Refuse a gate no run could meet or every run meets by definition, in one line (a coverage given in
+    percent, a negative count), before anything is read or written."""
+    for flag, value in (("--min-ate-coverage", args.min_ate_coverage), ("--min-cate-coverage", args.min_cate_coverage)):
+        if value is not None and not 0 <= value <= 1:
+            hint = f" (a share: {value / 100:g} for {value:g}%)" if 1 < value <= 100 else ""
+            raise ConfigError(f"{flag}={value:g} is not allowed; a coverage gate is a share between 0 and 1{hint}")
+    for flag, value, low in (("--max-failed-seeds", args.max_failed_seeds, 0), ("--min-seeds", args.min_seeds, 1)):
+        if value is not None and value < low:
+            raise ConfigError(f"{flag}={value} is not allowed; give {low} or more")
+
+
 def _readable(tags):
     """Seed tags (``0,1,2,3``, kept machine-readable) as the boards write seeds (``0-3``)."""
     from hte_bench.compare.leaderboard import seeds_of
@@ -137,6 +149,7 @@ def promote(args) -> None:
         raise ConfigError("--csv needs --outcome and --treatment")
     if args.confirm_seeds is not None and args.confirm_seeds < 0:
         raise ConfigError(f"--confirm-seeds={args.confirm_seeds} is not allowed; give 0 (skip) or more")
+    _check_gates(args)
     gates = P.Gates(args.min_ate_coverage, args.max_failed_seeds, args.min_seeds, args.require_significance,
                     args.min_cate_coverage)
     tracker, parents, seeds = load(args)
