@@ -125,6 +125,9 @@ CASES = [
     ("seeds", None, ["seeds=[a]"], "seeds=['a'] is not allowed; seeds must be a non-empty list of integers ≥ 0"),
     ("seeds-empty", None, ["seeds=[]"], "seeds=[] is not allowed; seeds must be a non-empty list of integers ≥ 0"),
     ("seeds-repeated", None, ["seeds=[3,3]"], "seeds=[3, 3] repeats seed(s) [3]"),
+    ("objective-per-seed", None, ["-m", "estimator=zero_effect", "optimized_metric=rscore"],
+     "optimized_metric=rscore is a per-seed metric; a sweep optimises a configuration's aggregate across its "
+     "seeds: did you mean optimized_metric=rscore_mean?"),
     ("metric-typo", None, ["optimized_metric=cate_rmse_tset_mean"],
      "metric 'cate_rmse_tset_mean' is not registered (did you mean cate_rmse_test_mean?)"),
     ("uri-scheme", None, ["tracking.uri=ftp://example/x"], "tracking.uri='ftp://example/x' has scheme 'ftp'"),
@@ -172,7 +175,11 @@ CASES = [
     ("leaderboard-no-store", None, ["hte-bench-leaderboard"], "no MLflow store at sqlite:///"),
     ("leaderboard-metric-typo", None, ["hte-bench-leaderboard", "--metric", "cate_rmse_tset"],
      "metric 'cate_rmse_tset' is not registered (did you mean cate_rmse_test?)"),
+    ("leaderboard-correction-typo", None, ["hte-bench-leaderboard", "--correction", "BH"],
+     "'fdr_tsbky'); did you mean fdr_bh? (see hte-bench-leaderboard --help)"),
     ("promote-no-store", None, ["hte-bench-promote", "--name", "x"], "no MLflow store at sqlite:///"),
+    ("promote-gate-percent", None, ["hte-bench-promote", "--name", "x", "--min-ate-coverage", "95"],
+     "--min-ate-coverage=95 is not allowed; a coverage gate is a share between 0 and 1 (a share: 0.95 for 95%)"),
     ("promote-metric-typo", None, ["hte-bench-promote", "--name", "x", "--metric", "cate_rmse_tset"],
      "metric 'cate_rmse_tset' is not registered (did you mean cate_rmse_test?)"),
 ]

@@ -17,8 +17,25 @@ CORRECTIONS = ("holm", "bonferroni", "sidak", "holm-sidak", "simes-hochberg", "h
                "fdr_tsbh", "fdr_tsbky")
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse whose refusals are one line (no usage block), with a did-you-mean for a mistyped choice."""
+
+    def error(self, message: str):
+        import difflib
+        import re
+
+        found = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if found:
+            typed, choices = found.group(1), re.findall(r"'([^']*)'", found.group(2))
+            close = difflib.get_close_matches(typed.lower(), choices, n=1) or \
+                [c for c in choices if typed.lower() and c.endswith(typed.lower())][:1]
+            if close:
+                message += f"; did you mean {close[0]}?"
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _common(prog: str, description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=description)
+    p = _OneLineParser(prog=prog, description=description)
     p.add_argument("--experiment", default="hte-bench", help="MLflow experiment name (default: hte-bench)")
     p.add_argument("--tracking-uri", default=None,
                    help="default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db here")
