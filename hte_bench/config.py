@@ -11,9 +11,10 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from hte_bench.errors import ConfigError
 
-# Keys that do not change what is estimated, so they stay out of the config hash.
+# Keys that do not change what is estimated, so they stay out of the config hash. optimized_metric only says
+# what a sweeper is told: a rerun with another objective resumes the same configuration runs, never refits.
 _NOT_HASHED = ("seed", "n_seeds", "n_jobs", "joblib_backend", "resume", "nuisance_cache", "tracking", "claims",
-               "hydra", "min_units_per_arm")
+               "hydra", "min_units_per_arm", "optimized_metric")
 JOBLIB_BACKENDS = ("loky", "ray")  # where n_jobs seeds run (hte_bench/backends.py)
 SEED_PLACEHOLDER = "<per-seed>"
 

@@ -45,6 +45,11 @@ def test_rerun_skips_finished_seeds_and_extends_the_same_parent(store):
     back = run_composed([*args, "n_seeds=4"])  # no longer "already finished": summarised over 0-3 again
     assert back["cate_rmse_test_mean"] == more["cate_rmse_test_mean"] and len(_children(store)) == 4
     assert client(store).get_run(first["_parent_run_id"]).data.tags["seeds"] == "0-3"
+    # Another objective is no other configuration: the same run, nothing refitted, its value for the sweeper
+    # read from the run's aggregate (a sweep also logs it on the run: Tracker.attach_to_sweep).
+    other = run_composed([*args, "n_seeds=4", "optimized_metric=predict_seconds_std"])
+    assert other["_parent_run_id"] == first["_parent_run_id"] and len(_children(store)) == 4
+    assert other["predict_seconds_std"] >= 0
     # resume=false forces a fresh parent with its own children.
     fresh = run_composed([*args, "n_seeds=2", "resume=false"])
     assert fresh["_parent_run_id"] != first["_parent_run_id"] and len(_children(store)) == 6

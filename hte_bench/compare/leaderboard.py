@@ -25,9 +25,8 @@ RANKABLE = sorted(registry.rankable())
 CONTEXT = ["ate_bias_mean", "ate_coverage_rate", "ate_coverage_rate_ci_lower", "ate_coverage_rate_ci_upper",
            "cate_coverage_test_mean", "calib_slope_test_mean", "importance_rank_corr_mean", "fit_seconds_mean"]
 # Settings outside a configuration's hash (config._NOT_HASHED): never shown as distinguishing overrides.
-# optimized_metric is hashed, so two runs that differ only there are two rows and must say so.
 _IGNORED_PARAMS = ("tracking.", "n_jobs", "seeds", "n_seeds", "seed", "resume", "nuisance_cache", "claims.",
-                   "joblib_backend", "min_units_per_arm")
+                   "joblib_backend", "min_units_per_arm", "optimized_metric")
 
 
 _STAT_WORDS = {"mean": "mean", "std": "standard deviation", "ci_lower": "interval's lower bound",
