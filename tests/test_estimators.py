@@ -298,6 +298,9 @@ def test_clone_is_unfitted_with_equal_params_and_refits_identically(name, data):
     ("interaction_ols", [], ("per_unit", "ate")),
     ("linear_dml", [], ("per_unit", "ate")),
     ("dr_learner", [], ("per_unit", "ate")),
+    # A DRLearner whose final model has point estimates only: econml's 'auto' inference gives no intervals.
+    ("dr_learner", ["estimator.model._target_=econml.dr.DRLearner", "estimator.final_stage=[]",
+                    "+estimator.model.model_final={_target_:sklearn.linear_model.LassoCV,cv:3}"], ("none", "none")),
     ("zero_effect", [], ("none", "none")),
     # The README's ForestDRLearner: honest forest per arm, ATE interval on econml's stderr_mean bound.
     ("forest_dr", ["++estimator.model.n_estimators=40", "++estimator.model.model_regression.n_estimators=20"],

@@ -168,8 +168,9 @@ class EconmlAdapter(CateAdapter):
                                       LinearModelFinalInferenceDiscrete)
 
         inference = getattr(self.model_, "_inference", None)
-        if inference is None:
-            return "none", "none"
+        finals = getattr(inference, "fitted_models_final", None) or []
+        if inference is None or (finals and not hasattr(finals[0], "prediction_stderr")):
+            return "none", "none"  # no inference, or a final model with point estimates only (LassoCV)
         if isinstance(inference, BootstrapInference):
             return "bootstrap", "bootstrap"
         if isinstance(inference, (LinearModelFinalInference, LinearModelFinalInferenceDiscrete)):
@@ -189,13 +190,18 @@ class EconmlAdapter(CateAdapter):
             return False
 
     def _call(self, method: str, *args, **kwargs):
-        # econml signals "no inference" with an AttributeError naming 'inference'; turn it into a reason.
+        # econml signals "no inference" with an AttributeError: naming 'inference' when there is none, "Only point
+        # estimates are available!" when inference='auto' met a final model without standard errors (e.g. a
+        # DRLearner with LassoCV as model_final). Either way: no intervals, and a reason.
         try:
             return getattr(self.model_, method)(*args, **kwargs)
         except AttributeError as err:
             if "inference" in str(err):
                 raise NoInference(f"{type(self.model_).__name__} was fitted with inference="
                                   f"{self.inference!r}: econml gives no intervals without inference") from err
+            if "Only point estimates" in str(err):
+                raise NoInference(f"{type(self.model_).__name__}: econml has only point estimates for this final "
+                                  f"model (inference={self.inference!r} found no standard errors)") from err
             raise
 
     def effect(self, X: pd.DataFrame) -> np.ndarray:
