@@ -247,6 +247,11 @@ def predict(adapter, dataset, alpha: float, est):
     t0 = time.perf_counter()
     est.tau_hat_train = adapter.effect(dataset.X_train)
     est.tau_hat_test = adapter.effect(dataset.X_test)
+    for split, tau_hat in (("training", est.tau_hat_train), ("test", est.tau_hat_test)):
+        bad = int(np.sum(~np.isfinite(np.asarray(tau_hat, dtype=float))))
+        if bad:  # else the metrics are NaN and the configuration's means quietly stand on fewer seeds
+            raise ValueError(f"{type(adapter).__name__} gave {bad} of {np.size(tau_hat)} effects on the {split} "
+                             f"sample as NaN or inf; a seed with undefined effects fails")
     # The ATE over the training sample as the adapter estimates it, so its interval is about this number:
     # the mean of the CATEs, except CausalForestDML's doubly robust ATE (see EconmlAdapter.ate).
     est.ate_hat = float(adapter.ate(dataset.X_train))

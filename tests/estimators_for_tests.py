@@ -1,15 +1,24 @@
 """A user-defined estimator, as a user would add one, whose fit fails on a chosen seed."""
+import numpy as np
+
 from hte_bench.estimators.ols import InteractionOLS
 
 
 class FailOnSeed(InteractionOLS):
-    """Interaction OLS that raises RuntimeError when fitted for ``fail_seed``."""
+    """Interaction OLS that, when fitted for ``fail_seed``, raises RuntimeError (``how="raise"``) or fits but
+    gives NaN effects for a few units (``how="nan_effects"``)."""
 
-    def __init__(self, seed: int, fail_seed: int = 1):
+    def __init__(self, seed: int, fail_seed: int = 1, how: str = "raise"):
         super().__init__()
-        self.seed, self.fail_seed = seed, fail_seed
+        self.seed, self.fail_seed, self.how = seed, fail_seed, how
 
     def fit(self, X, T, Y):
-        if self.seed == self.fail_seed:
+        if self.seed == self.fail_seed and self.how == "raise":
             raise RuntimeError(f"deliberate failure on seed {self.seed}")
         return super().fit(X, T, Y)
+
+    def effect(self, X):
+        tau = super().effect(X)
+        if self.seed == self.fail_seed and self.how == "nan_effects":
+            tau[:5] = np.nan
+        return tau

@@ -35,6 +35,16 @@ def test_failed_fit_is_isolated(store):
     assert parent.info.status == "FINISHED" and parent.data.metrics["n_seeds_failed"] == 1
 
 
+def test_nan_effects_fail_their_seed_instead_of_thinning_the_means(store):
+    # An estimator that fits but returns NaN for a few units: its metrics would be NaN and the configuration's
+    # means would stand on fewer seeds than "seeds ok" says.
+    summary = _run(store, "nan", ["estimator=fail_on_seed", "++estimator.how=nan_effects", "n_seeds=2"])
+    assert summary["n_seeds_ok"] == 1 and summary["n_seeds_failed"] == 1
+    failed = _children(store, "nan", summary["_parent_run_id"])[1]
+    assert failed.info.status == "FAILED"
+    assert "FailOnSeed gave 5 of 300 effects on the training sample as NaN or inf" in failed.data.tags["error"]
+
+
 @pytest.fixture
 def user_metric_module():
     """metric_modules=[user_metrics] for the test; afterwards this process and its workers forget it."""
