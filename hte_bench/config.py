@@ -234,4 +234,9 @@ def config_hash(cfg: DictConfig) -> str:
     modules = module_names(flat.pop("metric_modules", None))  # [a] and a, any order: one configuration
     if modules:  # none hashes as before the key existed
         flat["metric_modules"] = modules
+    from hte_bench.data.conditions import source_hash
+
+    source = source_hash(OmegaConf.to_container(cfg.data, resolve=True)) if cfg.get("data") is not None else ""
+    if source:  # a CSV's or a user generator's file: edited, it is another configuration (no stale resume)
+        flat["data_source"] = source
     return hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:12]

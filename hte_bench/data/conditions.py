@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+from pathlib import Path
 from typing import Any
 
 
@@ -36,21 +37,45 @@ def typed_knobs(data: dict[str, Any], defaults: dict[str, Any] | None = None) ->
     return out
 
 
+def source_hash(data: dict[str, Any]) -> str:
+    """Short hash of what a condition's draws come from beyond its knobs: a CSV file's bytes, or the source file
+    of a generator outside hte_bench (a user's module); '' for hte-bench's own generators, whose code the
+    runs' ``code_hash`` covers. An edited file is then another condition and configuration, never a resume."""
+    target = str(data.get("_target_", ""))
+    path = None
+    if target.startswith("hte_bench.data.csv."):
+        path = Path(str(data.get("path", "")))
+    elif target and not target.startswith("hte_bench."):
+        import importlib.util
+
+        try:
+            spec = importlib.util.find_spec(target.rpartition(".")[0])
+        except (ImportError, ValueError):
+            spec = None
+        path = Path(spec.origin) if spec is not None and spec.has_location and spec.origin else None
+    if path is None or not path.is_file():
+        return ""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:8]
+
+
 def condition_of(data: dict[str, Any], data_name: str) -> tuple[str, str]:
     """(hash, label) of a data condition from the resolved ``data`` config (knobs and ``_target_``).
 
     The hash covers every knob, the generator's own defaults filled in (``noise=1.0`` given or implied is
     one condition); numbers follow the type of the default (``noise=3`` is ``noise=3.0``). The label is the
     generator's name plus the knobs that differ from the generator's defaults, so it is the same wherever
-    the condition appears (runs, boards, experiments), e.g. ``engagement noise=3.0``.
+    the condition appears (runs, boards, experiments), e.g. ``engagement noise=3.0``. A CSV's or a user
+    generator's file is part of it (``source=<hash>``, ``source_hash``).
     """
     target = str(data.get("_target_", ""))
     defaults = _signature_defaults(target) if target else {}
     knobs = typed_knobs({**defaults, **data}, defaults)
     knobs.pop("_target_", None)
-    digest = hashlib.sha256(json.dumps({"_target_": target or data_name, **knobs}, sort_keys=True, default=str).encode())
+    source = source_hash(data)
+    key = {"_target_": target or data_name, **knobs, **({"_source": source} if source else {})}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode())
     changed = [f"{k}={v}" for k, v in knobs.items() if k not in defaults or defaults[k] != v]
-    return digest.hexdigest()[:12], " ".join([data_name, *changed])
+    return digest.hexdigest()[:12], " ".join([data_name, *changed, *([f"source={source}"] if source else [])])
 
 
 def condition_tags(cfg, data_name: str) -> dict[str, str]:
