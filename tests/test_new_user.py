@@ -83,6 +83,12 @@ SETUPS = {
         "def ate_abs_error(truth, estimate):\n    return abs(estimate.ate_hat - truth.tau_train.mean())\n"
         "register(MetricSpec('typo_ate_abs_error', goal='lower', needs_truth=True, split='train', description='',"
         " fn='typo_metrics.ate_abs_eror'))\n"),
+    # A user's metric function with the wrong signature.
+    "metric_sig": lambda folder: (folder / "sig_metrics.py").write_text(
+        "from hte_bench.evaluation.registry import MetricSpec, register\n"
+        "def ate_only(estimate):\n    return estimate.ate_hat\n"
+        "register(MetricSpec('sig_ate', goal='lower', needs_truth=False, split='train', description='',"
+        " fn='sig_metrics.ate_only'))\n"),
     "bad_yaml": lambda folder: (folder / "conf" / "estimator").mkdir(parents=True) or (
         folder / "conf" / "estimator" / "broken.yaml").write_text(
         "_target_: hte_bench.estimators.ols.InteractionOLS\ninteractions: true\n   cov_type: HC1: x\n"),
@@ -144,6 +150,8 @@ CASES = [
     ("metric-fn", "metric_typo", ["metric_modules=[typo_metrics]"],
      "fn='typo_metrics.ate_abs_eror': typo_metrics has no function 'ate_abs_eror' (did you mean "
      "typo_metrics.ate_abs_error?)"),
+    ("metric-signature", "metric_sig", ["metric_modules=[sig_metrics]"],
+     "metric 'sig_ate': fn='sig_metrics.ate_only' must take (truth, estimate); it takes (estimate)"),
     ("yaml-slip", "bad_yaml", ["estimator=broken"], "broken.yaml, line 3, column 12: YAML syntax error: mapping "
                                                     "values are not allowed here"),
     ("yaml-slip-sweep", "bad_yaml", ["-m", "estimator=zero_effect,broken"], "broken.yaml, line 3, column 12"),

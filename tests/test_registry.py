@@ -96,6 +96,29 @@ def test_readme_example_new_metric_is_one_registry_line_and_one_function(store):
         del registry.METRICS["ate_abs_error"]
 
 
+def says_oops(truth, estimate):
+    return "oops"
+
+
+def test_a_metric_that_returns_no_number_is_an_error_not_a_silent_nan():
+    import numpy as np
+
+    from hte_bench.estimators.base import Estimate
+    from hte_bench.evaluation.metrics import _computed
+    from hte_bench.evaluation.registry import MetricSpec, register
+
+    spec = register(MetricSpec(name="oops", goal="lower", needs_truth=False, split="train", description="",
+                               fn="test_registry.says_oops"))
+    try:
+        estimate = Estimate(tau_hat_train=np.zeros(3), tau_hat_test=np.zeros(3), ate_hat=0.0)
+        with pytest.raises(TypeError, match=r"metric 'oops' \(test_registry.says_oops\) returned 'oops' \(str\), "
+                                            "not a number"):
+            _computed(None, estimate)
+    finally:
+        registry._ALL.remove(spec)
+        del registry.METRICS["oops"]
+
+
 def test_metric_modules_name_one_configuration_and_their_source_is_a_resume_key(tmp_path, monkeypatch):
     from conftest import compose
     from hte_bench import config as C

@@ -258,7 +258,12 @@ def _computed(truth: "Truth", estimate: "Estimate") -> dict[str, float]:
         if spec.needs_truth and truth.tau_train is None:
             continue
         module, _, name = spec.fn.rpartition(".")
-        out[spec.name] = _float(getattr(importlib.import_module(module), name)(truth, estimate))
+        value = getattr(importlib.import_module(module), name)(truth, estimate)
+        try:  # a number or None (NaN: undefined here); anything else is a bug the user must see, not a NaN
+            out[spec.name] = NAN if value is None else float(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"metric {spec.name!r} ({spec.fn}) returned {value!r} ({type(value).__name__}), not a "
+                            "number") from None
     return out
 
 

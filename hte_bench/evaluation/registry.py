@@ -261,6 +261,15 @@ def _check_fn(spec: MetricSpec) -> None:
         close = difflib.get_close_matches(attr, [n for n in dir(mod) if callable(getattr(mod, n))], n=1)
         hint = f" (did you mean {module}.{close[0]}?)" if close else ""
         raise ConfigError(f"metric {spec.name!r}: fn={spec.fn!r}: {module} has no function {attr!r}{hint}")
+    import inspect
+
+    try:  # evaluate() calls fn(truth, estimate): a wrong signature is refused now, not after every fit
+        inspect.signature(getattr(mod, attr)).bind(None, None)
+    except TypeError:
+        raise ConfigError(f"metric {spec.name!r}: fn={spec.fn!r} must take (truth, estimate); it takes "
+                          f"{inspect.signature(getattr(mod, attr))}") from None
+    except ValueError:  # a builtin without a signature: left to the first call
+        pass
 
 
 def module_names(names) -> list[str]:
