@@ -88,6 +88,11 @@ def test_validate_rejects_constant_treatment_and_nan():
     data.X_train.loc[3, "age"] = np.nan
     with pytest.raises(DataError, match=r"NaN in train feature column\(s\) \['age'\]"):
         validate(data, truth)
+    # A generator of one's own that returns arrays for X: said so, with the fix.
+    data, truth = engagement.generate(seed=0, n=50, n_test=20)
+    data.X_test = data.X_test.to_numpy()
+    with pytest.raises(DataError, match=r"Dataset.X_test must be a pandas DataFrame with feature names, not ndarray"):
+        validate(data, truth)
 
 
 # ---- the user's own CSV

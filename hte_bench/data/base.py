@@ -61,6 +61,14 @@ class DataError(ValueError):
 
 def validate(dataset: Dataset, truth: Truth) -> None:
     """Check shapes, binary non-constant treatment and absence of NaN; raise DataError with one line."""
+    if not isinstance(dataset, Dataset) or not isinstance(truth, Truth):
+        raise DataError(f"data: the generator must return (Dataset, Truth) from hte_bench.data, not "
+                        f"({type(dataset).__name__}, {type(truth).__name__})")
+    for name in ("X_train", "X_test"):
+        X = getattr(dataset, name)
+        if not isinstance(X, pd.DataFrame):
+            raise DataError(f"data: Dataset.{name} must be a pandas DataFrame with feature names, not "
+                            f"{type(X).__name__} (e.g. pd.DataFrame(X, columns=['x1', 'x2', ...]))")
     for split, X, T, Y in (("train", dataset.X_train, dataset.T_train, dataset.Y_train),
                            ("test", dataset.X_test, dataset.T_test, dataset.Y_test)):
         n = len(X)
