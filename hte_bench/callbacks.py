@@ -205,7 +205,8 @@ def print_summary(top: list[dict], metric: str, how: str, alpha: float = 0.05) -
               "seed failed", flush=True)
     if table["interval"].str.endswith(OUTSIDE_MARK).any():
         print(OUTSIDE_NOTE, flush=True)
-    if table.groupby("condition")["seeds"].nunique().gt(1).any():
+    finished = table[table["seeds"] != "none finished"]  # a configuration whose every seed failed summarises none
+    if finished.groupby("condition")["seeds"].nunique().gt(1).any():
         print("Configurations of one condition summarise different seeds here (resumed with other n_seeds/seeds): "
               "hte-bench-leaderboard compares them on their common seeds.", flush=True)
     print(flush=True)

@@ -154,7 +154,7 @@ def _already_done(plan: Plan) -> dict:
              len(plan.seeds), previous.info.run_id)
     # The run logs the headline aggregates only; a sweeper may optimise any of aggregate.json's.
     return {**plan.tracker.aggregates(previous.info.run_id), **previous.data.metrics,
-            "_parent_run_id": previous.info.run_id}
+            "_parent_run_id": previous.info.run_id, "_label": plan.label}
 
 
 # --------------------------------------------------------------------------- stage 2: preflight
@@ -312,7 +312,7 @@ def record_configuration(plan: Plan, parent: str, results: list[SeedResult], wor
             tracker.finish_parent(parent, summary, str(parent_dir), "FINISHED" if rows else "FAILED",
                                   tags=_parent_tags(plan, ok, per_seed, summary, failed),
                                   keep=(str(cfg.optimized_metric),), per_seed=per_seed)
-    summary["_parent_run_id"] = parent
+    summary["_parent_run_id"], summary["_label"] = parent, plan.label  # the run's id, and its name in log lines
     return summary
 
 

@@ -97,7 +97,7 @@ def app(cfg: DictConfig) -> float:
 
         summary = run(cfg, choices=choices, job_log=_job_log())
         if not summary.get("n_seeds_ok") and summary.get("n_seeds_failed"):
-            _all_failed.append(f"{choices.get('data') or 'data'}/{choices.get('estimator') or cfg.estimator._target_}")
+            _all_failed.append(str(summary.get("_label", "?")))  # as its log lines name it
     except ConfigError as err:
         # One line, nothing written; the sweep's other jobs go on and the exit code says it failed.
         print(f"hte-bench: error: {err}", file=sys.stderr, flush=True)

@@ -263,10 +263,16 @@ def version_note(name: str, version_tags: dict, experiment_id: str, run_id: str)
                          str(version_tags.get("source_parent_run_ids", "")).split(",") if r), ""]
     metric = version_tags.get("metric", "?")
     if version_tags.get(f"selection_{metric}"):  # the figure to report is the confirmation's, on fresh seeds
+        from hte_bench.compare.leaderboard import seeds_of
+        from hte_bench.config import seed_list
+
+        def seeds(key: str, missing: str) -> str:  # the tags are machine-readable lists; shown as boards show seeds
+            return seed_list(seeds_of(version_tags[key])) if version_tags.get(key) else missing
+
         lines += [f"| `{metric}` | seeds | figure |", "|---|---|---|",
-                  f"| confirmation (report this one) | {version_tags.get('confirmation_seeds', 'none')} | "
+                  f"| confirmation (report this one) | {seeds('confirmation_seeds', 'none')} | "
                   f"{version_tags.get(f'confirmation_{metric}', 'skipped (--confirm-seeds 0)')} |",
-                  f"| selection (optimistic: chosen on these seeds) | {version_tags.get('selection_seeds', '?')} | "
+                  f"| selection (optimistic: chosen on these seeds) | {seeds('selection_seeds', '?')} | "
                   f"{version_tags[f'selection_{metric}']} |", ""]
     lines += ["Selection figures (the board's row it was picked from):", "", "| figure | value |", "|---|---|"]
     lines += [f"| `{k}` | {fmt(v, 4) if isinstance(v, (int, float)) else v} |" for k, v in summary.items()
