@@ -267,7 +267,8 @@ def version_note(name: str, version_tags: dict, experiment_id: str, run_id: str)
         from hte_bench.config import seed_list
 
         def seeds(key: str, missing: str) -> str:  # the tags are machine-readable lists; shown as boards show seeds
-            return seed_list(seeds_of(version_tags[key])) if version_tags.get(key) else missing
+            text = str(version_tags.get(key) or "")
+            return (seed_list(seeds_of(text)) if text.replace(",", "").replace("-", "").isdigit() else text) or missing
 
         lines += [f"| `{metric}` | seeds | figure |", "|---|---|---|",
                   f"| confirmation (report this one) | {seeds('confirmation_seeds', 'none')} | "
