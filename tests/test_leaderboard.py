@@ -70,6 +70,15 @@ def test_ranks_are_within_each_data_generator():
     assert ranks == {("d1", "x"): 1, ("d1", "y"): 2, ("d2", "y"): 1, ("d2", "x"): 2}
     avg = average_rank(board)
     assert avg["mean_rank"].tolist() == [1.5, 1.5] and set(avg.columns) >= {"d1", "d2", "n_conditions"}
+    assert avg.loc["x", "d1"] == "1/2" and avg.loc["x", "d2"] == "2/2"  # each rank out of its condition's ranked
+    # A setting that tells configurations apart in one condition only still names them alike in every condition.
+    p1, s1 = _tables({"k1": BASE, "k2": BASE + 1}, data="d1",
+                     extra={"k1": {"params.estimator.k": "1"}, "k2": {"params.estimator.k": "2"}})
+    p2, s2 = _tables({"k1": BASE + 5}, data="d2", extra={"k1": {"params.estimator.k": "1"}})
+    parents = pd.concat([p1, p2]).assign(**{"tags.estimator": "forest"})  # one estimator, two settings of k
+    avg = average_rank(build(parents, pd.concat([s1, s2])))
+    assert sorted(avg.index) == ["forest estimator.k=1", "forest estimator.k=2"]
+    assert avg.loc["forest estimator.k=1", "n_conditions"] == 2 and avg.loc["forest estimator.k=1", "d2"] == "1/1"
 
 
 def test_latest_rerun_of_a_config_wins():

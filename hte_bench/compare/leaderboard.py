@@ -188,6 +188,8 @@ def build(parents: pd.DataFrame, seeds: pd.DataFrame, metric: str = "cate_rmse_t
     board = pd.DataFrame({
         "data": parents["tags.data"], "condition": parents["tags.condition"],
         "estimator": parents["tags.estimator"], "overrides": distinguishing_overrides(parents),
+        # The same settings named alike in every condition (compared across the whole board), for average_rank.
+        "settings": distinguishing_overrides(parents.assign(_all=""), group="_all"),
         "config_hash": parents["tags.config_hash"],
         "selection_seeds": [seed_list(own[r]) for r in ids], "compared_on_seeds": "", "n_compared": 0,
         "interval": "", "alpha": [alphas[r] for r in ids],
@@ -322,15 +324,21 @@ def adjusted_p(pvals: np.ndarray, method: str = "holm", level: float = 0.05) -> 
 
 
 def average_rank(board: pd.DataFrame) -> Optional[pd.DataFrame]:
-    """Mean over data conditions of each estimator+overrides' rank within its condition (only meaningful
-    beside the per-condition ranks; nothing is pooled across conditions)."""
+    """Mean over data conditions of each configuration's rank within its condition (only meaningful beside the
+    per-condition ranks; nothing is pooled across conditions). A configuration is its estimator and settings,
+    named alike in every condition; each cell reads ``rank/ranked in that condition``."""
     if board.empty or board["condition"].nunique() < 2:
         return None
-    key = (board["estimator"] + " " + board["overrides"]).str.strip()
-    table = board.assign(config=key).pivot_table(index="config", columns="condition", values="rank", aggfunc="min")
-    table["mean_rank"] = table.mean(axis=1)
-    table["n_conditions"] = table.drop(columns="mean_rank").notna().sum(axis=1)
-    return table.sort_values("mean_rank")
+    settings = board["settings"] if "settings" in board else board["overrides"]
+    key = (board["estimator"] + " " + settings).str.strip()
+    ranked = board.assign(config=key, of=board.groupby("condition")["rank"].transform("count"))
+    table = ranked.pivot_table(index="config", columns="condition", values="rank", aggfunc="min")
+    mean_rank = table.mean(axis=1)
+    n_conditions = table.notna().sum(axis=1)
+    size = ranked.groupby("condition")["of"].first()
+    cells = table.apply(lambda col: col.map(lambda r: f"{int(r)}/{int(size[col.name])}" if pd.notna(r) else "–"))
+    cells["mean_rank"], cells["n_conditions"] = mean_rank, n_conditions
+    return cells.sort_values("mean_rank")
 
 
 # Truth-free scores a user could select a configuration by on real data, and which way is better.

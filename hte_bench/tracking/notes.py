@@ -277,7 +277,7 @@ def version_note(name: str, version_tags: dict, experiment_id: str, run_id: str)
                   f"{version_tags[f'selection_{metric}']} |", ""]
     lines += ["Selection figures (the board's row it was picked from):", "", "| figure | value |", "|---|---|"]
     lines += [f"| `{k}` | {fmt(v, 4) if isinstance(v, (int, float)) else v} |" for k, v in summary.items()
-              if k not in ("data", "estimator", "overrides", "parent_run_id")]
+              if k not in ("data", "estimator", "overrides", "settings", "parent_run_id")]
     lines.append("\nPredict: `mlflow.pyfunc.load_model('models:/" + name + "@champion').predict(X)` returns "
                  "tau_hat with its interval columns.")
     return "\n".join(lines)
