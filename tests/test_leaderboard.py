@@ -102,6 +102,17 @@ def test_overrides_show_only_what_tells_configurations_apart():
     assert distinguishing_overrides(twice).tolist() == ["", ""]
 
 
+def test_promotion_says_where_its_winner_stands_on_the_board():
+    from hte_bench.cli.promote import _winner_line
+
+    board = build(*_tables({"good": BASE, "bad": BASE + 0.3, "twin": BASE + TWIN}))
+    rows = board.set_index("estimator", drop=False)
+    line = _winner_line(board, rows.loc["good"])
+    assert line.startswith("winner: good [hash-d1-good], rank 1 of 3; not distinguishable from twin (adjusted p = ")
+    line = _winner_line(board, rows.loc["bad"])  # the better-ranked ones failed a gate
+    assert "rank 3 of 3, worse against the best (adjusted p = " in line and "failed a gate above" in line
+
+
 def test_unknown_metric_lists_the_rankable_ones():
     with pytest.raises(ConfigError, match="rankable metrics: .*cate_rmse_test"):
         direction("ate_hat")

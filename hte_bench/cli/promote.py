@@ -124,6 +124,27 @@ def _check_gates(args) -> None:
             raise ConfigError(f"{flag}={value} is not allowed; give {low} or more")
 
 
+def _winner_line(board, win) -> str:
+    """Where the winner stands on the board: its rank, and whom it cannot be told from (or that it is worse
+    than the best, which a gate removed)."""
+    def name(row) -> str:
+        return f"{row['estimator']} {row['overrides']}".strip()
+
+    def p_adj(row) -> str:
+        return f"adjusted p = {row['p_vs_best_adj']:.2g}" if pd.notna(row["p_vs_best_adj"]) else "untested"
+
+    import pandas as pd
+
+    text = f"winner: {name(win)} [{win['config_hash']}], rank {win['rank']} of {int(board['rank'].notna().sum())}"
+    if win["vs_best"] != "best":
+        return (f"{text}, {win['vs_best']} against the best ({p_adj(win)}): every better-ranked configuration "
+                "failed a gate above")
+    tied = board[board["vs_best"].isin(["tied", "untested"]) & board["rank"].notna()]
+    if len(tied):
+        text += "; not distinguishable from " + ", ".join(f"{name(r)} ({p_adj(r)})" for _, r in tied.iterrows())
+    return text
+
+
 def _readable(tags):
     """Seed tags (``0,1,2,3``, kept machine-readable) as the boards write seeds (``0-3``)."""
     from hte_bench.compare.leaderboard import seeds_of
@@ -167,6 +188,7 @@ def promote(args) -> None:
         print("nothing qualified for promotion", file=sys.stderr)
         sys.exit(1)
     win = decision.winner
+    print(_winner_line(board, win), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         config_text = Path(tracker.download(win["parent_run_id"], "config.yaml", tmp)).read_text()
     cfg = OmegaConf.create(config_text)
