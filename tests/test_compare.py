@@ -65,6 +65,7 @@ def test_leaderboard_filters_and_other_metrics(study, capsys):
     (["--estimator", "forest"], "no finished runs for 'forest'; available: constant_effect"),
     (["--metric", "cate_rmse_test_mean"], "did you mean cate_rmse_test? (the board ranks per-seed metrics"),
     (["--by", "data.noize"], "--by=data.noize is not a data knob of these runs (did you mean data.noise?)"),
+    (["--by", "data.n"], "--by=data.n does not vary among these runs (every one has data.n=300)"),
 ])
 def test_leaderboard_bad_input(study, capsys, args, message):
     _, uri = study

@@ -66,9 +66,15 @@ def t_interval(values, level: float = 0.95) -> tuple[float, float, float, int]:
 
 def knobs_varying(parents: pd.DataFrame) -> list[str]:
     """Data knobs (``data.<knob>``) whose value differs among configuration runs of the same generator."""
+    def same_number(value) -> str:  # "2" and "2.0" (the same knob logged as given) are one value
+        try:
+            return repr(float(value))
+        except (TypeError, ValueError):
+            return str(value)
+
     cols = [c for c in parents.columns if c.startswith("params.data.") and c != "params.data._target_"]
     return sorted({c[len("params."):] for c in cols for _, g in parents.groupby("tags.data")
-                   if g[c].astype(str).nunique(dropna=False) > 1})
+                   if g[c].map(same_number).nunique(dropna=False) > 1})
 
 
 def check_study(parents: pd.DataFrame, metric: str, by: str) -> None:
@@ -81,9 +87,13 @@ def check_study(parents: pd.DataFrame, metric: str, by: str) -> None:
     if registry.spec(metric).level != "seed":
         raise ConfigError(f"--by needs a per-seed metric; {metric} exists only across seeds "
                           f"(try ate_bias or cate_rmse_test)")
-    if by.startswith("data.") and f"params.{by}" in parents:
-        return
     varying = knobs_varying(parents)
+    if by in varying:
+        return
+    if by.startswith("data.") and f"params.{by}" in parents:  # a knob of the runs, at one value throughout
+        values = sorted({str(v) for v in parents[f"params.{by}"].dropna()})
+        raise ConfigError(f"--by={by} does not vary among these runs (every one has {by}={', '.join(values)}), so "
+                          f"there is nothing to plot against it; knobs that vary: {', '.join(varying) or '(none)'}")
     knobs = sorted(c[len("params."):] for c in parents.columns
                    if c.startswith("params.data.") and c != "params.data._target_")
     close = difflib.get_close_matches(by, varying or knobs, n=1) or difflib.get_close_matches(by, knobs, n=1)
