@@ -63,6 +63,8 @@ def test_leaderboard_filters_and_other_metrics(study, capsys):
     (["--experiment", "nope"], "experiment='nope' does not exist"),
     (["--metric", "ate_hat"], "cannot be ranked; rankable metrics:"),
     (["--estimator", "forest"], "no finished runs for 'forest'; available: constant_effect"),
+    (["--condition", "engagment n=300 n_test=200"], "(did you mean 'engagement n=300 n_test=200'?)"),
+    (["--estimator", "interaction_ol"], "no finished runs for 'interaction_ol' (did you mean 'interaction_ols'?)"),
     (["--metric", "cate_rmse_test_mean"], "did you mean cate_rmse_test? (the board ranks per-seed metrics"),
     (["--by", "data.noize"], "--by=data.noize is not a data knob of these runs (did you mean data.noise?)"),
     (["--by", "data.n"], "--by=data.n does not vary among these runs (every one has data.n=300)"),

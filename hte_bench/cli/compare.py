@@ -136,8 +136,13 @@ def load(args):
                 available = sorted({f"{c} [{h[:6]}]" for c, h in zip(parents[column], hashes)})
             unknown = sorted(set(keep) - known)
             if unknown:
-                raise ConfigError(f"--{column.split('.')[1]}: no finished runs for {', '.join(map(repr, unknown))}; "
-                                  f"available: {', '.join(available)}")
+                import difflib
+
+                names = sorted(set(parents[column].astype(str)))
+                close = difflib.get_close_matches(unknown[0], names, n=1, cutoff=0.75)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(f"--{column.split('.')[1]}: no finished runs for {', '.join(map(repr, unknown))}"
+                                  f"{hint}; available: {', '.join(available)}")
             parents = parents[match]
     if parents.empty:
         raise ConfigError(f"no finished configuration runs in experiment {args.experiment!r} match the filters")
