@@ -225,23 +225,37 @@ def sweep_note(experiment_id: str, rows: list[dict], metric: str, how: str, n_co
     return "\n".join(lines)
 
 
-def board_note(experiment_id: str, board, title: str, top: int = 3) -> str:
-    """A leaderboard table's description: the top rows per data condition, with links to their runs."""
+def board_note(experiment_id: str, board, title: str, top: int = 3, metric: Optional[str] = None) -> str:
+    """A leaderboard table's description: the top rows per data condition, with links to their runs, each with
+    the ranking metric's mean and interval on the seeds it was compared on (the score it is ranked by is a
+    loss: an R-score's is its negative)."""
     lines = [f"**{title}** — {len(board)} configurations; ranks within each data condition, "
              "paired tests on the condition's common seeds against the best.", ""]
     if "parent_run_id" not in board:  # not a configuration board (nothing to link)
         return lines[0]
     where = "condition" if "condition" in board else "data"
     seeds = "compared_on_seeds" in board
-    lines += [f"| {where} | rank | estimator | overrides | vs best | score |" + (" seeds |" if seeds else ""),
+    mean = next((c for c in (f"{metric}_mean", metric) if metric and c in board), None)
+    value = f"{metric} mean [interval]" if mean == f"{metric}_mean" else (metric if mean else "score")
+    lines += [f"| {where} | rank | estimator | overrides | vs best | {value} |" + (" seeds |" if seeds else ""),
               "|---|---|---|---|---|---|" + ("---|" if seeds else "")]
     for _, r in board.sort_values([where, "rank"]).groupby(where).head(top).iterrows():
         label = run_link(experiment_id, r["parent_run_id"], str(r["estimator"]))
+        shown = fmt(r.get(mean or "score"), 4)
+        if mean and f"{metric}_ci_lower" in board and fmt(r.get(f"{metric}_ci_lower")) != "–":
+            shown += f" {interval(r.get(f'{metric}_ci_lower'), r.get(f'{metric}_ci_upper'))}"
         lines.append(f"| {r[where]} | {r['rank']} | {label} | {_text(r.get('overrides'))} | "
-                     f"{_text(r.get('vs_best'))} | {fmt(r.get('score'), 4)} |"
+                     f"{_text(r.get('vs_best'))} | {shown} |"
                      + (f" {_cell(r.get('compared_on_seeds'))} |" if seeds else ""))
-    lines.append("\nScore: the mean per-seed loss of the ranking metric (lower is better; distance to the "
-                 "target for coverage and calibration).")
+    if mean:
+        levels = "/".join(sorted({f"{1 - float(a):.0%}" for a in board.get("alpha", [0.05])})) or "95%"
+        kind = "Wilson interval of the share" if metric == "ate_coverage_rate" else "t-interval of the mean"
+        lines.append(f"\n{value}: on the seeds named beside it, with its {levels} {kind} across them. Ranked by "
+                     "its mean per-seed loss: the metric itself where lower is better, its negative where higher "
+                     "is, its distance to the target for coverage and calibration.")
+    else:
+        lines.append("\nScore: the mean per-seed loss of the ranking metric (lower is better; distance to the "
+                     "target for coverage and calibration).")
     lines.append("\nFull table: the `leaderboard.json` table (artifact view) and `leaderboard.csv`.")
     return "\n".join(lines)
 

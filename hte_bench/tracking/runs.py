@@ -172,7 +172,8 @@ class Tracker(Queries, Registry):
             table = pd.read_csv(board)
             if len(table):
                 self.log_table(run_id, table, "leaderboard.json")
-                self._batch(run_id, tags={notes.NOTE: notes.board_note(self.experiment_id, table, run_name)})
+                self._batch(run_id, tags={notes.NOTE: notes.board_note(self.experiment_id, table, run_name,
+                                                                                metric=params.get("metric"))})
         self.client.log_artifacts(run_id, artifact_dir)
         self.client.set_terminated(run_id, "FINISHED")
         return run_id
