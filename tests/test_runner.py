@@ -33,6 +33,11 @@ def test_failed_fit_is_isolated(store):
     assert "RuntimeError: deliberate failure on seed 1" in open(text).read()
     parent = client(store).get_run(summary["_parent_run_id"])
     assert parent.info.status == "FINISHED" and parent.data.metrics["n_seeds_failed"] == 1
+    # Every seed run says in its description what it is, and a failed one why.
+    assert "**FAILED:** " in failed.data.tags["mlflow.note.content"] and "deliberate failure on seed 1" in \
+        failed.data.tags["mlflow.note.content"]
+    assert kids[0].data.tags["mlflow.note.content"].startswith("Seed **0** of the configuration run [fail_on_seed ")
+    assert "√PEHE on the test sample" in kids[0].data.tags["mlflow.note.content"]
 
 
 def test_nan_effects_fail_their_seed_instead_of_thinning_the_means(store):

@@ -116,8 +116,10 @@ class Tracker(Queries, Registry):
         """Write one finished or failed seed as a complete child run in one go."""
         # The child's own code_version shows which seeds a resume=force join added under other code.
         name = f"{tags.get('estimator', 'seed')}/seed={result.seed}"  # the runs table names the estimator
+        note = notes.seed_note(self.experiment_id, parent_id, result.seed, result.status, {**tags, **result.tags},
+                               result.metrics)
         run = self._create(name, {"mlflow.parentRunId": parent_id, "seed": str(result.seed),
-                                  "code_version": store.code_version(), **tags, **result.tags},
+                                  "code_version": store.code_version(), **tags, **result.tags, notes.NOTE: note},
                            {"seed": result.seed}, result.metrics, start_time=result.start_ms)
         run_id = run.info.run_id
         if result.artifact_dir and any(Path(result.artifact_dir).iterdir()):
