@@ -35,12 +35,7 @@ def evaluate_in_parallel(cfg: DictConfig, seeds: list[int], workdir: str, n_jobs
     from joblib import Parallel, delayed
 
     if str(cfg.joblib_backend) == "loky":  # the only other value config.validate lets through is ray
-        # All seeds go to the pool at once; results stream back in order as they finish.
-        blob = pickle.dumps(cfg)
-        key = hashlib.sha256(blob).hexdigest()
-        yield from Parallel(n_jobs=n_jobs, return_as="generator")(
-            delayed(evaluate_seed_once_configured)(key, blob, seed, workdir, strict and i == 0, title)
-            for i, seed in enumerate(seeds))
+        yield from _on_loky(cfg, list(seeds), workdir, n_jobs, strict, title)
         return
     try:
         from ray.util.joblib import register_ray
@@ -63,6 +58,51 @@ def evaluate_in_parallel(cfg: DictConfig, seeds: list[int], workdir: str, n_jobs
             yield from map(receive, parallel(
                 delayed(evaluate_seed_shipped)(cfg, seed, workdir, strict and start + i == 0, title)
                 for i, seed in enumerate(batch)))
+
+
+def _on_loky(cfg: DictConfig, seeds: list[int], workdir: str, n_jobs: int, strict: bool,
+             title: str) -> Iterator[SeedResult]:
+    """All seeds to a pool of loky processes at once; results stream back in seed order as they finish.
+
+    A worker process that dies (killed for memory, a crash in native code) breaks the whole pool: the next
+    seed is then fitted alone in a fresh worker — a FAILED seed run if its worker dies again, else its result —
+    and the seeds after it go to a fresh pool, so one bad seed costs one seed, not the configuration."""
+    from joblib import Parallel, delayed
+    from joblib.externals.loky.process_executor import TerminatedWorkerError
+
+    blob = pickle.dumps(cfg)
+    key = hashlib.sha256(blob).hexdigest()
+    while seeds:
+        done = 0
+        try:
+            for result in Parallel(n_jobs=n_jobs, return_as="generator")(
+                    delayed(evaluate_seed_once_configured)(key, blob, seed, workdir, strict and i == 0, title)
+                    for i, seed in enumerate(seeds)):
+                done += 1
+                yield result
+            return
+        except TerminatedWorkerError as err:
+            died, seeds, strict = err, seeds[done:], strict and done == 0
+        seed = seeds.pop(0)
+        try:  # alone: a worker that dies now died of this seed
+            yield next(Parallel(n_jobs=2, return_as="generator")(
+                [delayed(evaluate_seed_once_configured)(key, blob, seed, workdir, strict, title)]))
+        except TerminatedWorkerError as again:
+            yield _worker_died(seed, workdir, died, again)
+        strict = False
+
+
+def _worker_died(seed: int, workdir: str, first: BaseException, alone: BaseException) -> SeedResult:
+    """A FAILED seed whose worker process died twice, the second time fitting this seed alone."""
+    import time
+
+    out = Path(workdir) / f"seed_{seed}"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "traceback.txt").write_text(f"stage: worker process\n\nin the pool: {first}\n\nalone: {alone}\n")
+    now = int(time.time() * 1000)
+    return SeedResult(seed=seed, status="FAILED", artifact_dir=str(out), start_ms=now, end_ms=now, tags={
+        "error": "worker process: its process died while fitting this seed, also alone (killed for memory, or a "
+                 "crash in native code); see traceback.txt", "failed_stage": "worker process"})
 
 
 _CONFIG: dict = {}

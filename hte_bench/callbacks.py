@@ -207,7 +207,8 @@ def print_summary(top: list[dict], metric: str, how: str, alpha: float = 0.05) -
         print(OUTSIDE_NOTE, flush=True)
     finished = table[table["seeds"] != "none finished"]  # a configuration whose every seed failed summarises none
     if finished.groupby("condition")["seeds"].nunique().gt(1).any():
-        print("Configurations of one condition summarise different seeds here (resumed with other n_seeds/seeds): "
+        print("Configurations of one condition summarise different seeds here (failed seeds, or resumed with other "
+              "n_seeds/seeds), so their means are not on the same draws: "
               "hte-bench-leaderboard compares them on their common seeds.", flush=True)
     print(flush=True)
 

@@ -50,6 +50,16 @@ def test_nan_effects_fail_their_seed_instead_of_thinning_the_means(store):
     assert "FailOnSeed gave 5 of 300 effects on the training sample as NaN or inf" in failed.data.tags["error"]
 
 
+def test_a_seed_whose_worker_process_dies_fails_alone(store):
+    # os._exit in one seed's fit stands for a worker killed for memory or a crash in native code: the pool
+    # breaks; that seed is retried alone, fails, and the configuration's other seeds finish.
+    summary = _run(store, "died", ["estimator=fail_on_seed", "++estimator.how=exit", "n_seeds=2", "n_jobs=2"])
+    assert summary["n_seeds_ok"] == 1 and summary["n_seeds_failed"] == 1
+    kids = _children(store, "died", summary["_parent_run_id"])
+    assert [k.info.status for k in kids] == ["FINISHED", "FAILED"]
+    assert kids[1].data.tags["error"].startswith("worker process: its process died while fitting this seed")
+
+
 @pytest.fixture
 def user_metric_module():
     """metric_modules=[user_metrics] for the test; afterwards this process and its workers forget it."""
