@@ -173,7 +173,10 @@ def _value_on_seeds(top: list[dict], parent_id: str, value: float, metric: str, 
     row = next((r for r in top if r["run_id"] == parent_id), None)
     if row is None:
         return fmt(value, 4)
+    from hte_bench.evaluation.registry import OUTSIDE_MARK, leaves_range
+
     span = interval(row["lo"], row["hi"])
+    span += OUTSIDE_MARK if span != "–" and leaves_range(metric, row["lo"], row["hi"]) else ""
     where = f"seeds {row['seed_list']}" if row.get("seed_list") else f"{row['seeds']} seeds"
     if span == "–":
         return f"{fmt(value, 4)} (no interval; {where})"
@@ -196,8 +199,8 @@ def print_summary(top: list[dict], metric: str, how: str, alpha: float = 0.05) -
                            metric: fmt(r["value"], 4), "interval": span(r),
                            "seeds": r.get("seed_list") or ("none finished" if not r["seeds"] else "?"),
                            "ok/failed": f"{r['seeds']}/{r['failed']}"} for r in top])
-    print(f"\nsweep summary: {how} (interval: {100 * (1 - alpha):g}% {_interval_kind(metric)}; ranks within a "
-          f"data condition)", flush=True)
+    print(f"\nsweep summary: {how} (interval: {100 * (1 - alpha):g}% {_interval_kind(metric)}; ranks among this "
+          f"sweep's configurations, within a data condition)", flush=True)
     for condition, rows in table.groupby("condition", sort=True):
         print(f"\n{condition}\n" + rows.drop(columns="condition").to_string(index=False), flush=True)
     if (table["interval"] == "–").any():
@@ -302,7 +305,6 @@ def _sweep_report(tracker, sweep_id: str, metric: str, alpha: float, out: str):
 
 def _study_figures(parents, seeds, metric: str, out) -> None:
     """For each data knob the sweep varied: ``metric`` (per seed) against the knob, one line per configuration."""
-    from hte_bench import plots as P
     from hte_bench.compare import study
     from hte_bench.evaluation import registry
 
@@ -310,11 +312,7 @@ def _study_figures(parents, seeds, metric: str, out) -> None:
         return  # a metric that exists only across seeds has no per-seed interval to draw
     base = registry.split_name(metric)[0]
     for knob in study.knobs_varying(parents):
-        table = study.study_table(parents, seeds, base, knob)
-        for data, part in table.groupby("data"):
-            (out / "plots").mkdir(exist_ok=True)
-            fig = P.study_plot(part, knob, base, title=f"{data}: {base} by {knob}")
-            fig.savefig(out / "plots" / f"study_{data}_{knob.replace('.', '_')}.png", dpi=100, bbox_inches="tight")
+        study.save_study_figures(study.study_table(parents, seeds, base, knob), knob, base, out)
 
 
 def _best_tags(bests, metric: str) -> dict[str, str]:

@@ -212,3 +212,19 @@ def interval_kinds(seeds: pd.DataFrame, parent_ids, tag: str) -> dict[str, str]:
             kinds = seeds.loc[seeds["parent_id"] == run_id, f"tags.{tag}"].dropna()
         out[run_id] = "/".join(sorted(set(kinds))) if kinds is not None and len(kinds) else "unknown"
     return out
+
+
+def save_study_figures(table: pd.DataFrame, knob: str, metric: str, out) -> None:
+    """The study figure of each generator in ``table`` as ``plots/study_<data>_<knob, dots as underscores>.png``
+    under ``out`` (the sweep run's and the leaderboard run's alike), titled with the seeds behind its cells."""
+    from pathlib import Path
+
+    from hte_bench import plots as P
+
+    folder = Path(out) / "plots"
+    folder.mkdir(exist_ok=True)
+    for data, part in table.groupby("data"):
+        named = sorted({str(s) for s in part.get("seeds", pd.Series(dtype=str)).dropna() if str(s)})
+        seeds = f"seeds {named[0]}" if len(named) == 1 else "each cell's seeds (study csv)"
+        fig = P.study_plot(part, knob, metric, title=f"{data}: {metric} by {knob}; mean and 95% t-interval over {seeds}")
+        fig.savefig(folder / f"study_{data}_{knob.replace('.', '_')}.png", dpi=100, bbox_inches="tight")

@@ -234,14 +234,20 @@ def sweep_note(experiment_id: str, rows: list[dict], metric: str, how: str, n_co
         return "\n".join(lines)
     lines += ["| condition | rank | configuration | value | interval | seeds | ok / failed |",
               "|---|---|---|---|---|---|---|"]
+    outside = False
     for r in rows:
+        mark = registry.OUTSIDE_MARK if registry.leaves_range(metric, r["lo"], r["hi"]) else ""
+        outside |= bool(mark)
         lines.append(f"| {r['condition']} | {r['rank']} | {run_link(experiment_id, r['run_id'], r['run_name'])} | "
-                     f"{fmt(r['value'], 4)} | {interval(r['lo'], r['hi'])} | {r.get('seed_list') or '?'} | "
+                     f"{fmt(r['value'], 4)} | {interval(r['lo'], r['hi'])}{mark} | {r.get('seed_list') or '?'} | "
                      f"{r['seeds']} / {r['failed']} |")
     lines.append("\nIntervals: t-interval of the mean across each configuration's own seeds (column seeds), at the "
-                 "level of the runs' alpha (95% by default); – is one seed. Ranks compare configurations within one "
-                 "data condition only; hte-bench-leaderboard compares them on their common seeds with paired "
-                 "tests. Full table: `leaderboard.csv` when truth exists.")
+                 "level of the runs' alpha (95% by default); – is one seed. Ranks compare this sweep's "
+                 "configurations within one data condition only; hte-bench-leaderboard compares every "
+                 "configuration of the experiment on their common seeds with paired tests. Full table: "
+                 "`leaderboard.csv` when truth exists.")
+    if outside:
+        lines.append(f"\n{registry.OUTSIDE_NOTE}")
     return "\n".join(lines)
 
 
