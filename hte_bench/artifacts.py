@@ -80,6 +80,9 @@ def write_report(out: Path, tables: dict, figures: dict, notes: list[str], texts
         path.parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(path, index=not isinstance(table.index, pd.RangeIndex))
     for name, text in (texts or {}).items():
+        if title and name.endswith(".md") and text.startswith("# "):  # a downloaded file says whose it is
+            first, _, rest = text.partition("\n")
+            text = f"{first}: {title}\n{rest}"
         (out / name).write_text(text)
     for name, fig in figures.items():
         _save(fig, out / "plots" / name, title)

@@ -154,14 +154,18 @@ def test_forest_insights_name_engagement_not_age_across_seeds():
 
 def test_evaluate_seed_writes_the_analyses_outputs(tmp_path):
     cfg = compose([*SMALL, "estimator=cf_small", "data=workforce", "tracking.cache=false"])
-    result = evaluate_seed(cfg, seed=0, workdir=str(tmp_path))
+    result = evaluate_seed(cfg, seed=0, workdir=str(tmp_path), title="cf_small 1a2b3c on workforce")
     assert result.status == "FINISHED", result.tags
     assert "analysis_notes" not in result.tags, result.tags.get("analysis_notes")
     out = tmp_path / "seed_0"
     for name in ("insights.md", "importance.csv", "best_linear_projection.csv", "subgroups/aipw_ate.csv",
                  "plots/importance.png", "plots/best_linear_projection.png", "plots/subgroups_heatmap.png"):
         assert (out / name).is_file(), name
-    assert (out / "insights.md").read_text().startswith("# Insights\n\n## Effect modifiers")
+    # A downloaded insights.md names its configuration, condition and seed; a p-value of 0 reads p < 1e-16.
+    assert (out / "insights.md").read_text().startswith(
+        "# Insights: cf_small 1a2b3c on workforce, seed 0\n\n## Effect modifiers")
+    from hte_bench.evaluation.insights import p_text
+    assert p_text(0.0, 2) == "p < 1e-16" and p_text(0.0123, 2) == "p = 0.012"
     for name in ("importance_rank_corr", "insights_true_modifiers_named", "aipw_ate_covered", "rscore"):
         assert math.isfinite(result.metrics[name]), name
 

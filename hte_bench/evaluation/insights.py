@@ -23,6 +23,11 @@ NO_TARGETING = "No targeting indicators, no features important in decision to tr
 INTERCEPT = "(Intercept)"
 
 
+def p_text(p: float, digits: int) -> str:
+    """``p = 0.012``; a p-value that underflowed to 0 in double precision reads ``p < 1e-16``, not ``p = 0``."""
+    return "p < 1e-16" if p == 0 else f"p = {p:.{digits}g}"
+
+
 def describe_coefficients(table: pd.DataFrame, alpha: float, source: str) -> str:
     """Insights from a per-feature table of CATE-slope inference (point_estimate, pvalue, ci_lower, ci_upper).
 
@@ -35,7 +40,7 @@ def describe_coefficients(table: pd.DataFrame, alpha: float, source: str) -> str
             direction = "increases" if row["point_estimate"] > 0 else "decreases"
             lines.append(f"- As {name} increases, treatment effect {direction}. "
                          f"(slope {row['point_estimate']:.4g}, {100 * (1 - alpha):.0f}% CI "
-                         f"[{row['ci_lower']:.4g}, {row['ci_upper']:.4g}], p = {row['pvalue']:.3g})")
+                         f"[{row['ci_lower']:.4g}, {row['ci_upper']:.4g}], {p_text(row['pvalue'], 3)})")
     body = "\n".join(lines) if lines else f"- {NO_TARGETING}"
     return f"# Insights\n\nSource: {source}, alpha = {alpha}.\n\n{body}\n"
 
@@ -109,7 +114,7 @@ def describe_blp(table: pd.DataFrame, alpha: float, source: str) -> str:
         own = (f" This estimator's τ̂ moves by {r['tau_hat_slope']:+.3g} per step."
                if "tau_hat_slope" in rows.columns else "")
         lines.append(f"- Each {step} {verb} the effect by {abs(r['coef']):.3g} "
-                     f"[{r['ci_lower']:.3g}, {r['ci_upper']:.3g}] ({level}; p = {r['pvalue']:.2g}).{own}")
+                     f"[{r['ci_lower']:.3g}, {r['ci_upper']:.3g}] ({level}; {p_text(r['pvalue'], 2)}).{own}")
     if not named:
         lines.append(f"- {NO_TARGETING} (no feature's interval excludes zero)")
     others = [str(f) for f in rows.index if str(f) not in named]
