@@ -375,7 +375,7 @@ def write_report(tracker, board, avg, seeds, metric: str, out: Path, plots: bool
     ok = seeds[seeds["status"] == "FINISHED"] if not seeds.empty else seeds
     for _, group in board.groupby("condition_hash", sort=False):
         name = _slug(group["condition"].iloc[0])
-        values, ates, calib = {}, {}, {}
+        values, ates, calib, calib_seeds = {}, {}, {}, set()
         for _, row in group.iterrows():
             kids = ok[ok["parent_id"] == row["parent_run_id"]].sort_values("tags.seed")
             # The plots show the seeds the board compared, as the table does (extra seeds are not used).
@@ -393,13 +393,19 @@ def write_report(tracker, board, avg, seeds, metric: str, out: Path, plots: bool
                     preds = pd.read_parquet(tracker.download(kids.iloc[0]["run_id"], "predictions.parquet", tmp))
                 test = preds[preds["split"] == "test"]
                 calib[label] = M.calibration_table(test["tau_true"].to_numpy(), test["tau_hat"].to_numpy())
+                calib_seeds.add(str(kids.iloc[0]["tags.seed"]))
         condition = f"{group['condition'].iloc[0]} (seeds {group['compared_on_seeds'].iloc[0]})"
+        level = "/".join(sorted({f"{1 - float(a):.0%}" for a in group["alpha"]}))
+        kinds = ", ".join(sorted(set(group["ate_interval_kind"]) - {"none"})) or "none"
+        first = f"seed {', '.join(sorted(calib_seeds))}" if calib_seeds else "no seed"
         for file, fig in ((f"{name}_{metric}_by_config.png",
                            P.metric_by_config_plot(values, per_seed_col, title=f"{condition}: {per_seed_col} per seed")),
                           (f"{name}_ate_error_by_config.png",
-                           P.ate_error_by_config_plot(ates, title=f"{condition}: ATE error and interval per seed")),
+                           P.ate_error_by_config_plot(ates, title=f"{condition}: ATE error per seed, with its "
+                                                                     f"{level} interval (kinds: {kinds})")),
                           (f"{name}_calibration_by_config.png",
-                           P.calibration_overlay_plot(calib, title=f"{condition}: calibration (test split, first seed)"))):
+                           P.calibration_overlay_plot(calib, title=f"{group['condition'].iloc[0]}: calibration on "
+                                                                   f"the test split of {first}")),):
             (out / "plots").mkdir(exist_ok=True)
             fig.savefig(out / "plots" / file, dpi=100, bbox_inches="tight")
 
