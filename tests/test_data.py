@@ -134,6 +134,9 @@ def test_csv_split_by_seed_with_and_without_truth(user_csv):
     (lambda f: f.assign(t=f.t * 2), {}, "must be 0/1, found values [0, 2]"),
     (lambda f: f.assign(t=1), {}, "is constant (1)"),
     (lambda f: f.assign(x1="a"), {}, "['x1'] are not numeric"),
+    # A true-effect column left among the default features would leak the truth into every estimator.
+    (None, {"tau": None}, "column 'true_tau' looks like the true effect and would be a feature: give "
+                          "data.tau=true_tau to score against it, or list data.features=[...] yourself"),
 ])
 def test_csv_errors_name_the_column(user_csv, change, kwargs, message):
     path, frame = user_csv

@@ -32,6 +32,11 @@ def columns_hint(path: str | Path) -> str:
     return f"columns in {Path(path).name}: {', '.join(columns)}"
 
 
+# Column names that say "the true effect" (or the true propensity): never features by default.
+TRUTH_NAMES = {"tau", "true_tau", "tau_true", "ite", "true_ite", "cate", "true_cate", "true_effect", "propensity",
+               "true_propensity", "propensity_true"}
+
+
 def _load(path: str | Path, outcome: str, treatment: str, features: Optional[Sequence[str]],
           extra: Sequence[str] = ()) -> tuple[pd.DataFrame, list[str]]:
     """The checked frame and its feature names; DataError names any missing, NaN or non-numeric column."""
@@ -43,6 +48,12 @@ def _load(path: str | Path, outcome: str, treatment: str, features: Optional[Seq
     columns = [str(c) for c in frame.columns]
     frame.columns = columns
     reserved = {outcome, treatment, *extra}
+    if not features:
+        # A column of true effects among the default features would leak the truth into every estimator.
+        leak = [c for c in columns if c not in reserved and c.lower() in TRUTH_NAMES]
+        if leak:
+            raise DataError(f"csv: column {leak[0]!r} looks like the true effect and would be a feature: give "
+                            f"data.tau={leak[0]} to score against it, or list data.features=[...] yourself")
     features = list(features) if features else [c for c in columns if c not in reserved]
     missing = [c for c in (outcome, treatment, *extra, *features) if c not in columns]
     if missing:
