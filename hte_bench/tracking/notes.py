@@ -92,7 +92,7 @@ def seed_note(experiment_id: str, parent_id: str, seed: int, status: str, tags: 
                      f"{kind}). These are this seed's alone; the configuration run gives means with intervals.")
     else:
         lines.append("No known truth: only the truth-free metrics (Metrics table).")
-    lines.append("Per-unit effects, intervals and the truth: `predictions.parquet`.")
+    lines += ["", "Per-unit effects, intervals and the truth: `predictions.parquet`."]
     return "\n".join(lines)
 
 
