@@ -227,8 +227,12 @@ def sweep_note(experiment_id: str, rows: list[dict], metric: str, how: str, n_co
     rows = [r for r in rows if r["rank"] == "–" or r["rank"] <= top]
     lines = [f"Sweep over **{n_configs}** configuration runs, ranked by `{metric}` ({how}).", ""]
     if best:
+        row = next((r for r in rows if r["run_id"] == best["parent_run_id"]), {})
+        span = interval(row.get("lo"), row.get("hi"))
+        on = (f" {span} on seeds {row['seed_list']}" if span != "–" else f" on seeds {row['seed_list']}") \
+            if row.get("seed_list") else ""
         lines.append(f"**Best:** {run_link(experiment_id, best['parent_run_id'], best['label'])} "
-                     f"`{metric}` = {fmt(best['value'], 4)}\n")
+                     f"`{metric}` = {fmt(best['value'], 4)}{on}\n")
     if not rows:
         lines.append("No configuration produced this metric (see the runs' errors).")
         return "\n".join(lines)
