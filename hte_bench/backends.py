@@ -35,7 +35,7 @@ def evaluate_in_parallel(cfg: DictConfig, seeds: list[int], workdir: str, n_jobs
     from joblib import Parallel, delayed
 
     if str(cfg.joblib_backend) == "loky":  # the only other value config.validate lets through is ray
-        yield from _on_loky(cfg, list(seeds), workdir, n_jobs, strict, title)
+        yield from _on_loky(cfg, seeds, workdir, n_jobs, strict, title)
         return
     try:
         from ray.util.joblib import register_ray
@@ -60,36 +60,48 @@ def evaluate_in_parallel(cfg: DictConfig, seeds: list[int], workdir: str, n_jobs
                 for i, seed in enumerate(batch)))
 
 
-def _on_loky(cfg: DictConfig, seeds: list[int], workdir: str, n_jobs: int, strict: bool,
-             title: str) -> Iterator[SeedResult]:
-    """All seeds to a pool of loky processes at once; results stream back in seed order as they finish.
+def _on_loky(cfg: DictConfig, seeds, workdir: str, n_jobs: int, strict: bool, title: str) -> Iterator[SeedResult]:
+    """Seeds to a pool of loky processes as they are claimed (``seeds`` is lazy: a concurrent run takes the ones
+    not yet handed over); results stream back in seed order as they finish.
 
     A worker process that dies (killed for memory, a crash in native code) breaks the whole pool: the next
     seed is then fitted alone in a fresh worker — a FAILED seed run if its worker dies again, else its result —
     and the seeds after it go to a fresh pool, so one bad seed costs one seed, not the configuration."""
+    from itertools import chain
+
     from joblib import Parallel, delayed
     from joblib.externals.loky.process_executor import TerminatedWorkerError
 
     blob = pickle.dumps(cfg)
     key = hashlib.sha256(blob).hexdigest()
-    while seeds:
+    seeds = iter(seeds)
+    while True:
+        handed: list[int] = []  # handed to the pool, in order: the results come back in this order
+
+        def hand_over(first_strict: bool):
+            for i, seed in enumerate(seeds):
+                handed.append(seed)
+                yield delayed(evaluate_seed_once_configured)(key, blob, seed, workdir, first_strict and i == 0, title)
+
         done = 0
         try:
-            for result in Parallel(n_jobs=n_jobs, return_as="generator")(
-                    delayed(evaluate_seed_once_configured)(key, blob, seed, workdir, strict and i == 0, title)
-                    for i, seed in enumerate(seeds)):
+            for result in Parallel(n_jobs=n_jobs, return_as="generator")(hand_over(strict)):
                 done += 1
                 yield result
             return
         except TerminatedWorkerError as err:
-            died, seeds, strict = err, seeds[done:], strict and done == 0
-        seed = seeds.pop(0)
+            died = err
+        strict = strict and done == 0
+        if done >= len(handed):  # the pool broke before the next seed was handed over: a fresh pool takes it
+            continue
+        seed, rest = handed[done], handed[done + 1:]
         try:  # alone: a worker that dies now died of this seed
             yield next(Parallel(n_jobs=2, return_as="generator")(
                 [delayed(evaluate_seed_once_configured)(key, blob, seed, workdir, strict, title)]))
         except TerminatedWorkerError as again:
             yield _worker_died(seed, workdir, died, again)
         strict = False
+        seeds = chain(rest, seeds)  # handed over but lost with the pool, then the ones not yet claimed
 
 
 def _worker_died(seed: int, workdir: str, first: BaseException, alone: BaseException) -> SeedResult:

@@ -349,11 +349,12 @@ def _parent_tags(plan: Plan, ok: list[SeedResult], per_seed: pd.DataFrame, summa
 
     analysed = [s for s in finished if C.on_first_seeds(plan.cfg, "analyses.seeds", s)]
     fitting_on = set(FITTING) & set(selected(plan.cfg.get("analyses")))
-    subset = ({"analyses_seeds": C.seed_list(analysed) or "none"}
-              if fitting_on and len(analysed) < len(finished) else {})
+    analyses_tag = {"analyses_seeds": C.seed_list(analysed) or "none"} if fitting_on else {}
+    subset = analyses_tag if len(analysed) < len(finished) else {}  # the description says so when fewer
     what = {"estimator": plan.estimator_name, "seeds": seeds, "code_version": plan.tracker.provenance().get(
         "code_version", "?"), "condition": plan.run_tags["condition"], "kind": plan.kind, **kinds, **subset}
-    return {"n_seeds": str(len(per_seed)), "seeds": seeds, **{k: v for k, v in kinds.items() if v}, **subset,
+    # The tag is written whenever the analyses fit (a tag once set stays: a rerun on fewer seeds must replace it).
+    return {"n_seeds": str(len(per_seed)), "seeds": seeds, **{k: v for k, v in kinds.items() if v}, **analyses_tag,
             NOTE: config_note(what, summary, float(plan.cfg.alpha), failed)}
 
 

@@ -198,7 +198,13 @@ def make_data(cfg: DictConfig, seed: int):
     if key in _DATA_CACHE:
         _DATA_CACHE.move_to_end(key)
         return _DATA_CACHE[key]
-    dataset, truth = instantiate(cfg.data, seed=seed)
+    drawn = instantiate(cfg.data, seed=seed)
+    if not isinstance(drawn, tuple) or len(drawn) != 2:
+        from hte_bench.data.base import DataError
+
+        raise DataError(f"data: the generator must return (Dataset, Truth) from hte_bench.data, not "
+                        f"{type(drawn).__name__}{f' of {len(drawn)}' if isinstance(drawn, tuple) else ''}")
+    dataset, truth = drawn
     validate(dataset, truth)
     _DATA_CACHE[key] = (dataset, truth)
     while len(_DATA_CACHE) > _DATA_CACHE_SIZE:

@@ -136,7 +136,9 @@ def test_csv_split_by_seed_with_and_without_truth(user_csv):
     (lambda f: f.assign(x1="a"), {}, "['x1'] are not numeric"),
     # A true-effect column left among the default features would leak the truth into every estimator.
     (None, {"tau": None}, "column 'true_tau' looks like the true effect and would be a feature: give "
-                          "data.tau=true_tau to score against it, or list data.features=[...] yourself"),
+                          "data.tau=true_tau to use it as such, or list data.features=[...] yourself"),
+    (lambda f: f.rename(columns={"true_tau": "propensity"}), {"tau": None},
+     "column 'propensity' looks like the true propensity and would be a feature: give data.propensity=propensity"),
 ])
 def test_csv_errors_name_the_column(user_csv, change, kwargs, message):
     path, frame = user_csv
@@ -184,3 +186,15 @@ def test_workforce_extra_confounders_drive_take_up_and_wage():
     assert truth.modifiers == workforce.MODIFIERS                 # confounders, not effect modifiers
     with pytest.raises(DataError, match="extra_confounders"):
         workforce.generate(seed=0, extra_confounders=2.5)
+
+
+def three_things(seed, **knobs):
+    return 1, 2, 3
+
+
+def test_a_generator_that_returns_something_else_is_told_what_to_return():
+    from conftest import compose
+    from hte_bench.seed import make_data
+
+    with pytest.raises(DataError, match=r"must return \(Dataset, Truth\) from hte_bench.data, not tuple of 3"):
+        make_data(compose(["data._target_=test_data.three_things"]), 0)

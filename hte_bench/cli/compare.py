@@ -26,7 +26,8 @@ class _OneLineParser(argparse.ArgumentParser):
 
         found = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
         if found:
-            typed, choices = found.group(1), re.findall(r"'([^']*)'", found.group(2))
+            # Python < 3.12.7 quotes the choices ('holm', 'bonferroni'), later versions do not.
+            typed, choices = found.group(1), [c.strip().strip("'") for c in found.group(2).split(",")]
             close = difflib.get_close_matches(typed.lower(), choices, n=1) or \
                 [c for c in choices if typed.lower() and c.endswith(typed.lower())][:1]
             if close:
@@ -237,7 +238,7 @@ def readable(board, metric: str):
     mid = metric if metric in PARENT_ONLY else f"{metric}_mean"
     # A target metric (coverage aims at 1 - alpha) is ranked by its mean per-seed distance to the target, which
     # is not the distance of the mean shown: the board shows the number it ranks by, and the target.
-    targeted = direction(metric).startswith("target")
+    targeted = direction(metric).startswith("target") and metric not in PARENT_ONLY  # a rate: its own distance
     rows = []
     for _, r in board.iterrows():
         ate_kind, kind = r["ate_interval_kind"], r["interval_kind"]

@@ -316,11 +316,13 @@ def adjusted_p(pvals: np.ndarray, method: str = "holm", level: float = 0.05) -> 
 
     from statsmodels.stats.multitest import multipletests
 
+    frozen_already = gc.get_freeze_count() > 0  # the host program's own freeze is not ours to undo
     gc.freeze()
     try:
         return multipletests(pvals, alpha=level, method=method)[1]
     finally:
-        gc.unfreeze()
+        if not frozen_already:
+            gc.unfreeze()
 
 
 def average_rank(board: pd.DataFrame) -> Optional[pd.DataFrame]:

@@ -44,7 +44,7 @@ def source_hash(data: dict[str, Any]) -> str:
     target = str(data.get("_target_", ""))
     path = None
     if target.startswith("hte_bench.data.csv."):
-        path = Path(str(data.get("path", "")))
+        path = Path(str(data.get("path", ""))).expanduser()  # as the CSV generator reads it
     elif target and not target.startswith("hte_bench."):
         import importlib.util
 

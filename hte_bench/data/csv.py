@@ -38,7 +38,7 @@ TRUTH_NAMES = {"tau", "true_tau", "tau_true", "ite", "true_ite", "cate", "true_c
 
 
 def _load(path: str | Path, outcome: str, treatment: str, features: Optional[Sequence[str]],
-          extra: Sequence[str] = ()) -> tuple[pd.DataFrame, list[str]]:
+          extra: Sequence[str] = (), features_flag: str = "data.features=[...]") -> tuple[pd.DataFrame, list[str]]:
     """The checked frame and its feature names; DataError names any missing, NaN or non-numeric column."""
     problem = missing_file(path)
     if problem:
@@ -52,8 +52,11 @@ def _load(path: str | Path, outcome: str, treatment: str, features: Optional[Seq
         # A column of true effects among the default features would leak the truth into every estimator.
         leak = [c for c in columns if c not in reserved and c.lower() in TRUTH_NAMES]
         if leak:
-            raise DataError(f"csv: column {leak[0]!r} looks like the true effect and would be a feature: give "
-                            f"data.tau={leak[0]} to score against it, or list data.features=[...] yourself")
+            what, flag = ("the true propensity", "data.propensity") if "propensity" in leak[0].lower() else \
+                ("the true effect", "data.tau")
+            use = f"give {flag}={leak[0]} to use it as such, or " if features_flag.startswith("data.") else ""
+            raise DataError(f"csv: column {leak[0]!r} looks like {what} and would be a feature: {use}list "
+                            f"{features_flag} yourself")
     features = list(features) if features else [c for c in columns if c not in reserved]
     missing = [c for c in (outcome, treatment, *extra, *features) if c not in columns]
     if missing:
@@ -76,7 +79,7 @@ def _load(path: str | Path, outcome: str, treatment: str, features: Optional[Seq
 def read_observed(path: str | Path, outcome: str, treatment: str,
                   features: Optional[Sequence[str]] = None) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """(X, T, Y) from a CSV; features default to every other column."""
-    frame, features = _load(path, outcome, treatment, features)
+    frame, features = _load(path, outcome, treatment, features, features_flag="--features a,b,…")
     return (frame[features].astype(float), frame[treatment].to_numpy(int), frame[outcome].to_numpy(float))
 
 

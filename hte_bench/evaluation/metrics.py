@@ -259,11 +259,13 @@ def _computed(truth: "Truth", estimate: "Estimate") -> dict[str, float]:
             continue
         module, _, name = spec.fn.rpartition(".")
         value = getattr(importlib.import_module(module), name)(truth, estimate)
-        try:  # a number or None (NaN: undefined here); anything else is a bug the user must see, not a NaN
-            out[spec.name] = NAN if value is None else float(value)
-        except (TypeError, ValueError):
-            raise TypeError(f"metric {spec.name!r} ({spec.fn}) returned {value!r} ({type(value).__name__}), not a "
-                            "number") from None
+        # A number or None (NaN: undefined here); anything else is a bug the user must see, not a NaN.
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float, np.number))):
+            import reprlib
+
+            raise TypeError(f"metric {spec.name!r} ({spec.fn}) returned {reprlib.repr(value)} "
+                            f"({type(value).__name__}), not a number")
+        out[spec.name] = NAN if value is None else float(value)
     return out
 
 
