@@ -200,6 +200,13 @@ def test_an_analysis_metric_is_ranked_on_the_seeds_that_carry_it():
     assert board["compared_on_seeds"].tolist() == ["0-4", "0-4"] and board["n_compared"].tolist() == [5, 5]
     assert board.loc["a", "interval"] == "95% t-interval across seeds 0-4" and board.loc["a", "rank"] == 1
     assert build(parents, seeds)["compared_on_seeds"].unique().tolist() == ["0-9"]
+    from hte_bench.cli.compare import condition_header, readable
+
+    title, notes = condition_header(build(parents, seeds, "rscore"), "rscore")
+    assert "on seeds 0-4, common to all 2 ranked configurations (rscore exists on the analysis seeds only" in title
+    assert "a larger analyses.seeds" in notes[0]  # more n_seeds alone would not add seeds to this board
+    assert readable(build(parents, seeds, "rscore"), "rscore")["compared on seeds"].iloc[0] == \
+        "0-4 (ran 0-9; rscore on analysis seeds only)"
 
 
 def test_a_correlation_short_of_configurations_names_the_one_without_the_score():

@@ -205,12 +205,13 @@ def short_overrides(text: str) -> str:
     return re.sub(r"(^|\s)estimator\.(model\.)?", r"\1", str(text or ""))
 
 
-def _seeds_cell(row) -> str:
-    """The seeds a row is compared on, and the ones it ran that are not used."""
+def _seeds_cell(row, metric: str = "") -> str:
+    """The seeds a row is compared on, and the ones it ran that are not used (and why)."""
     on, own = str(row.get("compared_on_seeds") or ""), str(row.get("selection_seeds") or "")
     if on.startswith("own seeds") or on == own:
         return on.replace("own seeds ", "") + (" (own)" if on.startswith("own seeds") else "")
-    return f"{on} (ran {own}; extra not used)" if own else on
+    why = f"{metric} on analysis seeds only" if metric and _on_analysis_seeds(metric) else "extra not used"
+    return f"{on} (ran {own}; {why})" if own else on
 
 
 def _coverage(value, kind: str, claimed: bool) -> str:
@@ -250,7 +251,7 @@ def readable(board, metric: str):
             "overrides": short_overrides(r["overrides"]),
             "vs best": r["vs_best"] + ("" if not math.isfinite(r["p_vs_best_adj"]) else f" (p={r['p_vs_best_adj']:.2g})"),
             f"{metric} ({direction(metric)}) {_value_header(metric, mid)}": value,
-            "compared on seeds": _seeds_cell(r),
+            "compared on seeds": _seeds_cell(r, metric),
             **({"ranked by: mean per-seed distance to": _distance(r, metric)} if targeted else {}),
             "ATE bias": _fmt(r["ate_bias_mean"]),
             "ATE coverage [Wilson] (kind)": cover + f" ({ate_kind})",
@@ -329,15 +330,28 @@ def condition_header(group, metric: str, test: str = "wilcoxon", level: float = 
     n = int(ranked["n_compared"].iloc[0])
     k = len(ranked)
     extra = (group["selection_seeds"] != on).any()
+    analysis = _on_analysis_seeds(metric)
+    why = (f" ({metric} exists on the analysis seeds only: analyses.seeds)" if analysis else
+           " (seeds only some ran are not used)")
     title += (f" on seed{'s' if n > 1 else ''} {on}, " + (f"common to all {k} ranked configurations" if k > 1
                                                             else "those of its one ranked configuration")
-              + (" (seeds only some ran are not used)" if extra else "") + " ==")
+              + (why if extra else "") + " ==")
     notes = [f"1 common seed ({on}): no interval, no test — run every configuration on the same seeds"] \
         if n == 1 else []
     floor = wilcoxon_floor(n, k - 1, level, correction) if test == "wilcoxon" and n > 1 and k > 1 else None
     if floor:
-        notes.append(floor)
+        # More seeds of an analysis metric come from a larger analyses.seeds, not from more n_seeds alone.
+        notes.append(floor + ("; for this metric that means a larger analyses.seeds (e.g. analyses.seeds=10, or "
+                              "true for every seed)" if analysis else ""))
     return title, notes
+
+
+def _on_analysis_seeds(metric: str) -> bool:
+    """Whether ``metric`` is computed by the analyses that run on the first ``analyses.seeds`` seeds only."""
+    from hte_bench.evaluation import registry
+
+    spec = registry.METRICS.get(metric)
+    return spec is not None and spec.on_analysis_seeds
 
 
 def _label(row) -> str:
