@@ -31,6 +31,7 @@ class SweepRun(Callback):
         try:
             check_sweep_groups(config)  # before the store or any folder is touched
             check_remote_tracking(config)  # SLURM or a Ray cluster: no local SQLite file
+            _check_objective(config)  # a per-seed or context metric: refused before Hydra launches a job
         except ConfigError as err:
             # Hydra turns a callback's exception into a warning and sweeps on: stop here, in one line.
             print(f"hte-bench: error: {err}", file=sys.stderr, flush=True)
@@ -214,6 +215,17 @@ def print_summary(top: list[dict], metric: str, how: str, alpha: float = 0.05) -
               "n_seeds/seeds), so their means are not on the same draws: "
               "hte-bench-leaderboard compares them on their common seeds.", flush=True)
     print(flush=True)
+
+
+def _check_objective(config: DictConfig) -> None:
+    """The sweep's optimized_metric must be an aggregate a sweeper can optimise (registry.objective), with the
+    user's metric modules known; every job would refuse it anyway, after Hydra's launch lines."""
+    from hte_bench.evaluation import registry
+
+    metric = str(config.get("optimized_metric", ""))
+    if metric and "," not in metric:  # a swept objective is each job's to check
+        registry.load_modules(config.get("metric_modules"))
+        registry.objective(metric)
 
 
 def check_sweep_groups(config: DictConfig) -> None:
