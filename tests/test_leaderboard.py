@@ -108,7 +108,8 @@ def test_promotion_says_where_its_winner_stands_on_the_board():
     board = build(*_tables({"good": BASE, "bad": BASE + 0.3, "twin": BASE + TWIN}))
     rows = board.set_index("estimator", drop=False)
     line = _winner_line(board, rows.loc["good"])
-    assert line.startswith("winner: good [hash-d1-good], rank 1 of 3; not distinguishable from twin (adjusted p = ")
+    assert line.startswith("winner: good [hash-d1-good], rank 1 of 3; better than bad (adjusted p = ")
+    assert "; not distinguishable from twin (adjusted p = " in line
     line = _winner_line(board, rows.loc["bad"])  # the better-ranked ones failed a gate
     assert "rank 3 of 3, worse against the best (adjusted p = " in line and "failed a gate above" in line
 

@@ -140,6 +140,9 @@ def _winner_line(board, win) -> str:
         return (f"{text}, {win['vs_best']} against the best ({p_adj(win)}): every better-ranked configuration "
                 "failed a gate above")
     tied = board[board["vs_best"].isin(["tied", "untested"]) & board["rank"].notna()]
+    worse = board[board["vs_best"].eq("worse")]
+    if len(worse):
+        text += "; better than " + ", ".join(f"{name(r)} ({p_adj(r)})" for _, r in worse.iterrows())
     if len(tied):
         text += "; not distinguishable from " + ", ".join(f"{name(r)} ({p_adj(r)})" for _, r in tied.iterrows())
     return text
