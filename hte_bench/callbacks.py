@@ -169,15 +169,12 @@ def _interval_kind(metric: str) -> str:
 def _value_on_seeds(top: list[dict], parent_id: str, value: float, metric: str, alpha: float) -> str:
     """A best configuration's value as the log line gives it: ``0.41 [0.39, 0.43] (95% t-interval …, seeds
     0-7)``, from its row of the sweep summary (the value alone if the run has no row)."""
-    from hte_bench.tracking.notes import fmt, interval
+    from hte_bench.tracking.notes import fmt, marked_interval
 
     row = next((r for r in top if r["run_id"] == parent_id), None)
     if row is None:
         return fmt(value, 4)
-    from hte_bench.evaluation.registry import OUTSIDE_MARK, leaves_range
-
-    span = interval(row["lo"], row["hi"])
-    span += OUTSIDE_MARK if span != "–" and leaves_range(metric, row["lo"], row["hi"]) else ""
+    span = marked_interval(metric, row["lo"], row["hi"])
     where = f"seeds {row['seed_list']}" if row.get("seed_list") else f"{row['seeds']} seeds"
     if span == "–":
         return f"{fmt(value, 4)} (no interval; {where})"
@@ -190,14 +187,11 @@ def print_summary(top: list[dict], metric: str, how: str, alpha: float = 0.05) -
 
     if not top:
         return
-    from hte_bench.evaluation.registry import OUTSIDE_MARK, OUTSIDE_NOTE, leaves_range
-    from hte_bench.tracking.notes import fmt, interval
-
-    def span(r: dict) -> str:
-        return interval(r["lo"], r["hi"]) + (OUTSIDE_MARK if leaves_range(metric, r["lo"], r["hi"]) else "")
+    from hte_bench.evaluation.registry import OUTSIDE_MARK, OUTSIDE_NOTE
+    from hte_bench.tracking.notes import fmt, marked_interval
 
     table = pd.DataFrame([{"condition": r["condition"], "rank": r["rank"], "configuration": r["run_name"],
-                           metric: fmt(r["value"], 4), "interval": span(r),
+                           metric: fmt(r["value"], 4), "interval": marked_interval(metric, r["lo"], r["hi"]),
                            "seeds": r.get("seed_list") or ("none finished" if not r["seeds"] else "?"),
                            "ok/failed": f"{r['seeds']}/{r['failed']}"} for r in top])
     print(f"\nsweep summary: {how} (interval: {100 * (1 - alpha):g}% {_interval_kind(metric)}; ranks among this "

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 from hte_bench.errors import ConfigError
-from hte_bench.evaluation.registry import OUTSIDE_MARK, OUTSIDE_NOTE, leaves_range
+from hte_bench.evaluation.registry import OUTSIDE_MARK, OUTSIDE_NOTE, leaves_range, on_analysis_seeds
 
 # statsmodels' multipletests methods, by the names its documentation gives (written out: importing
 # statsmodels to list them would slow every --help).
@@ -210,7 +210,7 @@ def _seeds_cell(row, metric: str = "") -> str:
     on, own = str(row.get("compared_on_seeds") or ""), str(row.get("selection_seeds") or "")
     if on.startswith("own seeds") or on == own:
         return on.replace("own seeds ", "") + (" (own)" if on.startswith("own seeds") else "")
-    why = f"{metric} on analysis seeds only" if metric and _on_analysis_seeds(metric) else "extra not used"
+    why = f"{metric} on analysis seeds only" if metric and on_analysis_seeds(metric) else "extra not used"
     return f"{on} (ran {own}; {why})" if own else on
 
 
@@ -330,7 +330,7 @@ def condition_header(group, metric: str, test: str = "wilcoxon", level: float = 
     n = int(ranked["n_compared"].iloc[0])
     k = len(ranked)
     extra = (group["selection_seeds"] != on).any()
-    analysis = _on_analysis_seeds(metric)
+    analysis = on_analysis_seeds(metric)
     why = (f" ({metric} exists on the analysis seeds only: analyses.seeds)" if analysis else
            " (seeds only some ran are not used)")
     title += (f" on seed{'s' if n > 1 else ''} {on}, " + (f"common to all {k} ranked configurations" if k > 1
@@ -345,13 +345,6 @@ def condition_header(group, metric: str, test: str = "wilcoxon", level: float = 
                               "true for every seed)" if analysis else ""))
     return title, notes
 
-
-def _on_analysis_seeds(metric: str) -> bool:
-    """Whether ``metric`` is computed by the analyses that run on the first ``analyses.seeds`` seeds only."""
-    from hte_bench.evaluation import registry
-
-    spec = registry.METRICS.get(metric)
-    return spec is not None and spec.on_analysis_seeds
 
 
 def _label(row) -> str:

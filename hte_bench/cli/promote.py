@@ -127,13 +127,13 @@ def _check_gates(args) -> None:
 def _winner_line(board, win) -> str:
     """Where the winner stands on the board: its rank, and whom it cannot be told from (or that it is worse
     than the best, which a gate removed)."""
+    import pandas as pd
+
     def name(row) -> str:
         return f"{row['estimator']} {row['overrides']}".strip()
 
     def p_adj(row) -> str:
         return f"adjusted p = {row['p_vs_best_adj']:.2g}" if pd.notna(row["p_vs_best_adj"]) else "untested"
-
-    import pandas as pd
 
     text = f"winner: {name(win)} [{win['config_hash']}], rank {win['rank']} of {int(board['rank'].notna().sum())}"
     if win["vs_best"] != "best":
@@ -149,11 +149,10 @@ def _winner_line(board, win) -> str:
 
 
 def _readable(tags):
-    """Seed tags (``0,1,2,3``, kept machine-readable) as the boards write seeds (``0-3``)."""
-    from hte_bench.compare.leaderboard import seeds_of
-    from hte_bench.config import seed_list
+    """A column of seed tags (``0,1,2,3``) as the boards write seeds (``0-3``)."""
+    from hte_bench.compare.leaderboard import readable_seeds
 
-    return None if tags is None else tags.map(lambda t: seed_list(seeds_of(t)) if isinstance(t, str) else t)
+    return None if tags is None else tags.map(lambda t: readable_seeds(t) if isinstance(t, str) else t)
 
 
 def promote(args) -> None:

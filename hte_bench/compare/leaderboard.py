@@ -161,6 +161,13 @@ def seeds_of(text: str) -> list[int]:
     return out
 
 
+def readable_seeds(text) -> str:
+    """A seed list kept machine-readable in a tag (``0,1,2,3``) as boards write seeds (``0-3``); other text
+    (``none (skipped)``) as it is."""
+    text = "" if text is None else str(text)
+    return seed_list(seeds_of(text)) if text.replace(",", "").replace("-", "").isdigit() else text
+
+
 def build(parents: pd.DataFrame, seeds: pd.DataFrame, metric: str = "cate_rmse_test", test: str = "wilcoxon",
           level: float = 0.05, correction: str = "holm") -> pd.DataFrame:
     """The leaderboard: configurations ranked by ``metric`` within each data condition.

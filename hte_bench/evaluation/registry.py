@@ -66,6 +66,13 @@ class MetricSpec:
 ANALYSIS_GROUPS = ("insights", "validation", "policy", "oracle", "subgroups", "interpretation")
 
 
+def on_analysis_seeds(name: str) -> bool:
+    """Whether the registered metric ``name`` (or an aggregate of it) exists on the analysis seeds only
+    (MetricSpec.on_analysis_seeds); False for a name the registry does not know."""
+    spec = METRICS.get(split_name(name)[0]) or METRICS.get(name)
+    return spec is not None and spec.on_analysis_seeds
+
+
 def _specs(group: str, split: str, needs_truth: bool, rows: list[tuple]) -> list[MetricSpec]:
     """Rows of (name, goal, description[, options]) sharing group, split and needs_truth."""
     out = []

@@ -62,6 +62,12 @@ def interval(lo, hi) -> str:
     return f"[{fmt(lo)}, {fmt(hi)}]" if fmt(lo) != "–" else "–"
 
 
+def marked_interval(metric: str, lo, hi) -> str:
+    """``[lo, hi]``, marked † (registry.OUTSIDE_MARK) when a bound leaves the values ``metric`` can take."""
+    span = interval(lo, hi)
+    return span + (registry.OUTSIDE_MARK if span != "–" and registry.leaves_range(metric, lo, hi) else "")
+
+
 def _text(value) -> str:
     return value if isinstance(value, str) else ""  # a CSV's empty cell reads back as NaN
 
@@ -185,13 +191,10 @@ def _first_figures(summary: dict, rscore_seeds: str | None = None, alpha: float 
 
 
 def _seeds_of_metric(run, base: str) -> str:
-    """The seeds behind a configuration run's mean of ``base``: its analysis seeds for an analysis metric
-    when the analyses ran on fewer seeds than the run summarises, else its seeds."""
-    spec = registry.METRICS.get(base)
+    """The seeds behind a configuration run's mean of ``base``: its analysis seeds (tag ``analyses_seeds``) for
+    an analysis metric, else its seeds."""
     subset = run.data.tags.get("analyses_seeds")
-    if spec is not None and spec.on_analysis_seeds and subset:
-        return subset
-    return run.data.tags.get("seeds", "")
+    return subset if subset and registry.on_analysis_seeds(base) else run.data.tags.get("seeds", "")
 
 
 def sweep_rows(parents: list, metric: str, top: int = 1000) -> list[dict]:
@@ -228,7 +231,7 @@ def sweep_note(experiment_id: str, rows: list[dict], metric: str, how: str, n_co
     lines = [f"Sweep over **{n_configs}** configuration runs, ranked by `{metric}` ({how}).", ""]
     if best:
         row = next((r for r in rows if r["run_id"] == best["parent_run_id"]), {})
-        span = interval(row.get("lo"), row.get("hi"))
+        span = marked_interval(metric, row.get("lo"), row.get("hi"))
         on = (f" {span} on seeds {row['seed_list']}" if span != "–" else f" on seeds {row['seed_list']}") \
             if row.get("seed_list") else ""
         lines.append(f"**Best:** {run_link(experiment_id, best['parent_run_id'], best['label'])} "
@@ -240,11 +243,10 @@ def sweep_note(experiment_id: str, rows: list[dict], metric: str, how: str, n_co
               "|---|---|---|---|---|---|---|"]
     outside = False
     for r in rows:
-        mark = registry.OUTSIDE_MARK if registry.leaves_range(metric, r["lo"], r["hi"]) else ""
-        outside |= bool(mark)
+        span = marked_interval(metric, r["lo"], r["hi"])
+        outside |= span.endswith(registry.OUTSIDE_MARK)
         lines.append(f"| {r['condition']} | {r['rank']} | {run_link(experiment_id, r['run_id'], r['run_name'])} | "
-                     f"{fmt(r['value'], 4)} | {interval(r['lo'], r['hi'])}{mark} | {r.get('seed_list') or '?'} | "
-                     f"{r['seeds']} / {r['failed']} |")
+                     f"{fmt(r['value'], 4)} | {span} | {r.get('seed_list') or '?'} | {r['seeds']} / {r['failed']} |")
     lines.append("\nIntervals: t-interval of the mean across each configuration's own seeds (column seeds), at the "
                  "level of the runs' alpha (95% by default); – is one seed. Ranks compare this sweep's "
                  "configurations within one data condition only; hte-bench-leaderboard compares every "
@@ -308,12 +310,10 @@ def version_note(name: str, version_tags: dict, experiment_id: str, run_id: str)
                          str(version_tags.get("source_parent_run_ids", "")).split(",") if r), ""]
     metric = version_tags.get("metric", "?")
     if version_tags.get(f"selection_{metric}"):  # the figure to report is the confirmation's, on fresh seeds
-        from hte_bench.compare.leaderboard import seeds_of
-        from hte_bench.config import seed_list
+        from hte_bench.compare.leaderboard import readable_seeds
 
-        def seeds(key: str, missing: str) -> str:  # the tags are machine-readable lists; shown as boards show seeds
-            text = str(version_tags.get(key) or "")
-            return (seed_list(seeds_of(text)) if text.replace(",", "").replace("-", "").isdigit() else text) or missing
+        def seeds(key: str, missing: str) -> str:
+            return readable_seeds(version_tags.get(key)) or missing
 
         lines += [f"| `{metric}` | seeds | figure |", "|---|---|---|",
                   f"| confirmation (report this one) | {seeds('confirmation_seeds', 'none')} | "
