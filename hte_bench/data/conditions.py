@@ -4,6 +4,7 @@ Runs are tagged with their condition, and boards compare configurations only wit
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -55,7 +56,15 @@ def source_hash(data: dict[str, Any]) -> str:
         path = Path(spec.origin) if spec is not None and spec.has_location and spec.origin else None
     if path is None or not path.is_file():
         return ""
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:8]
+    stat = path.stat()
+    return _file_digest(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _file_digest(path: str, mtime_ns: int, size: int) -> str:
+    """A file's short content hash, read once per version of the file (its path, time and size): a job asks
+    for its condition several times, and a CSV may be large."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:8]
 
 
 def condition_of(data: dict[str, Any], data_name: str) -> tuple[str, str]:

@@ -50,7 +50,7 @@ class MetricSpec:
     @property
     def on_analysis_seeds(self) -> bool:
         """Computed by the analyses that fit models of their own, so only on the first ``analyses.seeds``
-        seeds of a configuration (its run's tag ``analyses_seeds`` names them when they are fewer)."""
+        seeds of a configuration (its run's tag ``analyses_seeds`` names them)."""
         return self.group in ANALYSIS_GROUPS
 
     def target_value(self, alpha: float = 0.05) -> float:
