@@ -192,19 +192,13 @@ def make_data(cfg: DictConfig, seed: int):
 
     from hydra.utils import instantiate
 
-    from hte_bench.data.base import validate
+    from hte_bench.data.base import unpack, validate
 
     key = json.dumps([OmegaConf.to_container(cfg.data, resolve=True), seed], sort_keys=True, default=str)
     if key in _DATA_CACHE:
         _DATA_CACHE.move_to_end(key)
         return _DATA_CACHE[key]
-    drawn = instantiate(cfg.data, seed=seed)
-    if not isinstance(drawn, tuple) or len(drawn) != 2:
-        from hte_bench.data.base import DataError
-
-        raise DataError(f"data: the generator must return (Dataset, Truth) from hte_bench.data, not "
-                        f"{type(drawn).__name__}{f' of {len(drawn)}' if isinstance(drawn, tuple) else ''}")
-    dataset, truth = drawn
+    dataset, truth = unpack(instantiate(cfg.data, seed=seed))
     validate(dataset, truth)
     _DATA_CACHE[key] = (dataset, truth)
     while len(_DATA_CACHE) > _DATA_CACHE_SIZE:

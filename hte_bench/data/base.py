@@ -59,11 +59,19 @@ class DataError(ValueError):
     """Raised when a generated or loaded dataset cannot be used (constant treatment, NaN, wrong shapes)."""
 
 
+def unpack(drawn) -> tuple[Dataset, Truth]:
+    """A generator's return value as (Dataset, Truth); anything else is a DataError in one line saying what it
+    returned."""
+    if isinstance(drawn, tuple) and len(drawn) == 2 and isinstance(drawn[0], Dataset) and isinstance(drawn[1], Truth):
+        return drawn
+    what = (f"({type(drawn[0]).__name__}, {type(drawn[1]).__name__})" if len(drawn) == 2 else f"tuple of {len(drawn)}") \
+        if isinstance(drawn, tuple) else type(drawn).__name__
+    raise DataError(f"data: the generator must return (Dataset, Truth) from hte_bench.data, not {what}")
+
+
 def validate(dataset: Dataset, truth: Truth) -> None:
     """Check shapes, binary non-constant treatment and absence of NaN; raise DataError with one line."""
-    if not isinstance(dataset, Dataset) or not isinstance(truth, Truth):
-        raise DataError(f"data: the generator must return (Dataset, Truth) from hte_bench.data, not "
-                        f"({type(dataset).__name__}, {type(truth).__name__})")
+    unpack((dataset, truth))
     for name in ("X_train", "X_test"):
         X = getattr(dataset, name)
         if not isinstance(X, pd.DataFrame):
