@@ -189,6 +189,14 @@ def mlflow_server(tmp_path_factory, _template_db):
     stop_mlflow_server(server)
 
 
+@pytest.fixture
+def no_ray_telemetry(monkeypatch):
+    """Ray's usage statistics would try to reach the internet, and a $RAY_ADDRESS of the machine would take
+    the test's jobs: Ray tests stay on loopback (``pytestmark = pytest.mark.usefixtures("no_ray_telemetry")``)."""
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+
+
 def compose(overrides: list[str], with_choices: bool = False):
     """The config the CLI would build, with tests/conf on the search path (for cf_small, fail_on_seed).
 

@@ -14,13 +14,7 @@ from conftest import LEAN, all_runs, free_port, start_mlflow_server, stop_mlflow
 from in_process import run_here
 
 TWO_BY_TWO = ["estimator=interaction_ols,constant_effect", "n_seeds=2", *LEAN]
-
-
-@pytest.fixture(autouse=True)
-def _no_ray_telemetry(monkeypatch):
-    """Ray's usage statistics would try to reach the internet; tests stay on loopback."""
-    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+pytestmark = pytest.mark.usefixtures("no_ray_telemetry")
 
 
 def check_nested(uri: str, n_configs: int, n_seeds: int) -> None:

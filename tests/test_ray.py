@@ -7,7 +7,9 @@ import os
 import pytest
 
 from conftest import LEAN, all_runs, client, run_cli
-from test_cluster import TWO_BY_TWO, _no_ray_telemetry, check_nested  # noqa: F401 - an autouse fixture
+from test_cluster import TWO_BY_TWO, check_nested
+
+pytestmark = pytest.mark.usefixtures("no_ray_telemetry")
 
 
 @pytest.fixture(scope="module")
