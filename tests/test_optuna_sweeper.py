@@ -19,13 +19,17 @@ from optuna.trial import TrialState
 
 from conftest import LEAN
 from hydra_plugins.hte_bench_optuna_sweeper._impl import (
+    IDENTITY,
     OptunaSweeperImpl,
     SweeperConfigError,
+    check_identity,
     flatten_params,
     format_value,
     objective_value,
     params_to_overrides,
     parse_search_space,
+    refuse_condition_knobs,
+    resolve_direction,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -156,6 +160,53 @@ def test_settings_are_checked_and_the_sampler_gets_the_seed():
     assert draws[0] == draws[1]  # the seed reached the configured sampler
     _, how = OptunaSweeperImpl(sampler=OmegaConf.create({**cfg, "seed": 3})).make_sampler(7)
     assert how == "seed=3 from its config"
+
+
+def test_the_direction_follows_the_objective_and_a_contradicting_one_is_refused():
+    # Optuna minimising rscore_mean (higher is better) called the worst configuration its best.
+    objective = OmegaConf.create({"optimized_metric": "rscore_mean", "metric_modules": []})
+    assert resolve_direction(None, objective) == "maximize"
+    assert resolve_direction("maximize", objective) == "maximize"
+    with pytest.raises(SweeperConfigError, match="optimized_metric=rscore_mean is to maximize .* leave "
+                                                 "hydra.sweeper.direction out"):
+        resolve_direction("minimize", objective)
+    assert resolve_direction(None, OmegaConf.create({"optimized_metric": "cate_rmse_test_mean"})) == "minimize"
+    assert resolve_direction(None, OmegaConf.create({"x": 1})) == "minimize"  # another app: as given, else minimize
+    assert resolve_direction("maximize", OmegaConf.create({"x": 1})) == "maximize"
+
+
+@pytest.mark.parametrize("override", ["data.noise=0.5,2.0", "data=choice(engagement, workforce)", "n_seeds=3,5",
+                                      "alpha=interval(0.05, 0.1)"])
+def test_a_search_does_not_vary_the_data_or_the_seeds(override):
+    # Optuna would pool the conditions and call the easiest data the best configuration.
+    with pytest.raises(SweeperConfigError, match=f"{override.split('=')[0]} is searched .* one data condition"):
+        refuse_condition_knobs(parse_search_space(["estimator.cov_type=choice(HC1,HC3)", override]))
+    refuse_condition_knobs(parse_search_space(["estimator.cov_type=choice(HC1,HC3)", "data.noise=2.0"]))  # fixed: fine
+
+
+def test_a_stored_study_takes_no_trials_on_other_data_seeds_or_settings():
+    study = optuna.create_study()
+    mine = {"condition_hash": "a" * 12, "condition": "engagement n=600", "seeds": [0, 1, 2],
+            "optimized_metric": "cate_rmse_test_mean", "alpha": 0.05, "settings": ["estimator.model.n_estimators=40"]}
+    check_identity(study, mine, "sqlite:///x.db")
+    assert study.user_attrs[IDENTITY] == mine
+    trial = study.ask({"x": FloatDistribution(0, 1)})
+    study.tell(trial, 1.0)
+    check_identity(study, dict(mine), "sqlite:///x.db")  # the same search resumes
+    other = {**mine, "condition_hash": "b" * 12, "condition": "engagement n=600 noise=3.0"}
+    with pytest.raises(SweeperConfigError, match="holds trials on condition 'engagement n=600'; this search is on "
+                                                 "condition 'engagement n=600 noise=3.0'.*own hydra.sweeper.study_name"):
+        check_identity(study, other, "sqlite:///x.db")
+    with pytest.raises(SweeperConfigError, match="holds trials on seeds 0-2; this search is on seeds 0-4"):
+        check_identity(study, {**mine, "seeds": [0, 1, 2, 3, 4]}, "sqlite:///x.db")
+    with pytest.raises(SweeperConfigError, match="estimator.model.n_estimators=40.*estimator.model.n_estimators=80"):
+        check_identity(study, {**mine, "settings": ["estimator.model.n_estimators=80"]}, "sqlite:///x.db")
+    # Only FAILED trials (a typo, since fixed): nothing to compare, the study takes the new settings.
+    failed = optuna.create_study()
+    failed.tell(failed.ask({"x": FloatDistribution(0, 1)}), state=TrialState.FAIL)
+    check_identity(failed, mine, None)
+    check_identity(failed, other, None)
+    assert failed.user_attrs[IDENTITY] == other
 
 
 # ------------------------------------------------------------------------------------------------
@@ -295,6 +346,25 @@ def test_a_failing_or_nan_trial_is_failed_and_the_sweep_goes_on(tmp_path):
     assert "FAILED (raised RuntimeError: x=3 is broken)" in proc.stdout + proc.stderr
 
 
+def test_failed_trials_do_not_count_toward_n_trials(tmp_path):
+    # Trials that failed on a mistake (fixed since) are run again on resume, not counted as done.
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    common = ["x=choice(0, 1)", f"hydra.sweeper.storage={storage}", "hydra.sweeper.n_trials=2"]
+    first = _sweep_app(tmp_path, *common, "offset=oops", "hydra.sweep.dir=run1")  # a number plus 'oops' raises
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = _sweep_app(tmp_path, *common, "offset=0", "hydra.sweep.dir=run2")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "0 trials already completed (2 failed before: not counted" in second.stdout + second.stderr
+    study = optuna.load_study(study_name="app", storage=storage)
+    assert [t.state for t in study.trials] == [TrialState.FAIL] * 2 + [TrialState.COMPLETE] * 2
+    # Other choices for x in the same study: Optuna cannot change them; one line, before any trial.
+    third = _sweep_app(tmp_path, "x=choice(0, 1, 5)", f"hydra.sweeper.storage={storage}", "hydra.sweeper.n_trials=3",
+                       "hydra.sweep.dir=run3")
+    assert third.returncode != 0 and "study 'app' searched x over choice(0, 1); this search: choice(0, 1, 5)" in \
+        third.stderr and "give this search its own hydra.sweeper.study_name" in third.stderr
+    assert len(optuna.load_study(study_name="app", storage=storage).trials) == 4
+
+
 def test_a_search_space_that_does_not_compose_stops_before_any_trial(tmp_path):
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     proc = _sweep_app(tmp_path, "z=choice(1, 2)", f"hydra.sweeper.storage={storage}", "hydra.sweep.dir=sweep")
@@ -328,7 +398,7 @@ def _results(cwd: Path):
 def test_hte_bench_sweeps_with_optuna_one_parent_run_per_trial(tmp_path, migrated_mlruns):
     uri = migrated_mlruns(tmp_path)
     proc = _hte_bench(["-m", "hydra/sweeper=hte_optuna", "hydra.sweeper.n_trials=3",
-                       "hydra.sweeper.seed=1",  # its first three draws are three different cov_types
+                       "hydra.sweeper.seed=2",  # its first three draws are three different cov_types
                        "estimator=interaction_ols",
                        '+hydra.sweeper.params.estimator.cov_type="choice(nonrobust,HC1,HC3)"',
                        "n_seeds=1", f"tracking.uri={uri}", *LEAN],
@@ -364,6 +434,14 @@ def test_hparams_search_causal_forest_runs_and_stores_its_study_beside_mlflow(tm
     study = optuna.load_study(study_name="causal_forest_engagement",
                               storage=f"sqlite:///{tmp_path / 'mlruns' / 'optuna.db'}")
     assert len(study.trials) == 2 and study.best_value == res.best_value
+    assert res.condition == "engagement n=300 n_test=200" and list(res.seeds) == [0]
+    # The same study on other data: refused in one line before any trial, nothing left behind.
+    again = _hte_bench(["-m", f"{HS}=causal_forest", "hydra.sweeper.n_trials=3", "estimator.model.n_estimators=40",
+                        "++outcome_model.n_estimators=20", "n_seeds=1", *LEAN, "data.noise=3.0"], cwd=tmp_path)
+    assert again.returncode == 2 and again.stderr.strip().splitlines() == [
+        line for line in again.stderr.strip().splitlines() if "holds trials on condition 'engagement n=300 n_test=200'" in line]
+    assert len(optuna.load_study(study_name="causal_forest_engagement", storage=study._storage).trials) == 2
+    assert len(list((tmp_path / "mlruns" / "hydra").glob("multirun_*"))) == 1
 
 
 @pytest.mark.slow

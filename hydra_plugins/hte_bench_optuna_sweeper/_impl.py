@@ -29,7 +29,8 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 log = logging.getLogger(__name__)
 
 DIRECTIONS = ("minimize", "maximize")
-FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
+# Trials that count toward n_trials: a FAILED one (e.g. a typo, fixed since) is run again on resume.
+COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
 KNOWN_TAGS = {"log", "int"}
 
 Choice = Union[None, bool, int, float, str]
@@ -259,6 +260,136 @@ def _prepare_storage(storage: Optional[str]) -> Optional[str]:
     return storage
 
 
+# Study attribute holding what its trials share (hte-bench jobs): trials on other data, seeds or objective
+# are not comparable, and a sampler would learn from them as if they were.
+IDENTITY = "hte_bench.identity"
+# Keys a search must not vary: they change the data, the seeds or what a trial's value is, not the estimator.
+NOT_SEARCHABLE = ("data", "n_seeds", "seeds", "seed", "alpha", "optimized_metric", "metric_modules")
+# Fixed overrides that do not change a trial's value (config._NOT_HASHED, less what IDENTITY names itself).
+UNCOUNTED = ("n_jobs", "joblib_backend", "resume", "nuisance_cache", "tracking", "claims", "hydra",
+             "min_units_per_arm")
+
+
+def objective_direction(config: DictConfig) -> Optional[Tuple[str, str, str]]:
+    """(metric, direction, why) for an hte-bench job's ``optimized_metric`` from its metric registry; None
+    for another app, or when the objective is itself swept."""
+    metric = config.get("optimized_metric") if isinstance(config, DictConfig) else None
+    if metric is None or "," in str(metric):
+        return None
+    from hte_bench.evaluation import registry
+
+    registry.load_modules(config.get("metric_modules"))
+    direction, why = registry.objective(str(metric))
+    return str(metric), direction, why
+
+
+def resolve_direction(given: Optional[str], config: DictConfig) -> str:
+    """The study's direction: the objective's (hte-bench's registry) unless given; a given one that
+    contradicts the registry is refused (Optuna would pick the worst configuration as its best)."""
+    wanted = objective_direction(config)
+    if wanted is None:
+        return given or "minimize"
+    metric, direction, why = wanted
+    if given is not None and given != direction:
+        raise SweeperConfigError(
+            f"hydra.sweeper.direction={given}, but optimized_metric={metric} is to {direction} ({why}): leave "
+            f"hydra.sweeper.direction out (it follows optimized_metric) or set hydra.sweeper.direction={direction}")
+    return direction
+
+
+def refuse_condition_knobs(space: SearchSpace) -> None:
+    """A search tunes an estimator on one data condition and one seed set: searching a data knob (or the
+    seeds, alpha, the objective) would let Optuna pool conditions and call the easiest data the best."""
+    for name, dist in space.distributions.items():
+        key = name.split("@")[0]
+        if key.split(".")[0] in NOT_SEARCHABLE:
+            raise SweeperConfigError(
+                f"hte_optuna: {key} is searched ({describe(dist)}), but a search compares trials on one data "
+                f"condition and one seed set: give {key} one value and run one search per value, each with "
+                f"its own hydra.sweeper.study_name (a -m sweep without hydra/sweeper=hte_optuna compares conditions "
+                f"side by side)")
+
+
+def seeds_text(seeds: Sequence[int]) -> str:
+    from hte_bench.config import seed_list
+
+    return f"seeds {seed_list(seeds)}"
+
+
+def study_identity(config: DictConfig, job: DictConfig, fixed: Sequence[str]) -> Optional[Dict[str, Any]]:
+    """What every trial of an hte-bench search shares: data condition, seeds, objective and the fixed
+    overrides that change a trial's value; None for another app. ``job`` is one trial's composed config."""
+    wanted = objective_direction(config)
+    if wanted is None or job.get("data") is None:
+        return None
+    from hte_bench import config as C
+    from hte_bench.cli.run import own_generator
+    from hte_bench.data.conditions import condition_of
+    from hte_bench.runner import data_name
+
+    choices = {k: v for k, v in OmegaConf.to_container(job.hydra.runtime.choices).items() if v is not None}
+    own_generator(job, choices, list(job.hydra.overrides.task))
+    chash, label = condition_of(OmegaConf.to_container(job.data, resolve=True), data_name(job, choices))
+    settings = sorted(o for o in fixed if o.lstrip("+~").split("=")[0].split(".")[0] not in
+                      (*UNCOUNTED, *NOT_SEARCHABLE))
+    return {"condition_hash": chash, "condition": label, "seeds": C.seeds_of(job), "optimized_metric": wanted[0],
+            "alpha": float(job.get("alpha", 0.05)), "settings": settings}
+
+
+def check_identity(study: optuna.Study, identity: Optional[Dict[str, Any]], storage: Optional[str]) -> None:
+    """Refuse to add trials to a stored study whose completed trials were run on other data, seeds,
+    objective or fixed settings; record the identity when the study has no completed trial yet."""
+    if identity is None:
+        return
+    recorded = study.user_attrs.get(IDENTITY)
+    complete = any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
+    if recorded is None or not complete:
+        if recorded is None and complete:
+            log.warning(f"hte_optuna: study {study.study_name!r} was made before hte-bench recorded its data "
+                        "condition and seeds: its earlier trials cannot be checked against this search's")
+        study.set_user_attr(IDENTITY, identity)
+        return
+    differ = [k for k in identity if recorded.get(k) != identity[k]]
+    if not differ:
+        return
+
+    def said(ident: Mapping[str, Any], key: str) -> str:
+        if key == "seeds":
+            return seeds_text(ident.get(key, []))
+        if key == "condition_hash":
+            return f"condition '{ident.get('condition')}'"
+        if key == "settings":
+            return "fixed overrides [" + " ".join(ident.get(key, [])) + "]"
+        return f"{key}={ident.get(key)}"
+
+    keys = [k for k in differ if k != "condition"] or differ
+    raise SweeperConfigError(
+        f"hte_optuna: study {study.study_name!r} ({storage}) holds trials on "
+        f"{', '.join(said(recorded, k) for k in keys)}; this search is on "
+        f"{', '.join(said(identity, k) for k in keys)}: trials on other data, seeds or settings are not comparable. "
+        f"Give this search its own hydra.sweeper.study_name (e.g. {study.study_name}_{identity['condition_hash'][:6]}), "
+        f"or rerun with the study's settings")
+
+
+def check_space(study: optuna.Study, trials: Sequence[FrozenTrial], space: SearchSpace) -> None:
+    """Refuse a search whose parameter ranges differ from those the stored study used: Optuna cannot
+    change a parameter's choices within a study (it would fail at the first trial with a traceback)."""
+    from optuna.distributions import check_distribution_compatibility
+
+    for trial in trials:
+        for name, old in trial.distributions.items():
+            new = space.distributions.get(name)
+            if new is None:
+                continue
+            try:
+                check_distribution_compatibility(old, new)
+            except ValueError:
+                raise SweeperConfigError(
+                    f"hte_optuna: study {study.study_name!r} searched {name} over {describe(old)}; this search: "
+                    f"{describe(new)}. Optuna cannot change a parameter's range within a study: give this search "
+                    f"its own hydra.sweeper.study_name, or search {name} as before") from None
+
+
 # --------------------------------------------------------------------------------------------------
 # the sweeper
 
@@ -266,7 +397,7 @@ def _prepare_storage(storage: Optional[str]) -> Optional[str]:
 class OptunaSweeperImpl(Sweeper):
     def __init__(
         self,
-        direction: str = "minimize",
+        direction: Optional[str] = None,
         n_trials: int = 20,
         n_jobs: int = 1,
         study_name: Optional[str] = None,
@@ -276,8 +407,8 @@ class OptunaSweeperImpl(Sweeper):
         params: Optional[Any] = None,
     ) -> None:
         super().__init__()
-        direction = str(direction).lower()
-        if direction not in DIRECTIONS:
+        direction = None if direction is None else str(direction).lower()
+        if direction is not None and direction not in DIRECTIONS:
             raise SweeperConfigError(f"hydra.sweeper.direction={direction} is not allowed; use minimize or maximize")
         if int(n_trials) < 0:
             raise SweeperConfigError(f"hydra.sweeper.n_trials={n_trials} is not allowed; it must be ≥ 0")
@@ -362,9 +493,14 @@ class OptunaSweeperImpl(Sweeper):
         if not space.distributions:
             log.warning("hte_optuna: the search space is empty (no choice/range/interval in hydra.sweeper.params "
                         "or on the command line); every trial runs the same configuration")
+        refuse_condition_knobs(space)
         # A search space that cannot compose (a key missing its +/++, a group option that does not exist)
         # would fail trial after trial and leave FAIL trials in a stored study: stop before asking Optuna.
         self.check_search_space(space)
+        self.direction = resolve_direction(self.direction, self.config)
+        base = {name: _representatives(dist)[0] for name, dist in space.distributions.items()}
+        identity = study_identity(self.config, self.hydra_context.config_loader.load_sweep_config(
+            self.config, space.overrides(base)), space.fixed)
 
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -385,17 +521,26 @@ class OptunaSweeperImpl(Sweeper):
                 f"{', '.join(d.name.lower() for d in study.directions)}, not to {self.direction}; "
                 "use another hydra.sweeper.study_name"
             )
+        check_identity(study, identity, storage)
         existing = study.get_trials(deepcopy=False)
-        n_done = sum(t.state in FINISHED for t in existing)
+        check_space(study, existing, space)
+        n_done = sum(t.state in COUNTED for t in existing)
+        n_failed = sum(t.state == TrialState.FAIL for t in existing)
         n_running = sum(t.state == TrialState.RUNNING for t in existing)
-        # A resumed study must not replay the first run's draws: offset the seed by the trials so far.
-        seed = None if self.seed is None else int(self.seed) + len(existing)
+        seed = self._seed_for(study)
         study.sampler, seeded = self.make_sampler(seed)
+        # The sampler is made again for each trial only when the seed is ours to give (not a sampler config's own).
+        reseed = seed is not None and seeded == f"seed={seed}"
+        if reseed:
+            seeded = f"seed={self.seed} with each trial's number"
         to_run = max(0, self.n_trials - n_done)
 
+        on = (f" on condition '{identity['condition']}', {seeds_text(identity['seeds'])}, "
+              f"{identity['optimized_metric']}" if identity else "")
+        failed = f" ({n_failed} failed before: not counted, so fixed trials run again)" if n_failed else ""
         log.info(
-            f"hte_optuna: study {study_name!r} ({storage or 'in memory'}), {self.direction}, "
-            f"sampler {type(study.sampler).__name__} ({seeded}); {n_done} trials already finished, "
+            f"hte_optuna: study {study_name!r} ({storage or 'in memory'}){on}, {self.direction}, "
+            f"sampler {type(study.sampler).__name__} ({seeded}); {n_done} trials already completed{failed}, "
             f"{to_run} to run (n_trials={self.n_trials}, {self.n_jobs} per batch)"
         )
         log.info(f"hte_optuna: search space {', '.join(f'{k}: {describe(d)}' for k, d in space.distributions.items())}")
@@ -407,8 +552,19 @@ class OptunaSweeperImpl(Sweeper):
 
         n_run = 0
         while n_run < to_run:
-            batch = min(self.n_jobs, to_run - n_run)
-            trials: List[Trial] = [study.ask(fixed_distributions=space.distributions) for _ in range(batch)]
+            # Another process may be adding trials to the same stored study: count its completed ones too,
+            # so that together they stop near n_trials rather than each running n_trials.
+            left = self.n_trials - sum(t.state in COUNTED for t in study.get_trials(deepcopy=False))
+            batch = min(self.n_jobs, to_run - n_run, left)
+            if batch <= 0:
+                log.info(f"hte_optuna: study {study_name!r} has n_trials={self.n_trials} completed trials "
+                         "(another process added some): stopping")
+                break
+            trials: List[Trial] = []
+            for _ in range(batch):
+                if reseed:  # a draw of its own per trial number: no two processes ask alike
+                    study.sampler, _ = self.make_sampler(self._seed_for(study))
+                trials.append(study.ask(fixed_distributions=space.distributions))
             launch: List[Tuple[Trial, List[str]]] = []
             for trial in trials:
                 overrides = space.overrides(trial.params)
@@ -436,7 +592,17 @@ class OptunaSweeperImpl(Sweeper):
                     self._finish(study, trial, value, why)
             n_run += batch
 
-        self._write_results(study, study_name, storage, n_run, sweep_dir)
+        self._write_results(study, study_name, storage, n_run, sweep_dir, identity)
+
+    def _seed_for(self, study: optuna.Study) -> Optional[int]:
+        """The sampler's seed for the study's next trial, from ``seed`` and the number of trials it holds: a
+        resumed study, or a second process on the same study, does not replay the draws already made, and
+        seeds 0 and 1 do not give the same draws shifted by one (numpy's SeedSequence mixes the two)."""
+        if self.seed is None:
+            return None
+        import numpy as np
+
+        return int(np.random.SeedSequence([int(self.seed), len(study.get_trials(deepcopy=False))]).generate_state(1)[0])
 
     def _finish(self, study: optuna.Study, trial: Trial, value: Optional[float], why: Optional[str]) -> None:
         """Tell Optuna, and print one line."""
@@ -452,7 +618,8 @@ class OptunaSweeperImpl(Sweeper):
         (log.warning if value is None else log.info)(f"{head}, params={_short(trial.params)}; best so far {best_text}")
 
     def _write_results(
-        self, study: optuna.Study, study_name: str, storage: Optional[str], n_run: int, sweep_dir: Path
+        self, study: optuna.Study, study_name: str, storage: Optional[str], n_run: int, sweep_dir: Path,
+        identity: Optional[Dict[str, Any]] = None,
     ) -> None:
         trials = study.get_trials(deepcopy=False)
         counts = {
@@ -474,12 +641,20 @@ class OptunaSweeperImpl(Sweeper):
             "best_overrides": list(best.user_attrs.get("overrides", [])) if best else None,
             "n_trials": counts,
         }
+        if identity is not None:  # what the values are: the objective across these seeds, on this data
+            results["value_is"] = (f"{identity['optimized_metric']}: the mean across {seeds_text(identity['seeds'])} "
+                                   f"of each trial's configuration, condition '{identity['condition']}'")
+            results.update(condition=identity["condition"], condition_hash=identity["condition_hash"],
+                           seeds=list(identity["seeds"]))
         OmegaConf.save(OmegaConf.create(results), sweep_dir / "optimization_results.yaml")
         if best is None:
             log.warning(f"hte_optuna: no trial of study {study_name!r} completed ({counts['failed']} failed)")
         else:
+            on = (f" ({identity['optimized_metric']} on {seeds_text(identity['seeds'])}, condition "
+                  f"'{identity['condition']}'; intervals: its configuration run, hte-bench-leaderboard)"
+                  if identity else "")
             log.info(
-                f"hte_optuna: best trial {best.number}: value={best.value:.6g}, params={_short(best.params)} "
+                f"hte_optuna: best trial {best.number}: value={best.value:.6g}{on}, params={_short(best.params)} "
                 f"({counts['complete']} complete, {counts['failed']} failed); "
                 f"results in {sweep_dir / 'optimization_results.yaml'}"
             )

@@ -16,8 +16,10 @@ class HteOptunaSweeperConf:
     # The sweeper instantiates `sampler` itself (to give it `seed`): Hydra must pass the config as is.
     _recursive_: bool = False
 
-    # "minimize" or "maximize" the job's return value
-    direction: str = "minimize"
+    # "minimize" or "maximize" the job's return value; null: hte-bench's optimized_metric says which
+    # (its metric registry: rscore_mean is maximised, cate_rmse_test_mean minimised; a contradicting
+    # direction is refused), other apps minimize
+    direction: Optional[str] = None
     # trials in the study when the sweep ends; with a storage, trials already finished count
     n_trials: int = 20
     # trials asked, launched together through the configured launcher (hydra/launcher), then told
