@@ -225,9 +225,15 @@ def evaluate_seeds(plan: Plan, workdir: str):
     while pending:
         seeds = plan.claims.free(pending, lambda seed: _outcome(plan, seed))
         if n_jobs == 1 or len(plan.todo) < 2:
-            for seed in seeds:
-                yield evaluate_seed(cfg, seed, workdir, strict=strict, title=title)
-                strict = False
+            from threadpoolctl import threadpool_limits
+
+            # One thread per fit, as in the parallel workers (loky and Ray limit theirs): OpenMP models
+            # (HistGradientBoosting) in two processes at once on all cores each, e.g. two terminals or a
+            # launcher's parallel jobs, spin-wait for each other and fitted 10-50x slower.
+            with threadpool_limits(limits=1):
+                for seed in seeds:
+                    yield evaluate_seed(cfg, seed, workdir, strict=strict, title=title)
+                    strict = False
         else:
             from hte_bench.backends import evaluate_in_parallel
 
