@@ -106,6 +106,7 @@ def headline_table(summary: dict, alpha: float) -> str:
     """Markdown table of the headline aggregates: mean, interval (with its kind), goal, meaning."""
     level = f"{100 * (1 - alpha):g} %"
     rows = ["| metric | mean | interval | better | meaning |", "|---|---|---|---|---|"]
+    outside = False
     for name in registry.headline():
         s = registry.METRICS[name]
         if s.level == "config":
@@ -117,9 +118,10 @@ def headline_table(summary: dict, alpha: float) -> str:
         if mid is None:
             continue
         lo, hi = summary.get(f"{name}_ci_lower"), summary.get(f"{name}_ci_upper")
-        span = f"{interval(lo, hi)} ({kind})" if fmt(lo) != "–" else "–"
+        span = f"{marked_interval(name, lo, hi)} ({kind})" if fmt(lo) != "–" else "–"
+        outside |= registry.OUTSIDE_MARK in span
         rows.append(f"| `{name}` | {fmt(mid)} | {span} | {s.direction()} | {s.description} |")
-    return "\n".join(rows)
+    return "\n".join(rows) + (f"\n\n{registry.OUTSIDE_NOTE}" if outside else "")
 
 
 def config_note(what: dict, summary: dict, alpha: float, failed: list[int]) -> str:
@@ -271,11 +273,13 @@ def board_note(experiment_id: str, board, title: str, top: int = 3, metric: Opti
     value = f"{metric} mean [interval]" if mean == f"{metric}_mean" else (metric if mean else "score")
     lines += [f"| {where} | rank | estimator | overrides | vs best | {value} |" + (" seeds |" if seeds else ""),
               "|---|---|---|---|---|---|" + ("---|" if seeds else "")]
+    outside = False
     for _, r in board.sort_values([where, "rank"]).groupby(where).head(top).iterrows():
         label = run_link(experiment_id, r["parent_run_id"], str(r["estimator"]))
         shown = fmt(r.get(mean or "score"), 4)
         if mean and f"{metric}_ci_lower" in board and fmt(r.get(f"{metric}_ci_lower")) != "–":
-            shown += f" {interval(r.get(f'{metric}_ci_lower'), r.get(f'{metric}_ci_upper'))}"
+            shown += f" {marked_interval(metric, r.get(f'{metric}_ci_lower'), r.get(f'{metric}_ci_upper'))}"
+            outside |= shown.endswith(registry.OUTSIDE_MARK)
         lines.append(f"| {r[where]} | {r['rank']} | {label} | {_text(r.get('overrides'))} | "
                      f"{_text(r.get('vs_best'))} | {shown} |"
                      + (f" {_cell(r.get('compared_on_seeds'))} |" if seeds else ""))
@@ -289,6 +293,8 @@ def board_note(experiment_id: str, board, title: str, top: int = 3, metric: Opti
     else:
         lines.append("\nScore: the mean per-seed loss of the ranking metric (lower is better; distance to the "
                      "target for coverage and calibration).")
+    if outside:
+        lines.append(f"\n{registry.OUTSIDE_NOTE}")
     lines.append("\nFull table: the `leaderboard.json` table (artifact view) and `leaderboard.csv`.")
     return "\n".join(lines)
 
