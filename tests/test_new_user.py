@@ -147,6 +147,10 @@ CASES = [
     ("resume", None, ["resume=maybe"], "resume='maybe' is not allowed; resume must be true, false or force"),
     ("metric-module", None, ["metric_modules=[my_metricz]"], "metric module 'my_metricz' is not found: put "
                                                             "my_metricz.py in the folder you run from"),
+    ("metric-module-file", None, ["metric_modules=[my_metrics.py]"],
+     "metric module 'my_metrics.py': give the module's name, not its file name: my_metrics"),
+    ("objective-own-metric", None, ["optimized_metric=ate_abs_error_mean"],
+     "(did you mean ate_bias_mean? or a metric of your own? name the module that registers it"),
     ("metric-fn", "metric_typo", ["metric_modules=[typo_metrics]"],
      "fn='typo_metrics.ate_abs_eror': typo_metrics has no function 'ate_abs_eror' (did you mean "
      "typo_metrics.ate_abs_error?)"),

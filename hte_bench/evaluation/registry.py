@@ -235,6 +235,9 @@ def load_modules(names) -> None:
     for name in module_names(names):
         if name in _LOADED:
             continue
+        if name.endswith(".py"):
+            raise ConfigError(f"metric module {name!r}: give the module's name, not its file name: {name[:-3]} "
+                              f"(metric_modules=[{name[:-3]}] / --metric-module {name[:-3]})")
         try:
             importlib.import_module(name)
         except ConfigError:  # the module's own register() refused a spec: that line says why
@@ -361,8 +364,11 @@ def spec(name: str) -> MetricSpec:
         # A name cut short (cate_rmse) means its longer forms (cate_rmse_test), not a near spelling (ate_rmse).
         longer = [n for n in names if n.startswith(name)]
         close = longer[:2] or difflib.get_close_matches(name, names, n=1)
-        hint = f" (did you mean {' or '.join(close)}?)" if close else \
-            " (a metric of your own? name the module that registers it: --metric-module / metric_modules=[...])"
+        own = "a metric of your own? name the module that registers it: --metric-module / metric_modules=[...]"
+        # A name only somewhat like a known one (ate_abs_error_mean ~ ate_bias_mean) is as likely the user's own
+        # metric whose module was not named as a typo: say both.
+        typo = longer or (close and difflib.SequenceMatcher(None, name, close[0]).ratio() >= 0.85)
+        hint = f" (did you mean {' or '.join(close)}?{'' if typo else ' or ' + own})" if close else f" ({own})"
         raise ConfigError(f"metric {name!r} is not registered{hint}, so it cannot be ranked; "
                           f"rankable metrics: {', '.join(rankable())}")
     return METRICS[base]
