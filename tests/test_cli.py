@@ -59,3 +59,11 @@ def test_a_run_in_the_test_process_leaves_the_process_as_it_was(tmp_path):
     assert proc.stderr.startswith("hte-bench: error: data=engagment is not an option") and proc.stderr.count("\n") == 1
     assert (os.getcwd(), dict(os.environ), sys.argv, sys.path, logging.getLogger().handlers) == before
     assert list(tmp_path.iterdir()) == []
+
+
+def test_options_may_come_after_overrides(tmp_path):
+    # Hydra's argparse stopped reading overrides at the first option: "unrecognized arguments: estimator=...".
+    proc = run_here(["n_seeds=7", "--config-dir", str(TEST_CONF), "estimator=cf_small", "--cfg", "job", "alpha=0.1"],
+                    cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "n_seeds: 7" in proc.stdout and "alpha: 0.1" in proc.stdout and "n_estimators: 40" in proc.stdout

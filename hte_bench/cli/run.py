@@ -198,9 +198,33 @@ def _null_group_line() -> str:
     return f"{group}=null: a config group cannot be set to null on the command line; {fix}"
 
 
+# Hydra's options that take a value (the next argument unless written --option=value); --info's is optional.
+_VALUED = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd",
+           "--experimental-rerun"}
+_INFO = ({"--info", "-i"}, {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"})
+
+
+def options_first(args: list[str]) -> list[str]:
+    """Hydra's options (with their values) before the overrides: Hydra's argparse reads overrides only up to
+    the first option, so ``hte-bench data.n=500 --config-dir my_conf estimator=mine`` stopped at estimator=mine
+    ("unrecognized arguments"). An override never starts with "-"."""
+    options, overrides, i = [], [], 0
+    while i < len(args):
+        arg = args[i]
+        takes = arg in _VALUED or (arg in _INFO[0] and i + 1 < len(args) and args[i + 1] in _INFO[1])
+        if arg.startswith("-"):
+            options += args[i:i + 2] if takes else [arg]
+            i += 2 if takes else 1
+        else:
+            overrides.append(arg)
+            i += 1
+    return options + overrides
+
+
 def main() -> None:
     """Console entry point: run the Hydra app; input errors are one line and a non-zero exit."""
     current_folder_importable()  # a user's generator or metric module in the current folder
+    sys.argv[1:] = options_first(sys.argv[1:])
     # Hydra's errors reach us as exceptions (not its multi-line report) so they can be said in one line.
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     # MLflow announces a new SQLite store in two INFO lines on stderr, where only errors should be.
