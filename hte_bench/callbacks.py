@@ -125,9 +125,12 @@ class SweepRun(Callback):
 
         top = sweep_rows(tracker.sweep_parents(run_id), metric) if metric else []
         if best:
-            log.info("sweep %s: best %s = %s (%s, parent run %s)", run_id, metric,
+            mine = next((r for r in top if r["run_id"] == best["parent_run_id"]), {})
+            tied = [r["run_name"] for r in top if r["run_id"] != best["parent_run_id"] and r["rank"] == mine.get("rank")
+                    and r["condition"] == mine.get("condition")]
+            log.info("sweep %s: best %s = %s (%s, parent run %s)%s", run_id, metric,
                      _value_on_seeds(top, best["parent_run_id"], best["value"], metric, alpha), best["label"],
-                     best["parent_run_id"])
+                     best["parent_run_id"], f"; tied with {', '.join(tied)}" if tied else "")
         elif not pooled:
             for _, row in bests.iterrows():
                 log.info("sweep %s: best %s in condition %r = %s (%s)", run_id, metric, row["condition"],
@@ -191,11 +194,14 @@ def print_summary(top: list[dict], metric: str, how: str, alpha: float = 0.05) -
     from hte_bench.tracking.notes import fmt, marked_interval
 
     table = pd.DataFrame([{"condition": r["condition"], "rank": r["rank"], "configuration": r["run_name"],
+                           "settings": r.get("settings") or "",
                            metric: fmt(r["value"], 4), "interval": marked_interval(metric, r["lo"], r["hi"]),
                            "seeds": r.get("seed_list") or ("none finished" if not r["seeds"] else "?"),
                            "ok/failed": f"{r['seeds']}/{r['failed']}"} for r in top])
     print(f"\nsweep summary: {how} (interval: {100 * (1 - alpha):g}% {_interval_kind(metric)}; ranks among this "
           f"sweep's configurations, within a data condition)", flush=True)
+    if not table["settings"].astype(bool).any():  # not a grid or search: the configuration names say it
+        table = table.drop(columns="settings")
     for condition, rows in table.groupby("condition", sort=True):
         print(f"\n{condition}\n" + rows.drop(columns="condition").to_string(index=False), flush=True)
     if (table["interval"] == "–").any():

@@ -358,10 +358,23 @@ def _parent_tags(plan: Plan, ok: list[SeedResult], per_seed: pd.DataFrame, summa
     analyses_tag = {"analyses_seeds": C.seed_list(analysed) or "none"} if fitting_on else {}
     subset = analyses_tag if len(analysed) < len(finished) else {}  # the description says so when fewer
     what = {"estimator": plan.estimator_name, "seeds": seeds, "code_version": plan.tracker.provenance().get(
-        "code_version", "?"), "condition": plan.run_tags["condition"], "kind": plan.kind, **kinds, **subset}
+        "code_version", "?"), "condition": plan.run_tags["condition"], "kind": plan.kind, "settings": _settings(),
+        **kinds, **subset}
     # The tag is written whenever the analyses fit (a tag once set stays: a rerun on fewer seeds must replace it).
     return {"n_seeds": str(len(per_seed)), "seeds": seeds, **{k: v for k, v in kinds.items() if v}, **analyses_tag,
             NOTE: config_note(what, summary, float(plan.cfg.alpha), failed)}
+
+
+def _settings() -> str:
+    """This job's overrides of the estimator and its nuisance models as typed (a grid's or a search's point, e.g.
+    ``outcome_model=lasso ++estimator.model.cv=3``): the description names them beside the estimator."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return ""
+    return " ".join(o for o in HydraConfig.get().overrides.task
+                    if "=" in o and not o.startswith("~") and o.lstrip("+").split("=")[0] != "estimator"
+                    and o.lstrip("+").split("=")[0].split(".")[0] in ("estimator", "outcome_model", "treatment_model"))
 
 
 def _nuisance_count(results: list[SeedResult]) -> str:

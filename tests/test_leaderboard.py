@@ -100,6 +100,19 @@ def test_overrides_show_only_what_tells_configurations_apart():
     twice = pd.DataFrame({"tags.data": ["d"] * 2, "tags.estimator": ["ols"] * 2, "params.n_jobs": ["1", "2"],
                           "params.optimized_metric": ["cate_rmse_test_mean", "rscore_mean"]})
     assert distinguishing_overrides(twice).tolist() == ["", ""]
+    # A nuisance group chosen by name shows as chosen, not as the ~400 characters of resolved params it
+    # becomes (its own keys and the estimator's copies of them through ${outcome_model}).
+    chosen = pd.DataFrame({
+        "tags.data": ["d"] * 2, "tags.estimator": ["linear_dml"] * 2,
+        "tags.choice.outcome_model": ["random_forest", "lasso"], "tags.choice.treatment_model": ["logistic"] * 2,
+        "params.outcome_model._target_": ["sklearn.ensemble.RandomForestRegressor", "sklearn.linear_model.LassoCV"],
+        "params.outcome_model.n_estimators": ["100", None],
+        "params.estimator.model.model_y._target_": ["sklearn.ensemble.RandomForestRegressor",
+                                                    "sklearn.linear_model.LassoCV"],
+        "params.estimator.model.model_y.n_estimators": ["100", None],
+        "params.estimator.model.cv": ["2", "3"]})
+    assert distinguishing_overrides(chosen).tolist() == ["outcome_model=random_forest estimator.model.cv=2",
+                                                         "outcome_model=lasso estimator.model.cv=3"]
 
 
 def test_promotion_says_where_its_winner_stands_on_the_board():
@@ -436,3 +449,19 @@ def test_adjusted_p_values_are_statsmodels_and_leave_the_garbage_collector_as_it
     assert adjusted_p(p, "holm", 0.05).tolist() == pytest.approx([0.03, 0.06, 0.06])  # 3·0.01, 2·0.03, max(.., 0.04)
     assert adjusted_p(p, "fdr_bh", 0.05).tolist() == multipletests(p, alpha=0.05, method="fdr_bh")[1].tolist()
     assert gc.get_freeze_count() == 0 and gc.isenabled()
+
+
+def test_a_sweeps_rows_rank_equal_values_alike_and_say_what_tells_them_apart():
+    from types import SimpleNamespace as NS
+
+    from hte_bench.tracking.notes import sweep_rows
+
+    def run(run_id, leaf, value):
+        return NS(info=NS(run_id=run_id, run_name=f"engagement/cf/{run_id}"),
+                  data=NS(metrics={"cate_rmse_test_mean": value, "n_seeds_ok": 2},
+                          params={"alpha": "0.05", "estimator.model.min_samples_leaf": str(leaf)},
+                          tags={"condition": "c", "condition_hash": "h", "estimator": "cf", "seeds": "0,1"}))
+
+    rows = sweep_rows([run("a", 5, 0.3), run("b", 10, 0.3), run("c", 20, 0.4)], "cate_rmse_test_mean")
+    assert [r["rank"] for r in rows] == [1, 1, 3]  # as the leaderboard ranks ties
+    assert [r["settings"] for r in rows] == [f"estimator.model.min_samples_leaf={k}" for k in (5, 10, 20)]

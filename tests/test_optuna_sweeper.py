@@ -412,6 +412,11 @@ def test_hte_bench_sweeps_with_optuna_one_parent_run_per_trial(tmp_path, migrate
     parents = [r for r in runs if r.data.tags.get("hte_bench.kind") == "config"]
     assert len(parents) == 3 and all(p.info.status == "FINISHED" for p in parents)
     assert {p.data.params["estimator.cov_type"] for p in parents} == {"nonrobust", "HC1", "HC3"}
+    # Runs named by hash say what tells them apart: the summary's settings column, each description.
+    summary = proc.stdout[proc.stdout.index("sweep summary"):]
+    assert "settings" in summary and all(f"estimator.cov_type={c}" in summary for c in ("nonrobust", "HC1", "HC3"))
+    assert all(f"with `estimator.cov_type={p.data.params['estimator.cov_type']}`" in p.data.tags["mlflow.note.content"]
+               for p in parents)
     res = _results(tmp_path)
     assert res.study_name == "hte-bench" and res.n_trials.complete == 3
     assert res.best_value == pytest.approx(min(p.data.metrics["cate_rmse_test_mean"] for p in parents))

@@ -71,14 +71,36 @@ def distinguishing_overrides(parents: pd.DataFrame, group: str = "tags.condition
     out = pd.Series("", index=parents.index, dtype=object)
     params = [c for c in parents.columns if c.startswith("params.")
               and not c[len("params."):].startswith(_IGNORED_PARAMS + ("data.",))]
+    choices = [c for c in parents.columns if c.startswith(_CHOICE_TAGS)]
     keys = parents[group] if group in parents else pd.Series("", index=parents.index)
     for _, part in parents.groupby(keys):
+        picked = [c for c in choices if _varies(part[c])]  # outcome_model=lasso, as the user chose it
         shared = [c for c in params if not c.startswith("params.estimator.") and _varies(part[c])]
         for _, sub in part.groupby("tags.estimator"):
             own = [c for c in params if c.startswith("params.estimator.") and _varies(sub[c])]
+            shown = [c for c in shared + own if not _from_choice(c, picked, sub)]
             for idx, row in sub.iterrows():
-                out[idx] = " ".join(f"{c[len('params.'):]}={row[c]}" for c in shared + own if pd.notna(row[c]))
+                out[idx] = " ".join([f"{c[len('tags.choice.'):]}={row[c]}" for c in picked if pd.notna(row[c])]
+                                    + [f"{c[len('params.'):]}={row[c]}" for c in shown if pd.notna(row[c])])
     return out
+
+
+_CHOICE_TAGS = tuple(f"tags.choice.{g}" for g in ("outcome_model", "treatment_model"))
+
+
+def _from_choice(column: str, picked: list[str], rows: pd.DataFrame) -> bool:
+    """Whether a param only restates a chosen nuisance group: its own keys (outcome_model.max_depth) or the
+    estimator's copy of them through ${outcome_model} (estimator.model.model_y.max_depth, equal row by row)."""
+    key = column[len("params."):]
+    for choice in picked:
+        group = choice[len("tags.choice."):]
+        if key.startswith(f"{group}."):
+            return True
+        for own in (c for c in rows.columns if c.startswith(f"params.{group}.")):
+            tail = own[len(f"params.{group}"):]
+            if key.endswith(tail) and rows[own].astype(str).tolist() == rows[column].astype(str).tolist():
+                return True
+    return False
 
 
 def _paired_p(a: np.ndarray, b: np.ndarray, test: str) -> float:

@@ -130,7 +130,8 @@ def config_note(what: dict, summary: dict, alpha: float, failed: list[int]) -> s
     ``what`` holds estimator, condition, seeds (finished), interval_kind, ate_interval_kind, code_version.
     """
     ok = int(summary.get("n_seeds_ok", 0) or 0)
-    lines = [f"**{what['estimator']}** fitted on **{what['condition']}**; these figures summarise "
+    settings = f" with `{what['settings']}`" if what.get("settings") else ""
+    lines = [f"**{what['estimator']}**{settings} fitted on **{what['condition']}**; these figures summarise "
              f"{ok} seed{'s' * (ok != 1)} ({what.get('seeds') or 'none'}: the seeds the latest command asked for; "
              "seed runs of other commands stay under it, unused here)"
              + (f", failed: {', '.join(map(str, failed))} (see their seed runs)" if failed else "") + ".",
@@ -216,14 +217,34 @@ def sweep_rows(parents: list, metric: str, top: int = 1000) -> list[dict]:
                      "seeds": int(p.data.metrics.get("n_seeds_ok", 0) or 0),
                      "seed_list": _seeds_of_metric(p, base),
                      "failed": int(p.data.metrics.get("n_seeds_failed", 0) or 0)})
+    settings = run_settings(parents)
     rows.sort(key=lambda r: (r["condition"], r["loss"]))
-    out, seen = [], {}
+    out, seen, last = [], {}, {}
     for r in rows:
         seen[r["condition"]] = seen.get(r["condition"], 0) + 1
+        # Equal values share a rank (1, 2, 2, 4), as on the leaderboard.
+        prev = last.get(r["condition"])
+        rank = prev[1] if prev is not None and prev[0] == r["loss"] else seen[r["condition"]]
+        last[r["condition"]] = (r["loss"], rank)
         if seen[r["condition"]] <= top:
             # Without a value (every seed failed) a configuration is listed, not ranked.
-            out.append({**r, "rank": seen[r["condition"]] if math.isfinite(r["loss"]) else "–"})
+            out.append({**r, "settings": settings.get(r["run_id"], ""),
+                        "rank": rank if math.isfinite(r["loss"]) else "–"})
     return out
+
+
+def run_settings(parents: list) -> dict[str, str]:
+    """Run id → the overrides that tell a sweep's configuration runs apart within their data condition (a grid's
+    min_samples_leaf=10 max_depth=5, a search's outcome_model=lasso), as the leaderboard's overrides column."""
+    import pandas as pd
+
+    from hte_bench.compare.leaderboard import distinguishing_overrides
+
+    frame = pd.DataFrame([{"run_id": p.info.run_id, **{f"tags.{k}": v for k, v in p.data.tags.items()},
+                           **{f"params.{k}": v for k, v in p.data.params.items()}} for p in parents])
+    if frame.empty or "tags.estimator" not in frame:
+        return {}
+    return dict(zip(frame["run_id"], distinguishing_overrides(frame)))
 
 
 def sweep_note(experiment_id: str, rows: list[dict], metric: str, how: str, n_configs: int,
@@ -236,19 +257,24 @@ def sweep_note(experiment_id: str, rows: list[dict], metric: str, how: str, n_co
         span = marked_interval(metric, row.get("lo"), row.get("hi"))
         on = (f" {span} on seeds {row['seed_list']}" if span != "–" else f" on seeds {row['seed_list']}") \
             if row.get("seed_list") else ""
+        tied = [r["run_name"] for r in rows if r["run_id"] != best["parent_run_id"] and r["rank"] == row.get("rank")
+                and r["condition"] == row.get("condition")]
         lines.append(f"**Best:** {run_link(experiment_id, best['parent_run_id'], best['label'])} "
-                     f"`{metric}` = {fmt(best['value'], 4)}{on}\n")
+                     f"`{metric}` = {fmt(best['value'], 4)}{on}"
+                     + (f" (tied with {', '.join(tied)}: the first of equals)" if tied else "") + "\n")
     if not rows:
         lines.append("No configuration produced this metric (see the runs' errors).")
         return "\n".join(lines)
-    lines += ["| condition | rank | configuration | value | interval | seeds | ok / failed |",
-              "|---|---|---|---|---|---|---|"]
+    named = any(r.get("settings") for r in rows)  # a grid or search: what tells its configurations apart
+    lines += ["| condition | rank | configuration |" + (" settings |" if named else "")
+              + " value | interval | seeds | ok / failed |", "|---|---|---|" + ("---|" if named else "") + "---|---|---|---|"]
     outside = False
     for r in rows:
         span = marked_interval(metric, r["lo"], r["hi"])
         outside |= span.endswith(registry.OUTSIDE_MARK)
         lines.append(f"| {r['condition']} | {r['rank']} | {run_link(experiment_id, r['run_id'], r['run_name'])} | "
-                     f"{fmt(r['value'], 4)} | {span} | {r.get('seed_list') or '?'} | {r['seeds']} / {r['failed']} |")
+                     + (f"{_text(r.get('settings'))} | " if named else "")
+                     + f"{fmt(r['value'], 4)} | {span} | {r.get('seed_list') or '?'} | {r['seeds']} / {r['failed']} |")
     lines.append("\nIntervals: t-interval of the mean across each configuration's own seeds (column seeds), at the "
                  "level of the runs' alpha (95% by default); – is one seed. Ranks compare this sweep's "
                  "configurations within one data condition only; hte-bench-leaderboard compares every "
