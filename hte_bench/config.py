@@ -73,6 +73,10 @@ def validate(cfg: DictConfig) -> None:
              "a dotted path to a generate(seed, n, n_test, ...) function")
     _require(cfg, "estimator._target_", lambda v: isinstance(v, str) and "." in v,
              "a dotted path to an estimator adapter class")
+    if not str(cfg.data._target_).startswith("hte_bench."):  # a user's generator: a typo gets a did-you-mean
+        from hte_bench.errors import check_target
+
+        check_target("data._target_", str(cfg.data._target_))
     for key in ("data.n", "data.n_test"):
         if OmegaConf.select(cfg, key, default=None) is not None:
             _require(cfg, key, lambda v: is_int(v) and v > 0, "an integer ≥ 1")

@@ -32,7 +32,37 @@ def knobs(cfg, stage: str, err: BaseException) -> str:
     if stage != "data" or isinstance(err.__cause__ or err, DataError):  # Hydra's instantiate wraps errors
         return ""
     given = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k != "_target_"}
-    return f" (from {cfg.data._target_} with {', '.join(f'data.{k}={v}' for k, v in given.items())})"[:300]
+    called = f" with {', '.join(f'data.{k}={v}' for k, v in given.items())}" if given else " with its defaults"
+    return f" (from {cfg.data._target_}{called})"[:300]
+
+
+def check_target(field: str, target: str) -> None:
+    """ConfigError unless ``target`` (module.function) can be imported and called: a mistyped module or function
+    gets the closest name (Hydra's own message only asks whether it is importable)."""
+    import difflib
+    import importlib
+    from pathlib import Path
+
+    module, _, attr = target.rpartition(".")
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        top = module.split(".")[0]
+        if err.name not in (module, top):  # the user's module imports something missing
+            raise ConfigError(f"{field}={target}: {module} could not import {err.name!r}: install it, or fix the "
+                              f"import in {module}") from None
+        here = sorted(p.stem for p in Path.cwd().glob("*.py"))
+        close = difflib.get_close_matches(top, here, n=1)
+        hint = f" (did you mean {field}={target.replace(top, close[0], 1)}?)" if close else ""
+        raise ConfigError(f"{field}={target}: no module {module!r}{hint}; put {top}.py in the folder you run from, "
+                          "or install its package") from None
+    except Exception as err:  # a mistake inside the user's module: say where, in one line
+        raise ConfigError(f"{field}={target}: importing {module} failed: {type(err).__name__}: {err}") from None
+    if not callable(getattr(mod, attr, None)):
+        names = [n for n in dir(mod) if not n.startswith("_") and callable(getattr(mod, n))]
+        close = difflib.get_close_matches(attr, names, n=1)
+        hint = f" (did you mean {field}={module}.{close[0]}?)" if close else ""
+        raise ConfigError(f"{field}={target}: {module} has no function {attr!r}{hint}")
 
 
 def _did_you_mean(text: str) -> str:

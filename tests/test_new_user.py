@@ -117,6 +117,11 @@ CASES = [
      "group and write data._target_=my_module.generate data.n=2000"),
     ("2-knob-after-delete", "module", ["~data", "data.n=2000"],
      "data.n: data was removed (~data?); to add it write +data.n=...; or leave out ~data"),
+    ("generator-function-typo", "module", ["data._target_=my_module.generat"],
+     "data._target_=my_module.generat: my_module has no function 'generat' (did you mean "
+     "data._target_=my_module.generate?)"),
+    ("generator-module-typo", "module", ["data._target_=my_modul.generate"],
+     "data._target_=my_modul.generate: no module 'my_modul' (did you mean data._target_=my_module.generate?)"),
     ("grid-null", None, ["grid=null"], "grid is unset by default, so leave grid=null out"),
     ("grid-without-m", None, ["grid=meta_learners"], "grid=meta_learners is a tuning grid: it runs with -m"),
     ("swept-number-typo", None, ["-m", "data.noise=0.5,2.O"], "data.noise=2.O is not a number (data.noise is 1.0"),
