@@ -187,7 +187,7 @@ def test_a_search_does_not_vary_the_data_or_the_seeds(override):
 def test_a_stored_study_takes_no_trials_on_other_data_seeds_or_settings():
     study = optuna.create_study()
     mine = {"condition_hash": "a" * 12, "condition": "engagement n=600", "seeds": [0, 1, 2],
-            "optimized_metric": "cate_rmse_test_mean", "alpha": 0.05, "settings": ["estimator.model.n_estimators=40"]}
+            "optimized_metric": "cate_rmse_test_mean", "alpha": 0.05, "settings": {"estimator.model.n_estimators": 40}}
     check_identity(study, mine, "sqlite:///x.db")
     assert study.user_attrs[IDENTITY] == mine
     trial = study.ask({"x": FloatDistribution(0, 1)})
@@ -199,8 +199,9 @@ def test_a_stored_study_takes_no_trials_on_other_data_seeds_or_settings():
         check_identity(study, other, "sqlite:///x.db")
     with pytest.raises(SweeperConfigError, match="holds trials on seeds 0-2; this search is on seeds 0-4"):
         check_identity(study, {**mine, "seeds": [0, 1, 2, 3, 4]}, "sqlite:///x.db")
-    with pytest.raises(SweeperConfigError, match="estimator.model.n_estimators=40.*estimator.model.n_estimators=80"):
-        check_identity(study, {**mine, "settings": ["estimator.model.n_estimators=80"]}, "sqlite:///x.db")
+    with pytest.raises(SweeperConfigError, match="on estimator.model.n_estimators=40; this search is on "
+                                                 "estimator.model.n_estimators=80"):
+        check_identity(study, {**mine, "settings": {"estimator.model.n_estimators": 80}}, "sqlite:///x.db")
     # Only FAILED trials (a typo, since fixed): nothing to compare, the study takes the new settings.
     failed = optuna.create_study()
     failed.tell(failed.ask({"x": FloatDistribution(0, 1)}), state=TrialState.FAIL)
@@ -447,6 +448,12 @@ def test_hparams_search_causal_forest_runs_and_stores_its_study_beside_mlflow(tm
         line for line in again.stderr.strip().splitlines() if "holds trials on condition 'engagement n=300 n_test=200'" in line]
     assert len(optuna.load_study(study_name="causal_forest_engagement", storage=study._storage).trials) == 2
     assert len(list((tmp_path / "mlruns" / "hydra").glob("multirun_*"))) == 1
+    # The same search written otherwise (the estimator its file already picks, ++ on an existing key) is the same
+    # study: it resumes, with nothing left to run.
+    same = _hte_bench(["-m", f"{HS}=causal_forest", "hydra.sweeper.n_trials=2", "estimator=causal_forest_dml",
+                       "++estimator.model.n_estimators=40", "++outcome_model.n_estimators=20", "n_seeds=1", *LEAN],
+                      cwd=tmp_path)
+    assert same.returncode == 0 and "2 trials already completed" in same.stdout + same.stderr, same.stderr[-2000:]
 
 
 @pytest.mark.slow

@@ -265,9 +265,6 @@ def _prepare_storage(storage: Optional[str]) -> Optional[str]:
 IDENTITY = "hte_bench.identity"
 # Keys a search must not vary: they change the data, the seeds or what a trial's value is, not the estimator.
 NOT_SEARCHABLE = ("data", "n_seeds", "seeds", "seed", "alpha", "optimized_metric", "metric_modules")
-# Fixed overrides that do not change a trial's value (config._NOT_HASHED, less what IDENTITY names itself).
-UNCOUNTED = ("n_jobs", "joblib_backend", "resume", "nuisance_cache", "tracking", "claims", "hydra",
-             "min_units_per_arm")
 
 
 def objective_direction(config: DictConfig) -> Optional[Tuple[str, str, str]]:
@@ -316,12 +313,16 @@ def seeds_text(seeds: Sequence[int]) -> str:
     return f"seeds {seed_list(seeds)}"
 
 
-def study_identity(config: DictConfig, job: DictConfig, fixed: Sequence[str]) -> Optional[Dict[str, Any]]:
-    """What every trial of an hte-bench search shares: data condition, seeds, objective and the fixed
-    overrides that change a trial's value; None for another app. ``job`` is one trial's composed config."""
+def study_identity(config: DictConfig, job: DictConfig, searched: Sequence[str]) -> Optional[Dict[str, Any]]:
+    """What every trial of an hte-bench search shares: data condition, seeds, objective, alpha, and the
+    resolved settings outside the search space that change a trial's value (so ``estimator.model.cv=3`` and
+    ``++estimator.model.cv=3``, or a default given explicitly, are the same search); None for another app.
+    ``job`` is the search's first trial composed at each parameter's first choice or lower bound."""
     wanted = objective_direction(config)
     if wanted is None or job.get("data") is None:
         return None
+    import json
+
     from hte_bench import config as C
     from hte_bench.cli.run import own_generator
     from hte_bench.data.conditions import condition_of
@@ -330,10 +331,18 @@ def study_identity(config: DictConfig, job: DictConfig, fixed: Sequence[str]) ->
     choices = {k: v for k, v in OmegaConf.to_container(job.hydra.runtime.choices).items() if v is not None}
     own_generator(job, choices, list(job.hydra.overrides.task))
     chash, label = condition_of(OmegaConf.to_container(job.data, resolve=True), data_name(job, choices))
-    settings = sorted(o for o in fixed if o.lstrip("+~").split("=")[0].split(".")[0] not in
-                      (*UNCOUNTED, *NOT_SEARCHABLE))
+    keys = [name.split("@")[0] for name in searched]
+
+    def counted(key: str) -> bool:  # not a searched key or group, nor what the identity names apart
+        root = key.split(".")[0]
+        return root not in (*C._NOT_HASHED, *NOT_SEARCHABLE) and not any(
+            key == k or key.startswith(f"{k}.") for k in keys)
+
+    plain = OmegaConf.create(OmegaConf.to_container(job, resolve=False))
+    plain.pop("hydra", None)  # its job.num is unset before launch, and its settings change no trial's value
+    settings = {k: v for k, v in C.flatten(plain).items() if counted(k)}
     return {"condition_hash": chash, "condition": label, "seeds": C.seeds_of(job), "optimized_metric": wanted[0],
-            "alpha": float(job.get("alpha", 0.05)), "settings": settings}
+            "alpha": float(job.get("alpha", 0.05)), "settings": json.loads(json.dumps(settings, default=str))}
 
 
 def check_identity(study: optuna.Study, identity: Optional[Dict[str, Any]], storage: Optional[str]) -> None:
@@ -349,9 +358,12 @@ def check_identity(study: optuna.Study, identity: Optional[Dict[str, Any]], stor
                         "condition and seeds: its earlier trials cannot be checked against this search's")
         study.set_user_attr(IDENTITY, identity)
         return
-    differ = [k for k in identity if recorded.get(k) != identity[k]]
+    differ = [k for k in identity if k != "condition" and recorded.get(k) != identity[k]]  # the label: words
     if not differ:
         return
+    old, new = recorded.get("settings"), identity["settings"]
+    old = old if isinstance(old, dict) else {}
+    changed = sorted(k for k in {*old, *new} if old.get(k) != new.get(k))
 
     def said(ident: Mapping[str, Any], key: str) -> str:
         if key == "seeds":
@@ -359,10 +371,11 @@ def check_identity(study: optuna.Study, identity: Optional[Dict[str, Any]], stor
         if key == "condition_hash":
             return f"condition '{ident.get('condition')}'"
         if key == "settings":
-            return "fixed overrides [" + " ".join(ident.get(key, [])) + "]"
+            shown = [f"{k}={(ident.get('settings') or {}).get(k, '(unset)')}" for k in changed[:4]]
+            return " ".join(shown) + (f" (and {len(changed) - 4} more)" if len(changed) > 4 else "")
         return f"{key}={ident.get(key)}"
 
-    keys = [k for k in differ if k != "condition"] or differ
+    keys = differ
     raise SweeperConfigError(
         f"hte_optuna: study {study.study_name!r} ({storage}) holds trials on "
         f"{', '.join(said(recorded, k) for k in keys)}; this search is on "
@@ -372,8 +385,9 @@ def check_identity(study: optuna.Study, identity: Optional[Dict[str, Any]], stor
 
 
 def check_space(study: optuna.Study, trials: Sequence[FrozenTrial], space: SearchSpace) -> None:
-    """Refuse a search whose parameter ranges differ from those the stored study used: Optuna cannot
-    change a parameter's choices within a study (it would fail at the first trial with a traceback)."""
+    """Refuse a search whose parameters are incompatible with those the stored study used: Optuna cannot
+    change a parameter's choices, kind or log scale within a study (it would fail at the first trial with a
+    traceback); new bounds of an interval it takes."""
     from optuna.distributions import check_distribution_compatibility
 
     for trial in trials:
@@ -386,7 +400,7 @@ def check_space(study: optuna.Study, trials: Sequence[FrozenTrial], space: Searc
             except ValueError:
                 raise SweeperConfigError(
                     f"hte_optuna: study {study.study_name!r} searched {name} over {describe(old)}; this search: "
-                    f"{describe(new)}. Optuna cannot change a parameter's range within a study: give this search "
+                    f"{describe(new)}. Optuna cannot change a parameter's choices or kind within a study: give this search "
                     f"its own hydra.sweeper.study_name, or search {name} as before") from None
 
 
@@ -500,7 +514,7 @@ class OptunaSweeperImpl(Sweeper):
         self.direction = resolve_direction(self.direction, self.config)
         base = {name: _representatives(dist)[0] for name, dist in space.distributions.items()}
         identity = study_identity(self.config, self.hydra_context.config_loader.load_sweep_config(
-            self.config, space.overrides(base)), space.fixed)
+            self.config, space.overrides(base)), list(space.distributions))
 
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -521,16 +535,17 @@ class OptunaSweeperImpl(Sweeper):
                 f"{', '.join(d.name.lower() for d in study.directions)}, not to {self.direction}; "
                 "use another hydra.sweeper.study_name"
             )
-        check_identity(study, identity, storage)
         existing = study.get_trials(deepcopy=False)
-        check_space(study, existing, space)
+        check_space(study, existing, space)  # first: other choices also move the first trial's settings
+        check_identity(study, identity, storage)
         n_done = sum(t.state in COUNTED for t in existing)
         n_failed = sum(t.state == TrialState.FAIL for t in existing)
         n_running = sum(t.state == TrialState.RUNNING for t in existing)
         seed = self._seed_for(study)
         study.sampler, seeded = self.make_sampler(seed)
-        # The sampler is made again for each trial only when the seed is ours to give (not a sampler config's own).
-        reseed = seed is not None and seeded == f"seed={seed}"
+        # The default sampler (TPE, whose draws need no sequence) is made again for each trial with a seed from
+        # the trial count; a configured one keeps its one seeding (a QMC sequence would lose its spacing).
+        reseed = seed is not None and self.sampler_config is None
         if reseed:
             seeded = f"seed={self.seed} with each trial's number"
         to_run = max(0, self.n_trials - n_done)
@@ -562,7 +577,9 @@ class OptunaSweeperImpl(Sweeper):
                 break
             trials: List[Trial] = []
             for _ in range(batch):
-                if reseed:  # a draw of its own per trial number: no two processes ask alike
+                # Each trial count its own draw: a resumed study or a second process asking later does not repeat
+                # earlier draws (two asking at the same instant may; MLflow's claims then fit it once).
+                if reseed:
                     study.sampler, _ = self.make_sampler(self._seed_for(study))
                 trials.append(study.ask(fixed_distributions=space.distributions))
             launch: List[Tuple[Trial, List[str]]] = []
@@ -641,16 +658,18 @@ class OptunaSweeperImpl(Sweeper):
             "best_overrides": list(best.user_attrs.get("overrides", [])) if best else None,
             "n_trials": counts,
         }
+        objective = objective_direction(self.config) if identity is not None else None
+        why = objective[2] if objective else ""  # e.g. "cate_coverage_test_mean: distance to its target 0.95"
         if identity is not None:  # what the values are: the objective across these seeds, on this data
-            results["value_is"] = (f"{identity['optimized_metric']}: the mean across {seeds_text(identity['seeds'])} "
-                                   f"of each trial's configuration, condition '{identity['condition']}'")
+            results["value_is"] = (f"{why}; each trial's configuration across {seeds_text(identity['seeds'])}, "
+                                   f"condition '{identity['condition']}'")
             results.update(condition=identity["condition"], condition_hash=identity["condition_hash"],
                            seeds=list(identity["seeds"]))
         OmegaConf.save(OmegaConf.create(results), sweep_dir / "optimization_results.yaml")
         if best is None:
             log.warning(f"hte_optuna: no trial of study {study_name!r} completed ({counts['failed']} failed)")
         else:
-            on = (f" ({identity['optimized_metric']} on {seeds_text(identity['seeds'])}, condition "
+            on = (f" ({why}; on {seeds_text(identity['seeds'])}, condition "
                   f"'{identity['condition']}'; intervals: its configuration run, hte-bench-leaderboard)"
                   if identity else "")
             log.info(
