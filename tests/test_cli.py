@@ -67,3 +67,18 @@ def test_options_may_come_after_overrides(tmp_path):
                     cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "n_seeds: 7" in proc.stdout and "alpha: 0.1" in proc.stdout and "n_estimators: 40" in proc.stdout
+
+
+def test_options_first_keeps_what_hydra_would_have_read():
+    from hydra._internal.utils import get_args_parser
+
+    from hte_bench.cli.run import options_first
+
+    def parsed(args):
+        got = vars(get_args_parser().parse_args(options_first(args)))
+        return got["overrides"], got["info"], got["config_dir"], got["cfg"]
+
+    assert parsed(["data.n=5", "-i"]) == (["data.n=5"], "all", None, None)  # a bare --info takes no override
+    assert parsed(["x=1", "--info", "defaults", "y=2"]) == (["x=1", "y=2"], "defaults", None, None)
+    assert parsed(["x=1", "--config-di", "my_conf", "y=2"]) == (["x=1", "y=2"], None, "my_conf", None)  # abbreviated
+    assert parsed(["x='a=b'", "--cfg", "job", "-m", "y=a,b"]) == (["x='a=b'", "y=a,b"], None, None, "job")

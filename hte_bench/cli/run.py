@@ -208,15 +208,26 @@ def options_first(args: list[str]) -> list[str]:
     """Hydra's options (with their values) before the overrides: Hydra's argparse reads overrides only up to
     the first option, so ``hte-bench data.n=500 --config-dir my_conf estimator=mine`` stopped at estimator=mine
     ("unrecognized arguments"). An override never starts with "-"."""
+    longs = sorted(o for o in (*_VALUED, *_INFO[0]) if o.startswith("--"))
     options, overrides, i = [], [], 0
     while i < len(args):
         arg = args[i]
-        takes = arg in _VALUED or (arg in _INFO[0] and i + 1 < len(args) and args[i + 1] in _INFO[1])
-        if arg.startswith("-"):
-            options += args[i:i + 2] if takes else [arg]
-            i += 2 if takes else 1
-        else:
+        if not arg.startswith("-"):
             overrides.append(arg)
+            i += 1
+            continue
+        # argparse takes a long option's unique abbreviation (--config-di): so must this
+        matches = [o for o in longs if o.startswith(arg)] if arg.startswith("--") else []
+        name = matches[0] if len(matches) == 1 else arg
+        if name in _INFO[0]:  # a bare --info must not take the override after it as its value
+            has_value = i + 1 < len(args) and args[i + 1] in _INFO[1]
+            options += [arg, args[i + 1]] if has_value else [f"{name}=all"]
+            i += 2 if has_value else 1
+        elif name in _VALUED:
+            options += args[i:i + 2]
+            i += 2
+        else:
+            options.append(arg)
             i += 1
     return options + overrides
 
