@@ -113,6 +113,12 @@ def test_overrides_show_only_what_tells_configurations_apart():
         "params.estimator.model.cv": ["2", "3"]})
     assert distinguishing_overrides(chosen).tolist() == ["outcome_model=random_forest estimator.model.cv=2",
                                                          "outcome_model=lasso estimator.model.cv=3"]
+    # A group's param varied on top of the choice is shown: four configurations, four labels.
+    deeper = pd.DataFrame({"tags.data": ["d"] * 4, "tags.estimator": ["linear_dml"] * 4,
+                           "tags.choice.outcome_model": ["random_forest"] * 2 + ["gradient_boosting"] * 2,
+                           "params.outcome_model.max_depth": ["3", "5", "3", "5"]})
+    assert distinguishing_overrides(deeper).tolist() == [
+        f"outcome_model={m} outcome_model.max_depth={d}" for m in ("random_forest", "gradient_boosting") for d in (3, 5)]
 
 
 def test_promotion_says_where_its_winner_stands_on_the_board():

@@ -89,17 +89,17 @@ _CHOICE_TAGS = tuple(f"tags.choice.{g}" for g in ("outcome_model", "treatment_mo
 
 
 def _from_choice(column: str, picked: list[str], rows: pd.DataFrame) -> bool:
-    """Whether a param only restates a chosen nuisance group: its own keys (outcome_model.max_depth) or the
-    estimator's copy of them through ${outcome_model} (estimator.model.model_y.max_depth, equal row by row)."""
+    """Whether a param only restates a chosen nuisance group: one of its own keys (outcome_model.max_depth) or
+    the estimator's copy of one through ${outcome_model} (estimator.model.model_y.max_depth, equal row by row),
+    with one value per option chosen — a max_depth varied on top of the choice is shown."""
     key = column[len("params."):]
     for choice in picked:
         group = choice[len("tags.choice."):]
-        if key.startswith(f"{group}."):
+        own = key.startswith(f"{group}.") or any(
+            key.endswith(c[len(f"params.{group}"):]) and rows[c].astype(str).tolist() == rows[column].astype(str).tolist()
+            for c in rows.columns if c.startswith(f"params.{group}."))
+        if own and rows.groupby(choice)[column].agg(lambda v: v.astype(str).nunique()).le(1).all():
             return True
-        for own in (c for c in rows.columns if c.startswith(f"params.{group}.")):
-            tail = own[len(f"params.{group}"):]
-            if key.endswith(tail) and rows[own].astype(str).tolist() == rows[column].astype(str).tolist():
-                return True
     return False
 
 
