@@ -37,32 +37,46 @@ def knobs(cfg, stage: str, err: BaseException) -> str:
 
 
 def check_target(field: str, target: str) -> None:
-    """ConfigError unless ``target`` (module.function) can be imported and called: a mistyped module or function
-    gets the closest name (Hydra's own message only asks whether it is importable)."""
+    """ConfigError unless ``target`` resolves as Hydra's instantiate would (the longest importable module
+    prefix, then attributes: ``pkg.sub.generate``, ``my_module.Sim.generate``) to something callable; a
+    mistyped module or attribute gets the closest name (Hydra only asks whether it is importable)."""
     import difflib
     import importlib
     from pathlib import Path
 
-    module, _, attr = target.rpartition(".")
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as err:
-        top = module.split(".")[0]
-        if err.name not in (module, top):  # the user's module imports something missing
-            raise ConfigError(f"{field}={target}: {module} could not import {err.name!r}: install it, or fix the "
-                              f"import in {module}") from None
+    parts = target.split(".")
+    obj, used = None, 0
+    for used in range(len(parts) - 1, 0, -1):
+        module = ".".join(parts[:used])
+        try:
+            obj = importlib.import_module(module)
+            break
+        except ModuleNotFoundError as err:
+            if err.name is None or not module.startswith(err.name):  # the module imports something missing
+                raise ConfigError(f"{field}={target}: {module} could not import {err.name!r}: install it, or fix "
+                                  f"the import in {module}") from None
+        except Exception as err:  # a mistake inside the user's module: say where, in one line
+            raise ConfigError(f"{field}={target}: importing {module} failed: {type(err).__name__}: {err}") from None
+    if obj is None:
         here = sorted(p.stem for p in Path.cwd().glob("*.py"))
-        close = difflib.get_close_matches(top, here, n=1)
-        hint = f" (did you mean {field}={target.replace(top, close[0], 1)}?)" if close else ""
-        raise ConfigError(f"{field}={target}: no module {module!r}{hint}; put {top}.py in the folder you run from, "
-                          "or install its package") from None
-    except Exception as err:  # a mistake inside the user's module: say where, in one line
-        raise ConfigError(f"{field}={target}: importing {module} failed: {type(err).__name__}: {err}") from None
-    if not callable(getattr(mod, attr, None)):
-        names = [n for n in dir(mod) if not n.startswith("_") and callable(getattr(mod, n))]
-        close = difflib.get_close_matches(attr, names, n=1)
-        hint = f" (did you mean {field}={module}.{close[0]}?)" if close else ""
-        raise ConfigError(f"{field}={target}: {module} has no function {attr!r}{hint}")
+        close = difflib.get_close_matches(parts[0], here, n=1)
+        hint = f" (did you mean {field}={'.'.join([close[0], *parts[1:]])}?)" if close else ""
+        raise ConfigError(f"{field}={target}: no module {parts[0]!r}{hint}; put {parts[0]}.py in the folder you "
+                          "run from, or install its package")
+    for depth in range(used, len(parts)):
+        if not hasattr(obj, parts[depth]):
+            where = ".".join(parts[:depth])
+            import pkgutil
+
+            # A package's submodules are attributes only once imported: list them too.
+            names = [n for n in dir(obj) if not n.startswith("_")] + \
+                [m.name for m in pkgutil.iter_modules(getattr(obj, "__path__", []))]
+            close = difflib.get_close_matches(parts[depth], names, n=1)
+            hint = f" (did you mean {field}={'.'.join([*parts[:depth], close[0], *parts[depth + 1:]])}?)" if close else ""
+            raise ConfigError(f"{field}={target}: {where} has no {parts[depth]!r}{hint}")
+        obj = getattr(obj, parts[depth])
+    if not callable(obj):
+        raise ConfigError(f"{field}={target}: {target} is not a function or class")
 
 
 def _did_you_mean(text: str) -> str:

@@ -118,7 +118,7 @@ CASES = [
     ("2-knob-after-delete", "module", ["~data", "data.n=2000"],
      "data.n: data was removed (~data?); to add it write +data.n=...; or leave out ~data"),
     ("generator-function-typo", "module", ["data._target_=my_module.generat"],
-     "data._target_=my_module.generat: my_module has no function 'generat' (did you mean "
+     "data._target_=my_module.generat: my_module has no 'generat' (did you mean "
      "data._target_=my_module.generate?)"),
     ("generator-module-typo", "module", ["data._target_=my_modul.generate"],
      "data._target_=my_modul.generate: no module 'my_modul' (did you mean data._target_=my_module.generate?)"),
