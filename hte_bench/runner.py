@@ -225,15 +225,15 @@ def evaluate_seeds(plan: Plan, workdir: str):
     while pending:
         seeds = plan.claims.free(pending, lambda seed: _outcome(plan, seed))
         if n_jobs == 1 or len(plan.todo) < 2:
-            from threadpoolctl import threadpool_limits
-
-            # One thread per fit, as in the parallel workers (loky and Ray limit theirs): OpenMP models
-            # (HistGradientBoosting) in two processes at once on all cores each, e.g. two terminals or a
-            # launcher's parallel jobs, spin-wait for each other and fitted 10-50x slower.
-            with threadpool_limits(limits=1):
-                for seed in seeds:
-                    yield evaluate_seed(cfg, seed, workdir, strict=strict, title=title)
-                    strict = False
+            for seed in seeds:
+                # One thread per fit, as in the parallel workers (loky and Ray limit theirs): OpenMP models
+                # (HistGradientBoosting) in two processes at once on all cores each, e.g. two terminals or a
+                # launcher's parallel jobs, spin-wait for each other and fitted 3-50x slower. Per seed, not
+                # around the loop: what runs between the yields (logging, another job) keeps its threads.
+                with _one_thread():
+                    result = evaluate_seed(cfg, seed, workdir, strict=strict, title=title)
+                yield result
+                strict = False
         else:
             from hte_bench.backends import evaluate_in_parallel
 
@@ -245,6 +245,20 @@ def evaluate_seeds(plan: Plan, workdir: str):
                 yield result
         if pending:
             plan.claims.wait()
+
+
+_THREADPOOLS: list = []
+
+
+def _one_thread():
+    """threadpoolctl's limit to one BLAS/OpenMP thread, from a controller made once per process (finding the
+    libraries costs ~5 ms, a limit from the controller ~0.02 ms; they are loaded by the time seeds are fitted:
+    numpy's BLAS, scikit-learn's OpenMP)."""
+    if not _THREADPOOLS:
+        from threadpoolctl import ThreadpoolController
+
+        _THREADPOOLS.append(ThreadpoolController())
+    return _THREADPOOLS[0].limit(limits=1)
 
 
 def _outcome(plan: Plan, seed: int) -> Optional[str]:
