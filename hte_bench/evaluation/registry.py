@@ -236,8 +236,12 @@ def load_modules(names) -> None:
         if name in _LOADED:
             continue
         if name.endswith(".py"):
-            raise ConfigError(f"metric module {name!r}: give the module's name, not its file name: {name[:-3]} "
-                              f"(metric_modules=[{name[:-3]}] / --metric-module {name[:-3]})")
+            from pathlib import Path
+
+            stem, folder = Path(name).stem, str(Path(name).parent)
+            where = "" if folder == "." else f", with {folder} on PYTHONPATH or run from {folder}"
+            raise ConfigError(f"metric module {name!r}: give the module's name, not its file name: {stem} "
+                              f"(metric_modules=[{stem}] / --metric-module {stem}{where})")
         try:
             importlib.import_module(name)
         except ConfigError:  # the module's own register() refused a spec: that line says why

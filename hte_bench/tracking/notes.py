@@ -261,7 +261,8 @@ def sweep_note(experiment_id: str, rows: list[dict], metric: str, how: str, n_co
                 and r["condition"] == row.get("condition")]
         lines.append(f"**Best:** {run_link(experiment_id, best['parent_run_id'], best['label'])} "
                      f"`{metric}` = {fmt(best['value'], 4)}{on}"
-                     + (f" (tied with {', '.join(tied)}: the first of equals)" if tied else "") + "\n")
+                     + (f" (tied with {', '.join(tied)}: equal values, the tags name one of them)" if tied else "")
+                     + "\n")
     if not rows:
         lines.append("No configuration produced this metric (see the runs' errors).")
         return "\n".join(lines)
