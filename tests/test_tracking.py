@@ -141,3 +141,25 @@ def test_resume_joins_only_a_parent_of_the_same_sources_and_libraries(store, cap
 def test_resume_must_be_true_false_or_force(store):
     with pytest.raises(ConfigError, match=r"^resume='sometimes' is not allowed; resume must be true, false or force$"):
         run_composed([*TINY, "n_seeds=1", f"tracking.uri={store}", "resume=sometimes"])
+
+
+def test_a_dataset_row_created_by_another_writer_meanwhile_is_retried_not_fatal(store):
+    # CI, Ray launcher: two configurations logged seed 1's data draw at once; both found no dataset row, the
+    # second insert broke MLflow's unique key and failed its whole job. The error as the store raises it:
+    import sqlite3
+
+    from mlflow.entities import Dataset, DatasetInput
+
+    from hte_bench.tracking.store import is_duplicate_dataset
+
+    tracker = Tracker(store, "datasets")
+    run = tracker.client.create_run(tracker.experiment_id).info.run_id
+    tracker.client.log_inputs(run, [DatasetInput(Dataset(name="engagement-seed1", digest="d1", source_type="code",
+                                                         source="{}"))])
+    db = sqlite_path(store)
+    with sqlite3.connect(db) as con, pytest.raises(sqlite3.IntegrityError) as raised:
+        con.execute("insert into datasets (dataset_uuid, experiment_id, name, digest, dataset_source_type, "
+                    "dataset_source) select 'x', experiment_id, name, digest, dataset_source_type, dataset_source "
+                    "from datasets")
+    assert is_duplicate_dataset("log_inputs", raised.value)
+    assert not is_duplicate_dataset("log_batch", raised.value)  # only a dataset's get-or-create is retried

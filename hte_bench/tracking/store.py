@@ -244,11 +244,22 @@ def is_locked(err: BaseException) -> bool:
     return "database is locked" in text or "database table is locked" in text
 
 
-class Retrying:
-    """MlflowClient proxy that retries calls SQLite rejected with "database is locked" (parallel writers).
+def is_duplicate_dataset(name: str, err: BaseException) -> bool:
+    """Whether ``log_inputs`` lost a race to create the same dataset row: two writers logging one data draw
+    (a sweep's configurations share each seed's data) both found no row, and the second insert broke the
+    unique key (SQLite: "UNIQUE constraint failed: datasets…", PostgreSQL: "duplicate key value…")."""
+    text = str(err).lower()
+    return name == "log_inputs" and ("unique constraint failed: datasets" in text or
+                                     ("duplicate key value" in text and "datasets" in text))
 
-    A locked write is rolled back whole, so retrying cannot duplicate it; backoff is jittered so that
-    processes which collided once do not collide again.
+
+class Retrying:
+    """MlflowClient proxy that retries calls SQLite rejected with "database is locked" (parallel writers),
+    and a ``log_inputs`` that lost the race to create a dataset row another writer created meanwhile.
+
+    A rejected write is rolled back whole, so retrying cannot duplicate it (a retried ``log_inputs`` finds the
+    other writer's dataset row and links it); backoff is jittered so that processes which collided once do not
+    collide again.
     """
 
     def __init__(self, client, attempts: int = 12):
@@ -266,9 +277,9 @@ class Retrying:
                 try:
                     return attr(*args, **kwargs)
                 except Exception as err:
-                    if not is_locked(err) or attempt == self._attempts - 1:
+                    if not (is_locked(err) or is_duplicate_dataset(name, err)) or attempt == self._attempts - 1:
                         raise
-                    log.debug("%s: database is locked, retry %d", name, attempt + 1)
+                    log.debug("%s: %s, retry %d", name, str(err)[:80], attempt + 1)
                     time.sleep(delay * (1 + random.random()))
                     delay = min(delay * 2, 2.0)
 
