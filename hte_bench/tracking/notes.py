@@ -131,11 +131,12 @@ def config_note(what: dict, summary: dict, alpha: float, failed: list[int]) -> s
     """
     ok = int(summary.get("n_seeds_ok", 0) or 0)
     settings = f" with `{what['settings']}`" if what.get("settings") else ""
+    first = _first_figures(summary, what.get("analyses_seeds"), alpha, what.get("interval_kind") or "")
     lines = [f"**{what['estimator']}**{settings} fitted on **{what['condition']}**; these figures summarise "
              f"{ok} seed{'s' * (ok != 1)} ({what.get('seeds') or 'none'}: the seeds the latest command asked for; "
              "seed runs of other commands stay under it, unused here)"
              + (f", failed: {', '.join(map(str, failed))} (see their seed runs)" if failed else "") + ".",
-             "", _first_figures(summary, what.get("analyses_seeds"), alpha, what.get("interval_kind") or ""),
+             "", first,
              f"- per-unit CATE intervals: **{what.get('interval_kind') or 'unknown'}**; "
              f"ATE interval: **{what.get('ate_interval_kind') or 'unknown'}** (level {100 * (1 - alpha):g} %)",
              f"- code {what.get('code_version', '?')}; each seed draws its own sample and fit "
@@ -153,7 +154,10 @@ def config_note(what: dict, summary: dict, alpha: float, failed: list[int]) -> s
         return "\n".join(lines)
     if "ate_true_mean" not in summary:
         lines.append("No true tau for this data: only truth-free metrics are available.\n")
-    lines.append(headline_table(summary, alpha))
+    table = headline_table(summary, alpha)
+    if registry.OUTSIDE_NOTE in first:  # the first figures' line said it already
+        table = table.replace(f"\n\n{registry.OUTSIDE_NOTE}", "")
+    lines.append(table)
     widths = ", ".join(f"`{k}` {fmt(summary[k])}" for k in ("ate_ci_width_mean", "cate_ci_width_test_mean")
                        if k in summary)
     if widths:
