@@ -128,7 +128,7 @@ class SweepRun(Callback):
             mine = next((r for r in top if r["run_id"] == best["parent_run_id"]), {})
             tied = [r["run_name"] for r in top if r["run_id"] != best["parent_run_id"] and r["rank"] == mine.get("rank")
                     and r["condition"] == mine.get("condition")]
-            log.info("sweep %s: best %s = %s (%s, parent run %s)%s", run_id, metric,
+            log.info("sweep %s: best %s among this command's configurations = %s (%s, parent run %s)%s", run_id, metric,
                      _value_on_seeds(top, best["parent_run_id"], best["value"], metric, alpha), best["label"],
                      best["parent_run_id"], f"; tied with {', '.join(tied)}" if tied else "")
         elif not pooled:

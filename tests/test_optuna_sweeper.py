@@ -202,6 +202,15 @@ def test_a_stored_study_takes_no_trials_on_other_data_seeds_or_settings():
     with pytest.raises(SweeperConfigError, match="on estimator.model.n_estimators=40; this search is on "
                                                  "estimator.model.n_estimators=80"):
         check_identity(study, {**mine, "settings": {"estimator.model.n_estimators": 80}}, "sqlite:///x.db")
+    # A searched parameter fixed (outcome_model=lasso on the command line): said as such, not as its settings.
+    searched = {**mine, "searched": ["estimator.model.cv", "outcome_model"]}
+    renamed = optuna.create_study()
+    check_identity(renamed, searched, None)
+    renamed.tell(renamed.ask({"x": FloatDistribution(0, 1)}), 1.0)
+    with pytest.raises(SweeperConfigError, match="searched the parameters estimator.model.cv, outcome_model; this "
+                                                 "search searches the parameters estimator.model.cv:"):
+        check_identity(renamed, {**searched, "searched": ["estimator.model.cv"], "settings": {"outcome_model": "x"}},
+                       None)
     # Only FAILED trials (a typo, since fixed): nothing to compare, the study takes the new settings.
     failed = optuna.create_study()
     failed.tell(failed.ask({"x": FloatDistribution(0, 1)}), state=TrialState.FAIL)

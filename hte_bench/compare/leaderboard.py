@@ -69,9 +69,9 @@ def distinguishing_overrides(parents: pd.DataFrame, group: str = "tags.condition
     are never shown: they are the condition's, in its own column.
     """
     out = pd.Series("", index=parents.index, dtype=object)
-    params = [c for c in parents.columns if c.startswith("params.")
-              and not c[len("params."):].startswith(_IGNORED_PARAMS + ("data.",))]
-    choices = [c for c in parents.columns if c.startswith(_CHOICE_TAGS)]
+    params = sorted(c for c in parents.columns if c.startswith("params.")
+                    and not c[len("params."):].startswith(_IGNORED_PARAMS + ("data.",)))
+    choices = sorted(c for c in parents.columns if c.startswith(_CHOICE_TAGS))  # one order in every table
     keys = parents[group] if group in parents else pd.Series("", index=parents.index)
     for _, part in parents.groupby(keys):
         picked = [c for c in choices if _varies(part[c])]  # outcome_model=lasso, as the user chose it

@@ -341,8 +341,17 @@ def study_identity(config: DictConfig, job: DictConfig, searched: Sequence[str])
     plain = OmegaConf.create(OmegaConf.to_container(job, resolve=False))
     plain.pop("hydra", None)  # its job.num is unset before launch, and its settings change no trial's value
     settings = {k: v for k, v in C.flatten(plain).items() if counted(k)}
-    return {"condition_hash": chash, "condition": label, "seeds": C.seeds_of(job), "optimized_metric": wanted[0],
-            "alpha": float(job.get("alpha", 0.05)), "settings": json.loads(json.dumps(settings, default=str))}
+    return {"searched": sorted(keys), "condition_hash": chash, "condition": label, "seeds": C.seeds_of(job),
+            "optimized_metric": wanted[0], "alpha": float(job.get("alpha", 0.05)),
+            "settings": json.loads(json.dumps(settings, default=str))}
+
+
+def _digest(identity: Mapping[str, Any]) -> str:
+    """Six characters that differ with any part of a study's identity: a suggested study name per search."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:6]
 
 
 def check_identity(study: optuna.Study, identity: Optional[Dict[str, Any]], storage: Optional[str]) -> None:
@@ -358,9 +367,12 @@ def check_identity(study: optuna.Study, identity: Optional[Dict[str, Any]], stor
                         "condition and seeds: its earlier trials cannot be checked against this search's")
         study.set_user_attr(IDENTITY, identity)
         return
-    differ = [k for k in identity if k != "condition" and recorded.get(k) != identity[k]]  # the label: words
+    # The label is words (the hash compares); studies recorded before "searched" existed are not refused for it.
+    differ = [k for k in identity if k != "condition" and recorded.get(k, identity[k]) != identity[k]]
     if not differ:
         return
+    if "searched" in differ:  # a parameter fixed or added: its resolved settings would only restate that
+        differ = ["searched"]
     old, new = recorded.get("settings"), identity["settings"]
     old = old if isinstance(old, dict) else {}
     changed = sorted(k for k in {*old, *new} if old.get(k) != new.get(k))
@@ -370,6 +382,8 @@ def check_identity(study: optuna.Study, identity: Optional[Dict[str, Any]], stor
             return seeds_text(ident.get(key, []))
         if key == "condition_hash":
             return f"condition '{ident.get('condition')}'"
+        if key == "searched":
+            return "the parameters " + ", ".join(ident.get(key) or ["none"])
         if key == "settings":
             shown = [f"{k}={(ident.get('settings') or {}).get(k, '(unset)')}" for k in changed[:4]]
             return " ".join(shown) + (f" (and {len(changed) - 4} more)" if len(changed) > 4 else "")
@@ -377,10 +391,12 @@ def check_identity(study: optuna.Study, identity: Optional[Dict[str, Any]], stor
 
     keys = differ
     raise SweeperConfigError(
-        f"hte_optuna: study {study.study_name!r} ({storage}) holds trials on "
-        f"{', '.join(said(recorded, k) for k in keys)}; this search is on "
+        f"hte_optuna: study {study.study_name!r} ({storage}) "
+        f"{'searched' if keys == ['searched'] else 'holds trials on'} "
+        f"{', '.join(said(recorded, k) for k in keys)}; this search "
+        f"{'searches' if keys == ['searched'] else 'is on'} "
         f"{', '.join(said(identity, k) for k in keys)}: trials on other data, seeds or settings are not comparable. "
-        f"Give this search its own hydra.sweeper.study_name (e.g. {study.study_name}_{identity['condition_hash'][:6]}), "
+        f"Give this search its own hydra.sweeper.study_name (e.g. {study.study_name}_{_digest(identity)}), "
         f"or rerun with the study's settings")
 
 
@@ -596,10 +612,16 @@ class OptunaSweeperImpl(Sweeper):
             if launch:
                 try:
                     returns = self.launcher.launch([ov for _, ov in launch], initial_job_idx=self.job_idx)
+                except KeyboardInterrupt:
+                    # Ctrl-C: the batch's trials end FAIL (not counted: the same command again runs trials in
+                    # their place), quietly — the interrupt's own line is the last thing said. Left RUNNING they
+                    # stayed so for good and the study's counts did not add up.
+                    for trial, _ in launch:
+                        trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
+                        study.tell(trial, state=TrialState.FAIL)
+                    raise
                 except Exception as err:
-                    # The launcher itself broke (not a job): close the batch's trials, then stop. An
-                    # interrupt (Ctrl-C) leaves them RUNNING instead; RUNNING trials are not counted, so
-                    # a resumed sweep runs as many new ones in their place.
+                    # The launcher itself broke (not a job): close the batch's trials, then stop.
                     for trial, _ in launch:
                         self._finish(study, trial, None, f"launcher failed: {type(err).__name__}: {err}")
                     raise
@@ -610,6 +632,19 @@ class OptunaSweeperImpl(Sweeper):
             n_run += batch
 
         self._write_results(study, study_name, storage, n_run, sweep_dir, identity)
+
+    def _rerun(self, best: FrozenTrial) -> Optional[str]:
+        """The best trial as one configuration run (an hte-bench command line): its overrides without the search
+        file, which needs -m, and with the estimator that file chose (else the default estimator would be fitted
+        with the trial's settings)."""
+        choices = OmegaConf.select(self.config, "hydra.runtime.choices", default=None) or {}
+        search = choices.get("hparams_search")
+        if not search:
+            return None
+        overrides = [o for o in best.user_attrs.get("overrides", []) if o.lstrip("+").split("=")[0] != "hparams_search"]
+        estimator = [] if any(o.lstrip("+").startswith("estimator=") for o in overrides) else \
+            [f"estimator={choices.get('estimator')}"]
+        return "hte-bench " + " ".join([*estimator, *overrides])
 
     def _seed_for(self, study: optuna.Study) -> Optional[int]:
         """The sampler's seed for the study's next trial, from ``seed`` and the number of trials it holds: a
@@ -644,6 +679,7 @@ class OptunaSweeperImpl(Sweeper):
             "complete": sum(t.state == TrialState.COMPLETE for t in trials),
             "failed": sum(t.state == TrialState.FAIL for t in trials),
             "pruned": sum(t.state == TrialState.PRUNED for t in trials),
+            "running": sum(t.state == TrialState.RUNNING for t in trials),  # another process's, or a killed one's
             "this_run": n_run,
         }
         best = _best(study)
@@ -656,6 +692,7 @@ class OptunaSweeperImpl(Sweeper):
             "best_value": best.value if best else None,
             "best_params": dict(best.params) if best else None,
             "best_overrides": list(best.user_attrs.get("overrides", [])) if best else None,
+            "best_rerun": self._rerun(best) if best else None,
             "n_trials": counts,
         }
         objective = objective_direction(self.config) if identity is not None else None
@@ -673,9 +710,11 @@ class OptunaSweeperImpl(Sweeper):
                   f"'{identity['condition']}'; intervals: its configuration run, hte-bench-leaderboard)"
                   if identity else "")
             log.info(
-                f"hte_optuna: best trial {best.number}: value={best.value:.6g}{on}, params={_short(best.params)} "
-                f"({counts['complete']} complete, {counts['failed']} failed); "
+                f"hte_optuna: best trial {best.number} of the study: value={best.value:.6g}{on}, "
+                f"params={_short(best.params)} ({counts['complete']} complete, {counts['failed']} failed, "
+                f"{n_run} run by this command, whose own best the sweep line below names); "
                 f"results in {sweep_dir / 'optimization_results.yaml'}"
+                + (f"; to refit it alone: {results['best_rerun']}" if results.get("best_rerun") else "")
             )
 
 
