@@ -32,6 +32,7 @@ class SweepRun(Callback):
             check_sweep_groups(config)  # before the store or any folder is touched
             check_remote_tracking(config)  # SLURM or a Ray cluster: no local SQLite file
             _check_objective(config)  # a per-seed or context metric: refused before Hydra launches a job
+            _check_search(config)  # an Optuna search's direction and searched keys: before the store is made
         except ConfigError as err:
             # Hydra turns a callback's exception into a warning and sweeps on: stop here, in one line.
             print(f"hte-bench: error: {err}", file=sys.stderr, flush=True)
@@ -226,6 +227,32 @@ def _check_objective(config: DictConfig) -> None:
     if metric and "," not in metric:  # a swept objective is each job's to check
         registry.load_modules(config.get("metric_modules"))
         registry.objective(metric)
+
+
+def _check_search(config: DictConfig) -> None:
+    """An Optuna search (hydra/sweeper=hte_optuna) that contradicts its objective's direction or searches a data
+    knob, the seeds or alpha: refused now, in the sweeper's words, so a fresh folder is left without a store."""
+    if not str(config.hydra.sweeper.get("_target_", "")).endswith("HteOptunaSweeper"):
+        return
+    from hydra_plugins.hte_bench_optuna_sweeper._impl import (SweeperConfigError, params_to_overrides,
+                                                              parse_search_space, refuse_condition_knobs,
+                                                              resolve_direction)
+
+    from hte_bench.errors import ConfigError
+
+    try:
+        from hydra.core.global_hydra import GlobalHydra
+
+        loader = GlobalHydra.instance().config_loader() if GlobalHydra.instance().is_initialized() else None
+        space = parse_search_space(params_to_overrides(config.hydra.sweeper.get("params"))
+                                   + list(config.hydra.overrides.task), config_loader=loader)
+    except Exception:  # a search space only the sweeper can read, or cannot: its own message, later
+        return
+    try:
+        refuse_condition_knobs(space)
+        resolve_direction(config.hydra.sweeper.get("direction"), config)
+    except SweeperConfigError as err:
+        raise ConfigError(str(err)) from None
 
 
 def check_sweep_groups(config: DictConfig) -> None:

@@ -139,6 +139,11 @@ CASES = [
     ("objective-per-seed", None, ["-m", "estimator=zero_effect", "optimized_metric=rscore"],
      "optimized_metric=rscore is a per-seed metric; a sweep optimises a configuration's aggregate across its "
      "seeds: did you mean optimized_metric=rscore_mean?"),
+    ("search-data-knob", None, ["-m", "hparams_search=linear_dml", "data.noise=0.5,2.0"],
+     "hte_optuna: data.noise is searched (choice(0.5, 2.0)), but a search compares trials on one data condition"),
+    ("search-direction", None, ["-m", "hparams_search=linear_dml", "optimized_metric=rscore_mean",
+                                "hydra.sweeper.direction=minimize"],
+     "hydra.sweeper.direction=minimize, but optimized_metric=rscore_mean is to maximize"),
     ("metric-typo", None, ["optimized_metric=cate_rmse_tset_mean"],
      "metric 'cate_rmse_tset_mean' is not registered (did you mean cate_rmse_test_mean?)"),
     ("uri-scheme", None, ["tracking.uri=ftp://example/x"], "tracking.uri='ftp://example/x' has scheme 'ftp'"),
