@@ -122,13 +122,11 @@ class SweepRun(Callback):
             best = tracker.finish_sweep(run_id, metric, loss if pooled else (lambda v: float("nan")), how,
                                         artifact_dir=tmp, tags=tags)
         _end_lease(config, tracker, run_id)
-        from hte_bench.tracking.notes import sweep_rows
+        from hte_bench.tracking.notes import sweep_rows, tied_with
 
         top = sweep_rows(tracker.sweep_parents(run_id), metric) if metric else []
         if best:
-            mine = next((r for r in top if r["run_id"] == best["parent_run_id"]), {})
-            tied = [r["run_name"] for r in top if r["run_id"] != best["parent_run_id"] and r["rank"] == mine.get("rank")
-                    and r["condition"] == mine.get("condition")]
+            tied = tied_with(top, best["parent_run_id"])
             log.info("sweep %s: best %s among this command's configurations = %s (%s, parent run %s)%s", run_id, metric,
                      _value_on_seeds(top, best["parent_run_id"], best["value"], metric, alpha), best["label"],
                      best["parent_run_id"], f"; tied with {', '.join(tied)}" if tied else "")

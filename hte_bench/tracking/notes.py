@@ -102,8 +102,9 @@ def seed_note(experiment_id: str, parent_id: str, seed: int, status: str, tags: 
     return "\n".join(lines)
 
 
-def headline_table(summary: dict, alpha: float) -> str:
-    """Markdown table of the headline aggregates: mean, interval (with its kind), goal, meaning."""
+def headline_table(summary: dict, alpha: float, note: bool = True) -> str:
+    """Markdown table of the headline aggregates: mean, interval (with its kind), goal, meaning; with ``note``,
+    the † note below it when an interval leaves its metric's range."""
     level = f"{100 * (1 - alpha):g} %"
     rows = ["| metric | mean | interval | better | meaning |", "|---|---|---|---|---|"]
     outside = False
@@ -121,7 +122,7 @@ def headline_table(summary: dict, alpha: float) -> str:
         span = f"{marked_interval(name, lo, hi)} ({kind})" if fmt(lo) != "–" else "–"
         outside |= registry.OUTSIDE_MARK in span
         rows.append(f"| `{name}` | {fmt(mid)} | {span} | {s.direction()} | {s.description} |")
-    return "\n".join(rows) + (f"\n\n{registry.OUTSIDE_NOTE}" if outside else "")
+    return "\n".join(rows) + (f"\n\n{registry.OUTSIDE_NOTE}" if outside and note else "")
 
 
 def config_note(what: dict, summary: dict, alpha: float, failed: list[int]) -> str:
@@ -154,10 +155,7 @@ def config_note(what: dict, summary: dict, alpha: float, failed: list[int]) -> s
         return "\n".join(lines)
     if "ate_true_mean" not in summary:
         lines.append("No true tau for this data: only truth-free metrics are available.\n")
-    table = headline_table(summary, alpha)
-    if registry.OUTSIDE_NOTE in first:  # the first figures' line said it already
-        table = table.replace(f"\n\n{registry.OUTSIDE_NOTE}", "")
-    lines.append(table)
+    lines.append(headline_table(summary, alpha, note=registry.OUTSIDE_NOTE not in first))  # said once
     widths = ", ".join(f"`{k}` {fmt(summary[k])}" for k in ("ate_ci_width_mean", "cate_ci_width_test_mean")
                        if k in summary)
     if widths:
@@ -237,6 +235,13 @@ def sweep_rows(parents: list, metric: str, top: int = 1000) -> list[dict]:
     return out
 
 
+def tied_with(rows: list[dict], run_id: str) -> list[str]:
+    """The configurations of ``sweep_rows`` that share the rank of ``run_id``'s row in its data condition."""
+    mine = next((r for r in rows if r["run_id"] == run_id), {})
+    return [r["run_name"] for r in rows if r["run_id"] != run_id and r["rank"] == mine.get("rank")
+            and r["condition"] == mine.get("condition")]
+
+
 def run_settings(parents: list) -> dict[str, str]:
     """Run id → the overrides that tell a sweep's configuration runs apart within their data condition (a grid's
     min_samples_leaf=10 max_depth=5, a search's outcome_model=lasso), as the leaderboard's overrides column."""
@@ -261,8 +266,7 @@ def sweep_note(experiment_id: str, rows: list[dict], metric: str, how: str, n_co
         span = marked_interval(metric, row.get("lo"), row.get("hi"))
         on = (f" {span} on seeds {row['seed_list']}" if span != "–" else f" on seeds {row['seed_list']}") \
             if row.get("seed_list") else ""
-        tied = [r["run_name"] for r in rows if r["run_id"] != best["parent_run_id"] and r["rank"] == row.get("rank")
-                and r["condition"] == row.get("condition")]
+        tied = tied_with(rows, best["parent_run_id"])
         lines.append(f"**Best:** {run_link(experiment_id, best['parent_run_id'], best['label'])} "
                      f"`{metric}` = {fmt(best['value'], 4)}{on}"
                      + (f" (tied with {', '.join(tied)}: equal values, the tags name one of them)" if tied else "")
