@@ -42,6 +42,7 @@ def check_target(field: str, target: str) -> None:
     mistyped module or attribute gets the closest name (Hydra only asks whether it is importable)."""
     import difflib
     import importlib
+    import pkgutil
     from pathlib import Path
 
     parts = target.split(".")
@@ -66,8 +67,6 @@ def check_target(field: str, target: str) -> None:
     for depth in range(used, len(parts)):
         if not hasattr(obj, parts[depth]):
             where = ".".join(parts[:depth])
-            import pkgutil
-
             # A package's submodules are attributes only once imported: list them too.
             names = [n for n in dir(obj) if not n.startswith("_")] + \
                 [m.name for m in pkgutil.iter_modules(getattr(obj, "__path__", []))]
