@@ -1,11 +1,14 @@
 """Config checks and helpers that need only OmegaConf: validation, flattening, hashing, per-seed views."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import os
 import threading
 from collections import OrderedDict
-from typing import Any
+from pathlib import Path
+from typing import Any, Optional
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -150,6 +153,73 @@ def _estimator_targets(cfg: DictConfig) -> list[tuple[str, str]]:
 
     walk(OmegaConf.to_container(cfg.estimator, resolve=False), "estimator")
     return out
+
+
+def module_file(target: str) -> Optional[Path]:
+    """The source file of the module that holds a dotted ``_target_`` (``module.function`` or
+    ``module.Class.method``: the longest prefix that is a module); None when there is none."""
+    import importlib.util
+
+    parts = target.split(".")
+    for end in range(len(parts) - 1, 0, -1):
+        try:
+            spec = importlib.util.find_spec(".".join(parts[:end]))
+        except (ImportError, ValueError, AttributeError):  # a class's name is not a module: try shorter
+            continue
+        if spec is not None and spec.has_location and spec.origin:
+            return Path(spec.origin)
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def _library_roots() -> tuple[str, ...]:
+    """The folders of Python's standard library and installed packages (this environment's and the user's)."""
+    import site
+    import sysconfig
+
+    paths = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    paths.update(site.getsitepackages() if hasattr(site, "getsitepackages") else [])
+    paths.add(site.getusersitepackages())
+    return tuple(os.path.join(os.path.realpath(p), "") for p in paths if p)
+
+
+def user_file(target: str) -> Optional[Path]:
+    """The file of a ``_target_``'s module when it is the user's own code (not hte_bench, whose sources the
+    ``code_hash`` covers, nor the standard library or an installed package, whose versions are tagged); None
+    otherwise. A library is recognised from its top-level package, found without importing it."""
+    import importlib.util
+
+    top = target.split(".")[0]
+    if not top or top == "hte_bench":
+        return None
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return None
+    where = spec.origin if spec is not None and spec.has_location else None
+    if where is None and spec is not None and spec.submodule_search_locations:
+        where = next(iter(spec.submodule_search_locations), None)  # a namespace package: its folder
+    if where is None or os.path.realpath(where).startswith(_library_roots()):
+        return None
+    found = module_file(target)
+    return found if found is not None and found.is_file() else None
+
+
+def user_code_hash(cfg: DictConfig) -> str:
+    """Short hash of the user's own modules the estimator is built from (an adapter subclass, a nuisance model
+    of theirs), '' for none. A resume key, like hte-bench's own sources: an edited adapter refits its seeds
+    instead of keeping those of the old code."""
+    files = {}
+    for _, target in _estimator_targets(cfg):
+        path = user_file(target)
+        if path is not None:
+            files[target.rsplit(".", 1)[0]] = path
+    if not files:
+        return ""
+    digest = hashlib.sha256()
+    for name, path in sorted(files.items()):
+        digest.update(name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:10]
 
 
 def _check_data_file(cfg: DictConfig) -> None:

@@ -187,15 +187,18 @@ def _find_parent(plan: Plan):
     """(the configuration's parent run or None, a note when one exists under other code or library versions)."""
     force = plan.cfg.get("resume", True) == "force"
     return plan.tracker.find_parent(plan.config_hash, None if force else {**plan.tracker.resume_versions(),
-                                                                          **_metric_modules_tag(plan.cfg)})
+                                                                          **_user_code_tags(plan.cfg)})
 
 
-def _metric_modules_tag(cfg: DictConfig) -> dict[str, str]:
-    """The source hash of the user's metric modules, as a resume key and a parent tag (none: no tag)."""
+def _user_code_tags(cfg: DictConfig) -> dict[str, str]:
+    """Source hashes of the user's own code that shapes the numbers, as resume keys and parent tags (none: no
+    tag): their metric modules, and their modules the estimator is built from (the generator's file is part of
+    the data condition instead, since it makes the truth)."""
     from hte_bench.evaluation import registry
 
-    digest = registry.modules_hash(cfg.get("metric_modules"))
-    return {"metric_modules_hash": digest} if digest else {}
+    tags = {"metric_modules_hash": registry.modules_hash(cfg.get("metric_modules")),
+            "user_code_hash": C.user_code_hash(cfg)}
+    return {k: v for k, v in tags.items() if v}
 
 
 def _new_parent(plan: Plan, first: Optional[SeedResult]) -> str:
@@ -208,7 +211,7 @@ def _new_parent(plan: Plan, first: Optional[SeedResult]) -> str:
     prefix = "" if plan.kind == "config" else f"{plan.kind}/"
     return tracker.start_parent(
         run_name=f"{prefix}{plan.data_name}/{plan.estimator_name}/{plan.config_hash[:6]}", params=params,
-        tags={**plan.run_tags, KIND: plan.kind, **tracker.provenance(), **_metric_modules_tag(plan.cfg), **truth,
+        tags={**plan.run_tags, KIND: plan.kind, **tracker.provenance(), **_user_code_tags(plan.cfg), **truth,
               **{f"{CHOICE}{g}": v for g, v in plan.choices.items() if g in REPLAYED_GROUPS}})
 
 

@@ -1,12 +1,13 @@
 """The tracking store: one-line errors a new user hits, SQLite URI parsing, resume across code versions."""
 import logging
 import socket
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import all_runs, client, run_composed
+from conftest import all_runs, client, compose, run_composed
 from hte_bench.errors import ConfigError
 from hte_bench.tracking import Tracker
 from hte_bench.tracking.store import code_version, resume_versions, source_hash, sqlite_path
@@ -136,6 +137,35 @@ def test_resume_joins_only_a_parent_of_the_same_sources_and_libraries(store, cap
         again = run_composed([*args, "n_seeds=2"])
     assert again["_parent_run_id"] == fresh["_parent_run_id"] and len(_parents(store)) == 2
     assert not [r for r in caplog.records if r.getMessage().startswith("resume:")]
+
+
+def test_an_edited_adapter_of_the_users_is_refitted_not_resumed(store, tmp_path, monkeypatch, caplog, request):
+    # The user's own adapter is hashed like hte_bench's sources: edited, its seeds are refitted (a new parent
+    # of the same configuration), never kept from the old code. Libraries' files are not: their versions are.
+    from hte_bench import config as C
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    request.addfinalizer(lambda: sys.modules.pop("my_adapter", None))
+    module = tmp_path / "my_adapter.py"
+    module.write_text("from hte_bench.estimators.baselines import ZeroEffect\n\nclass Mine(ZeroEffect):\n    pass\n")
+    args = [*TINY, "estimator=zero_effect", "estimator._target_=my_adapter.Mine", f"tracking.uri={store}", "n_seeds=1"]
+    first = run_composed(args)["_parent_run_id"]
+    tag = client(store).get_run(first).data.tags["user_code_hash"]
+    assert run_composed(args)["_parent_run_id"] == first  # unchanged: resumed
+    module.write_text(module.read_text() + "    # edited\n")
+    with caplog.at_level(logging.WARNING, logger="hte_bench.runner"):
+        second = run_composed(args)["_parent_run_id"]
+    assert second != first and client(store).get_run(second).data.tags["user_code_hash"] != tag
+    assert any(f"run {first} was fitted with user_code_hash {tag}, now user_code_hash" in r.getMessage()
+               for r in caplog.records)
+    assert C.config_hash(compose(args)) == client(store).get_run(first).data.tags["config_hash"]  # same configuration
+    # Only the user's code: econml's, scikit-learn's and hte_bench's files are never read for it.
+    assert C.user_code_hash(compose(["estimator=linear_dml"])) == ""
+    # A target that is a class's method names the class's module (a generator's file too).
+    assert C.module_file("my_adapter.Mine.fit") == module and C.user_file("econml.dml.LinearDML") is None
+    from hte_bench.data.conditions import source_hash as data_source
+
+    assert data_source({"_target_": "my_adapter.Mine.fit"}) != ""
 
 
 def test_resume_must_be_true_false_or_force(store):

@@ -47,13 +47,9 @@ def source_hash(data: dict[str, Any]) -> str:
     if target.startswith("hte_bench.data.csv."):
         path = Path(str(data.get("path", ""))).expanduser()  # as the CSV generator reads it
     elif target and not target.startswith("hte_bench."):
-        import importlib.util
+        from hte_bench.config import module_file
 
-        try:
-            spec = importlib.util.find_spec(target.rpartition(".")[0])
-        except (ImportError, ValueError):
-            spec = None
-        path = Path(spec.origin) if spec is not None and spec.has_location and spec.origin else None
+        path = module_file(target)  # module.generate, or module.Class.method
     if path is None or not path.is_file():
         return ""
     stat = path.stat()
