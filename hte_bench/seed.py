@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import time
 import traceback
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +62,7 @@ class SeedContext:
 
 def evaluate_seed(cfg: DictConfig, seed: int, workdir: str, strict: bool = False, title: str = "") -> SeedResult:
     """Run the stages of one seed without MLflow; with ``strict``, input-stage errors raise ConfigError."""
+    from hte_bench.estimators.base import numpy_seed
     from hte_bench.evaluation import registry
 
     registry.load_modules(cfg.get("metric_modules"))  # a worker process registers the user's metrics too
@@ -71,7 +73,8 @@ def evaluate_seed(cfg: DictConfig, seed: int, workdir: str, strict: bool = False
         title=f"{title}, seed {seed}" if title else "")
     for stage in SEED_STAGES:
         try:
-            _STAGES[stage](ctx)
+            with numpy_seed(_stage_seed(seed, stage)):
+                _STAGES[stage](ctx)
         except Exception as err:
             if strict and stage in INPUT_STAGES and E.is_input_error(stage, err):
                 raise ConfigError(E.one_line(stage, err) + E.knobs(cfg, stage, err)) from err
@@ -85,6 +88,12 @@ def evaluate_seed(cfg: DictConfig, seed: int, workdir: str, strict: bool = False
         ctx.result.dataset = dataset_spec(ctx.dataset, ctx.result.tags["data_hash"])
     ctx.result.end_ms = int(time.time() * 1000)
     return ctx.result
+
+
+def _stage_seed(seed: int, stage: str) -> int:
+    """numpy's global seed for one stage of one seed: from the seed and the stage's name, so a stage's draws
+    do not depend on what the stages before it drew (a reused first-stage fit draws nothing)."""
+    return int(np.random.SeedSequence([int(seed), zlib.crc32(stage.encode())]).generate_state(1)[0])
 
 
 def preflight_inputs(cfg: DictConfig, seed: int) -> None:

@@ -321,6 +321,24 @@ def test_interval_kinds_say_what_each_interval_claims(name, overrides, kinds, da
     assert kinds[1] == "none" or est.ate_lower < est.ate_hat < est.ate_upper
 
 
+def test_bootstrap_intervals_do_not_depend_on_what_the_process_drew_before(tmp_path):
+    # econml's BootstrapInference resamples with numpy's global generator: each seed stage seeds it, so the
+    # same config and seed give the same intervals in a fresh worker or after other work in this process.
+    from hte_bench.seed import evaluate_seed
+
+    cfg = compose(["estimator=t_learner", *SHRINK.get("t_learner", []), "data.n=300", "data.n_test=100",
+                   "estimator.inference={_target_:econml.inference.BootstrapInference,n_bootstrap_samples:10}",
+                   "analyses.seeds=0", "tracking.plots=false", "importance_repeats=1"])
+    runs = []
+    for before in (1, 2):
+        np.random.seed(before)
+        runs.append(evaluate_seed(cfg, 0, str(tmp_path / str(before))))
+        assert np.random.get_state()[1][0] == np.random.RandomState(before).get_state()[1][0]  # restored
+    a, b = ({k: v for k, v in r.metrics.items() if not k.endswith("_seconds")} for r in runs)
+    assert runs[0].tags["interval_kind"] == "bootstrap" and np.isfinite(a["cate_ci_width_test"])
+    assert a.keys() == b.keys() and all(a[k] == b[k] or (np.isnan(a[k]) and np.isnan(b[k])) for k in a)
+
+
 def test_forest_dr_ate_interval_is_for_the_training_sample_only(data):
     dataset, _ = data
     adapter = make_estimator(compose(["estimator=causal_forest_dml", *SHRINK["causal_forest_dml"]]), seed=0)

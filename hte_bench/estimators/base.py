@@ -1,12 +1,26 @@
 """The adapter interface every estimator implements, and the Estimate it hands to the metrics."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
+
+@contextlib.contextmanager
+def numpy_seed(seed: int) -> Iterator[None]:
+    """Seed numpy's global generator for the block, then restore the caller's state: for libraries that draw
+    from it (econml's BootstrapInference, DoubleML's splits), so the same config and seed give the same
+    numbers in any process, whatever ran there before, without leaking state."""
+    state = np.random.get_state()
+    np.random.seed(int(seed) % (2 ** 32))
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
 
 # What a per-unit interval claims. Every adapter reports one of these after fit (``interval_kind()``);
 # the runner logs it as the seed tag ``interval_kind`` so a reader knows what a coverage number means.

@@ -1,7 +1,6 @@
 """Adapter for DoubleML's cross-fitted, Neyman-orthogonal ATE estimators (IRM and PLR) (Chernozhukov et al. 2018)."""
 from __future__ import annotations
 
-import contextlib
 import hashlib
 from typing import Any, Optional
 
@@ -9,24 +8,9 @@ import numpy as np
 import pandas as pd
 
 from hte_bench.errors import ConfigError
-from hte_bench.estimators.base import CateAdapter, NoInference
+from hte_bench.estimators.base import CateAdapter, NoInference, numpy_seed
 
 MODELS = ("irm", "plr")
-
-
-@contextlib.contextmanager
-def _numpy_seed(seed: int):
-    """Seed numpy's global generator for the block, then restore it.
-
-    DoubleML draws its sample splits and the multiplier bootstrap of joint intervals from np.random;
-    seeding it here makes the same config and seed give the same numbers without leaking state.
-    """
-    state = np.random.get_state()
-    np.random.seed(int(seed) % (2 ** 32))
-    try:
-        yield
-    finally:
-        np.random.set_state(state)
 
 
 def _fingerprint(X: pd.DataFrame) -> str:
@@ -65,7 +49,7 @@ class DoubleMLAdapter(CateAdapter):
         data = doubleml.DoubleMLData.from_arrays(X.to_numpy(dtype=float), np.asarray(Y, dtype=float),
                                                  np.asarray(T, dtype=int))
         kw = dict(n_folds=int(self.n_folds), n_rep=int(self.n_rep))
-        with _numpy_seed(self.random_state):
+        with numpy_seed(self.random_state):
             if self.model == "irm":
                 dml = doubleml.DoubleMLIRM(data, ml_g=clone(self.ml_g), ml_m=clone(self.ml_m), score="ATE", **kw)
             else:
@@ -107,7 +91,7 @@ class DoubleMLAdapter(CateAdapter):
         present = [c for c in (levels.cat.categories if hasattr(levels, "cat") else sorted(levels.dropna().unique()))
                    if (levels == c).sum() > 0]
         dummies = pd.DataFrame({str(c): (levels == c).to_numpy() for c in present})
-        with _numpy_seed(self.random_state + 1):
+        with numpy_seed(self.random_state + 1):
             ci = self.model_.gate(dummies).confint(joint=True, level=1 - float(alpha))
         return pd.DataFrame({"level": [str(c) for c in present], "n": dummies.sum().to_numpy().astype(int),
                              "gate": ci["effect"].to_numpy(), "gate_lower": ci.iloc[:, 0].to_numpy(),
