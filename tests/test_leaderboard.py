@@ -156,6 +156,23 @@ def test_gates_choose_the_best_that_passes_and_explain_the_rest():
     assert choose(build(parents, seeds), Gates(max_failed_seeds=0)).winner["estimator"] == "good"
 
 
+def test_an_unranked_configuration_is_never_promoted_past_the_ranked_ones():
+    # Every ranked configuration fails a gate: the one the board could not rank (a dishonest forest's coverage
+    # is no evidence) must not win by default, nor one whose gated counts are missing.
+    kinds = {"ols": {"tags.interval_kind": "per_unit", "tags.ate_interval_kind": "ate"},
+             "forest": {"tags.interval_kind": "not_honest", "tags.ate_interval_kind": "conservative_bound"}}
+    parents, seeds = _tables({"ols": [0.9] * 4, "forest": [0.94] * 4}, metric="cate_coverage_test", seed_tags=kinds,
+                             extra={"forest": {"metrics.ate_coverage_rate": 1.0}})
+    board = build(parents, seeds, "cate_coverage_test")
+    decision = choose(board, Gates(min_ate_coverage=0.95))
+    assert decision.winner is None
+    forest = next(v for k, v in decision.reasons.items() if k.startswith("forest"))
+    assert forest[0] == "not ranked (unranked: not_honest)"
+    board = build(*_tables({"good": BASE}))
+    assert choose(board.assign(seeds_failed=float("nan")), Gates(max_failed_seeds=0)).winner is None
+    assert choose(board, Gates(max_failed_seeds=0)).winner["estimator"] == "good"
+
+
 def test_promoted_experiment_selects_every_recorded_group_option():
     from omegaconf import OmegaConf
 
@@ -293,15 +310,18 @@ def test_coverage_counts_only_for_intervals_that_claim_it():
     assert board.loc["forest", "vs_best"] == "unranked: not_honest"
     decision = choose(board.reset_index(), Gates(min_cate_coverage=0.8, min_ate_coverage=0.8))
     assert decision.winner["estimator"] == "ols"
-    assert "not evidence of valid per-unit intervals" in decision.reasons["flat [hash-d1-flat]"][0]
+    assert decision.reasons["flat [hash-d1-flat]"][0] == "not ranked (unranked: broadcast_ate)"
+    assert "not evidence of valid per-unit intervals" in decision.reasons["flat [hash-d1-flat]"][1]
     # Runs logged before kinds were recorded say so, and cannot pass a per-unit coverage gate.
     old, old_seeds = _tables({"a": [0.95] * 3}, metric="cate_coverage_test")
     old["metrics.cate_coverage_test_mean"] = 0.95
     old_board = build(old, old_seeds, "cate_coverage_test")
     assert old_board["interval_kind"].tolist() == ["unknown"]
     assert choose(old_board, Gates(min_cate_coverage=0.8)).winner is None
-    # A conservative bound passes an ATE coverage gate, with the caveat said.
-    decision = choose(board.reset_index(), Gates(min_ate_coverage=0.8))
+    # A conservative bound passes an ATE coverage gate, with the caveat said (on a board that ranks the forest).
+    forest, forest_seeds = _tables({"forest": BASE}, seed_tags={"forest": kinds["forest"]},
+                                   extra={"forest": {"metrics.ate_coverage_rate": 1.0}})
+    decision = choose(build(forest, forest_seeds), Gates(min_ate_coverage=0.8))
     assert "conservative bound" in decision.reasons["forest [hash-d1-forest]"][0]
 
 

@@ -81,14 +81,20 @@ def _gates(row: pd.Series, group: pd.DataFrame, gates: Gates) -> tuple[list[str]
         else:
             passed.append(f"{text} ≥ {_f(gates.min_cate_coverage)}")
     if gates.max_failed_seeds is not None:
-        failed = int(row.get("seeds_failed") or 0)
-        (out if failed > gates.max_failed_seeds else passed).append(
-            f"{failed} failed seeds {'>' if failed > gates.max_failed_seeds else '≤'} {gates.max_failed_seeds}")
+        failed = _count(row.get("seeds_failed"))
+        if failed is None:  # an unknown count is no evidence that it is small
+            out.append("its failed-seed count is not logged")
+        else:
+            (out if failed > gates.max_failed_seeds else passed).append(
+                f"{failed} failed seeds {'>' if failed > gates.max_failed_seeds else '≤'} {gates.max_failed_seeds}")
     if gates.min_seeds is not None:  # the seeds it was selected on (common to the condition), not all it ran
-        ok = int(row.get("n_compared", row.get("seeds_ok")) or 0)
-        (out if ok < gates.min_seeds else passed).append(
-            f"{ok} seeds compared on ({row.get('compared_on_seeds', '?')}) "
-            f"{'<' if ok < gates.min_seeds else '≥'} {gates.min_seeds}")
+        ok = _count(row.get("n_compared", row.get("seeds_ok")))
+        if ok is None:
+            out.append("the number of seeds it was compared on is not known")
+        else:
+            (out if ok < gates.min_seeds else passed).append(
+                f"{ok} seeds compared on ({row.get('compared_on_seeds', '?')}) "
+                f"{'<' if ok < gates.min_seeds else '≥'} {gates.min_seeds}")
     if gates.require_significance:
         if row["vs_best"] != "best":
             out.append("not the best configuration (significance required)")
@@ -109,9 +115,12 @@ def _gates(row: pd.Series, group: pd.DataFrame, gates: Gates) -> tuple[list[str]
     return out, passed
 
 
-def _failures(row: pd.Series, group: pd.DataFrame, gates: Gates) -> list[str]:
-    """Why a candidate fails the gates (empty when it passes)."""
-    return _gates(row, group, gates)[0]
+def _count(value) -> Optional[int]:
+    """A board's count cell as an int; None when it is missing (no such column, NaN)."""
+    try:
+        return None if value is None or pd.isna(value) else int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _note(row: pd.Series, gates: Gates) -> str:
@@ -133,6 +142,8 @@ def choose(board: pd.DataFrame, gates: Gates) -> Decision:
         failed, passed = _gates(row, board, gates)
         if row.get("vs_best") == "unranked: no common seed":  # nothing to choose on
             failed = ["not ranked: the configurations of this condition share no finished seed"] + failed
+        elif pd.isna(row.get("rank")):  # no value of the metric to choose it on: never promoted past the ranked
+            failed = [f"not ranked ({row.get('vs_best') or 'no value of the metric'})"] + failed
         unset = gates == Gates()  # then the best-ranked configuration wins; "passes every gate" would flatter it
         decision.reasons[label] = failed or [("no gates set" if unset else "passes every gate")
                                              + (": " + "; ".join(passed) if passed else "") + _note(row, gates)]
