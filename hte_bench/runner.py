@@ -368,10 +368,16 @@ def _parent_tags(plan: Plan, ok: list[SeedResult], per_seed: pd.DataFrame, summa
     seeds = C.seed_list(finished)
     # The analyses that fit models of their own (analyses.FITTING) run on the first analyses.seeds seeds: their
     # means are over these seeds only, which the description and a tag say.
+    from hte_bench.evaluation import registry
     from hte_bench.evaluation.analyses import FITTING, selected
 
-    analysed = [s for s in finished if C.on_first_seeds(plan.cfg, "analyses.seeds", s)]
     fitting_on = set(FITTING) & set(selected(plan.cfg.get("analyses")))
+    analysed = [s for s in finished if C.on_first_seeds(plan.cfg, "analyses.seeds", s)]
+    measured = [c for c in per_seed.columns if registry.on_analysis_seeds(c)]
+    if measured or fitting_on & {"truth_free", "subgroups"}:  # analyses that always log metrics where they ran
+        # The seeds that have them: one fitted by an earlier command past its analyses.seeds has none, though it
+        # may be among the first seeds of this command's list.
+        analysed = per_seed.loc[per_seed[measured].notna().any(axis=1), "seed"].tolist() if measured else []
     analyses_tag = {"analyses_seeds": C.seed_list(analysed) or "none"} if fitting_on else {}
     subset = analyses_tag if len(analysed) < len(finished) else {}  # the description says so when fewer
     what = {"estimator": plan.estimator_name, "seeds": seeds, "code_version": plan.tracker.provenance().get(

@@ -55,6 +55,25 @@ def test_rerun_skips_finished_seeds_and_extends_the_same_parent(store):
     assert fresh["_parent_run_id"] != first["_parent_run_id"] and len(_children(store)) == 6
 
 
+def test_a_summary_over_other_seeds_keeps_no_metric_of_the_seeds_it_left(store):
+    # Seeds 1-2 were fitted past analyses.seeds=1 (no R-score). Summarised alone, although seed 1 is now the
+    # first seed of the list, the run must not keep seed 0's R-score mean or name them as analysed seeds.
+    import math
+
+    args = ["estimator=interaction_ols", *LEAN, "analyses.truth_free=true", "analyses.seeds=1", f"tracking.uri={store}"]
+    first = run_composed([*args, "n_seeds=3"])
+    parent = first["_parent_run_id"]
+    assert math.isfinite(client(store).get_run(parent).data.metrics["rscore_mean"])
+    assert client(store).get_run(parent).data.tags["analyses_seeds"] == "0"
+    later = run_composed([*args, "seeds=[1,2]"])
+    run = client(store).get_run(parent)
+    assert later["_parent_run_id"] == parent and run.data.tags["seeds"] == "1,2"
+    assert math.isnan(run.data.metrics["rscore_mean"]) and "rscore_mean" not in later
+    assert run.data.tags["analyses_seeds"] == "none"
+    back = run_composed([*args, "n_seeds=3"])  # all three again: the R-score of seed 0 is back
+    assert client(store).get_run(parent).data.metrics["rscore_mean"] == back["rscore_mean"] == first["rscore_mean"]
+
+
 def _seed_claims(db) -> list:
     """Claims on seeds (not on a sweep or a configuration) in the claims database, read-only."""
     import sqlite3

@@ -152,7 +152,15 @@ class Tracker(Queries, Registry):
         from hte_bench.compare.leaderboard import SELECTORS  # the sweep's selector report reads their means
 
         keep = (*keep, *(f"{s}_mean" for s in SELECTORS))
-        self._batch(parent_id, metrics=notes.logged_metrics(metrics, keep), tags=tags)
+        logged = notes.logged_metrics(metrics, keep)
+        # A resumed run summarised again over other seeds may no longer have a metric it logged before (an
+        # analysis mean when none of the new seeds was analysed): MLflow keeps the old value, which would then
+        # read as this summary's. It gets this summary's value, or NaN (not computed on these seeds).
+        for key in self.client.get_run(parent_id).data.metrics.keys() - logged.keys():
+            value = metrics.get(key)
+            logged[key] = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
+                else float("nan")
+        self._batch(parent_id, metrics=logged, tags=tags)
         if per_seed is not None and len(per_seed):
             self.log_table(parent_id, per_seed, "per_seed.json")
         self.client.log_artifacts(parent_id, artifact_dir)
