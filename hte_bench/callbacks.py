@@ -164,7 +164,9 @@ def sweep_size(config: DictConfig) -> Any:
 def _interval_kind(metric: str) -> str:
     """What the interval of a sweep's aggregate ``metric`` is."""
     # A coverage rate is a share of seeds (Wilson interval, evaluation/aggregate.py); a _mean a mean across them.
-    return "Wilson interval of the share of seeds" if metric.startswith("ate_coverage_rate") else \
+    from hte_bench.evaluation import registry
+
+    return "Wilson interval of the share of seeds" if registry.summarised_as(metric) == "share" else \
         "t-interval across each configuration's seeds"
 
 

@@ -7,6 +7,7 @@ from hte_bench.errors import ConfigError
 from hte_bench.compare.leaderboard import (adjusted_p, average_rank, build, direction, distinguishing_overrides,
                                           latest_per_config)
 from hte_bench.compare.promote import Gates, choose
+from hte_bench.evaluation import registry
 
 
 def _tables(configs: dict[str, list[float]], data: str = "d1", metric: str = "cate_rmse_test", extra=None,
@@ -171,6 +172,19 @@ def test_an_unranked_configuration_is_never_promoted_past_the_ranked_ones():
     board = build(*_tables({"good": BASE}))
     assert choose(board.assign(seeds_failed=float("nan")), Gates(max_failed_seeds=0)).winner is None
     assert choose(board, Gates(max_failed_seeds=0)).winner["estimator"] == "good"
+
+
+@pytest.mark.parametrize("metric", ["ate_coverage_rate", "ate_coverage_rate_population"])
+def test_a_share_of_seeds_is_ranked_on_each_configurations_own_seeds_with_its_wilson_interval(metric):
+    # The registry says which configuration-level metrics are shares of seeds (of_seeds): the population
+    # coverage rate was taken for a per-seed metric, every row NaN and "untested".
+    parents, seeds = _tables({"a": [0.1] * 6, "b": [0.2] * 6})
+    parents[f"metrics.{metric}"] = [0.95, 0.6]
+    parents[f"metrics.{metric}_ci_lower"], parents[f"metrics.{metric}_ci_upper"] = [0.6, 0.3], [0.99, 0.85]
+    board = build(parents, seeds, metric).set_index("estimator")
+    assert board.loc["a", "rank"] == 1 and board.loc["b", "rank"] == 2 and board.loc["b", metric] == 0.6
+    assert board.loc["a", "interval"] == "95% Wilson across its own seeds"
+    assert registry.interval_words(metric) == "95% Wilson interval of the share of seeds"
 
 
 def test_promoted_experiment_selects_every_recorded_group_option():

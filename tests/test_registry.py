@@ -56,6 +56,13 @@ def test_target_metric_is_optimised_as_distance_and_context_is_refused():
     # A per-seed name: the configuration runs have no such value, so a sweep would rank nothing.
     with pytest.raises(ConfigError, match=r"optimized_metric=rscore is a per-seed metric.*optimized_metric=rscore_mean\?"):
         registry.objective("rscore")
+    # A target metric must say its target, else the first board fails in float(None).
+    with pytest.raises(ConfigError, match=r"^metric 'near_one': goal='target' needs target=<number> or target='1-alpha'"):
+        registry.register(registry.MetricSpec("near_one", goal="target", needs_truth=True, split="train",
+                                              description="x", fn="m.f"))
+    assert "near_one" not in registry.METRICS
+    # Every rankable metric that exists only across seeds says how the boards get it from the seeds.
+    assert all(spec.of_seeds for spec in registry.METRICS.values() if spec.level == "config" and spec.rankable)
 
 
 def test_loss_orders_every_goal():

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 from hte_bench.errors import ConfigError
+from hte_bench.evaluation import registry
 from hte_bench.evaluation.registry import OUTSIDE_MARK, OUTSIDE_NOTE, leaves_range, on_analysis_seeds
 
 # statsmodels' multipletests methods, by the names its documentation gives (written out: importing
@@ -271,7 +272,7 @@ def legend(board, metric: str) -> list[str]:
     alphas = sorted({float(a) for a in board["alpha"]}) if "alpha" in board else [0.05]
     level = f"{1 - alphas[0]:.0%}" if len(alphas) == 1 else \
         "1-alpha of each configuration (" + ", ".join(f"{1 - a:.0%}" for a in alphas) + ")"
-    if metric == "ate_coverage_rate":
+    if registry.summarised_as(metric) == "share":
         what = f"{metric} [ ] = {level} Wilson interval over each configuration's own seeds (it exists only across seeds)"
     elif metric in PARENT_ONLY:
         what = f"{metric}: root mean square over the compared seeds, no interval"
@@ -316,7 +317,7 @@ def condition_header(group, metric: str, test: str = "wilcoxon", level: float = 
     it stands on too few (one common seed) or none."""
     chash = group["condition_hash"].iloc[0]
     title = f"== {group['condition'].iloc[0]} [condition {chash[:6]}] — ranked by {metric}"
-    if metric == "ate_coverage_rate":
+    if registry.summarised_as(metric) == "share":
         return title + ", each configuration on its own seeds (a rate across seeds) ==", []
     ranked = group[group["rank"].notna()]
     if ranked.empty and group["vs_best"].eq("unranked: no common seed").any():
@@ -379,7 +380,7 @@ def write_report(tracker, board, avg, seeds, metric: str, out: Path, plots: bool
         avg.to_csv(out / "average_rank.csv")
     if not plots:
         return
-    per_seed_col = {"ate_rmse": "ate_bias", "ate_coverage_rate": "ate_covered"}.get(metric, metric)
+    per_seed_col = registry.per_seed_source(metric)
     ok = seeds[seeds["status"] == "FINISHED"] if not seeds.empty else seeds
     for _, group in board.groupby("condition_hash", sort=False):
         name = _slug(group["condition"].iloc[0])

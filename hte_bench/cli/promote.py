@@ -40,22 +40,21 @@ def summary_text(metric: str, values: dict, seeds: list[int], alpha: float) -> s
     ``0.41 [0.39, 0.43] (mean over seeds 0-7, 95% t-interval, n=8)``."""
     from hte_bench.compare.leaderboard import PARENT_ONLY
     from hte_bench.config import seed_list
+    from hte_bench.evaluation import registry
 
     def f(key):
         v = values.get(key)
         return "–" if v is None or not math.isfinite(float(v)) else f"{float(v):.4g}"
 
     where = f"seeds {seed_list(seeds)}, n={len(seeds)}"
-    if metric == "ate_coverage_rate":
+    if registry.summarised_as(metric) == "share":
         return f"{f(metric)} [{f(metric + '_ci_lower')}, {f(metric + '_ci_upper')}] (share of {where}; Wilson interval)"
     if metric in PARENT_ONLY:
         return f"{f(metric)} (across {where}; no interval)"
-    from hte_bench.evaluation.registry import leaves_range
-
     if len(seeds) < 2:
         return f"{f(metric + '_mean')} (on {where}: one seed, no interval)"
     wide = "; a bound outside the metric's possible range is shown as computed (few seeds)" \
-        if leaves_range(metric, values.get(metric + "_ci_lower"), values.get(metric + "_ci_upper")) else ""
+        if registry.leaves_range(metric, values.get(metric + "_ci_lower"), values.get(metric + "_ci_upper")) else ""
     return (f"{f(metric + '_mean')} [{f(metric + '_ci_lower')}, {f(metric + '_ci_upper')}] "
             f"(mean over {where}, {1 - alpha:.0%} t-interval{wide})")
 
@@ -91,6 +90,7 @@ def confirmations(tracker, metric: str):
     import pandas as pd
 
     from hte_bench.cli.compare import _interval
+    from hte_bench.evaluation import registry
     from hte_bench.evaluation.registry import OUTSIDE_MARK, leaves_range
     from hte_bench.tracking import KIND
 
@@ -99,7 +99,7 @@ def confirmations(tracker, metric: str):
         return pd.DataFrame()
     mid = f"metrics.{metric}_mean" if f"metrics.{metric}_mean" in runs else f"metrics.{metric}"
     alphas = sorted({float(a) for a in runs["params.alpha"].dropna()}) if "params.alpha" in runs else [0.05]
-    kind = "Wilson" if metric == "ate_coverage_rate" else "t-interval"
+    kind = "Wilson" if registry.summarised_as(metric) == "share" else "t-interval"
     label = f"{metric} [{'/'.join(f'{1 - a:.0%}' for a in alphas) or '95%'} {kind}]"
     return pd.DataFrame({
         "condition": runs.get("tags.condition"), "estimator": runs["tags.estimator"],

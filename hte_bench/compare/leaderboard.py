@@ -16,9 +16,9 @@ from hte_bench.config import seed_list
 from hte_bench.errors import ConfigError
 from hte_bench.evaluation import registry
 
-# Ranking reads the metric registry (direction or target of every metric). Parent-level metrics:
-# ate_rmse is ranked through its per-seed squared error (same order, and testable); ate_coverage_rate only
-# exists across seeds, so it has no paired test.
+# Ranking reads the metric registry (direction or target of every metric). Parent-level metrics: a root mean
+# square (ate_rmse) is ranked through its per-seed squared error (same order, and testable); a share of seeds
+# (ate_coverage_rate) only exists across seeds, so it has no paired test.
 PARENT_ONLY = set(registry.names(level="config"))
 RANKABLE = sorted(registry.rankable())
 # Context columns shown for every configuration, whatever the ranking metric.
@@ -123,14 +123,14 @@ def _paired_p(a: np.ndarray, b: np.ndarray, test: str) -> float:
 
 def seed_losses(seeds: pd.DataFrame, metric: str, alphas: dict[str, float]) -> pd.DataFrame:
     """Wide table of per-seed losses: index seed, one column per parent run id."""
-    col = "metrics.ate_bias" if metric == "ate_rmse" else f"metrics.{metric}"
+    col = f"metrics.{registry.per_seed_source(metric)}"
     if col not in seeds.columns:
         return pd.DataFrame()
     ok = seeds[seeds["status"] == "FINISHED"]
     wide = ok.pivot_table(index="tags.seed", columns="parent_id", values=col, aggfunc="first")
     for run_id in wide.columns:
         values = wide[run_id].to_numpy(dtype=float)
-        wide[run_id] = values ** 2 if metric == "ate_rmse" else loss(metric, values, alphas.get(run_id, 0.05))
+        wide[run_id] = values ** 2 if registry.summarised_as(metric) == "rms" else loss(metric, values, alphas.get(run_id, 0.05))
     return wide
 
 
@@ -198,8 +198,8 @@ def build(parents: pd.DataFrame, seeds: pd.DataFrame, metric: str = "cate_rmse_t
     condition every ranked configuration is scored, summarised (mean and t-interval across seeds) and tested
     on the same seeds: those all of them finished (``compared_on_seeds``), so a configuration with more or
     luckier seeds gains nothing. Each is tested against the best (chosen on those same seeds); p-values are
-    corrected with ``adjusted_p`` (statsmodels' ``multipletests`` methods). ``ate_coverage_rate`` exists only
-    across seeds: it keeps each configuration's own seeds (``compared_on_seeds`` says so). Ranking by
+    corrected with ``adjusted_p`` (statsmodels' ``multipletests`` methods). A share of seeds
+    (``ate_coverage_rate``) exists only across seeds: it keeps each configuration's own seeds (``compared_on_seeds`` says so). Ranking by
     per-unit coverage skips configurations whose intervals do not claim it.
     """
     direction(metric)
@@ -208,7 +208,8 @@ def build(parents: pd.DataFrame, seeds: pd.DataFrame, metric: str = "cate_rmse_t
         return pd.DataFrame()
     alpha_col = parents["params.alpha"] if "params.alpha" in parents else pd.Series(0.05, index=parents.index)
     alphas = {r: float(a) for r, a in zip(parents["run_id"], alpha_col)}
-    losses = seed_losses(seeds, metric, alphas) if metric != "ate_coverage_rate" else pd.DataFrame()
+    share = registry.summarised_as(metric) == "share"
+    losses = seed_losses(seeds, metric, alphas) if not share else pd.DataFrame()
     if not losses.empty:
         losses.index = losses.index.astype(int)
     ids = parents["run_id"]
@@ -240,13 +241,13 @@ def build(parents: pd.DataFrame, seeds: pd.DataFrame, metric: str = "cate_rmse_t
     board["p_vs_best_adj"] = math.nan
     board["vs_best"] = "untested"
     board["rank"] = pd.Series(pd.NA, index=board.index, dtype="Int64")
-    values = _per_seed(ok, "metrics.ate_bias" if metric == "ate_rmse" else f"metrics.{metric}")
+    values = _per_seed(ok, f"metrics.{registry.per_seed_source(metric)}")
     own = _with_values(own, values)
     frames = []
     for _, group in board.groupby("condition_hash", sort=False):
         group = group.copy()
         ranked = group.index[~unclaimed[group.index] & group["parent_run_id"].map(lambda r: bool(own[r]))]
-        if metric == "ate_coverage_rate":  # only across seeds: each configuration on its own seeds, as logged
+        if share:  # only across seeds: each configuration on its own seeds, as logged
             for idx in group.index:
                 r = group.at[idx, "parent_run_id"]
                 row = parents.loc[idx]
@@ -268,7 +269,7 @@ def build(parents: pd.DataFrame, seeds: pd.DataFrame, metric: str = "cate_rmse_t
                 v = _on(values, r, on)
                 group.at[idx, "compared_on_seeds"] = seed_list(on) if on else "none"
                 group.at[idx, "n_compared"] = len(on)
-                if metric == "ate_rmse":  # a root mean square over seeds: no t-interval
+                if registry.summarised_as(metric) == "rms":  # a root mean square over seeds: no t-interval
                     group.at[idx, metric] = float(np.sqrt(np.nanmean(v ** 2))) if np.isfinite(v).any() else math.nan
                     group.at[idx, "interval"] = "none (root mean square over seeds)"
                 else:
@@ -280,7 +281,7 @@ def build(parents: pd.DataFrame, seeds: pd.DataFrame, metric: str = "cate_rmse_t
                 if idx in ranked and common:
                     lv = _on(losses, r, common)
                     group.at[idx, "score"] = float(np.nanmean(lv)) if np.isfinite(lv).any() else math.nan
-        if metric != "ate_coverage_rate" and len(ranked) and not common:
+        if not share and len(ranked) and not common:
             group.loc[ranked, "vs_best"] = "unranked: no common seed"
             frames.append(group)
             continue

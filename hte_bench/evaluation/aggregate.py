@@ -54,9 +54,11 @@ def aggregate(per_seed: pd.DataFrame, n_failed: int, alpha: float = 0.05) -> dic
     err = err[~np.isnan(err)]
     out["ate_rmse"] = float(np.sqrt(np.mean(err ** 2))) if err.size else NAN
 
-    for per_seed_name, rate in (("ate_covered", "ate_coverage_rate"),
-                                ("ate_covered_population", "ate_coverage_rate_population")):
-        if per_seed_name == "ate_covered" or per_seed_name in per_seed.columns:
+    from hte_bench.evaluation import registry
+
+    for rate in [name for name in registry.METRICS if registry.summarised_as(name) == "share"]:
+        per_seed_name = registry.per_seed_source(rate)
+        if per_seed_name == "ate_covered" or per_seed_name in per_seed.columns:  # the population's: if declared
             out.update(_coverage_rate(column(per_seed_name), rate, alpha))
     out["n_seeds_ok"] = float(n_ok)
     out["n_seeds_failed"] = float(n_failed)

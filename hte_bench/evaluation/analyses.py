@@ -246,30 +246,6 @@ ANALYSES: dict[str, Callable[..., AnalysisResult]] = {
     "importance": importance, "insights": insights, "truth_free": truth_free, "subgroups": subgroups}
 ANALYSES["interpretation"] = _interpretation.interpretation  # CATE and policy trees (evaluation/interpretation.py)
 
-# Every metric the analyses log: name -> (direction, needs the truth). Directions: "lower", "higher",
-# "target:<value>", or "info" (an estimate or its interval, no better/worse).
-ANALYSIS_METRICS: dict[str, tuple[str, bool]] = {
-    "importance_rank_corr": ("higher", True), "importance_top_hit": ("higher", True),
-    "insights_true_modifiers_named": ("higher", True), "insights_non_modifiers_named": ("lower", True),
-    "rscore": ("higher", False), "r_loss": ("lower", False), "r_loss_baseline": ("info", False),
-    "dr_mse": ("lower", False), "blp_coef": ("target:1", False), "blp_se": ("info", False),
-    "blp_pvalue": ("lower", False), "cal_score": ("higher", False), "qini": ("higher", False),
-    "qini_se": ("info", False), "qini_ci_lower": ("info", False), "qini_ci_upper": ("info", False),
-    "autoc": ("higher", False), "autoc_se": ("info", False), "autoc_ci_lower": ("info", False),
-    "autoc_ci_upper": ("info", False), "policy_value_model": ("higher", False),
-    "policy_value_model_se": ("info", False), "policy_value_treat_all": ("info", False),
-    "policy_value_treat_all_se": ("info", False), "policy_value_treat_none": ("info", False),
-    "policy_gain_vs_all": ("higher", False), "policy_gain_vs_all_se": ("info", False),
-    "targeting_gain_top25": ("higher", False), "targeting_gain_top25_se": ("info", False),
-    "oracle_policy_value": ("info", True), "policy_value_model_true": ("higher", True),
-    "policy_regret": ("lower", True), "targeting_gain_top25_true": ("higher", True),
-    "aipw_ate": ("info", False), "aipw_ate_se": ("info", False), "aipw_ate_ci_lower": ("info", False),
-    "aipw_ate_ci_upper": ("info", False), "aipw_ate_covered": ("target:0.95", True),
-    "max_abs_smd_unweighted": ("info", False), "max_abs_smd_weighted": ("lower", False),
-    "cate_tree_leaf_rmse": ("lower", True), "policy_tree_value_true": ("higher", True),
-    "policy_tree_regret": ("lower", True),
-}
-
 
 # Analyses that fit models of their own (the DR nuisances, the R-scorer's, the interpreters' trees): about
 # 1.5 s a seed at n = 1000 whatever the estimator costs, so they run on the first ``analyses.seeds`` seeds of

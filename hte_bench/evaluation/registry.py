@@ -6,6 +6,7 @@ named ``<metric>_mean``, ``_std``, ``_ci_lower``, ``_ci_upper`` and inherit the 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -42,6 +43,9 @@ class MetricSpec:
     # (low, high): the values the definition allows (a share, a correlation, an error); None: unbounded.
     # Boards flag interval bounds outside it (t-intervals on few seeds are not clipped).
     bounds: Optional[tuple[float, float]] = None
+    # A configuration-level metric summarises a per-seed one: (that metric, "share") is the share of seeds where
+    # it is 1 with a Wilson interval, (that metric, "rms") its root mean square, with no interval.
+    of_seeds: Optional[tuple[str, str]] = None
 
     @property
     def rankable(self) -> bool:
@@ -60,6 +64,27 @@ class MetricSpec:
     def direction(self) -> str:
         """'lower', 'higher' or 'target=<value>' as people read it."""
         return f"target={self.target}" if self.goal == "target" else self.goal
+
+
+def per_seed_source(name: str) -> str:
+    """The per-seed metric behind ``name``: ``ate_covered`` for ``ate_coverage_rate``, ``ate_bias`` for
+    ``ate_rmse``; the name itself for a per-seed metric (or one the registry does not know)."""
+    spec = METRICS.get(name)
+    return spec.of_seeds[0] if spec is not None and spec.of_seeds else name
+
+
+def summarised_as(name: str) -> str:
+    """How a metric is summarised across a configuration's seeds: ``share`` (of seeds; Wilson interval),
+    ``rms`` (root mean square; no interval) or ``mean`` (t-interval of the mean)."""
+    spec = METRICS.get(name)
+    return spec.of_seeds[1] if spec is not None and spec.of_seeds else "mean"
+
+
+def interval_words(name: str, level: str = "95%") -> str:
+    """What the interval of ``name`` across seeds is, in words, at ``level`` (e.g. "95%")."""
+    return {"share": f"{level} Wilson interval of the share of seeds",
+            "rms": "root mean square over seeds (no interval)"}.get(summarised_as(name),
+                                                                   f"{level} t-interval of the mean across seeds")
 
 
 # Metric groups of the analyses that fit models of their own (evaluation/analyses.py FITTING).
@@ -120,9 +145,10 @@ _ALL: list[MetricSpec] = [
         ("cate_ci_width_test", "info", "mean per-unit interval width, test units",
          {"needs_truth": False, "split": "test", "bounds": NONNEG}),
         ("ate_rmse", "lower", "root mean squared ATE error across seeds",
-         {"level": "config", "headline": True, "bounds": NONNEG}),
+         {"level": "config", "headline": True, "bounds": NONNEG, "of_seeds": ("ate_bias", "rms")}),
         ("ate_coverage_rate", "target", "share of seeds whose ATE interval covers the true ATE (Wilson CI)",
-         {"level": "config", "target": "1-alpha", "headline": True, "bounds": SHARE}),
+         {"level": "config", "target": "1-alpha", "headline": True, "bounds": SHARE,
+          "of_seeds": ("ate_covered", "share")}),
         ("ate_coverage_rate_ci_lower", "info", "Wilson interval of ate_coverage_rate, lower",
          {"level": "config", "bounds": SHARE}),
         ("ate_coverage_rate_ci_upper", "info", "Wilson interval of ate_coverage_rate, upper",
@@ -133,7 +159,8 @@ _ALL: list[MetricSpec] = [
         ("ate_covered_population", "target", "1 if the ATE interval covers the population ATE",
          {"target": "1-alpha", "bounds": SHARE}),
         ("ate_coverage_rate_population", "target", "share of seeds whose ATE interval covers the population ATE "
-         "(Wilson CI)", {"level": "config", "target": "1-alpha", "bounds": SHARE}),
+         "(Wilson CI)", {"level": "config", "target": "1-alpha", "bounds": SHARE,
+                         "of_seeds": ("ate_covered_population", "share")}),
         ("ate_coverage_rate_population_ci_lower", "info", "Wilson interval of ate_coverage_rate_population, lower",
          {"level": "config", "bounds": SHARE}),
         ("ate_coverage_rate_population_ci_upper", "info", "Wilson interval of ate_coverage_rate_population, upper",
@@ -326,12 +353,22 @@ def register(new: MetricSpec) -> MetricSpec:
                           "(truth, estimate) that computes it, e.g. fn='my_metrics.ate_abs_error'")
     if new.goal not in GOALS:
         raise ConfigError(f"metric {new.name!r}: goal={new.goal!r} is not allowed; allowed: {', '.join(GOALS)}")
+    if new.goal == "target" and not _is_target(new.target):
+        raise ConfigError(f"metric {new.name!r}: goal='target' needs target=<number> or target='1-alpha' (the "
+                          f"value it aims at), got target={new.target!r}")
     if new.bounds is not None and not (len(new.bounds) == 2 and new.bounds[0] <= new.bounds[1]):
         raise ConfigError(f"metric {new.name!r}: bounds={new.bounds!r} is not allowed; give (low, high) with "
                           "low <= high, or None")
     _ALL.append(new)
     METRICS[new.name] = new
     return new
+
+
+def _is_target(value) -> bool:
+    """A usable ``target``: a real number, or "1-alpha"."""
+    if value == "1-alpha":
+        return True
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def computed() -> list[MetricSpec]:

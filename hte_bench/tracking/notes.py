@@ -320,8 +320,7 @@ def board_note(experiment_id: str, board, title: str, top: int = 3, metric: Opti
                      + (f" {_cell(r.get('compared_on_seeds'))} |" if seeds else ""))
     if mean:
         levels = "/".join(sorted({f"{1 - float(a):.0%}" for a in board.get("alpha", [0.05])})) or "95%"
-        kind = {"ate_coverage_rate": f"{levels} Wilson interval of the share",
-                "ate_rmse": "root mean square (no interval)"}.get(metric, f"{levels} t-interval of the mean")
+        kind = registry.interval_words(metric, levels)
         lines.append(f"\n{value}: on the seeds named beside it, with its {kind} across them. Ranked by "
                      "its mean per-seed loss: the metric itself where lower is better, its negative where higher "
                      "is, its distance to the target for coverage and calibration.")
