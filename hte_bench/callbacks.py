@@ -351,7 +351,8 @@ def _study_figures(parents, seeds, metric: str, out) -> None:
         return  # a metric that exists only across seeds has no per-seed interval to draw
     base = registry.split_name(metric)[0]
     for knob in study.knobs_varying(parents):
-        study.save_study_figures(study.study_table(parents, seeds, base, knob), knob, base, out)
+        level = study.runs_level(parents)
+        study.save_study_figures(study.study_table(parents, seeds, base, knob, level=level), knob, base, out, level)
 
 
 def _best_tags(bests, metric: str) -> dict[str, str]:

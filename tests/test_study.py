@@ -50,3 +50,10 @@ def test_study_plot_draws_numeric_and_categorical_knobs():
     assert [t.get_text() for t in ax.get_xticklabels()] == list("ABCD") and len(ax.get_legend().texts) == 2
     numeric = pd.DataFrame(rows).assign(**{"data.n": lambda f: f["data.setup"].map(dict(zip("ABCD", [250, 500, 1000, 2000])))})
     assert "n = 5 seeds" in study_plot(numeric, "data.n", "cate_rmse_test").axes[0].get_ylabel()
+    # The level the table was computed at (runs with alpha=0.1), not a fixed 95%.
+    label = study_plot(numeric, "data.n", "cate_rmse_test", level=0.9).axes[0].get_ylabel()
+    assert "90% t-interval" in label and "95%" not in label
+    from hte_bench.compare.study import runs_level
+
+    assert runs_level(pd.DataFrame({"params.alpha": ["0.1", "0.1"]})) == 0.9
+    assert runs_level(pd.DataFrame({"params.alpha": ["0.1", "0.05"]})) == 0.95 == runs_level(pd.DataFrame())

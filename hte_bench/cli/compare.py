@@ -482,9 +482,9 @@ def _study(parents, seeds, metric: str, by: str, out: Optional[Path]) -> None:
     """Print (and with ``out`` save as csv and figure) ``metric`` against the data knob ``by``."""
     from hte_bench.compare import study
 
-    alphas = {float(a) for a in parents["params.alpha"].dropna()} if "params.alpha" in parents else set()
-    alpha = alphas.pop() if len(alphas) == 1 else 0.05  # runs' own level; mixed levels fall back to 95%
-    table = study.study_table(parents, seeds, metric, by, level=1 - alpha)
+    level = study.runs_level(parents)  # the runs' own level; mixed levels fall back to 95%
+    alpha = 1 - level
+    table = study.study_table(parents, seeds, metric, by, level=level)
     print(f"\n== {metric} by {by}: mean, {1 - alpha:.0%} t-interval and seeds; a column's cells on the seeds its "
           f"configurations share (each column its own data condition; one row per configuration; not a ranking) ==")
     grid = study.study_grid(table, by, metric)
@@ -495,7 +495,7 @@ def _study(parents, seeds, metric: str, by: str, out: Optional[Path]) -> None:
         from hte_bench.compare.study import save_study_figures
 
         table.to_csv(out / f"study_{_slug(by)}.csv", index=False)
-        save_study_figures(table, by, metric, out)
+        save_study_figures(table, by, metric, out, level=level)
 
 
 def leaderboard_main(argv: Optional[list[str]] = None) -> None:
@@ -503,7 +503,7 @@ def leaderboard_main(argv: Optional[list[str]] = None) -> None:
     p = _common("hte-bench-leaderboard", leaderboard_main.__doc__)
     p.add_argument("--by", default=None, metavar="data.KNOB",
                    help="also print the metric against this data knob (a study: one row per configuration, "
-                        "one column per value, mean and 95%% t-interval over seeds)")
+                        "one column per value, mean and 1-alpha t-interval over seeds)")
     p.add_argument("--no-log", action="store_true", help="print only; do not log a leaderboard run")
     args = p.parse_args(argv)
     try:

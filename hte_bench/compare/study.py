@@ -214,9 +214,16 @@ def interval_kinds(seeds: pd.DataFrame, parent_ids, tag: str) -> dict[str, str]:
     return out
 
 
-def save_study_figures(table: pd.DataFrame, knob: str, metric: str, out) -> None:
-    """The study figure of each generator in ``table`` as ``plots/study_<data>_<knob, dots as underscores>.png``
-    under ``out`` (the sweep run's and the leaderboard run's alike), titled with the seeds behind its cells."""
+def runs_level(parents: pd.DataFrame) -> float:
+    """The interval level of a study of these configuration runs: 1 − their alpha; 95% when they mix levels."""
+    alphas = {float(a) for a in parents["params.alpha"].dropna()} if "params.alpha" in parents else set()
+    return 1 - alphas.pop() if len(alphas) == 1 else 0.95
+
+
+def save_study_figures(table: pd.DataFrame, knob: str, metric: str, out, level: float = 0.95) -> None:
+    """The study figure of each generator in ``table`` (its intervals at ``level``) as
+    ``plots/study_<data>_<knob, dots as underscores>.png`` under ``out`` (the sweep run's and the leaderboard
+    run's alike), titled with the seeds behind its cells."""
     from pathlib import Path
 
     from hte_bench import plots as P
@@ -226,5 +233,6 @@ def save_study_figures(table: pd.DataFrame, knob: str, metric: str, out) -> None
     for data, part in table.groupby("data"):
         named = sorted({str(s) for s in part.get("seeds", pd.Series(dtype=str)).dropna() if str(s)})
         seeds = f"seeds {named[0]}" if len(named) == 1 else "each cell's seeds (study csv)"
-        fig = P.study_plot(part, knob, metric, title=f"{data}: {metric} by {knob}; mean and 95% t-interval over {seeds}")
+        fig = P.study_plot(part, knob, metric, level=level,
+                           title=f"{data}: {metric} by {knob}; mean and {level:.0%} t-interval over {seeds}")
         fig.savefig(folder / f"study_{data}_{knob.replace('.', '_')}.png", dpi=100, bbox_inches="tight")

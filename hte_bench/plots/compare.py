@@ -82,8 +82,9 @@ def calibration_overlay_plot(tables: dict[str, pd.DataFrame], title: str = "") -
 
 # ---- studies across data conditions (sweep run, hte-bench-leaderboard --by) ----
 
-def study_plot(table: pd.DataFrame, knob: str, metric: str, title: str = "") -> Figure:
-    """``metric`` against a data knob, one line per configuration, 95% t-intervals of the mean across seeds.
+def study_plot(table: pd.DataFrame, knob: str, metric: str, title: str = "", level: float = 0.95) -> Figure:
+    """``metric`` against a data knob, one line per configuration, t-intervals of the mean across seeds at
+    ``level`` (the one ``study_table`` computed them at).
 
     ``table`` has columns ``config``, ``knob``, ``mean``, ``ci_lower``, ``ci_upper``, ``n_seeds`` (one row per
     configuration and knob value, as ``compare.study.study_table`` builds it). Non-numeric knob values
@@ -111,8 +112,8 @@ def study_plot(table: pd.DataFrame, knob: str, metric: str, title: str = "") -> 
         ax.set_xticks(range(len(levels)), levels)
     n = table["n_seeds"]
     ax.set_xlabel(knob)
-    ax.set_ylabel(f"{metric}: mean over seeds, 95% t-interval (n = {n.min()}–{n.max()} seeds)"
-                  if n.min() != n.max() else f"{metric}: mean over seeds, 95% t-interval (n = {n.min()} seeds)")
+    seeds = f"{n.min()}–{n.max()}" if n.min() != n.max() else f"{n.min()}"
+    ax.set_ylabel(f"{metric}: mean over seeds, {level:.0%} t-interval (n = {seeds} seeds)")
     ax.set_title(title or f"{metric} by {knob}")
     ax.legend(fontsize="small")
     ax.grid(True, alpha=0.3)
