@@ -63,7 +63,8 @@ def confirm(tracker, config_text: str, choices: dict, win, selection: list[int],
     """Run the winner's configuration on ``n`` fresh seeds as its own run (``hte_bench.kind=confirmation``).
 
     Fresh means above every seed of any seed run in the experiment, so no ranking (leaderboard, sweep,
-    Optuna) and no earlier confirmation has seen them. Returns the run's summary and its seeds.
+    Optuna) and no earlier confirmation has seen them. Returns the run's summary, the seeds its figures are
+    over (those that finished) and the seeds asked for.
     """
     from omegaconf import OmegaConf
 
@@ -82,7 +83,11 @@ def confirm(tracker, config_text: str, choices: dict, win, selection: list[int],
                   tags={"confirmation_of": win["parent_run_id"], "promoted_as": name,
                         "selection_seeds": ",".join(map(str, selection)),
                         "confirmation_seeds": ",".join(map(str, fresh))})
-    return {"summary": summary, "seeds": fresh, "run_id": summary["_parent_run_id"]}
+    from hte_bench.compare.leaderboard import seeds_of
+
+    # The figures are over the seeds that finished (the run's seeds tag), which a failing seed makes fewer.
+    finished = seeds_of(tracker.client.get_run(summary["_parent_run_id"]).data.tags.get("seeds") or "none")
+    return {"summary": summary, "seeds": finished, "asked": fresh, "run_id": summary["_parent_run_id"]}
 
 
 def confirmations(tracker, metric: str):
@@ -162,6 +167,7 @@ def promote(args) -> None:
     from hte_bench.cli.compare import load
     from hte_bench.compare import promote as P
     from hte_bench.compare.leaderboard import build, seeds_of
+    from hte_bench.config import seed_list
     from hte_bench.data.base import DataError
     from hte_bench.runner import CHOICE
     from hte_bench.seed import make_data, make_estimator
@@ -206,7 +212,9 @@ def promote(args) -> None:
     confirmed = confirm(tracker, config_text, choices, win, selection, n_confirm, args.name) if n_confirm else None
     if confirmed:
         confirmed["text"] = summary_text(args.metric, confirmed["summary"], confirmed["seeds"], alpha)
-        print(f"confirmation {args.metric}: {confirmed['text']} — fresh seeds (run {confirmed['run_id']})")
+        lost = sorted(set(confirmed["asked"]) - set(confirmed["seeds"]))
+        print(f"confirmation {args.metric}: {confirmed['text']} — fresh seeds (run {confirmed['run_id']})"
+              + (f"; seeds {seed_list(lost)} failed and are not in it" if lost else ""))
     else:
         print("confirmation skipped (--confirm-seeds 0): the figures above are the selection's, optimistic")
     try:

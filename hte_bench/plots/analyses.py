@@ -81,8 +81,12 @@ def subgroup_figure(table: pd.DataFrame) -> "Figure":
     width = 0.38
     hat = table["tau_hat_mean"].to_numpy(dtype=float, na_value=NAN)
     true = table["tau_true_mean"].to_numpy(dtype=float, na_value=NAN)
-    ax.bar(x - width / 2, np.nan_to_num(hat), width, color=BLUE, label="estimated mean τ̂")
-    ax.bar(x + width / 2, np.nan_to_num(true), width, color=ORANGE, label="true mean τ")
+    # A missing mean is no bar and an "n/a" at the axis, never a bar of height 0 (which reads as no effect).
+    ax.bar(x - width / 2, hat, width, color=BLUE, label="estimated mean τ̂")
+    ax.bar(x + width / 2, true, width, color=ORANGE, label="true mean τ")
+    for offset, values in ((-width / 2, hat), (width / 2, true)):
+        for where in x[np.isnan(values)] + offset:
+            ax.text(where, 0.0, "n/a", ha="center", va="bottom", fontsize=7, color=GREY, rotation=90)
     ax.set_xticks(x, [f"{lv}\nn={k}".replace(" ", "\n", 1) if len(str(lv)) > 9 else f"{lv}\nn={k}"
                       for lv, k in zip(table["level"], table["n"])], fontsize=8)
     # The subgroup's name once under its block of levels instead of on every tick.

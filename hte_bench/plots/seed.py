@@ -81,7 +81,11 @@ def importance_plot(table: pd.DataFrame, title: str = "") -> Figure:
                 values = np.full(n_feat, np.nan)
             if np.isnan(values).all():
                 label += " (not available)"
-            ax.barh(y + offset, np.nan_to_num(values, nan=0.0), height=height, color=colour, label=label)
+            # A missing share is no bar (not a bar of 0, which reads as "no importance"); n/a beside it.
+            ax.barh(y + offset, values, height=height, color=colour, label=label)
+            if not np.isnan(values).all():
+                for where in y[np.isnan(values)] + offset:
+                    ax.text(0.0, where, " n/a", ha="left", va="center", fontsize=7, color=GREY)
         ax.set_yticks(y, features)
         ax.invert_yaxis()
         ax.axvline(0.0, color=BLACK, linewidth=0.8)
