@@ -419,7 +419,10 @@ def write_report(tracker, board, avg, seeds, metric: str, out: Path, plots: bool
             fig.savefig(out / "plots" / file, dpi=100, bbox_inches="tight")
 
 
-TESTS = {"wilcoxon": "exact Wilcoxon signed-rank test", "ttest": "paired t-test"}
+# scipy's method="auto" (checked on scipy 1.17): the exact distribution up to 50 pairs (a permutation one when
+# differences tie), its normal approximation beyond, so a 200-seed board's p-values are approximate.
+TESTS = {"wilcoxon": "Wilcoxon signed-rank test, exact up to 50 common seeds, normal approximation beyond (scipy)",
+         "ttest": "paired t-test"}
 
 
 def vs_best_note(test: str = "wilcoxon", correction: str = "holm", level: float = 0.05) -> str:
