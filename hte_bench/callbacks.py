@@ -111,7 +111,7 @@ class SweepRun(Callback):
         if not tracker.sweep_parents(run_id):
             # Every job was refused before opening a run, each in one line: bad input leaves nothing in the
             # store, so the empty sweep run goes too (MLflow's delete: hidden everywhere, `mlflow gc` purges).
-            _discard(tracker, run_id)
+            tracker.discard(run_id)
             return
         with tempfile.TemporaryDirectory() as tmp:
             bests = _sweep_report(tracker, run_id, metric, alpha, tmp)
@@ -404,12 +404,6 @@ def mark_refused() -> list[str]:
     return [folder for _, _, folder in _OPEN_SWEEP]
 
 
-def _discard(tracker, run_id: str) -> None:
-    """Close and delete a sweep run that holds nothing (MLflow's soft delete)."""
-    tracker.end(run_id, "FAILED")  # never left RUNNING, even in the deleted view
-    tracker.client.delete_run(run_id)
-
-
 def _close_if_open(tracker, run_id: str) -> None:
     """Close a sweep run that ended without on_multirun_end: FAILED (the sweeper raised), KILLED (Ctrl-C), or
     discarded when bad input stopped it before any configuration run."""
@@ -417,6 +411,6 @@ def _close_if_open(tracker, run_id: str) -> None:
         return
     os.environ.pop(SWEEP_ENV)
     if _OPEN_AT_EXIT[0] == "REFUSED" and not tracker.sweep_parents(run_id):
-        _discard(tracker, run_id)
+        tracker.discard(run_id)
     else:  # a refused sweep that had written configuration runs stays, FAILED
         tracker.end(run_id, "FAILED" if _OPEN_AT_EXIT[0] == "REFUSED" else _OPEN_AT_EXIT[0])

@@ -86,7 +86,7 @@ def confirm(tracker, config_text: str, choices: dict, win, selection: list[int],
     from hte_bench.compare.leaderboard import seeds_of
 
     # The figures are over the seeds that finished (the run's seeds tag), which a failing seed makes fewer.
-    finished = seeds_of(tracker.client.get_run(summary["_parent_run_id"]).data.tags.get("seeds") or "none")
+    finished = seeds_of(tracker.tags(summary["_parent_run_id"]).get("seeds") or "none")
     return {"summary": summary, "seeds": finished, "asked": fresh, "run_id": summary["_parent_run_id"]}
 
 

@@ -65,6 +65,10 @@ class Queries:
         return [r for r in self.search(f"tags.`{KIND}` = 'seed'")
                 if r.data.tags.get("mlflow.parentRunId") in wanted]
 
+    def tags(self, run_id: str) -> dict[str, str]:
+        """A run's tags."""
+        return dict(self.client.get_run(run_id).data.tags)
+
     def download(self, run_id: str, path: str, dst: str) -> str:
         """Copy one artifact of a run to a local folder; returns the local path."""
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per file is noise

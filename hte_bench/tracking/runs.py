@@ -292,6 +292,12 @@ class Tracker(Queries, Registry):
         """Mark an existing configuration run RUNNING again while missing seeds are added to it."""
         self.client.update_run(run_id, status="RUNNING")
 
+    def discard(self, run_id: str) -> None:
+        """Close and delete a run that holds nothing (MLflow's soft delete: hidden everywhere, `mlflow gc`
+        purges it)."""
+        self.end(run_id, "FAILED")  # never left RUNNING, even in the deleted view
+        self.client.delete_run(run_id)
+
     def end(self, run_id: str, status: str) -> None:
         """Close a run with the given status (KILLED when the job is interrupted)."""
         try:
