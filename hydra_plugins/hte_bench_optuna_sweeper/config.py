@@ -29,8 +29,8 @@ class HteOptunaSweeperConf:
     # Optuna storage URL, e.g. sqlite:///mlruns/optuna.db (its own file, never MLflow's database);
     # null keeps the study in memory. With a storage, rerunning the same study resumes it.
     storage: Optional[str] = None
-    # seed of the sampler
-    seed: Optional[int] = None
+    # seed of the sampler: the same search draws the same trials (null: Optuna's own random seed, not reproducible)
+    seed: Optional[int] = 0
     # an Optuna sampler as a `_target_` config, e.g. {_target_: optuna.samplers.RandomSampler};
     # `seed` is passed to it when it takes one and the config does not set it. Default: TPESampler.
     sampler: Optional[Any] = None
