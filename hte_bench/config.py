@@ -300,9 +300,15 @@ def flatten(cfg: DictConfig) -> dict[str, Any]:
     return flatten_dict(container)
 
 
+def is_hashed(key: str) -> bool:
+    """Whether a flattened config key (``estimator.model.cv``) is part of what is estimated, so of the
+    configuration's hash; seeds, parallelism, tracking and the like are not."""
+    return key.split(".")[0] not in _NOT_HASHED and key != "seeds"
+
+
 def config_hash(cfg: DictConfig) -> str:
     """Stable short hash of what is estimated: the resolved config without seeds and tracking settings."""
-    flat = {k: v for k, v in flatten(cfg).items() if k.split(".")[0] not in _NOT_HASHED and k != "seeds"}
+    flat = {k: v for k, v in flatten(cfg).items() if is_hashed(k)}
     from hte_bench.evaluation.registry import module_names
 
     modules = module_names(flat.pop("metric_modules", None))  # [a] and a, any order: one configuration

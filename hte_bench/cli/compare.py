@@ -163,6 +163,8 @@ def load(args):
 
 
 def _fmt(value, digits: int = 4) -> str:
+    """A board cell for the terminal: a number to ``digits`` significant digits (one more than the UI's
+    descriptions, notes.fmt: boards set configurations side by side), '–' if missing, text as it is."""
     if value is None:
         return "–"
     try:
@@ -173,6 +175,7 @@ def _fmt(value, digits: int = 4) -> str:
 
 
 def _interval(row, mid: str, lo: str, hi: str) -> str:
+    """``mean [lo, hi]`` from a row's columns; the mean alone without bounds, '–' without a mean."""
     if mid not in row or not math.isfinite(float(row[mid])):
         return "–"
     if _fmt(row.get(lo)) == "–" and _fmt(row.get(hi)) == "–":  # one seed, or a figure without interval

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from hte_bench.compare import study
-from hte_bench.config import seed_list
+from hte_bench.config import is_hashed, seed_list
 from hte_bench.errors import ConfigError
 from hte_bench.evaluation import registry
 
@@ -24,9 +24,6 @@ RANKABLE = sorted(registry.rankable())
 # Context columns shown for every configuration, whatever the ranking metric.
 CONTEXT = ["ate_bias_mean", "ate_coverage_rate", "ate_coverage_rate_ci_lower", "ate_coverage_rate_ci_upper",
            "cate_coverage_test_mean", "calib_slope_test_mean", "importance_rank_corr_mean", "fit_seconds_mean"]
-# Settings outside a configuration's hash (config._NOT_HASHED): never shown as distinguishing overrides.
-_IGNORED_PARAMS = ("tracking.", "n_jobs", "seeds", "n_seeds", "seed", "resume", "nuisance_cache", "claims.",
-                   "joblib_backend", "min_units_per_arm", "optimized_metric")
 
 
 _STAT_WORDS = {"mean": "mean", "std": "standard deviation", "ci_lower": "interval's lower bound",
@@ -69,8 +66,9 @@ def distinguishing_overrides(parents: pd.DataFrame, group: str = "tags.condition
     are never shown: they are the condition's, in its own column.
     """
     out = pd.Series("", index=parents.index, dtype=object)
-    params = sorted(c for c in parents.columns if c.startswith("params.")
-                    and not c[len("params."):].startswith(_IGNORED_PARAMS + ("data.",)))
+    # Settings outside a configuration's hash (seeds, n_jobs, tracking, …) never tell configurations apart.
+    params = sorted(c for c in parents.columns if c.startswith("params.") and is_hashed(c[len("params."):])
+                    and not c.startswith("params.data."))
     choices = sorted(c for c in parents.columns if c.startswith(_CHOICE_TAGS))  # one order in every table
     keys = parents[group] if group in parents else pd.Series("", index=parents.index)
     for _, part in parents.groupby(keys):

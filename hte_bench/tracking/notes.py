@@ -59,6 +59,7 @@ def fmt(value, digits: int = 3) -> str:
 
 
 def interval(lo, hi) -> str:
+    """``[lo, hi]``, or '–' without a lower bound (one seed, no inference)."""
     return f"[{fmt(lo)}, {fmt(hi)}]" if fmt(lo) != "–" else "–"
 
 
@@ -69,6 +70,7 @@ def marked_interval(metric: str, lo, hi) -> str:
 
 
 def _text(value) -> str:
+    """A table cell's text ('' for a missing one)."""
     return value if isinstance(value, str) else ""  # a CSV's empty cell reads back as NaN
 
 
