@@ -339,6 +339,18 @@ def test_bootstrap_intervals_do_not_depend_on_what_the_process_drew_before(tmp_p
     assert a.keys() == b.keys() and all(a[k] == b[k] or (np.isnan(a[k]) and np.isnan(b[k])) for k in a)
 
 
+def test_cate_slope_inference_is_not_rounded(data):
+    # econml's summary_frame rounds to 3 decimals: a p-value of 1.4e-4 read 0 and insights said "p < 1e-16".
+    dataset, _ = data
+    adapter = make_estimator(compose(["estimator=linear_dml", *SHRINK["linear_dml"]]), seed=0)
+    adapter.fit(dataset.X_train, dataset.T_train, dataset.Y_train)
+    table = adapter._coef_table(0.05)
+    inference = adapter.model_.coef__inference()
+    np.testing.assert_array_equal(table["pvalue"].to_numpy(), np.ravel(inference.pvalue()))
+    np.testing.assert_array_equal(table["point_estimate"].to_numpy(), np.ravel(inference.point_estimate))
+    assert (table["pvalue"] > 0).all() and table["point_estimate"].round(3).ne(table["point_estimate"]).all()
+
+
 def test_forest_dr_ate_interval_is_for_the_training_sample_only(data):
     dataset, _ = data
     adapter = make_estimator(compose(["estimator=causal_forest_dml", *SHRINK["causal_forest_dml"]]), seed=0)

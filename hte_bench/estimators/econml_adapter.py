@@ -257,14 +257,19 @@ class EconmlAdapter(CateAdapter):
         if not hasattr(self.model_, "coef__inference"):
             return None
         try:
-            frame = self.model_.coef__inference(**self._t_kwargs(self.model_.coef__inference)).summary_frame(
-                alpha=alpha, feature_names=self.feature_names_)
-        except (AttributeError, ValueError):
+            inference = self.model_.coef__inference(**self._t_kwargs(self.model_.coef__inference))
+            # From the inference results, not summary_frame(): that rounds every column to 3 decimals, so a
+            # p-value of 1.4e-4 read 0.0 (and "p < 1e-16"), and the slopes lost their digits.
+            lower, upper = inference.conf_int(alpha=alpha)
+            columns = {"point_estimate": inference.point_estimate, "stderr": inference.stderr,
+                       "zstat": inference.zstat(0), "pvalue": inference.pvalue(0), "ci_lower": lower,
+                       "ci_upper": upper}
+            columns = {k: np.ravel(np.asarray(v, dtype=float)) for k, v in columns.items()}
+        except (AttributeError, ValueError, TypeError):  # no standard errors (e.g. inference off)
             return None
-        if len(frame) != len(self.feature_names_):
+        if any(len(v) != len(self.feature_names_) for v in columns.values()):
             return None
-        frame.index = self.feature_names_
-        return frame
+        return pd.DataFrame(columns, index=self.feature_names_)
 
     @staticmethod
     def _t_kwargs(method) -> dict:
