@@ -58,7 +58,14 @@ def run(cfg: DictConfig, choices: Optional[dict[str, str]] = None, job_log: Opti
             results = record_seeds(plan, parent, first, seeds)
             summary = record_configuration(plan, parent, results, workdir, job_log)
         except BaseException:
-            plan.tracker.end(parent, "KILLED")
+            # A finished run stopped while seeds were being added still holds its summary of the seeds it
+            # names (the new seed runs stay, for the next command): it stays FINISHED, so boards keep it.
+            kept = (plan.previous is not None and plan.previous.info.status == "FINISHED"
+                    and not plan.summarising and plan.previous.info.run_id == parent)
+            plan.tracker.end(parent, "FINISHED" if kept else "KILLED")
+            if kept:
+                log.warning("%s: stopped while adding seeds; run %s keeps its summary of seeds %s", plan.label,
+                            parent, plan.previous.data.tags.get("seeds", "?"))
             raise
     if not plan.sweep_id:  # a sweep prints this once, at its end
         log.info("browse: %s", plan.tracker.ui_hint())
@@ -88,6 +95,7 @@ class Plan:
     claims: Any = None                        # this job's claims on the configuration (tracking/claims.py)
     started_ms: int = 0
     parent_id: Optional[str] = None
+    summarising: bool = False                 # the configuration run's summary is being rewritten
 
     @property
     def label(self) -> str:
@@ -330,6 +338,7 @@ def record_configuration(plan: Plan, parent: str, results: list[SeedResult], wor
             artifacts.write_parent(parent_dir, cfg, per_seed, summary, failed=failed, job_log=job_log,
                                    plots=bool(cfg.tracking.plots), title=plot_title(plan),
                                    interval=_ate_interval(plan, results))
+            plan.summarising = True  # from here an interruption leaves a half-written summary: KILLED
             shared.mark_aggregate(tracker, parent, fingerprint)
             ok = [r for r in results if r.status == "FINISHED"]
             tracker.finish_parent(parent, summary, str(parent_dir), "FINISHED" if rows else "FAILED",
