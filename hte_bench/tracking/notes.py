@@ -217,7 +217,7 @@ def sweep_rows(parents: list, metric: str, top: int = 1000) -> list[dict]:
         score = registry.aggregate_loss(metric, value, alpha) if math.isfinite(value) else math.inf
         rows.append({"condition": p.data.tags.get("condition") or p.data.tags.get("data", "?"),
                      "estimator": p.data.tags.get("estimator", "?"), "run_name": p.info.run_name,
-                     "run_id": p.info.run_id, "value": value, "lo": lo, "hi": hi, "loss": score,
+                     "run_id": p.info.run_id, "value": value, "lo": lo, "hi": hi, "loss": score, "alpha": alpha,
                      "seeds": int(p.data.metrics.get("n_seeds_ok", 0) or 0),
                      "seed_list": _seeds_of_metric(p, base),
                      "failed": int(p.data.metrics.get("n_seeds_failed", 0) or 0)})
@@ -286,8 +286,12 @@ def sweep_note(experiment_id: str, rows: list[dict], metric: str, how: str, n_co
         lines.append(f"| {r['condition']} | {r['rank']} | {run_link(experiment_id, r['run_id'], r['run_name'])} | "
                      + (f"{_text(r.get('settings'))} | " if named else "")
                      + f"{fmt(r['value'], 4)} | {span} | {r.get('seed_list') or '?'} | {r['seeds']} / {r['failed']} |")
-    lines.append("\nIntervals: t-interval of the mean across each configuration's own seeds (column seeds), at the "
-                 "level of the runs' alpha (95% by default); – is one seed. Ranks compare this sweep's "
+    levels = "/".join(sorted({f"{1 - float(r.get('alpha', 0.05)):.0%}" for r in rows})) or "95%"
+    spans = {"share": f"{levels} Wilson interval of the share of each configuration's own seeds (column seeds)",
+             "rms": "none (a root mean square over each configuration's own seeds, column seeds)"}.get(
+        registry.summarised_as(metric),
+        f"{levels} t-interval of the mean across each configuration's own seeds (column seeds)")
+    lines.append(f"\nIntervals: {spans}, at 1 − the runs' alpha; – is one seed. Ranks compare this sweep's "
                  "configurations within one data condition only; hte-bench-leaderboard compares every "
                  "configuration of the experiment on their common seeds with paired tests. Full table: "
                  "`leaderboard.csv` when truth exists.")
@@ -302,6 +306,8 @@ def board_note(experiment_id: str, board, title: str, top: int = 3, metric: Opti
     loss: an R-score's is its negative)."""
     lines = [f"**{title}** — {len(board)} configurations; ranks within each data condition, "
              "paired tests on the condition's common seeds against the best.", ""]
+    if "parent_run_id" in board and (board.groupby("condition" if "condition" in board else "data").size() > top).any():
+        lines[0] += f" The first {top} of each condition below; every configuration: `leaderboard.csv`."
     if "parent_run_id" not in board:  # not a configuration board (nothing to link)
         return lines[0]
     where = "condition" if "condition" in board else "data"
