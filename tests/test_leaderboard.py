@@ -132,6 +132,15 @@ def test_promotion_says_where_its_winner_stands_on_the_board():
     assert "; not distinguishable from twin (adjusted p = " in line
     line = _winner_line(board, rows.loc["bad"])  # the better-ranked ones failed a gate
     assert "rank 3 of 3, worse against the best (adjusted p = " in line and "failed a gate above" in line
+    # Equal scores (a share of seeds, both 1.0): one rank, said as a tie, not as an untested comparison.
+    parents, seeds = _tables({"a": BASE, "b": BASE})
+    parents["metrics.ate_coverage_rate"] = [1.0, 1.0]
+    board = build(parents, seeds, "ate_coverage_rate")
+    win = board[board["vs_best"] == "best"].iloc[0]
+    other = ({"a", "b"} - {win["estimator"]}).pop()
+    line = _winner_line(board, win)
+    assert f"rank 1 of 2; tied with {other} (the same score; the first in the board's order was taken)" in line
+    assert "not distinguishable" not in line
 
 
 def test_unknown_metric_lists_the_rankable_ones():

@@ -48,7 +48,8 @@ def summary_text(metric: str, values: dict, seeds: list[int], alpha: float) -> s
 
     where = f"seeds {seed_list(seeds)}, n={len(seeds)}"
     if registry.summarised_as(metric) == "share":
-        return f"{f(metric)} [{f(metric + '_ci_lower')}, {f(metric + '_ci_upper')}] (share of {where}; Wilson interval)"
+        return (f"{f(metric)} [{f(metric + '_ci_lower')}, {f(metric + '_ci_upper')}] (share of {where}; "
+                f"{1 - alpha:.0%} Wilson interval)")
     if metric in PARENT_ONLY:
         return f"{f(metric)} (across {where}; no interval)"
     if len(seeds) < 2:
@@ -144,8 +145,15 @@ def _winner_line(board, win) -> str:
     if win["vs_best"] != "best":
         return (f"{text}, {win['vs_best']} against the best ({p_adj(win)}): every better-ranked configuration "
                 "failed a gate above")
-    tied = board[board["vs_best"].isin(["tied", "untested"]) & board["rank"].notna()]
-    worse = board[board["vs_best"].eq("worse")]
+    others = board[board["parent_run_id"] != win["parent_run_id"]] if "parent_run_id" in board else board
+    # Equal scores share the winner's rank: the tie is said as one (the winner is the first of them in the
+    # board's order), not as an untested comparison.
+    equal = others[others["rank"].notna() & (others["rank"] == win["rank"])]
+    tied = others[others["vs_best"].isin(["tied", "untested"]) & others["rank"].notna() & ~others.index.isin(equal.index)]
+    worse = others[others["vs_best"].eq("worse")]
+    if len(equal):
+        text += ("; tied with " + ", ".join(name(r) for _, r in equal.iterrows())
+                 + " (the same score; the first in the board's order was taken)")
     if len(worse):
         text += "; better than " + ", ".join(f"{name(r)} ({p_adj(r)})" for _, r in worse.iterrows())
     if len(tied):
