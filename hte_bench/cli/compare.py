@@ -491,8 +491,9 @@ def _study(parents, seeds, metric: str, by: str, out: Optional[Path]) -> None:
     level = study.runs_level(parents)  # the runs' own level; mixed levels fall back to 95%
     alpha = 1 - level
     table = study.study_table(parents, seeds, metric, by, level=level)
-    print(f"\n== {metric} by {by}: mean, {1 - alpha:.0%} t-interval and seeds; a column's cells on the seeds its "
-          f"configurations share (each column its own data condition; one row per configuration; not a ranking) ==")
+    print(f"\n== {metric} by {by}: mean, {1 - alpha:.0%} t-interval and seeds; each cell one data condition ({by} "
+          f"of its column, any other varying knob named in its row), on the seeds that condition's configurations "
+          f"share; one row per configuration; not a ranking ==")
     grid = study.study_grid(table, by, metric)
     print(grid.to_string())
     if grid.apply(lambda col: col.str.contains(OUTSIDE_MARK, regex=False)).any().any():
