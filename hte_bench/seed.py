@@ -62,7 +62,7 @@ class SeedContext:
 
 def evaluate_seed(cfg: DictConfig, seed: int, workdir: str, strict: bool = False, title: str = "") -> SeedResult:
     """Run the stages of one seed without MLflow; with ``strict``, input-stage errors raise ConfigError."""
-    from hte_bench.estimators.base import numpy_seed
+    from hte_bench.estimators.base import AdapterError, numpy_seed
     from hte_bench.evaluation import registry
 
     registry.load_modules(cfg.get("metric_modules"))  # a worker process registers the user's metrics too
@@ -76,7 +76,7 @@ def evaluate_seed(cfg: DictConfig, seed: int, workdir: str, strict: bool = False
             with numpy_seed(_stage_seed(seed, stage)):
                 _STAGES[stage](ctx)
         except Exception as err:
-            if strict and stage in INPUT_STAGES and E.is_input_error(stage, err):
+            if strict and (stage in INPUT_STAGES or isinstance(err, AdapterError)) and E.is_input_error(stage, err):
                 raise ConfigError(E.one_line(stage, err) + E.knobs(cfg, stage, err)) from err
             (out / "traceback.txt").write_text(f"stage: {stage}\n\n{traceback.format_exc()}")
             ctx.result.tags["error"] = E.one_line(stage, err)
@@ -118,7 +118,10 @@ def _stage_data(ctx: SeedContext) -> None:
 
 def _stage_estimator(ctx: SeedContext) -> None:
     """Build the estimator adapter with this seed's random states."""
+    from hte_bench.estimators.base import check_adapter
+
     ctx.adapter = make_estimator(ctx.cfg, ctx.seed)
+    check_adapter(ctx.adapter, str(ctx.cfg.estimator.get("_target_")))
 
 
 def _stage_fit(ctx: SeedContext) -> None:
@@ -251,11 +254,11 @@ def make_estimator(cfg: DictConfig, seed: int):
 
 def predict(adapter, dataset, alpha: float, est):
     """Fill ``est`` with point effects and intervals on both splits, the ATE and the library's own reports."""
-    from hte_bench.estimators.base import NoInference
+    from hte_bench.estimators.base import NoInference, check_effects
 
     t0 = time.perf_counter()
-    est.tau_hat_train = adapter.effect(dataset.X_train)
-    est.tau_hat_test = adapter.effect(dataset.X_test)
+    est.tau_hat_train = check_effects(adapter, adapter.effect(dataset.X_train), dataset.X_train)
+    est.tau_hat_test = check_effects(adapter, adapter.effect(dataset.X_test), dataset.X_test)
     for split, tau_hat in (("training", est.tau_hat_train), ("test", est.tau_hat_test)):
         bad = int(np.sum(~np.isfinite(np.asarray(tau_hat, dtype=float))))
         if bad:  # else the metrics are NaN and the configuration's means quietly stand on fewer seeds

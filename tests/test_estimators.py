@@ -351,6 +351,38 @@ def test_cate_slope_inference_is_not_rounded(data):
     assert (table["pvalue"] > 0).all() and table["point_estimate"].round(3).ne(table["point_estimate"]).all()
 
 
+def test_an_adapter_that_breaks_the_contract_is_refused_on_the_first_seed(tmp_path, monkeypatch, request):
+    # The same mistake on every seed: one line before any run exists, naming what is wrong (it was "predict:
+    # NotImplementedError: NotImplementedError", "LinearDML.fit() takes 3 positional arguments", or a length
+    # mismatch in the metrics, as FAILED seed runs).
+    import sys
+
+    from hte_bench.seed import evaluate_seed
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    request.addfinalizer(lambda: sys.modules.pop("broken_adapters", None))
+    (tmp_path / "broken_adapters.py").write_text(
+        "import numpy as np\nfrom hte_bench.estimators import CateAdapter\n\n"
+        "class NoEffect(CateAdapter):\n    def fit(self, X, T, Y):\n        self.feature_names_ = list(X.columns)\n"
+        "        return self\n\n"
+        "class TwoColumns(NoEffect):\n    def effect(self, X):\n        return np.zeros((len(X), 2))\n")
+    base = ["data.n=200", "data.n_test=100", "analyses.seeds=0", "tracking.plots=false"]
+    cases = {"econml.dml.LinearDML": r"estimator._target_=econml.dml.LinearDML builds a LinearDML, not an "
+                                     r"hte-bench adapter: an econml estimator goes under model: of",
+             "broken_adapters.NoEffect": r"NoEffect \(estimator._target_=broken_adapters.NoEffect\) does not "
+                                         r"implement effect\(X\)",
+             "broken_adapters.TwoColumns": r"TwoColumns.effect\(X\) returned shape \(200, 2\) for 200 rows; it must "
+                                           r"return one effect per row of X, shape \(200,\)"}
+    for target, message in cases.items():
+        cfg = compose(["estimator=zero_effect", f"estimator._target_={target}", *base])
+        with pytest.raises(ConfigError, match=message):
+            evaluate_seed(cfg, 0, str(tmp_path / "strict"), strict=True)
+    # Past the first seed the same error fails that seed, with the same words.
+    later = evaluate_seed(compose(["estimator=zero_effect", "estimator._target_=broken_adapters.TwoColumns", *base]),
+                          1, str(tmp_path / "later"))
+    assert later.status == "FAILED" and "returned shape (200, 2)" in later.tags["error"]
+
+
 def test_forest_dr_ate_interval_is_for_the_training_sample_only(data):
     dataset, _ = data
     adapter = make_estimator(compose(["estimator=causal_forest_dml", *SHRINK["causal_forest_dml"]]), seed=0)

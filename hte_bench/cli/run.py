@@ -99,8 +99,13 @@ def app(cfg: DictConfig) -> float:
         if not summary.get("n_seeds_ok") and summary.get("n_seeds_failed"):
             _all_failed.append(str(summary.get("_label", "?")))  # as its log lines name it
     except ConfigError as err:
-        # One line, nothing written; the sweep's other jobs go on and the exit code says it failed.
-        print(f"hte-bench: error: {err}", file=sys.stderr, flush=True)
+        # One line, nothing written; the sweep's other jobs go on and the exit code says it failed. In a sweep
+        # the line names the job, as Hydra's launch line does: the message alone may not say which it was.
+        from hydra.types import RunMode
+
+        job = (f"job #{hc.job.num} ({' '.join(hc.overrides.task)}): "
+               if hc is not None and hc.mode == RunMode.MULTIRUN else "")
+        print(f"hte-bench: error: {job}{err}", file=sys.stderr, flush=True)
         _errors.append(str(err))
         if hc is not None:
             _failed_outputs.append(Path(hc.runtime.output_dir))

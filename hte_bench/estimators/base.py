@@ -84,6 +84,41 @@ class NoInference(Exception):
     """Raised by an adapter that has no valid interval for the quantity asked; the message says why."""
 
 
+class AdapterError(ValueError):
+    """An adapter that breaks the CateAdapter contract (not one, a method missing, effects of the wrong shape):
+    the same on every seed, so the first seed's is refused as input, in one line, before any run exists."""
+
+
+def check_adapter(adapter, target: str) -> None:
+    """Raise AdapterError unless ``adapter`` (built from ``estimator._target_=target``) is a CateAdapter that
+    implements fit and effect."""
+    if not isinstance(adapter, CateAdapter):
+        raise AdapterError(
+            f"estimator._target_={target} builds a {type(adapter).__name__}, not an hte-bench adapter: an econml "
+            "estimator goes under model: of _target_: hte_bench.estimators.econml_adapter.EconmlAdapter (as in "
+            "conf/estimator/linear_dml.yaml); a class of your own subclasses hte_bench.estimators.CateAdapter")
+    missing = [m for m in ("fit(X, T, Y)", "effect(X)")
+               if getattr(type(adapter), m.split("(")[0]) is getattr(CateAdapter, m.split("(")[0])]
+    if missing:
+        raise AdapterError(f"{type(adapter).__name__} (estimator._target_={target}) does not implement "
+                           f"{' or '.join(missing)}: a CateAdapter subclass implements fit(X, T, Y) and effect(X)")
+
+
+def check_effects(adapter, tau_hat, X: pd.DataFrame) -> np.ndarray:
+    """``effect(X)`` as a 1-d float array of one effect per row of X, else AdapterError naming the shape."""
+    try:
+        values = np.asarray(tau_hat, dtype=float)
+    except (TypeError, ValueError):
+        values = None
+    if values is not None and values.ndim == 2 and values.shape[1] == 1:
+        values = values[:, 0]  # (n, 1): a column of effects, as some libraries return
+    if values is None or values.shape != (len(X),):
+        shape = "something that is not numbers" if values is None else f"shape {values.shape}"
+        raise AdapterError(f"{type(adapter).__name__}.effect(X) returned {shape} for {len(X)} rows; it must return "
+                           f"one effect per row of X, shape ({len(X)},)")
+    return values
+
+
 class CateAdapter(BaseEstimator):
     """Base class: wraps one CATE estimator behind fit / effect / effect_interval / ate_interval.
 
