@@ -198,3 +198,15 @@ def test_a_generator_that_returns_something_else_is_told_what_to_return():
 
     with pytest.raises(DataError, match=r"must return \(Dataset, Truth\) from hte_bench.data, not tuple of 3"):
         make_data(compose(["data._target_=test_data.three_things"]), 0)
+
+
+def test_a_feature_named_as_the_true_effect_is_refused():
+    # A generator returning its whole frame, tau included: every estimator would read the truth from it.
+    from hte_bench.data.base import Dataset
+
+    ds, truth = engagement.generate(seed=0, n=100, n_test=50)
+    leaked = Dataset(ds.X_train.assign(true_tau=truth.tau_train), ds.T_train, ds.Y_train,
+                     ds.X_test.assign(true_tau=truth.tau_test), ds.T_test, ds.Y_test)
+    with pytest.raises(DataError, match=r"^data: feature 'true_tau' looks like the true effect: every estimator"):
+        validate(leaked, truth)
+    validate(ds, truth)

@@ -69,6 +69,12 @@ def unpack(drawn) -> tuple[Dataset, Truth]:
     raise DataError(f"data: the generator must return (Dataset, Truth) from hte_bench.data, not {what}")
 
 
+# Column names that say "the true effect" (or the true propensity): never features (a CSV's by default, a
+# generator's ever), or every estimator would read the truth.
+TRUTH_NAMES = {"tau", "true_tau", "tau_true", "ite", "true_ite", "cate", "true_cate", "true_effect", "propensity",
+               "true_propensity", "propensity_true"}
+
+
 def validate(dataset: Dataset, truth: Truth) -> None:
     """Check shapes, binary non-constant treatment and absence of NaN; raise DataError with one line."""
     unpack((dataset, truth))
@@ -97,6 +103,13 @@ def validate(dataset: Dataset, truth: Truth) -> None:
                             "both arms are needed")
     if truth.known and (len(truth.tau_train) != len(dataset.X_train) or len(truth.tau_test) != len(dataset.X_test)):
         raise DataError("data: truth tau does not match the sample sizes")
+    # The true effect among the features (a generator returning its whole frame): an observed propensity score
+    # may be a covariate, an effect column never is.
+    leak = [str(c) for c in dataset.X_train.columns if str(c).lower() in TRUTH_NAMES and "propensity" not in str(c)]
+    if leak and truth.known:
+        raise DataError(f"data: feature {leak[0]!r} looks like the true effect: every estimator would read the truth "
+                        f"from it; leave it out of X_train/X_test (Truth carries tau), or rename it if it is an "
+                        f"observed covariate")
     missing = [m for m in truth.modifiers if m not in dataset.feature_names]
     if missing:
         raise DataError(f"data: true modifiers {missing} are not feature columns {dataset.feature_names}")

@@ -7,7 +7,7 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from hte_bench.data.base import DataError, Dataset, Truth
+from hte_bench.data.base import TRUTH_NAMES, DataError, Dataset, Truth
 
 
 def missing_file(path: str | Path) -> str | None:
@@ -30,11 +30,6 @@ def columns_hint(path: str | Path) -> str:
     except Exception as err:  # noqa: BLE001 — unreadable files are reported by _load with the details
         return f"{Path(path).name} cannot be read as CSV: {type(err).__name__}"
     return f"columns in {Path(path).name}: {', '.join(columns)}"
-
-
-# Column names that say "the true effect" (or the true propensity): never features by default.
-TRUTH_NAMES = {"tau", "true_tau", "tau_true", "ite", "true_ite", "cate", "true_cate", "true_effect", "propensity",
-               "true_propensity", "propensity_true"}
 
 
 def _load(path: str | Path, outcome: str, treatment: str, features: Optional[Sequence[str]],
