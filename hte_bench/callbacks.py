@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 # environment, set before any job starts.
 SWEEP_ENV = "HTE_BENCH_SWEEP_RUN_ID"
 _BAR: dict[str, Any] = {}
+SUMMARY_FAILED: list[str] = []  # the sweep summary's error, if it raised (cli.run then exits 1)
 
 
 class SweepRun(Callback):
@@ -85,13 +86,29 @@ class SweepRun(Callback):
             bar.update()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        run_id = os.environ.pop(SWEEP_ENV, None)
+        if not run_id:
+            return
+        try:
+            self._end_sweep(config, run_id)
+        except Exception as err:  # noqa: BLE001 — Hydra would only warn and exit 0
+            # The sweep's summary is the study's answer: its failure must fail the command (cli.run exits 1),
+            # and the sweep run must not stay RUNNING. The configuration runs are kept.
+            log.exception("sweep %s: its summary failed", run_id)
+            SUMMARY_FAILED.append(f"{type(err).__name__}: {err}")
+            try:
+                from hte_bench.tracking import Tracker
+
+                Tracker.from_config(config.tracking).end(run_id, "FAILED")
+            except Exception:  # noqa: BLE001 — the store may be what failed; the first error is the one to say
+                pass
+
+    def _end_sweep(self, config: DictConfig, run_id: str) -> None:
+        """Rank the sweep's configurations, tag and describe its run with the best, print the summary."""
         from hte_bench.errors import ConfigError
         from hte_bench.evaluation import registry
         from hte_bench.tracking import Tracker
 
-        run_id = os.environ.pop(SWEEP_ENV, None)
-        if not run_id:
-            return
         bar = _BAR.pop(run_id, None)
         if bar is not None:
             bar.close()

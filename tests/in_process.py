@@ -45,6 +45,7 @@ def _fresh_process_state() -> None:
     store._UNREACHABLE.clear()
     claims._WARNED.clear()
     callbacks._BAR.clear()
+    callbacks.SUMMARY_FAILED.clear()
     callbacks._OPEN_AT_EXIT[:] = ["FAILED"]
     callbacks._OPEN_SWEEP.clear()
 

@@ -19,6 +19,24 @@ def test_a_bad_job_in_a_sweep_does_not_stop_the_others(tmp_path, migrated_mlruns
     assert all(r.info.status == "FINISHED" for r in runs)
 
 
+def test_a_sweep_whose_summary_fails_exits_non_zero_and_keeps_its_runs(tmp_path, migrated_mlruns, monkeypatch):
+    # Hydra only warns about a callback that raises, and exited 0 with no summary printed (a new-user pass saw
+    # it with a bug in the summary): the sweep's answer is missing, so the command fails, in one line.
+    from hte_bench import callbacks
+
+    def broken(self, config, run_id):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(callbacks.SweepRun, "_end_sweep", broken)
+    store = migrated_mlruns(tmp_path)
+    proc = run_here(["-m", "estimator=zero_effect", "data.noise=0.5,2.0", "n_seeds=1", *LEAN], cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert _error_lines(proc) == ["hte-bench: error: the sweep's summary failed (RuntimeError: boom); its "
+                                  "configuration runs are kept: hte-bench-leaderboard ranks them"]
+    status = {r.data.tags["hte_bench.kind"]: r.info.status for r in all_runs(store, "hte-bench")}
+    assert status == {"sweep": "FAILED", "config": "FINISHED", "seed": "FINISHED"}
+
+
 def test_a_configuration_whose_every_seed_failed_exits_non_zero(tmp_path, migrated_mlruns):
     # The seed runs are kept (FAILED, with their tracebacks), but a script must see that nothing was fitted.
     store = migrated_mlruns(tmp_path)

@@ -263,6 +263,11 @@ def main() -> None:
             raise
         print(f"hte-bench: error: {line}", file=sys.stderr)
         _refused(before)
+    from hte_bench.callbacks import SUMMARY_FAILED
+
+    if SUMMARY_FAILED:  # the configuration runs are in the store; the sweep's ranking and best are not
+        print(f"hte-bench: error: the sweep's summary failed ({SUMMARY_FAILED[0]}); its configuration runs are "
+              "kept: hte-bench-leaderboard ranks them", file=sys.stderr)
     if _all_failed:  # runs were logged (FAILED, with tracebacks); a script must still see that nothing fitted
         print(f"hte-bench: error: every seed failed in {len(_all_failed)} configuration(s): "
               f"{', '.join(_all_failed)}; see the error tag and traceback.txt of their seed runs", file=sys.stderr)
@@ -273,7 +278,7 @@ def main() -> None:
             discard_unused()
         _remove_failed_outputs(before)
         sys.exit(2)
-    if _all_failed:
+    if _all_failed or SUMMARY_FAILED:
         sys.exit(1)  # 2 (refused input) wins when a sweep had both
 
 
