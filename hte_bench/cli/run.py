@@ -160,8 +160,9 @@ def hydra_error_line(err: Exception) -> str | None:
             leaf = str(key).rsplit(".", 1)[-1]
             close = difflib.get_close_matches(leaf, [str(k) for k in parent.keys()], n=2)
             prefix = str(key).rsplit(".", 1)[0] + "." if "." in str(key) else ""
-            hint = f"did you mean {' or '.join(prefix + c for c in close)}? " if close else ""
-            return f"{key} is not a key of this config; {hint}(to add a new key write +{key}=...)"
+            add = f"to add a new key write +{key}=..."
+            return (f"{key} is not a key of this config; did you mean {' or '.join(prefix + c for c in close)}? ({add})"
+                    if close else f"{key} is not a key of this config; {add}")
         return text
     if isinstance(err, (OverrideParseException, HydraException)):
         return " ".join(str(err).split())

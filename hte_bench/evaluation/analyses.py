@@ -196,10 +196,11 @@ def insights_skipped(estimate: "Estimate", k: int) -> str:
     """insights.md of a seed past ``analyses.seeds``: the estimator's own statement, and why no projection."""
     from hte_bench.evaluation import insights as I
 
+    where = (f"so it runs on the first {k} seeds of the configuration (`analyses.seeds={k}`; `analyses.seeds=true` "
+             "for every seed). See insights.md of those seed runs." if k else
+             "and `analyses.seeds=0` turns it off on every seed (`analyses.seeds=true` or a number turns it on).")
     return I.compose(f"## Effect modifiers\n\nNo best linear projection for this seed: it fits DR nuisance models "
-                     f"of its own, so it runs on the first {k} seeds of the configuration (`analyses.seeds={k}`; "
-                     f"`analyses.seeds=true` for every seed). See insights.md of those seed runs.\n",
-                     estimate.native_insights)
+                     f"of its own, {where}\n", estimate.native_insights)
 
 
 def truth_free(dataset: "Dataset", estimate: "Estimate", truth: Optional["Truth"], settings: Settings) -> AnalysisResult:
