@@ -99,7 +99,9 @@ class SweepRun(Callback):
             try:
                 from hte_bench.tracking import Tracker
 
-                Tracker.from_config(config.tracking).end(run_id, "FAILED")
+                tracker = Tracker.from_config(config.tracking)
+                tracker.end(run_id, "FAILED")
+                _end_lease(config, tracker, run_id)  # else the sweep's lease stays until it expires
             except Exception:  # noqa: BLE001 — the store may be what failed; the first error is the one to say
                 pass
 
@@ -180,11 +182,11 @@ def sweep_size(config: DictConfig) -> Any:
 
 def _interval_kind(metric: str) -> str:
     """What the interval of a sweep's aggregate ``metric`` is."""
-    # A coverage rate is a share of seeds (Wilson interval, evaluation/aggregate.py); a _mean a mean across them.
     from hte_bench.evaluation import registry
 
-    return "Wilson interval of the share of seeds" if registry.summarised_as(metric) == "share" else \
-        "t-interval across each configuration's seeds"
+    return {"share": "Wilson interval of the share of seeds",
+            "rms": "no interval: a root mean square over the seeds"}.get(
+        registry.summarised_as(metric), "t-interval across each configuration's seeds")
 
 
 def _value_on_seeds(top: list[dict], parent_id: str, value: float, metric: str, alpha: float) -> str:
@@ -223,8 +225,11 @@ def print_summary(top: list[dict], metric: str, how: str, alpha: float = 0.05) -
     for condition, rows in table.groupby("condition", sort=True):
         print(f"\n{condition}\n" + rows.drop(columns="condition").to_string(index=False), flush=True)
     if (table["interval"] == "–").any():
-        print("\n–: one seed, no interval (and no comparison can be tested on it); a rank of – : no value, every "
-              "seed failed", flush=True)
+        from hte_bench.evaluation import registry
+
+        dash = "no interval (a root mean square)" if registry.summarised_as(metric) == "rms" else \
+            "one seed, no interval (and no comparison can be tested on it)"
+        print(f"\n–: {dash}; a rank of – : no value, every seed failed", flush=True)
     if table["interval"].str.endswith(OUTSIDE_MARK).any():
         print(OUTSIDE_NOTE, flush=True)
     finished = table[table["seeds"] != "none finished"]  # a configuration whose every seed failed summarises none

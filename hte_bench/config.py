@@ -185,8 +185,9 @@ def _library_roots() -> tuple[str, ...]:
 
 def user_file(target: str) -> Optional[Path]:
     """The file of a ``_target_``'s module when it is the user's own code (not hte_bench, whose sources the
-    ``code_hash`` covers, nor the standard library or an installed package, whose versions are tagged); None
-    otherwise. A library is recognised from its top-level package, found without importing it."""
+    ``code_hash`` covers, nor the standard library or an installed package: the versions of the main fitting
+    libraries are resume keys, store.RESUME_PACKAGES); None otherwise. A library is recognised from its
+    top-level package, found without importing it."""
     import importlib.util
 
     top = target.split(".")[0]

@@ -344,6 +344,7 @@ def record_configuration(plan: Plan, parent: str, results: list[SeedResult], wor
             tracker.finish_parent(parent, summary, str(parent_dir), "FINISHED" if rows else "FAILED",
                                   tags=_parent_tags(plan, ok, per_seed, summary, failed),
                                   keep=(str(cfg.optimized_metric),), per_seed=per_seed)
+            plan.summarising = False  # written and closed: nothing after this makes it half-written
     summary["_parent_run_id"], summary["_label"] = parent, plan.label  # the run's id, and its name in log lines
     return summary
 

@@ -99,10 +99,13 @@ def _stage_seed(seed: int, stage: str) -> int:
 def preflight_inputs(cfg: DictConfig, seed: int) -> None:
     """The data and estimator stages of one seed as input checks, before the store is reached: ConfigError
     on data that cannot be fitted or an estimator that cannot be built (the draw stays cached)."""
+    from hte_bench.estimators.base import numpy_seed
+
     ctx = SeedContext(cfg=cfg, seed=seed, out=Path("."), result=SeedResult(seed=seed, status="FAILED"))
     for stage in ("data", "estimator"):
         try:
-            _STAGES[stage](ctx)
+            with numpy_seed(_stage_seed(seed, stage)):  # as evaluate_seed: the cached draw is the same one
+                _STAGES[stage](ctx)
         except Exception as err:
             raise ConfigError(E.one_line(stage, err) + E.knobs(cfg, stage, err)) from err
 

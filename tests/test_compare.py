@@ -212,7 +212,8 @@ def test_a_knob_sweep_is_two_conditions_never_pooled(tmp_path, capsys, migrated_
     _lb(uri, "--by", "data.noise", "--metric", "cate_rmse_test")
     out = capsys.readouterr().out
     assert f"== {small} [condition" in out and f"== {small} noise=3.0 [condition" in out
-    assert "cate_rmse_test by data.noise: mean, 95% t-interval and seeds; a column's cells on the seeds" in out
+    assert ("cate_rmse_test by data.noise: mean, 95% t-interval and seeds; each cell one data condition "
+            "(data.noise of its column, any other varying knob named in its row)") in out
     report = next(r for r in all_runs(uri, "hte-bench") if r.data.tags.get("hte_bench.kind") == "leaderboard")
     # The study figure has the sweep run's file name (the README's), on the leaderboard run too.
     assert "plots/study_engagement_data_noise.png" in {f.path for f in c.list_artifacts(report.info.run_id, "plots")}

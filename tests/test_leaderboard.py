@@ -514,3 +514,14 @@ def test_a_sweeps_rows_rank_equal_values_alike_and_say_what_tells_them_apart():
     rows = sweep_rows([run("a", 5, 0.3), run("b", 10, 0.3), run("c", 20, 0.4)], "cate_rmse_test_mean")
     assert [r["rank"] for r in rows] == [1, 1, 3]  # as the leaderboard ranks ties
     assert [r["settings"] for r in rows] == [f"estimator.model.min_samples_leaf={k}" for k in (5, 10, 20)]
+    # A share of seeds carries its Wilson bounds (logged beside it); the note says their kind and level.
+    from hte_bench.tracking.notes import sweep_note
+
+    share = run("d", 5, 0.0)
+    share.data.metrics.update({"ate_coverage_rate": 0.9, "ate_coverage_rate_ci_lower": 0.6,
+                               "ate_coverage_rate_ci_upper": 0.98})
+    share.data.params["alpha"] = "0.1"
+    (row,) = sweep_rows([share], "ate_coverage_rate")
+    assert (row["lo"], row["hi"]) == (0.6, 0.98)
+    note = sweep_note("1", [row], "ate_coverage_rate", "closest to 1-alpha", 1, None)
+    assert "| 0.9 | [0.6, 0.98] |" in note and "90% Wilson interval of the share" in note

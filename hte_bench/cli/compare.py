@@ -196,7 +196,7 @@ def _numbers_as_floats(label: str) -> str:
 def _value_header(metric: str, mid: str) -> str:
     """What the board's value column holds: a mean with its interval, a rate with its interval, or a root mean
     square over seeds (no interval)."""
-    if metric == "ate_rmse":
+    if registry.summarised_as(metric) == "rms":
         return "(root mean square over seeds)"
     return "mean [CI]" if mid != metric else "[CI]"
 
@@ -422,9 +422,10 @@ def write_report(tracker, board, avg, seeds, metric: str, out: Path, plots: bool
             fig.savefig(out / "plots" / file, dpi=100, bbox_inches="tight")
 
 
-# scipy's method="auto" (checked on scipy 1.17): the exact distribution up to 50 pairs (a permutation one when
-# differences tie), its normal approximation beyond, so a 200-seed board's p-values are approximate.
-TESTS = {"wilcoxon": "Wilcoxon signed-rank test, exact up to 50 common seeds, normal approximation beyond (scipy)",
+# scipy's method="auto" (scipy 1.17): exact only up to 50 pairs with no tied or zero differences; otherwise a
+# permutation test on few pairs or the normal approximation, so many boards' p-values are approximate.
+TESTS = {"wilcoxon": "Wilcoxon signed-rank test as scipy chooses it: exact up to 50 common seeds without tied or "
+                     "zero differences, else a permutation test or the normal approximation",
          "ttest": "paired t-test"}
 
 
@@ -510,7 +511,7 @@ def leaderboard_main(argv: Optional[list[str]] = None) -> None:
     p = _common("hte-bench-leaderboard", leaderboard_main.__doc__)
     p.add_argument("--by", default=None, metavar="data.KNOB",
                    help="also print the metric against this data knob (a study: one row per configuration, "
-                        "one column per value, mean and 1-alpha t-interval over seeds)")
+                        "one column per value, mean and 1-alpha t-interval over seeds; 95%% when the runs' alphas differ)")
     p.add_argument("--no-log", action="store_true", help="print only; do not log a leaderboard run")
     args = p.parse_args(argv)
     try:

@@ -46,6 +46,8 @@ def summary_text(metric: str, values: dict, seeds: list[int], alpha: float) -> s
         v = values.get(key)
         return "–" if v is None or not math.isfinite(float(v)) else f"{float(v):.4g}"
 
+    if not seeds:
+        return "– (no seed finished)"
     where = f"seeds {seed_list(seeds)}, n={len(seeds)}"
     if registry.summarised_as(metric) == "share":
         return (f"{f(metric)} [{f(metric + '_ci_lower')}, {f(metric + '_ci_upper')}] (share of {where}; "
@@ -105,12 +107,14 @@ def confirmations(tracker, metric: str):
         return pd.DataFrame()
     mid = f"metrics.{metric}_mean" if f"metrics.{metric}_mean" in runs else f"metrics.{metric}"
     alphas = sorted({float(a) for a in runs["params.alpha"].dropna()}) if "params.alpha" in runs else [0.05]
-    kind = "Wilson" if registry.summarised_as(metric) == "share" else "t-interval"
-    label = f"{metric} [{'/'.join(f'{1 - a:.0%}' for a in alphas) or '95%'} {kind}]"
+    kind = {"share": "Wilson", "rms": ""}.get(registry.summarised_as(metric), "t-interval")
+    label = f"{metric} [{'/'.join(f'{1 - a:.0%}' for a in alphas) or '95%'} {kind}]" if kind else \
+        f"{metric} (root mean square, no interval)"
     return pd.DataFrame({
         "condition": runs.get("tags.condition"), "estimator": runs["tags.estimator"],
         "config_hash": runs["tags.config_hash"], "selection seeds": _readable(runs.get("tags.selection_seeds")),
-        "confirmation seeds": _readable(runs.get("tags.confirmation_seeds")),
+        # The seeds its figures are over (its seeds tag: those that finished), not every fresh seed asked for.
+        "confirmation seeds": _readable(runs.get("tags.seeds")),
         label: [_interval(r, mid, f"metrics.{metric}_ci_lower", f"metrics.{metric}_ci_upper")
                 + (OUTSIDE_MARK if leaves_range(metric, r.get(f"metrics.{metric}_ci_lower"),
                                             r.get(f"metrics.{metric}_ci_upper")) else "")

@@ -105,7 +105,7 @@ def validate(dataset: Dataset, truth: Truth) -> None:
         raise DataError("data: truth tau does not match the sample sizes")
     # The true effect among the features (a generator returning its whole frame): an observed propensity score
     # may be a covariate, an effect column never is.
-    leak = [str(c) for c in dataset.X_train.columns if str(c).lower() in TRUTH_NAMES and "propensity" not in str(c)]
+    leak = [str(c) for c in dataset.X_train.columns if str(c).lower() in TRUTH_NAMES and "propensity" not in str(c).lower()]
     if leak and truth.known:
         raise DataError(f"data: feature {leak[0]!r} looks like the true effect: every estimator would read the truth "
                         f"from it; leave it out of X_train/X_test (Truth carries tau), or rename it if it is an "

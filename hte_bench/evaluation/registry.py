@@ -353,6 +353,10 @@ def register(new: MetricSpec) -> MetricSpec:
                           "(truth, estimate) that computes it, e.g. fn='my_metrics.ate_abs_error'")
     if new.goal not in GOALS:
         raise ConfigError(f"metric {new.name!r}: goal={new.goal!r} is not allowed; allowed: {', '.join(GOALS)}")
+    if new.of_seeds is not None and (len(new.of_seeds) != 2 or new.of_seeds[1] != "share"):
+        raise ConfigError(f"metric {new.name!r}: of_seeds={new.of_seeds!r} is not allowed; a metric of your own is "
+                          "per seed (leave of_seeds out: its mean and t-interval are computed), or a share of seeds "
+                          "of a per-seed 0/1 metric: of_seeds=('<that metric>', 'share')")
     if new.goal == "target" and not _is_target(new.target):
         raise ConfigError(f"metric {new.name!r}: goal='target' needs target=<number> or target='1-alpha' (the "
                           f"value it aims at), got target={new.target!r}")

@@ -211,8 +211,10 @@ def sweep_rows(parents: list, metric: str, top: int = 1000) -> list[dict]:
     for p in parents:
         value = p.data.metrics.get(metric, math.nan)
         base, stat = registry.split_name(metric)
-        lo = p.data.metrics.get(f"{base}_ci_lower") if stat == "mean" else None
-        hi = p.data.metrics.get(f"{base}_ci_upper") if stat == "mean" else None
+        # A mean's t-interval, or a share of seeds' Wilson interval (ate_coverage_rate): logged beside it.
+        bounded = stat == "mean" or (stat is None and registry.summarised_as(base) == "share")
+        lo = p.data.metrics.get(f"{base}_ci_lower") if bounded else None
+        hi = p.data.metrics.get(f"{base}_ci_upper") if bounded else None
         alpha = float(p.data.params.get("alpha", 0.05))
         score = registry.aggregate_loss(metric, value, alpha) if math.isfinite(value) else math.inf
         rows.append({"condition": p.data.tags.get("condition") or p.data.tags.get("data", "?"),
@@ -291,7 +293,8 @@ def sweep_note(experiment_id: str, rows: list[dict], metric: str, how: str, n_co
              "rms": "none (a root mean square over each configuration's own seeds, column seeds)"}.get(
         registry.summarised_as(metric),
         f"{levels} t-interval of the mean across each configuration's own seeds (column seeds)")
-    lines.append(f"\nIntervals: {spans}, at 1 − the runs' alpha; – is one seed. Ranks compare this sweep's "
+    dash = "" if registry.summarised_as(metric) == "rms" else ", at 1 − the runs' alpha; – is one seed"
+    lines.append(f"\nIntervals: {spans}{dash}. Ranks compare this sweep's "
                  "configurations within one data condition only; hte-bench-leaderboard compares every "
                  "configuration of the experiment on their common seeds with paired tests. Full table: "
                  "`leaderboard.csv` when truth exists.")
