@@ -227,6 +227,24 @@ def run_composed(overrides: list[str]) -> dict:
     return run(cfg, choices=choices)
 
 
+@pytest.fixture
+def user_module(tmp_path, monkeypatch):
+    """Write a module of the user's (``name``, ``source``) into an importable folder, as a user's file beside
+    their command; the module is forgotten after the test. Returns its path."""
+    names = []
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def write(name: str, source: str) -> Path:
+        names.append(name)
+        path = tmp_path / f"{name}.py"
+        path.write_text(source)
+        return path
+
+    yield write
+    for name in names:
+        sys.modules.pop(name, None)
+
+
 @pytest.fixture(autouse=True)
 def _no_mlflow_environment(monkeypatch):
     """Each test starts without MLflow's URI variables: mlflow.set_tracking_uri() (promotion, model

@@ -351,18 +351,14 @@ def test_cate_slope_inference_is_not_rounded(data):
     assert (table["pvalue"] > 0).all() and table["point_estimate"].round(3).ne(table["point_estimate"]).all()
 
 
-def test_an_adapter_that_breaks_the_contract_is_refused_on_the_first_seed(tmp_path, monkeypatch, request):
+def test_an_adapter_that_breaks_the_contract_is_refused_on_the_first_seed(tmp_path, user_module):
     # The same mistake on every seed: one line before any run exists, naming what is wrong (it was "predict:
     # NotImplementedError: NotImplementedError", "LinearDML.fit() takes 3 positional arguments", or a length
     # mismatch in the metrics, as FAILED seed runs).
-    import sys
-
     from hte_bench.seed import evaluate_seed
 
-    monkeypatch.syspath_prepend(str(tmp_path))
-    request.addfinalizer(lambda: sys.modules.pop("broken_adapters", None))
-    (tmp_path / "broken_adapters.py").write_text(
-        "import numpy as np\nfrom hte_bench.estimators import CateAdapter\n\n"
+    user_module(
+        "broken_adapters", "import numpy as np\nfrom hte_bench.estimators import CateAdapter\n\n"
         "class NoEffect(CateAdapter):\n    def fit(self, X, T, Y):\n        self.feature_names_ = list(X.columns)\n"
         "        return self\n\n"
         "class TwoColumns(NoEffect):\n    def effect(self, X):\n        return np.zeros((len(X), 2))\n")

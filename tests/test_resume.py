@@ -74,17 +74,13 @@ def test_a_summary_over_other_seeds_keeps_no_metric_of_the_seeds_it_left(store):
     assert client(store).get_run(parent).data.metrics["rscore_mean"] == back["rscore_mean"] == first["rscore_mean"]
 
 
-def test_a_finished_run_stopped_while_seeds_are_added_stays_finished(store, tmp_path, monkeypatch, request):
+def test_a_finished_run_stopped_while_seeds_are_added_stays_finished(store, user_module):
     # Ctrl-C while n_seeds=4 adds seeds 2-3 to a finished run of seeds 0-1: the run still holds its summary of
     # 0-1, so it stays FINISHED (boards keep it) instead of becoming KILLED; seed 2's run stays for next time.
-    import sys
-
     import pytest
 
-    monkeypatch.syspath_prepend(str(tmp_path))
-    request.addfinalizer(lambda: sys.modules.pop("stops_at_3", None))
-    (tmp_path / "stops_at_3.py").write_text(
-        "from hte_bench.data import engagement\n\n"
+    user_module(
+        "stops_at_3", "from hte_bench.data import engagement\n\n"
         "def generate(seed, n=200, n_test=100, **knobs):\n"
         "    if seed == 3:\n        raise KeyboardInterrupt  # as Ctrl-C would, while seed 3 is drawn\n"
         "    return engagement.generate(seed, n=n, n_test=n_test, **knobs)\n")

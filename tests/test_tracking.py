@@ -1,7 +1,6 @@
 """The tracking store: one-line errors a new user hits, SQLite URI parsing, resume across code versions."""
 import logging
 import socket
-import sys
 import time
 from pathlib import Path
 
@@ -139,15 +138,13 @@ def test_resume_joins_only_a_parent_of_the_same_sources_and_libraries(store, cap
     assert not [r for r in caplog.records if r.getMessage().startswith("resume:")]
 
 
-def test_an_edited_adapter_of_the_users_is_refitted_not_resumed(store, tmp_path, monkeypatch, caplog, request):
+def test_an_edited_adapter_of_the_users_is_refitted_not_resumed(store, user_module, caplog):
     # The user's own adapter is hashed like hte_bench's sources: edited, its seeds are refitted (a new parent
     # of the same configuration), never kept from the old code. Libraries' files are not: their versions are.
     from hte_bench import config as C
 
-    monkeypatch.syspath_prepend(str(tmp_path))
-    request.addfinalizer(lambda: sys.modules.pop("my_adapter", None))
-    module = tmp_path / "my_adapter.py"
-    module.write_text("from hte_bench.estimators.baselines import ZeroEffect\n\nclass Mine(ZeroEffect):\n    pass\n")
+    module = user_module("my_adapter", "from hte_bench.estimators.baselines import ZeroEffect\n\n"
+                                       "class Mine(ZeroEffect):\n    pass\n")
     args = [*TINY, "estimator=zero_effect", "estimator._target_=my_adapter.Mine", f"tracking.uri={store}", "n_seeds=1"]
     first = run_composed(args)["_parent_run_id"]
     tag = client(store).get_run(first).data.tags["user_code_hash"]
