@@ -24,11 +24,19 @@ def one_line(stage: str, err: BaseException) -> str:
 
 
 def knobs(cfg, stage: str, err: BaseException) -> str:
-    """For a generator's own error (e.g. numpy's "scale < 0"): the knobs it was called with, so the bad one shows."""
+    """For a generator's own error (e.g. numpy's "scale < 0") or a fit's TypeError (``estimator.shrink=abc``
+    multiplied): the values it was given, so the bad one shows."""
     from omegaconf import OmegaConf
 
     from hte_bench.data.base import DataError
 
+    if stage == "fit" and isinstance(err.__cause__ or err, TypeError) and cfg.get("estimator") is not None:
+        from hte_bench.config import flatten_dict
+
+        given = {k: v for k, v in flatten_dict(OmegaConf.to_container(cfg.estimator, resolve=True)).items()
+                 if not k.endswith("_target_") and v is not None}
+        return (f" (estimator {cfg.estimator.get('_target_')} given "
+                f"{', '.join(f'estimator.{k}={v!r}' for k, v in given.items())})")[:300] if given else ""
     if stage != "data" or isinstance(err.__cause__ or err, DataError):  # Hydra's instantiate wraps errors
         return ""
     given = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k != "_target_"}

@@ -361,7 +361,9 @@ def test_an_adapter_that_breaks_the_contract_is_refused_on_the_first_seed(tmp_pa
         "broken_adapters", "import numpy as np\nfrom hte_bench.estimators import CateAdapter\n\n"
         "class NoEffect(CateAdapter):\n    def fit(self, X, T, Y):\n        self.feature_names_ = list(X.columns)\n"
         "        return self\n\n"
-        "class TwoColumns(NoEffect):\n    def effect(self, X):\n        return np.zeros((len(X), 2))\n")
+        "class TwoColumns(NoEffect):\n    def effect(self, X):\n        return np.zeros((len(X), 2))\n\n"
+        "class Shrunk(TwoColumns):\n    def __init__(self, shrink=0.5):\n        self.shrink = shrink\n"
+        "    def fit(self, X, T, Y):\n        self.ate_ = np.mean(Y) * self.shrink\n        return self\n")
     base = ["data.n=200", "data.n_test=100", "analyses.seeds=0", "tracking.plots=false"]
     cases = {"econml.dml.LinearDML": r"estimator._target_=econml.dml.LinearDML builds a LinearDML, not an "
                                      r"hte-bench adapter: an econml estimator goes under model: of",
@@ -373,6 +375,11 @@ def test_an_adapter_that_breaks_the_contract_is_refused_on_the_first_seed(tmp_pa
         cfg = compose(["estimator=zero_effect", f"estimator._target_={target}", *base])
         with pytest.raises(ConfigError, match=message):
             evaluate_seed(cfg, 0, str(tmp_path / "strict"), strict=True)
+    # A parameter of the wrong type fails in fit: the line shows what the estimator was given.
+    cfg = compose(["estimator=zero_effect", "estimator._target_=broken_adapters.Shrunk", "+estimator.shrink=abc", *base])
+    with pytest.raises(ConfigError, match=r"^fit: TypeError: .*\(estimator broken_adapters.Shrunk given "
+                                          r"estimator.shrink='abc'\)$"):
+        evaluate_seed(cfg, 0, str(tmp_path / "strict"), strict=True)
     # Past the first seed the same error fails that seed, with the same words.
     later = evaluate_seed(compose(["estimator=zero_effect", "estimator._target_=broken_adapters.TwoColumns", *base]),
                           1, str(tmp_path / "later"))
