@@ -206,6 +206,35 @@ def user_file(target: str) -> Optional[Path]:
     return found if found is not None and found.is_file() else None
 
 
+def model_dependencies(cfg: DictConfig) -> tuple[list[str], list[str]]:
+    """What a registered model of this configuration needs to load elsewhere: the installed distributions its
+    estimator's ``_target_``s come from (DoubleML, CausalML, LightGBM, …), and the user's own modules (their
+    file, or their top-level package's folder) to ship beside it. hte_bench itself is shipped by the registry."""
+    import importlib.metadata
+    import importlib.util
+
+    distributions = importlib.metadata.packages_distributions()
+    packages, paths = set(), set()
+    for _, target in _estimator_targets(cfg):
+        top = target.split(".")[0]
+        if top == "hte_bench":  # an adapter of ours names the libraries it imports inside (REQUIRES)
+            import importlib
+
+            module = importlib.import_module(target.rsplit(".", 1)[0])
+            for name in getattr(module, "REQUIRES", ()):
+                packages.update(distributions.get(name, []))
+            continue
+        if not top:
+            continue
+        if user_file(target) is not None:
+            spec = importlib.util.find_spec(top)
+            folders = list(spec.submodule_search_locations or []) if spec is not None else []
+            paths.add(folders[0] if folders else str(spec.origin))
+        else:
+            packages.update(distributions.get(top, []))
+    return sorted(packages), sorted(paths)
+
+
 def user_code_hash(cfg: DictConfig) -> str:
     """Short hash of the user's own modules the estimator is built from (an adapter subclass, a nuisance model
     of theirs), '' for none. A resume key, like hte-bench's own sources: an edited adapter refits its seeds

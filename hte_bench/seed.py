@@ -255,6 +255,28 @@ def make_estimator(cfg: DictConfig, seed: int):
     return instantiate(C.seeded(cfg, "estimator", seed))
 
 
+def seeded_data(cfg: DictConfig, seed: int):
+    """``make_data`` as a seed's data stage draws it (numpy's global generator seeded for the stage)."""
+    from hte_bench.estimators.base import numpy_seed
+
+    with numpy_seed(_stage_seed(seed, "data")):
+        return make_data(cfg, seed)
+
+
+def fitted_adapter(cfg: DictConfig, seed: int, X, T, Y):
+    """The configuration's adapter built, checked and fitted on (X, T, Y) as a seed's stages do it (numpy's global
+    generator seeded per stage), so promotion's refit is the seed run's fit; AdapterError if it breaks the
+    contract."""
+    from hte_bench.estimators.base import check_adapter, numpy_seed
+
+    with numpy_seed(_stage_seed(seed, "estimator")):
+        adapter = make_estimator(cfg, seed)
+    check_adapter(adapter, str(cfg.estimator.get("_target_")))
+    with numpy_seed(_stage_seed(seed, "fit")):
+        adapter.fit(X, T, Y)  # the adapter, not what fit returns (a user's fit may return None)
+    return adapter
+
+
 def predict(adapter, dataset, alpha: float, est):
     """Fill ``est`` with point effects and intervals on both splits, the ATE and the library's own reports."""
     from hte_bench.estimators.base import NoInference, check_effects

@@ -163,6 +163,10 @@ def test_an_edited_adapter_of_the_users_is_refitted_not_resumed(store, user_modu
     from hte_bench.data.conditions import source_hash as data_source
 
     assert data_source({"_target_": "my_adapter.Mine.fit"}) != ""
+    # A registered model of it ships the user's module and requires the libraries its estimator comes from.
+    assert C.model_dependencies(compose(args)) == ([], [str(module)])
+    assert "DoubleML" in C.model_dependencies(compose(["estimator=doubleml_irm"]))[0]
+    assert "econml" in C.model_dependencies(compose(["estimator=linear_dml"]))[0]
 
 
 def test_resume_must_be_true_false_or_force(store):

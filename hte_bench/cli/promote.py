@@ -182,7 +182,8 @@ def promote(args) -> None:
     from hte_bench.config import seed_list
     from hte_bench.data.base import DataError
     from hte_bench.runner import CHOICE
-    from hte_bench.seed import make_data, make_estimator
+    from hte_bench.estimators.base import AdapterError
+    from hte_bench.seed import fitted_adapter, seeded_data
 
     P.check_model_name(args.name)
     current_folder_importable()  # a user's generator, for the confirmation and the refit, as for hte-bench
@@ -224,6 +225,10 @@ def promote(args) -> None:
     confirmed = confirm(tracker, config_text, choices, win, selection, n_confirm, args.name) if n_confirm else None
     if confirmed:
         confirmed["text"] = summary_text(args.metric, confirmed["summary"], confirmed["seeds"], alpha)
+        if not confirmed["seeds"]:  # nothing confirms it: no alias moves on the selection's figures alone
+            raise ConfigError(f"confirmation: every fresh seed ({seed_list(confirmed['asked'])}) failed in run "
+                              f"{confirmed['run_id']}; not promoted (see the error tag and traceback.txt of its seed "
+                              "runs), or skip the check with --confirm-seeds 0")
         lost = sorted(set(confirmed["asked"]) - set(confirmed["seeds"]))
         print(f"confirmation {args.metric}: {confirmed['text']} — fresh seeds (run {confirmed['run_id']})"
               + (f"; seeds {seed_list(lost)} failed and are not in it" if lost else ""))
@@ -237,12 +242,12 @@ def promote(args) -> None:
                                     args.features.split(",") if args.features else None)
             refit_on = f"csv {args.csv}"
         else:
-            dataset, _ = make_data(cfg, args.refit_seed)
+            dataset, _ = seeded_data(cfg, args.refit_seed)
             X, T, Y = dataset.X_train, dataset.T_train, dataset.Y_train
             refit_on = f"{win['condition']} seed {args.refit_seed} (train split)"
-    except DataError as err:
+        adapter = fitted_adapter(cfg, args.refit_seed, X, T, Y)
+    except (DataError, AdapterError) as err:
         raise ConfigError(str(err)) from err
-    adapter = make_estimator(cfg, args.refit_seed).fit(X, T, Y)
     same = parents[parents["tags.config_hash"] == win["config_hash"]]["run_id"].tolist()
     header = [f"Promoted by hte-bench-promote as model {args.name!r} on {P.stamp()}",
               f"from experiment {args.experiment!r}, config_hash {win['config_hash']}, parent run {win['parent_run_id']}",
@@ -265,6 +270,9 @@ def promote(args) -> None:
             {"metric": args.metric, "winner": summary, "reasons": decision.reasons, "refit_on": refit_on,
              **seeds_tags}, indent=2))
         board.to_csv(Path(tmp) / "leaderboard.csv", index=False)
+        from hte_bench.config import model_dependencies
+
+        packages, code_paths = model_dependencies(cfg)
         res = tracker.register_model(
             args.name, adapter, X, alpha, run_name=f"promote/{args.name}",
             params={"metric": args.metric, "refit_on": refit_on, **{f"gate.{k}": v for k, v in vars(gates).items()}},
@@ -273,7 +281,7 @@ def promote(args) -> None:
             version_tags={"config_hash": win["config_hash"], "source_parent_run_ids": ",".join(same),
                           "condition": win["condition"], "metric": args.metric,
                           "metric_summary": json.dumps(summary), "refit_on": refit_on, **seeds_tags},
-            artifact_dir=tmp)
+            artifact_dir=tmp, packages=packages, code_paths=code_paths)
     print(f"promoted {(win['estimator'] + ' ' + win['overrides']).strip()} [{win['config_hash']}] as {res['model_uri']} "
           f"(version {res['version']}; previous champion: {res['previous'] or 'none'})")
     print(f"config written to {path}; re-run with: hte-bench +experiment=promoted_{args.name}")

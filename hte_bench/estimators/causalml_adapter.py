@@ -13,6 +13,7 @@ from hte_bench.estimators.base import CateAdapter, NoInference
 
 # CausalML's own clipping of estimated propensities (causalml.propensity.compute_propensity_score).
 CLIP = (1e-3, 1 - 1e-3)
+REQUIRES = ("causalml",)  # the libraries a fitted adapter needs to load elsewhere (config.model_dependencies)
 # Learners that cross-fit inside their own fit (the R-learner's outcome model, the DR-learner's nuisances):
 # a resample drawn with replacement puts copies of a row on both sides of their folds, so each refit's
 # nuisances have seen the rows they are scored on and the refits are biased (README "DoubleML and CausalML").

@@ -11,6 +11,7 @@ from hte_bench.errors import ConfigError
 from hte_bench.estimators.base import CateAdapter, NoInference, numpy_seed
 
 MODELS = ("irm", "plr")
+REQUIRES = ("doubleml",)  # the libraries a fitted adapter needs to load elsewhere (config.model_dependencies)
 
 
 def _fingerprint(X: pd.DataFrame) -> str:

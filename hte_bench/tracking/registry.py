@@ -13,10 +13,13 @@ class Registry:
     """Mixin for ``Tracker``: uses its ``client``, ``uri``, ``registry_uri``, ``experiment_id`` and ``_batch``."""
 
     def register_model(self, name: str, adapter, X_example, alpha: float, run_name: str, params: dict,
-                       tags: dict, version_tags: dict, artifact_dir: str) -> dict:
+                       tags: dict, version_tags: dict, artifact_dir: str, packages: tuple = (),
+                       code_paths: tuple = ()) -> dict:
         """Log a fitted adapter as a pyfunc model in a promotion run, register it and point @champion at it.
 
-        Returns the new version, the previous champion's version (or None) and the run id.
+        ``packages`` (distributions the estimator comes from) join the pinned requirements and ``code_paths``
+        (the user's modules) ship with the model, so it loads in a fresh environment. Returns the new version,
+        the previous champion's version (or None) and the run id.
         """
         import mlflow
         from mlflow.exceptions import MlflowException
@@ -42,7 +45,8 @@ class Registry:
             warnings.filterwarnings("ignore", message="Operation with range is deprecated")
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=model, signature=signature, input_example=example,
-                registered_model_name=name, code_paths=[str(PACKAGE_DIR)], pip_requirements=_model_requirements())
+                registered_model_name=name, code_paths=[str(PACKAGE_DIR), *code_paths],
+                pip_requirements=_model_requirements(packages))
         version = str(info.registered_model_version)
         self.client.log_artifacts(run_id, artifact_dir)
         self.client.set_terminated(run_id, "FINISHED")
@@ -56,7 +60,8 @@ class Registry:
         return {"version": version, "previous": previous, "run_id": run_id, "model_uri": f"models:/{name}@champion"}
 
 
-def _model_requirements() -> list[str]:
-    # Pinned from this environment: MLflow's own inference would reload the model in a subprocess.
-    pkgs = ("econml", "scikit-learn", "statsmodels", "numpy", "pandas", "scipy", "mlflow")
+def _model_requirements(extra=()) -> list[str]:
+    """The pip requirements of a registered model, pinned from this environment (MLflow's own inference would
+    reload the model in a subprocess): hte-bench's fitting stack plus ``extra`` distributions."""
+    pkgs = dict.fromkeys(("econml", "scikit-learn", "statsmodels", "numpy", "pandas", "scipy", "mlflow", *extra))
     return [f"{pkg}=={v}" for pkg in pkgs if (v := package_version(pkg))]
