@@ -50,14 +50,17 @@ def evaluate_in_parallel(cfg: DictConfig, seeds: list[int], workdir: str, n_jobs
     logging.getLogger("ray.util.multiprocessing.pool").setLevel(logging.ERROR)
     # Ray's backend cannot stream results (no return_as="generator"): batches of a few seeds per worker
     # keep memory bounded and let seed runs appear batch by batch. One pool serves every batch.
-    seeds = list(seeds)  # claimed as they are handed over; Ray's pool takes them batch by batch
+    from itertools import islice
+
+    seeds = iter(seeds)  # lazy: each batch claims its seeds when it is taken, so a concurrent run gets the rest
     step = 4 * n_jobs if n_jobs > 0 else 64
+    first = True
     with parallel_config(backend="ray"), Parallel(n_jobs=n_jobs) as parallel:
-        for start in range(0, len(seeds), step):
-            batch = seeds[start:start + step]
+        while batch := list(islice(seeds, step)):
             yield from map(receive, parallel(
-                delayed(evaluate_seed_shipped)(cfg, seed, workdir, strict and start + i == 0, title)
+                delayed(evaluate_seed_shipped)(cfg, seed, workdir, strict and first and i == 0, title)
                 for i, seed in enumerate(batch)))
+            first = False
 
 
 def _on_loky(cfg: DictConfig, seeds, workdir: str, n_jobs: int, strict: bool, title: str) -> Iterator[SeedResult]:
@@ -69,7 +72,7 @@ def _on_loky(cfg: DictConfig, seeds, workdir: str, n_jobs: int, strict: bool, ti
     and the seeds after it go to a fresh pool, so one bad seed costs one seed, not the configuration."""
     from itertools import chain
 
-    from joblib import Parallel, delayed
+    from joblib import delayed
     from joblib.externals.loky.process_executor import TerminatedWorkerError
 
     blob = pickle.dumps(cfg)
@@ -85,7 +88,7 @@ def _on_loky(cfg: DictConfig, seeds, workdir: str, n_jobs: int, strict: bool, ti
 
         done = 0
         try:
-            for result in Parallel(n_jobs=n_jobs, return_as="generator")(hand_over(strict)):
+            for result in _pool(n_jobs)(hand_over(strict)):
                 done += 1
                 yield result
             return
@@ -96,12 +99,22 @@ def _on_loky(cfg: DictConfig, seeds, workdir: str, n_jobs: int, strict: bool, ti
             continue
         seed, rest = handed[done], handed[done + 1:]
         try:  # alone: a worker that dies now died of this seed
-            yield next(Parallel(n_jobs=2, return_as="generator")(
+            yield next(_pool(2)(
                 [delayed(evaluate_seed_once_configured)(key, blob, seed, workdir, strict, title)]))
         except TerminatedWorkerError as again:
             yield _worker_died(seed, workdir, died, again)
         strict = False
         seeds = chain(rest, seeds)  # handed over but lost with the pool, then the ones not yet claimed
+
+
+def _pool(n_jobs: int):
+    """A loky Parallel whose workers fit on one BLAS/OpenMP thread, as serial seeds do (runner._one_thread):
+    joblib's default is cpu_count() // n_jobs threads, so on a machine with more cores than n_jobs a seed fitted
+    in parallel could differ in the last digit from the same seed fitted serially."""
+    from joblib import Parallel, parallel_config
+
+    with parallel_config(backend="loky", inner_max_num_threads=1):
+        return Parallel(n_jobs=n_jobs, return_as="generator")
 
 
 def _worker_died(seed: int, workdir: str, first: BaseException, alone: BaseException) -> SeedResult:
