@@ -139,6 +139,11 @@ def test_csv_split_by_seed_with_and_without_truth(user_csv):
                           "data.tau=true_tau to use it as such, or list data.features=[...] yourself"),
     (lambda f: f.rename(columns={"true_tau": "propensity"}), {"tau": None},
      "column 'propensity' looks like the true propensity and would be a feature: give data.propensity=propensity"),
+    # Listed features that are also Y, T or the truth (a ValueError about a Series' truth value before).
+    (None, {"features": ["x1", "y"]}, "column 'y' is the outcome and cannot also be a feature; leave it out of "
+                                      "data.features=[...]"),
+    (None, {"features": ["x1", "true_tau"]}, "column 'true_tau' is a truth column and cannot also be a feature"),
+    (None, {"features": ["x1", "x1"]}, "feature(s) ['x1'] listed twice"),
 ])
 def test_csv_errors_name_the_column(user_csv, change, kwargs, message):
     path, frame = user_csv

@@ -53,6 +53,14 @@ def _load(path: str | Path, outcome: str, treatment: str, features: Optional[Seq
             raise DataError(f"csv: column {leak[0]!r} looks like {what} and would be a feature: {use}list "
                             f"{features_flag} yourself")
     features = list(features) if features else [c for c in columns if c not in reserved]
+    roles = {outcome: "the outcome", treatment: "the treatment", **{c: "a truth column" for c in extra}}
+    overlap = [c for c in features if c in roles]
+    if overlap:  # a feature that is also Y, T or the truth: the truth leaks, and the frame gets twin columns
+        raise DataError(f"csv: column {overlap[0]!r} is {roles[overlap[0]]} and cannot also be a feature; "
+                        f"leave it out of {features_flag}")
+    twice = sorted({c for c in features if features.count(c) > 1})
+    if twice:
+        raise DataError(f"csv: feature(s) {twice} listed twice in {features_flag}")
     missing = [c for c in (outcome, treatment, *extra, *features) if c not in columns]
     if missing:
         raise DataError(f"csv: column(s) {missing} not in {path.name}; available columns: {columns}")
