@@ -132,9 +132,13 @@ class Leases:
                 return False
         self.discarded = True  # the heartbeat and the exit hook must not open (and so recreate) it
         self.engine.dispose()
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{self._file}{suffix}").unlink(missing_ok=True)
         type(self)._open.pop(self.url, None)
+        # SQLite removes -wal and -shm when the last connection to a WAL database closes: if they are still
+        # there, another process (a command started at the same moment) has the file open and is using it, so
+        # it stays (deleting it under that process would split the claims between two files).
+        if any(Path(f"{self._file}{suffix}").exists() for suffix in ("-wal", "-shm")):
+            return False
+        self._file.unlink(missing_ok=True)
         return True
 
     @classmethod
