@@ -238,6 +238,7 @@ class Leases:
             self._beat.start()
 
     def _renew_forever(self) -> None:
+        """The heartbeat thread: extend this holder's leases every third of a lease until discarded."""
         while not self.discarded:
             time.sleep(self.lease / 3)
             if self.discarded:

@@ -18,6 +18,7 @@ class CateModel(PythonModel):
         self.alpha = float(alpha)
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        """tau_hat and its per-unit interval (NaN bounds without inference) for rows of the fitted features."""
         X = self.features(pd.DataFrame(model_input))
         tau = np.asarray(self.adapter.effect(X), dtype=float)
         try:

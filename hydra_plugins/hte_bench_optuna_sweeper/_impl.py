@@ -194,10 +194,12 @@ def flatten_params(params: Any) -> Dict[str, Any]:
 
 
 def params_to_overrides(params: Any) -> List[str]:
+    """A search space config (``hydra.sweeper.params``) as Hydra override strings (``key=choice(a,b)``)."""
     return [f"{k}={format_value(v)}" for k, v in flatten_params(params).items()]
 
 
 def parse_search_space(arguments: Sequence[str], config_loader: Any = None) -> SearchSpace:
+    """The Optuna search space and fixed values of override strings, parsed as Hydra parses them."""
     parser = OverridesParser.create(config_loader=config_loader)
     return search_space_from_overrides(parser.parse_overrides(list(arguments)))
 
@@ -515,6 +517,8 @@ class OptunaSweeperImpl(Sweeper):
                 ) from err
 
     def sweep(self, arguments: List[str]) -> None:
+        """Run the search: check the space and the study's identity, then ask, launch and tell trials in
+        batches of ``n_jobs`` until ``n_trials`` are completed, and write the results file."""
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
 
         space = parse_search_space(
@@ -673,6 +677,8 @@ class OptunaSweeperImpl(Sweeper):
         self, study: optuna.Study, study_name: str, storage: Optional[str], n_run: int, sweep_dir: Path,
         identity: Optional[Dict[str, Any]] = None,
     ) -> None:
+        """``optimization_results.yaml`` in the sweep folder: the best trial with its condition, seeds and the
+        command that refits it, and the trial counts."""
         trials = study.get_trials(deepcopy=False)
         counts = {
             "total": len(trials),

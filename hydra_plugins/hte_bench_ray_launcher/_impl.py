@@ -63,6 +63,7 @@ def connect(address: Optional[str], num_cpus: Optional[int], init: Dict[str, Any
 
 
 def describe_cluster() -> str:
+    """The Ray cluster the jobs go to, in words (nodes and CPUs), for the launch log line."""
     resources = ray.cluster_resources()
     return f"{len(ray.nodes())} Ray node(s) with {resources.get('CPU', 0):g} CPUs"
 

@@ -27,11 +27,13 @@ class HteRayLauncher(Launcher):
         self.task_function: Optional[TaskFunction] = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        """Keep what Hydra hands the launcher before it launches jobs."""
         self.config = config
         self.hydra_context = hydra_context
         self.task_function = task_function
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        """Run the sweep's jobs as Ray tasks (Ray imported only here, so ``--help`` stays fast)."""
         from ._impl import launch
 
         return launch(self, job_overrides, initial_job_idx)
