@@ -68,6 +68,9 @@ def describe_cluster() -> str:
     return f"{len(ray.nodes())} Ray node(s) with {resources.get('CPU', 0):g} CPUs"
 
 
+CANCEL_GRACE_SECONDS = 15.0  # how long cancelled jobs get to close their runs before their workers are killed
+
+
 def gather(refs: list, overrides: List[List[str]]) -> List[JobReturn]:
     """Results in job order; a job whose task could not run (its worker died) fails alone, the rest go on."""
     pending = {ref: i for i, ref in enumerate(refs)}
@@ -83,7 +86,12 @@ def gather(refs: list, overrides: List[List[str]]) -> List[JobReturn]:
                     log.error("job %s failed in Ray: %s", " ".join(overrides[i]), str(err).splitlines()[0])
                     results[i] = JobReturn(overrides=overrides[i], status=JobStatus.FAILED, _return_value=err)
     except BaseException:  # Ctrl-C: do not leave jobs running on the cluster
+        # First as Ctrl-C (KeyboardInterrupt in the task): a job closes its runs KILLED and releases its claims,
+        # so the same command again resumes at once; a job still running after the grace period is killed.
         for ref in pending:
+            ray.cancel(ref)
+        _, stuck = ray.wait(list(pending), num_returns=len(pending), timeout=CANCEL_GRACE_SECONDS)
+        for ref in stuck:
             ray.cancel(ref, force=True)
         raise
     return results  # type: ignore[return-value]
