@@ -62,10 +62,10 @@ def coordination_url(tracking_uri: str, configured: Optional[str]) -> Optional[s
         return f"sqlite:///{Path(path).resolve().parent / COORDINATION_DB}"
     if scheme in _NOW:
         return tracking_uri
-    if scheme not in ("http", "https", "databricks"):
+    if scheme not in ("http", "https", "databricks", "mssql"):
         return None  # not a store anyone shares (file://), or not a store at all: the tracker says so
-    # A server hides its database from clients: without a claims database runs go on uncoordinated, said
-    # once, rather than refusing every existing server command.
+    # A server hides its database from clients (and claims have no SQL Server dialect): without a claims
+    # database runs go on uncoordinated, said once, rather than refusing every existing command.
     if tracking_uri not in _WARNED:
         _WARNED.add(tracking_uri)
         log.warning("tracking.coordination_uri is not set: runs against %s are not coordinated, so two runs of "
