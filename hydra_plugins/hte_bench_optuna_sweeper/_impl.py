@@ -596,23 +596,32 @@ class OptunaSweeperImpl(Sweeper):
                          "(another process added some): stopping")
                 break
             trials: List[Trial] = []
-            for _ in range(batch):
-                # Each trial count its own draw: a resumed study or a second process asking later does not repeat
-                # earlier draws (two asking at the same instant may; MLflow's claims then fit it once).
-                if reseed:
-                    study.sampler, _ = self.make_sampler(self._seed_for(study))
-                trials.append(study.ask(fixed_distributions=space.distributions))
             launch: List[Tuple[Trial, List[str]]] = []
-            for trial in trials:
-                overrides = space.overrides(trial.params)
-                trial.set_user_attr("overrides", overrides)
-                try:
-                    self.validate_batch_is_legal([overrides])
-                except Exception as err:  # noqa: BLE001 — e.g. a choice naming a missing group option
-                    self._finish(study, trial, None, f"config does not compose: {type(err).__name__}: {err}")
-                    continue
-                trial.set_user_attr("hydra_job_num", self.job_idx + len(launch))
-                launch.append((trial, overrides))
+            told: set = set()
+            try:
+                for _ in range(batch):
+                    # Each trial count its own draw: a resumed study or a second process asking later does not
+                    # repeat earlier draws (two asking at the same instant may; MLflow's claims then fit it once).
+                    if reseed:
+                        study.sampler, _ = self.make_sampler(self._seed_for(study))
+                    trials.append(study.ask(fixed_distributions=space.distributions))
+                for trial in trials:
+                    overrides = space.overrides(trial.params)
+                    trial.set_user_attr("overrides", overrides)
+                    try:
+                        self.validate_batch_is_legal([overrides])
+                    except Exception as err:  # noqa: BLE001 — e.g. a choice naming a missing group option
+                        self._finish(study, trial, None, f"config does not compose: {type(err).__name__}: {err}")
+                        told.add(trial.number)
+                        continue
+                    trial.set_user_attr("hydra_job_num", self.job_idx + len(launch))
+                    launch.append((trial, overrides))
+            except KeyboardInterrupt:  # Ctrl-C while asking or composing: no trial is left RUNNING for good
+                for trial in trials:
+                    if trial.number not in told:
+                        trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
+                        study.tell(trial, state=TrialState.FAIL)
+                raise
             if launch:
                 try:
                     returns = self.launcher.launch([ov for _, ov in launch], initial_job_idx=self.job_idx)
