@@ -176,7 +176,7 @@ def _fmt(value, digits: int = 4) -> str:
 
 def _interval(row, mid: str, lo: str, hi: str) -> str:
     """``mean [lo, hi]`` from a row's columns; the mean alone without bounds, '–' without a mean."""
-    if mid not in row or not math.isfinite(float(row[mid])):
+    if mid not in row or _fmt(row[mid]) == "–":  # absent, None (a run without truth), NaN
         return "–"
     if _fmt(row.get(lo)) == "–" and _fmt(row.get(hi)) == "–":  # one seed, or a figure without interval
         return _fmt(row[mid])

@@ -7,7 +7,7 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from hte_bench.data.base import TRUTH_NAMES, DataError, Dataset, Truth
+from hte_bench.data.base import COUNTERFACTUAL_NAMES, TRUTH_NAMES, DataError, Dataset, Truth
 
 
 def missing_file(path: str | Path) -> str | None:
@@ -43,15 +43,30 @@ def _load(path: str | Path, outcome: str, treatment: str, features: Optional[Seq
     columns = [str(c) for c in frame.columns]
     frame.columns = columns
     reserved = {outcome, treatment, *extra}
+    if outcome == treatment:
+        raise DataError(f"csv: data.outcome and data.treatment are both {outcome!r}; name two different columns")
+    named = [c for c in (outcome, treatment, *extra) if c not in columns]
+    if named:  # before the truth-column check, which would otherwise talk about another column
+        close = {c: [k for k in columns if k.lower() == c.lower()] for c in named}
+        hint = "; ".join(f"did you mean {close[c][0]!r}?" for c in named if close[c])
+        raise DataError(f"csv: column(s) {named} not in {path.name}" + (f" ({hint})" if hint else "")
+                        + f"; available columns: {columns}")
     if not features:
         # A column of true effects among the default features would leak the truth into every estimator.
-        leak = [c for c in columns if c not in reserved and c.lower() in TRUTH_NAMES]
+        leak = [c for c in columns if c not in reserved and c.lower() in TRUTH_NAMES | COUNTERFACTUAL_NAMES]
         if leak:
-            what, flag = ("the true propensity", "data.propensity") if "propensity" in leak[0].lower() else \
-                ("the true effect", "data.tau")
-            use = f"give {flag}={leak[0]} to use it as such, or " if features_flag.startswith("data.") else ""
+            if leak[0].lower() in COUNTERFACTUAL_NAMES:
+                what, flag = "a potential outcome or counterfactual (known only in a simulation)", None
+            else:
+                what, flag = ("the true propensity", "data.propensity") if "propensity" in leak[0].lower() else \
+                    ("the true effect", "data.tau")
+            use = f"give {flag}={leak[0]} to use it as such, or " if flag and features_flag.startswith("data.") else ""
             raise DataError(f"csv: column {leak[0]!r} looks like {what} and would be a feature: {use}list "
                             f"{features_flag} yourself")
+        index = [c for c in columns if c.startswith("Unnamed: ")]
+        if index:  # pandas' to_csv without index=False: row numbers as a feature
+            raise DataError(f"csv: column {index[0]!r} looks like a saved row index and would be a feature: save the "
+                            f"file with index=False, or list {features_flag} yourself")
     features = list(features) if features else [c for c in columns if c not in reserved]
     roles = {outcome: "the outcome", treatment: "the treatment", **{c: "a truth column" for c in extra}}
     overlap = [c for c in features if c in roles]
@@ -67,7 +82,8 @@ def _load(path: str | Path, outcome: str, treatment: str, features: Optional[Seq
     used = frame[[outcome, treatment, *extra, *features]]
     nan = [c for c in used.columns if used[c].isna().any()]
     if nan:
-        raise DataError(f"csv: NaN in column(s) {nan} of {path.name}")
+        raise DataError(f"csv: NaN in column(s) {nan} of {path.name}; drop or impute those rows first (or leave "
+                        f"such a feature out of {features_flag})")
     non_numeric = [c for c in used.columns if not pd.api.types.is_numeric_dtype(used[c])]
     if non_numeric:
         raise DataError(f"csv: column(s) {non_numeric} are not numeric; encode them first")
