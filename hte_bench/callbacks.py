@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
 import os
 import sys
 from typing import Any
@@ -224,12 +225,23 @@ def print_summary(top: list[dict], metric: str, how: str, alpha: float = 0.05) -
         table = table.drop(columns="settings")
     for condition, rows in table.groupby("condition", sort=True):
         print(f"\n{condition}\n" + rows.drop(columns="condition").to_string(index=False), flush=True)
-    if (table["interval"] == "–").any():
-        from hte_bench.evaluation import registry
+    from hte_bench.evaluation import registry
 
-        dash = "no interval (a root mean square)" if registry.summarised_as(metric) == "rms" else \
-            "one seed, no interval (and no comparison can be tested on it)"
-        print(f"\n–: {dash}; a rank of – : no value, every seed failed", flush=True)
+    valued = [r for r in top if math.isfinite(r["value"])]
+    notes = []
+    if any(marked_interval(metric, r["lo"], r["hi"]) == "–" for r in valued):
+        notes.append("–: no interval (a root mean square)" if registry.summarised_as(metric) == "rms" else
+                     "–: one seed, no interval (and no comparison can be tested on it)")
+    if len(valued) < len(top):
+        notes.append("a rank of –: no value (every seed failed, or the metric needs a true effect these data lack)")
+    if notes:
+        print("\n" + "; ".join(notes), flush=True)
+    finished_rows = [r for r in top if r["seeds"]]
+    if finished_rows and all(not math.isfinite(r["value"]) for r in finished_rows):
+        if registry.is_registered(metric) and registry.spec(metric).needs_truth:
+            print(f"No configuration has {metric}: it needs the true effect, which these data do not give "
+                  "(e.g. a CSV without data.tau). Rank them by a truth-free score: hte-bench-leaderboard --metric "
+                  "rscore, or optimized_metric=rscore_mean in the sweep.", flush=True)
     if table["interval"].str.endswith(OUTSIDE_MARK).any():
         print(OUTSIDE_NOTE, flush=True)
     finished = table[table["seeds"] != "none finished"]  # a configuration whose every seed failed summarises none
@@ -275,6 +287,15 @@ def _check_search(config: DictConfig) -> None:
         resolve_direction(config.hydra.sweeper.get("direction"), config)
     except SweeperConfigError as err:
         raise ConfigError(str(err)) from None
+    from hte_bench.evaluation import registry
+
+    metric = str(config.get("optimized_metric"))
+    data = config.get("data") or {}
+    if (str(data.get("_target_", "")).startswith("hte_bench.data.csv.") and not data.get("tau")
+            and registry.is_registered(metric) and registry.spec(metric).needs_truth):
+        # Every trial would fit and then return NaN (FAILED), the search ending with no trial completed.
+        raise ConfigError(f"optimized_metric={metric} needs the true effect, which this CSV does not give "
+                          f"(no data.tau): search on a truth-free score, e.g. optimized_metric=rscore_mean")
 
 
 def check_sweep_groups(config: DictConfig) -> None:

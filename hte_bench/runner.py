@@ -392,6 +392,7 @@ def _parent_tags(plan: Plan, ok: list[SeedResult], per_seed: pd.DataFrame, summa
     subset = analyses_tag if len(analysed) < len(finished) else {}  # the description says so when fewer
     what = {"estimator": plan.estimator_name, "seeds": seeds, "code_version": plan.tracker.provenance().get(
         "code_version", "?"), "condition": plan.run_tags["condition"], "kind": plan.kind, "settings": _settings(),
+        "resplits": str(plan.cfg.data.get("_target_", "")).startswith("hte_bench.data.csv."),
         **kinds, **subset}
     # The tag is written whenever the analyses fit (a tag once set stays: a rerun on fewer seeds must replace it).
     return {"n_seeds": str(len(per_seed)), "seeds": seeds, **{k: v for k, v in kinds.items() if v}, **analyses_tag,

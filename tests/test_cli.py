@@ -53,7 +53,7 @@ def test_a_configuration_whose_every_seed_failed_exits_non_zero(tmp_path, migrat
     assert len(lines) == 3 and sum("treatment is constant" in line for line in lines) == 2
     assert "every seed failed in 1 configuration(s): engagement/fail_on_seed" in lines[-1]
     summary = proc.stdout[proc.stdout.index("sweep summary"):]
-    assert "none finished" in summary and "a rank of – : no value" in summary
+    assert "none finished" in summary and "a rank of –: no value" in summary
 
 
 def test_help_lists_the_groups(tmp_path):

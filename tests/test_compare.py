@@ -176,6 +176,13 @@ def test_promotion_refits_on_a_user_csv(study, tmp_path, capsys):
         promote_main(["--tracking-uri", uri, "--name", "bad_csv", "--config-out", str(tmp_path), "--confirm-seeds",
                       "0", "--csv", str(path), "--outcome", "nope", "--treatment", "treated"])
     assert "column(s) ['nope'] not in mine.csv" in capsys.readouterr().err
+    # A file with other features than the runs it was ranked on: the model would take the wrong columns.
+    dataset.X_train.assign(treated=dataset.T_train, outcome=dataset.Y_train, extra=1.0).to_csv(path, index=False)
+    with pytest.raises(SystemExit):
+        promote_main(["--tracking-uri", uri, "--name", "bad_csv", "--config-out", str(tmp_path), "--confirm-seeds",
+                      "0", "--csv", str(path), "--outcome", "outcome", "--treatment", "treated"])
+    assert "are not the ['age', 'engagement'] the winner was ranked on; pass --features age,engagement" in \
+        capsys.readouterr().err
 
 
 def _sweep(cwd, uri, *overrides):

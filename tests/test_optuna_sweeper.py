@@ -478,3 +478,18 @@ def test_hparams_search_linear_dml_chooses_nuisance_groups_in_parallel_batches(t
     study = optuna.load_study(study_name="linear_dml_engagement",
                               storage=f"sqlite:///{tmp_path / 'mlruns' / 'optuna.db'}")
     assert sorted(t.user_attrs["hydra_job_num"] for t in study.trials) == [0, 1, 2, 3]
+
+
+def test_a_search_for_a_truth_metric_on_a_csv_without_truth_is_refused_before_it_starts(tmp_path):
+    # Every trial would fit and then return NaN (FAIL): the search ended with no trial completed, exit 0.
+    from hte_bench.data import engagement
+
+    dataset, _ = engagement.generate(seed=0, n=200, n_test=10)
+    dataset.X_train.assign(t=dataset.T_train, y=dataset.Y_train).to_csv(tmp_path / "d.csv", index=False)
+    proc = _hte_bench(["-m", f"{HS}=linear_dml", "data=csv", "data.path=d.csv", "data.outcome=y", "data.treatment=t"],
+                      tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "hte-bench: error: optimized_metric=cate_rmse_test_mean needs the true effect, which this CSV does not give "
+        "(no data.tau): search on a truth-free score, e.g. optimized_metric=rscore_mean")
+    assert not (tmp_path / "mlruns").exists()

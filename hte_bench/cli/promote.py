@@ -230,8 +230,11 @@ def promote(args) -> None:
                               f"{confirmed['run_id']}; not promoted (see the error tag and traceback.txt of its seed "
                               "runs), or skip the check with --confirm-seeds 0")
         lost = sorted(set(confirmed["asked"]) - set(confirmed["seeds"]))
+        resplit = str(cfg.data.get("_target_", "")).startswith("hte_bench.data.csv.")
         print(f"confirmation {args.metric}: {confirmed['text']} — fresh seeds (run {confirmed['run_id']})"
-              + (f"; seeds {seed_list(lost)} failed and are not in it" if lost else ""))
+              + (f"; seeds {seed_list(lost)} failed and are not in it" if lost else "")
+              + ("; data=csv: fresh seeds are other splits of the same rows, so this is no independent "
+                 "confirmation" if resplit else ""))
     else:
         print("confirmation skipped (--confirm-seeds 0): the figures above are the selection's, optimistic")
     try:
@@ -240,6 +243,12 @@ def promote(args) -> None:
 
             X, T, Y = read_observed(args.csv, args.outcome, args.treatment,
                                     args.features.split(",") if args.features else None)
+            # The model must take the features its figures were computed with, not whatever the file has.
+            ranked = [str(c) for c in seeded_data(cfg, args.refit_seed)[0].X_train.columns]
+            if set(X.columns) != set(ranked):
+                raise ConfigError(f"--csv {args.csv}: its features {list(X.columns)} are not the {ranked} the winner "
+                                  f"was ranked on; pass --features {','.join(ranked)} (with those columns in the file)")
+            X = X[ranked]
             refit_on = f"csv {args.csv}"
         else:
             dataset, _ = seeded_data(cfg, args.refit_seed)

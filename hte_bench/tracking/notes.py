@@ -136,14 +136,17 @@ def config_note(what: dict, summary: dict, alpha: float, failed: list[int]) -> s
     settings = f" with `{what['settings']}`" if what.get("settings") else ""
     first = _first_figures(summary, what.get("analyses_seeds"), alpha, what.get("interval_kind") or "")
     lines = [f"**{what['estimator']}**{settings} fitted on **{what['condition']}**; these figures summarise "
-             f"{ok} seed{'s' * (ok != 1)} ({what.get('seeds') or 'none'}: the seeds the latest command asked for; "
-             "seed runs of other commands stay under it, unused here)"
+             f"{ok} seed{'s' * (ok != 1)} ({what.get('seeds') or 'none'}: those that finished of the seeds the latest "
+             "command asked for; seed runs of other commands stay under it, unused here)"
              + (f", failed: {', '.join(map(str, failed))} (see their seed runs)" if failed else "") + ".",
              "", first,
              f"- per-unit CATE intervals: **{what.get('interval_kind') or 'unknown'}**; "
              f"ATE interval: **{what.get('ate_interval_kind') or 'unknown'}** (level {100 * (1 - alpha):g} %)",
-             f"- code {what.get('code_version', '?')}; each seed draws its own sample and fit "
-             "(seed N: data and models with random_state N)", ""]
+             f"- code {what.get('code_version', '?')}; " + (
+                 "each seed is another train/test split of the same rows of the file and its own fit (seed N: split "
+                 "and models with random_state N), so seeds are not independent samples and intervals across them "
+                 "are optimistic" if what.get("resplits") else
+                 "each seed draws its own sample and fit (seed N: data and models with random_state N)"), ""]
     if what.get("kind", "config") != "config":  # promotion's confirmation on fresh seeds
         lines.insert(0, f"**{what['kind'].capitalize()} run** of a promoted configuration, on fresh seeds: "
                         "never ranked by the leaderboard nor resumed into.\n")
