@@ -377,6 +377,12 @@ def version_note(name: str, version_tags: dict, experiment_id: str, run_id: str)
     lines += ["Selection figures (the board's row it was picked from):", "", "| figure | value |", "|---|---|"]
     lines += [f"| `{k}` | {fmt(v, 4) if isinstance(v, (int, float)) else v} |" for k, v in summary.items()
               if k not in ("data", "estimator", "overrides", "settings", "parent_run_id")]
+    from hte_bench.estimators.base import INTERVAL_KINDS
+
+    kind = version_tags.get("interval_kind", "unknown")
+    level = version_tags.get("interval_level", "?")
     lines.append("\nPredict: `mlflow.pyfunc.load_model('models:/" + name + "@champion').predict(X)` returns "
-                 "tau_hat with its interval columns.")
+                 f"tau_hat with tau_lower and tau_upper: {level} intervals of kind **{kind}** "
+                 f"({INTERVAL_KINDS.get(kind, 'kind not recorded')}); NaN bounds without inference. The model's "
+                 "metadata (MLmodel) holds the same.")
     return "\n".join(lines)

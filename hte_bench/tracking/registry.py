@@ -27,6 +27,12 @@ class Registry:
         from hte_bench.tracking.serving import CateModel, feature_signature
 
         model = CateModel(adapter, list(X_example.columns), alpha)
+        try:  # what tau_lower/tau_upper claim, beside the model and in its version (a key of INTERVAL_KINDS)
+            kind = adapter.interval_kind()
+        except Exception:  # noqa: BLE001 — an adapter that cannot say: said as unknown, never guessed
+            kind = "unknown"
+        meaning = {"interval_kind": kind, "interval_level": f"{1 - alpha:.0%}"}
+        version_tags = {**version_tags, **meaning}
         example = X_example.head(5).astype(float)
         signature = feature_signature(example, model.predict(None, example))
         try:
@@ -45,7 +51,7 @@ class Registry:
             warnings.filterwarnings("ignore", message="Operation with range is deprecated")
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=model, signature=signature, input_example=example,
-                registered_model_name=name, code_paths=[str(PACKAGE_DIR), *code_paths],
+                registered_model_name=name, code_paths=[str(PACKAGE_DIR), *code_paths], metadata=meaning,
                 pip_requirements=_model_requirements(packages))
         version = str(info.registered_model_version)
         self.client.log_artifacts(run_id, artifact_dir)
