@@ -232,7 +232,7 @@ def evaluate_seeds(plan: Plan, workdir: str):
     Each seed is claimed just before it is fitted; seeds other processes hold are waited for and reused.
     """
     cfg, pending, strict, title = plan.cfg, list(plan.todo), True, plot_title(plan)
-    n_jobs = int(cfg.n_jobs)
+    n_jobs = _seed_jobs(int(cfg.n_jobs))
     while pending:
         seeds = plan.claims.free(pending, lambda seed: _outcome(plan, seed))
         if n_jobs == 1 or len(plan.todo) < 2:
@@ -256,6 +256,22 @@ def evaluate_seeds(plan: Plan, workdir: str):
                 yield result
         if pending:
             plan.claims.wait()
+
+
+def _seed_jobs(n_jobs: int) -> int:
+    """Processes for this job's seeds: ``n_jobs``, except that the default (-1, all cores) is 1 when Hydra's joblib
+    launcher already runs configurations in parallel processes (its pool times ours overloaded the cores: 8
+    processes on 2). The numbers are the same either way; ``n_jobs=2`` given explicitly is kept."""
+    if n_jobs != -1:
+        return n_jobs
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return n_jobs
+    launcher = HydraConfig.get().launcher
+    if str(launcher.get("_target_", "")).endswith("JoblibLauncher") and launcher.get("n_jobs", -1) not in (1, None):
+        return 1
+    return n_jobs
 
 
 _THREADPOOLS: list = []

@@ -145,3 +145,21 @@ def test_without_truth_only_truth_free_metrics_are_logged(store, tmp_path):
     assert set(kid.data.metrics) == set(WITHOUT_TRUTH) | set(TRUTH_FREE_METRICS)
     assert kid.data.tags["truth"].startswith("absent")
     assert "cate_rmse_test_mean" not in summary and "ate_hat_mean" in summary
+
+
+def test_seeds_run_serially_by_default_under_a_parallel_joblib_launcher():
+    # Its pool times the seeds' pool overloaded the cores (8 processes on 2); an explicit n_jobs is kept.
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from hte_bench.runner import _seed_jobs
+
+    hydra = HydraConfig.instance()
+    before = hydra.cfg
+    try:
+        for launcher, n_jobs, expected in (("JoblibLauncher", -1, 1), ("JoblibLauncher", 1, -1),
+                                           ("BasicLauncher", -1, -1)):
+            hydra.cfg = OmegaConf.create({"hydra": {"launcher": {"_target_": f"x.{launcher}", "n_jobs": n_jobs}}})
+            assert _seed_jobs(-1) == expected and _seed_jobs(2) == 2
+    finally:
+        hydra.cfg = before
