@@ -96,8 +96,6 @@ def test_promotion_registers_champion_and_writes_a_reproducing_config(study, cap
     # What the served interval columns are: level and kind, in the version and in the model's own metadata.
     assert (version.tags["interval_kind"], version.tags["interval_level"]) == ("per_unit", "95%")
     assert "tau_lower and tau_upper: 95% intervals of kind **per_unit**" in version.description
-    import mlflow
-
     mlflow.set_tracking_uri(uri)
     assert mlflow.models.get_model_info("models:/eng_cate@champion").metadata == {
         "interval_kind": "per_unit", "interval_level": "95%"}
