@@ -33,10 +33,15 @@ def knobs(cfg, stage: str, err: BaseException) -> str:
     if stage == "fit" and isinstance(err.__cause__ or err, TypeError) and cfg.get("estimator") is not None:
         from hte_bench.config import flatten_dict
 
-        given = {k: v for k, v in flatten_dict(OmegaConf.to_container(cfg.estimator, resolve=True)).items()
-                 if not k.endswith("_target_") and v is not None}
-        return (f" (estimator {cfg.estimator.get('_target_')} given "
-                f"{', '.join(f'estimator.{k}={v!r}' for k, v in given.items())})")[:300] if given else ""
+        # Scalar values only, text first: a string where a number belongs is the usual cause, and the line stays
+        # short enough to show it (a forest's config has dozens of values).
+        given = [(k, v) for k, v in flatten_dict(OmegaConf.to_container(cfg.estimator, resolve=True)).items()
+                 if not k.endswith("_target_") and "_args_" not in k and isinstance(v, (str, int, float, bool))]
+        given.sort(key=lambda kv: not isinstance(kv[1], str))
+        shown = ", ".join(f"estimator.{k}={v!r}" for k, v in given)
+        if len(shown) > 240:
+            shown = shown[:240].rsplit(", ", 1)[0] + ", …"
+        return f" (estimator {cfg.estimator.get('_target_')} given {shown})" if given else ""
     if stage != "data" or isinstance(err.__cause__ or err, DataError):  # Hydra's instantiate wraps errors
         return ""
     given = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k != "_target_"}

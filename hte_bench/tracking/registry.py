@@ -31,7 +31,7 @@ class Registry:
             kind = adapter.interval_kind()
         except Exception:  # noqa: BLE001 — an adapter that cannot say: said as unknown, never guessed
             kind = "unknown"
-        meaning = {"interval_kind": kind, "interval_level": f"{1 - alpha:.0%}"}
+        meaning = {"interval_kind": kind, "interval_level": f"{100 * (1 - alpha):g}%"}
         version_tags = {**version_tags, **meaning}
         example = X_example.head(5).astype(float)
         signature = feature_signature(example, model.predict(None, example))

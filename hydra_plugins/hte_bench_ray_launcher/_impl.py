@@ -90,9 +90,12 @@ def gather(refs: list, overrides: List[List[str]]) -> List[JobReturn]:
         # so the same command again resumes at once; a job still running after the grace period is killed.
         for ref in pending:
             ray.cancel(ref)
-        _, stuck = ray.wait(list(pending), num_returns=len(pending), timeout=CANCEL_GRACE_SECONDS)
-        for ref in stuck:
-            ray.cancel(ref, force=True)
+        stuck = list(pending)
+        try:
+            _, stuck = ray.wait(stuck, num_returns=len(stuck), timeout=CANCEL_GRACE_SECONDS)
+        finally:  # also after a second Ctrl-C during the wait: nothing is left running on the cluster
+            for ref in stuck:
+                ray.cancel(ref, force=True)
         raise
     return results  # type: ignore[return-value]
 
