@@ -193,6 +193,7 @@ def _interval_kind(metric: str) -> str:
 def _value_on_seeds(top: list[dict], parent_id: str, value: float, metric: str, alpha: float) -> str:
     """A best configuration's value as the log line gives it: ``0.41 [0.39, 0.43] (95% t-interval …, seeds
     0-7)``, from its row of the sweep summary (the value alone if the run has no row)."""
+    from hte_bench.evaluation.registry import level_text
     from hte_bench.tracking.notes import fmt, marked_interval
 
     row = next((r for r in top if r["run_id"] == parent_id), None)
@@ -202,7 +203,7 @@ def _value_on_seeds(top: list[dict], parent_id: str, value: float, metric: str, 
     where = f"seeds {row['seed_list']}" if row.get("seed_list") else f"{row['seeds']} seeds"
     if span == "–":
         return f"{fmt(value, 4)} (no interval; {where})"
-    return f"{fmt(value, 4)} {span} ({100 * (1 - alpha):g}% {_interval_kind(metric)}, {where})"
+    return f"{fmt(value, 4)} {span} ({level_text(alpha)} {_interval_kind(metric)}, {where})"
 
 
 def print_summary(top: list[dict], metric: str, how: str, alpha: float = 0.05) -> None:
@@ -211,7 +212,7 @@ def print_summary(top: list[dict], metric: str, how: str, alpha: float = 0.05) -
 
     if not top:
         return
-    from hte_bench.evaluation.registry import OUTSIDE_MARK, OUTSIDE_NOTE
+    from hte_bench.evaluation.registry import OUTSIDE_MARK, OUTSIDE_NOTE, level_text
     from hte_bench.tracking.notes import fmt, marked_interval
 
     table = pd.DataFrame([{"condition": r["condition"], "rank": r["rank"], "configuration": r["run_name"],
@@ -219,7 +220,7 @@ def print_summary(top: list[dict], metric: str, how: str, alpha: float = 0.05) -
                            metric: fmt(r["value"], 4), "interval": marked_interval(metric, r["lo"], r["hi"]),
                            "seeds": r.get("seed_list") or ("none finished" if not r["seeds"] else "?"),
                            "ok/failed": f"{r['seeds']}/{r['failed']}"} for r in top])
-    print(f"\nsweep summary: {how} (interval: {100 * (1 - alpha):g}% {_interval_kind(metric)}; ranks among this "
+    print(f"\nsweep summary: {how} (interval: {level_text(alpha)} {_interval_kind(metric)}; ranks among this "
           f"sweep's configurations, within a data condition)", flush=True)
     if not table["settings"].astype(bool).any():  # not a grid or search: the configuration names say it
         table = table.drop(columns="settings")
@@ -287,11 +288,12 @@ def _check_search(config: DictConfig) -> None:
         resolve_direction(config.hydra.sweeper.get("direction"), config)
     except SweeperConfigError as err:
         raise ConfigError(str(err)) from None
+    from hte_bench.data.conditions import reads_file_rows
     from hte_bench.evaluation import registry
 
     metric = str(config.get("optimized_metric"))
     data = config.get("data") or {}
-    if (str(data.get("_target_", "")).startswith("hte_bench.data.csv.") and not data.get("tau")
+    if (reads_file_rows(data) and not data.get("tau")
             and registry.is_registered(metric) and registry.spec(metric).needs_truth):
         # Every trial would fit and then return NaN (FAILED), the search ending with no trial completed.
         raise ConfigError(f"optimized_metric={metric} needs the true effect, which this CSV does not give "

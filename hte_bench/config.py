@@ -263,7 +263,9 @@ def _check_data_file(cfg: DictConfig) -> None:
     if problem:
         raise ConfigError(f"data.path={cfg.data.path!r}: {problem}")
     todo = [f"data.{k}" for k in ("outcome", "treatment") if OmegaConf.is_missing(cfg.data, k)]
-    if todo and str(cfg.data.get("_target_", "")).startswith("hte_bench.data.csv."):
+    from hte_bench.data.conditions import reads_file_rows
+
+    if todo and reads_file_rows(cfg.data):
         raise ConfigError(f"{', '.join(todo)} required: give {' '.join(k + '=<column>' for k in todo)}; "
                           f"{columns_hint(cfg.data.path)}")
 

@@ -271,7 +271,8 @@ def _seed_jobs(n_jobs: int) -> int:
         return n_jobs
     hydra = HydraConfig.get()
     launcher, sweeper = hydra.launcher, hydra.sweeper
-    side_by_side = (str(hydra.get("mode")).endswith("MULTIRUN") and str(launcher.get("_target_", "")).endswith("JoblibLauncher")
+    side_by_side = (str(hydra.get("mode")).endswith("MULTIRUN")
+                    and str(launcher.get("_target_", "")).endswith("JoblibLauncher")
                     and launcher.get("n_jobs", -1) not in (1, None) and sweeper.get("n_jobs", 2) != 1)
     return 1 if side_by_side else n_jobs
 
@@ -396,6 +397,7 @@ def _parent_tags(plan: Plan, ok: list[SeedResult], per_seed: pd.DataFrame, summa
     seeds = C.seed_list(finished)
     # The analyses that fit models of their own (analyses.FITTING) run on the first analyses.seeds seeds: their
     # means are over these seeds only, which the description and a tag say.
+    from hte_bench.data.conditions import reads_file_rows
     from hte_bench.evaluation import registry
     from hte_bench.evaluation.analyses import FITTING, selected
 
@@ -410,7 +412,7 @@ def _parent_tags(plan: Plan, ok: list[SeedResult], per_seed: pd.DataFrame, summa
     subset = analyses_tag if len(analysed) < len(finished) else {}  # the description says so when fewer
     what = {"estimator": plan.estimator_name, "seeds": seeds, "code_version": plan.tracker.provenance().get(
         "code_version", "?"), "condition": plan.run_tags["condition"], "kind": plan.kind, "settings": _settings(),
-        "resplits": str(plan.cfg.data.get("_target_", "")).startswith("hte_bench.data.csv."),
+        "resplits": reads_file_rows(plan.cfg.data),
         **kinds, **subset}
     # The tag is written whenever the analyses fit (a tag once set stays: a rerun on fewer seeds must replace it).
     return {"n_seeds": str(len(per_seed)), "seeds": seeds, **{k: v for k, v in kinds.items() if v}, **analyses_tag,
@@ -450,7 +452,9 @@ def _one_line_summary(summary: dict, interval_kind: str = "", alpha: float = 0.0
         return f"{seeds}; every seed failed: see the error tag and traceback.txt of each seed run"
     if "ate_true_mean" not in summary:
         return f"{seeds}; no true tau: ATE estimate {f('ate_hat_mean')} (truth metrics absent)"
-    level = f"{100 * (1 - alpha):g}%"
+    from hte_bench.evaluation import registry
+
+    level = registry.level_text(alpha)
     covered = summary.get("ate_coverage_rate")
     if covered is None or not np.isfinite(covered):
         ate_cov = "ATE coverage n/a (no ATE interval)"

@@ -285,7 +285,7 @@ def predict(adapter, dataset, alpha: float, est):
     est.tau_hat_train = check_effects(adapter, adapter.effect(dataset.X_train), dataset.X_train)
     est.tau_hat_test = check_effects(adapter, adapter.effect(dataset.X_test), dataset.X_test)
     for split, tau_hat in (("training", est.tau_hat_train), ("test", est.tau_hat_test)):
-        bad = int(np.sum(~np.isfinite(np.asarray(tau_hat, dtype=float))))
+        bad = int(np.sum(~np.isfinite(tau_hat)))  # check_effects made it a float array
         if bad:  # else the metrics are NaN and the configuration's means quietly stand on fewer seeds
             raise ValueError(f"{type(adapter).__name__} gave {bad} of {np.size(tau_hat)} effects on the {split} "
                              f"sample as NaN or inf; a seed with undefined effects fails")

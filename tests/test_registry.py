@@ -61,6 +61,8 @@ def test_target_metric_is_optimised_as_distance_and_context_is_refused():
         registry.register(registry.MetricSpec("near_one", goal="target", needs_truth=True, split="train",
                                               description="x", fn="m.f"))
     assert "near_one" not in registry.METRICS
+    # An interval's level is said as computed: 97.5%, not rounded to 98%.
+    assert (registry.level_text(0.05), registry.level_text(0.1), registry.level_text(0.025)) == ("95%", "90%", "97.5%")
     # Every rankable metric that exists only across seeds says how the boards get it from the seeds.
     assert all(spec.of_seeds for spec in registry.METRICS.values() if spec.level == "config" and spec.rankable)
 

@@ -273,8 +273,8 @@ def legend(board, metric: str) -> list[str]:
     from hte_bench.compare.leaderboard import PARENT_ONLY
 
     alphas = sorted({float(a) for a in board["alpha"]}) if "alpha" in board else [0.05]
-    level = f"{1 - alphas[0]:.0%}" if len(alphas) == 1 else \
-        "1-alpha of each configuration (" + ", ".join(f"{1 - a:.0%}" for a in alphas) + ")"
+    level = registry.level_text(alphas[0]) if len(alphas) == 1 else \
+        "1-alpha of each configuration (" + ", ".join(registry.level_text(a) for a in alphas) + ")"
     if registry.summarised_as(metric) == "share":
         what = f"{metric} [ ] = {level} Wilson interval over each configuration's own seeds (it exists only across seeds)"
     elif metric in PARENT_ONLY:
@@ -407,7 +407,7 @@ def write_report(tracker, board, avg, seeds, metric: str, out: Path, plots: bool
                 calib[label] = M.calibration_table(test["tau_true"].to_numpy(), test["tau_hat"].to_numpy())
                 calib_seeds.add(str(kids.iloc[0]["tags.seed"]))
         condition = f"{group['condition'].iloc[0]} (seeds {group['compared_on_seeds'].iloc[0]})"
-        level = "/".join(sorted({f"{1 - float(a):.0%}" for a in group["alpha"]}))
+        level = "/".join(sorted({registry.level_text(a) for a in group["alpha"]}))
         kinds = ", ".join(sorted(set(group["ate_interval_kind"]) - {"none"})) or "none"
         first = f"seed {', '.join(sorted(calib_seeds))}" if calib_seeds else "no seed"
         for file, fig in ((f"{name}_{metric}_by_config.png",
@@ -492,7 +492,7 @@ def _study(parents, seeds, metric: str, by: str, out: Optional[Path]) -> None:
     level = study.runs_level(parents)  # the runs' own level; mixed levels fall back to 95%
     alpha = 1 - level
     table = study.study_table(parents, seeds, metric, by, level=level)
-    print(f"\n== {metric} by {by}: mean, {1 - alpha:.0%} t-interval and seeds; each cell one data condition ({by} "
+    print(f"\n== {metric} by {by}: mean, {registry.level_text(alpha)} t-interval and seeds; each cell one data condition ({by} "
           f"of its column, any other varying knob named in its row), on the seeds that condition's configurations "
           f"share; one row per configuration; not a ranking ==")
     grid = study.study_grid(table, by, metric)

@@ -51,7 +51,7 @@ def summary_text(metric: str, values: dict, seeds: list[int], alpha: float) -> s
     where = f"seeds {seed_list(seeds)}, n={len(seeds)}"
     if registry.summarised_as(metric) == "share":
         return (f"{f(metric)} [{f(metric + '_ci_lower')}, {f(metric + '_ci_upper')}] (share of {where}; "
-                f"{100 * (1 - alpha):g}% Wilson interval)")
+                f"{registry.level_text(alpha)} Wilson interval)")
     if metric in PARENT_ONLY:
         return f"{f(metric)} (across {where}; no interval)"
     if len(seeds) < 2:
@@ -59,7 +59,7 @@ def summary_text(metric: str, values: dict, seeds: list[int], alpha: float) -> s
     wide = "; a bound outside the metric's possible range is shown as computed (few seeds)" \
         if registry.leaves_range(metric, values.get(metric + "_ci_lower"), values.get(metric + "_ci_upper")) else ""
     return (f"{f(metric + '_mean')} [{f(metric + '_ci_lower')}, {f(metric + '_ci_upper')}] "
-            f"(mean over {where}, {100 * (1 - alpha):g}% t-interval{wide})")
+            f"(mean over {where}, {registry.level_text(alpha)} t-interval{wide})")
 
 
 def confirm(tracker, config_text: str, choices: dict, win, selection: list[int], n: int, name: str) -> dict:
@@ -108,7 +108,7 @@ def confirmations(tracker, metric: str):
     mid = f"metrics.{metric}_mean" if f"metrics.{metric}_mean" in runs else f"metrics.{metric}"
     alphas = sorted({float(a) for a in runs["params.alpha"].dropna()}) if "params.alpha" in runs else [0.05]
     kind = {"share": "Wilson", "rms": ""}.get(registry.summarised_as(metric), "t-interval")
-    label = f"{metric} [{'/'.join(f'{1 - a:.0%}' for a in alphas) or '95%'} {kind}]" if kind else \
+    label = f"{metric} [{'/'.join(registry.level_text(a) for a in alphas) or '95%'} {kind}]" if kind else \
         f"{metric} (root mean square, no interval)"
     return pd.DataFrame({
         "condition": runs.get("tags.condition"), "estimator": runs["tags.estimator"],
@@ -181,6 +181,7 @@ def promote(args) -> None:
     from hte_bench.compare.leaderboard import build, seeds_of
     from hte_bench.config import seed_list
     from hte_bench.data.base import DataError
+    from hte_bench.data.conditions import reads_file_rows
     from hte_bench.runner import CHOICE
     from hte_bench.estimators.base import AdapterError
     from hte_bench.seed import fitted_adapter, seeded_data
@@ -230,7 +231,7 @@ def promote(args) -> None:
                               f"{confirmed['run_id']}; not promoted (see the error tag and traceback.txt of its seed "
                               "runs), or skip the check with --confirm-seeds 0")
         lost = sorted(set(confirmed["asked"]) - set(confirmed["seeds"]))
-        resplit = str(cfg.data.get("_target_", "")).startswith("hte_bench.data.csv.")
+        resplit = reads_file_rows(cfg.data)
         print(f"confirmation {args.metric}: {confirmed['text']} — fresh seeds (run {confirmed['run_id']})"
               + (f"; seeds {seed_list(lost)} failed and are not in it" if lost else "")
               + ("; data=csv: fresh seeds are other splits of the same rows, so this is no independent "

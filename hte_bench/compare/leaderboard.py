@@ -255,7 +255,7 @@ def build(parents: pd.DataFrame, seeds: pd.DataFrame, metric: str = "cate_rmse_t
                 group.at[idx, "score"] = float(loss(metric, [group.at[idx, metric]], alphas[r])[0])
                 group.at[idx, "compared_on_seeds"] = f"own seeds {seed_list(own[r])}" if own[r] else "none"
                 group.at[idx, "n_compared"] = len(own[r])
-                group.at[idx, "interval"] = f"{1 - alphas[r]:.0%} Wilson across its own seeds"
+                group.at[idx, "interval"] = f"{registry.level_text(alphas[r])} Wilson across its own seeds"
             common: list[int] = []
         else:
             common = sorted(set.intersection(*(own[group.at[i, "parent_run_id"]] for i in ranked))) \
@@ -274,7 +274,7 @@ def build(parents: pd.DataFrame, seeds: pd.DataFrame, metric: str = "cate_rmse_t
                     mean, lo, hi, _ = study.t_interval(v, 1 - alphas[r])
                     group.at[idx, f"{metric}_mean"] = mean
                     group.at[idx, f"{metric}_ci_lower"], group.at[idx, f"{metric}_ci_upper"] = lo, hi
-                    group.at[idx, "interval"] = (f"{1 - alphas[r]:.0%} t-interval across seeds {seed_list(on)}"
+                    group.at[idx, "interval"] = (f"{registry.level_text(alphas[r])} t-interval across seeds {seed_list(on)}"
                                                  if len(on) > 1 else "none (1 seed)")
                 if idx in ranked and common:
                     lv = _on(losses, r, common)

@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 
 from hte_bench.compare.study import KIND_NOTES, PER_UNIT_VALID
 from hte_bench.errors import ConfigError
+from hte_bench.evaluation import registry
 from hte_bench.tracking.notes import fmt
 
 
@@ -52,7 +53,7 @@ def _ate_coverage(row: pd.Series) -> tuple[float, str]:
         if kind == "none":
             return math.nan, "no ATE interval (interval kind none), so no ATE coverage"
         return math.nan, f"no ATE coverage rate logged (ATE interval kind {kind})"
-    level = f"{1 - float(row.get('alpha', 0.05)):.0%}"
+    level = registry.level_text(row.get('alpha', 0.05))
     return float(rate), (f"ATE coverage {_f(rate)} ({level} Wilson [{_f(row.get('ate_coverage_rate_ci_lower'))}, "
                          f"{_f(row.get('ate_coverage_rate_ci_upper'))}], {_n(row)})")
 

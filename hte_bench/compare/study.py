@@ -227,6 +227,7 @@ def save_study_figures(table: pd.DataFrame, knob: str, metric: str, out, level: 
     from pathlib import Path
 
     from hte_bench import plots as P
+    from hte_bench.evaluation.registry import level_text
 
     folder = Path(out) / "plots"
     folder.mkdir(exist_ok=True)
@@ -234,5 +235,5 @@ def save_study_figures(table: pd.DataFrame, knob: str, metric: str, out, level: 
         named = sorted({str(s) for s in part.get("seeds", pd.Series(dtype=str)).dropna() if str(s)})
         seeds = f"seeds {named[0]}" if len(named) == 1 else "each cell's seeds (study csv)"
         fig = P.study_plot(part, knob, metric, level=level,
-                           title=f"{data}: {metric} by {knob}; mean and {level:.0%} t-interval over {seeds}")
+                           title=f"{data}: {metric} by {knob}; mean and {level_text(1 - level)} t-interval over {seeds}")
         fig.savefig(folder / f"study_{data}_{knob.replace('.', '_')}.png", dpi=100, bbox_inches="tight")

@@ -38,13 +38,19 @@ def typed_knobs(data: dict[str, Any], defaults: dict[str, Any] | None = None) ->
     return out
 
 
+def reads_file_rows(data: Any) -> bool:
+    """Whether a data config's generator splits the rows of a file (data=csv) rather than drawing new samples:
+    its seeds are re-splits of the same rows, and its file is part of the condition."""
+    return str((data or {}).get("_target_", "")).startswith("hte_bench.data.csv.")
+
+
 def source_hash(data: dict[str, Any]) -> str:
     """Short hash of what a condition's draws come from beyond its knobs: a CSV file's bytes, or the source file
     of a generator outside hte_bench (a user's module); '' for hte-bench's own generators, whose code the
     runs' ``code_hash`` covers. An edited file is then another condition and configuration, never a resume."""
     target = str(data.get("_target_", ""))
     path = None
-    if target.startswith("hte_bench.data.csv."):
+    if reads_file_rows(data):
         path = Path(str(data.get("path", ""))).expanduser()  # as the CSV generator reads it
     elif target and not target.startswith("hte_bench."):
         from hte_bench.config import module_file

@@ -76,7 +76,7 @@ def _load(path: str | Path, outcome: str, treatment: str, features: Optional[Seq
     twice = sorted({c for c in features if features.count(c) > 1})
     if twice:
         raise DataError(f"csv: feature(s) {twice} listed twice in {features_flag}")
-    missing = [c for c in (outcome, treatment, *extra, *features) if c not in columns]
+    missing = [c for c in features if c not in columns]  # outcome, treatment and truth columns are checked above
     if missing:
         raise DataError(f"csv: column(s) {missing} not in {path.name}; available columns: {columns}")
     used = frame[[outcome, treatment, *extra, *features]]

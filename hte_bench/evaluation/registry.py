@@ -80,6 +80,11 @@ def summarised_as(name: str) -> str:
     return spec.of_seeds[1] if spec is not None and spec.of_seeds else "mean"
 
 
+def level_text(alpha: float) -> str:
+    """An interval's level as people read it, from its alpha: ``95%``, ``97.5%`` (never rounded to ``98%``)."""
+    return f"{100 * (1 - float(alpha)):g}%"
+
+
 def interval_words(name: str, level: str = "95%") -> str:
     """What the interval of ``name`` across seeds is, in words, at ``level`` (e.g. "95%")."""
     return {"share": f"{level} Wilson interval of the share of seeds",

@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from hte_bench.evaluation.registry import level_text
 from hte_bench.plots.base import (BLACK, BLUE, GREEN, GREY, ORANGE, SKY, VERMILLION, _diagonal, _empty,
                                   _focus_on_candidates, _legend_outside, _new_figure)
 
@@ -113,7 +114,7 @@ def study_plot(table: pd.DataFrame, knob: str, metric: str, title: str = "", lev
     n = table["n_seeds"]
     ax.set_xlabel(knob)
     seeds = f"{n.min()}–{n.max()}" if n.min() != n.max() else f"{n.min()}"
-    ax.set_ylabel(f"{metric}: mean over seeds, {level:.0%} t-interval (n = {seeds} seeds)")
+    ax.set_ylabel(f"{metric}: mean over seeds, {level_text(1 - level)} t-interval (n = {seeds} seeds)")
     ax.set_title(title or f"{metric} by {knob}")
     ax.legend(fontsize="small")
     ax.grid(True, alpha=0.3)

@@ -190,7 +190,7 @@ def _first_figures(summary: dict, rscore_seeds: str | None = None, alpha: float 
             outside = outside or bool(mark)
             span = interval(lo, hi)
             parts.append(f"{label} **{fmt(summary[f'{name}_mean'])}**" + (f" {span}{mark}" if span != "–" else ""))
-    level = f"{100 * (1 - alpha):g}%"
+    level = registry.level_text(alpha)
     if fmt(summary.get("ate_coverage_rate")) != "–":
         span = interval(summary.get("ate_coverage_rate_ci_lower"), summary.get("ate_coverage_rate_ci_upper"))
         parts.append(f"ATE coverage **{fmt(summary['ate_coverage_rate'])}** {span} ({level} Wilson)")
@@ -291,7 +291,7 @@ def sweep_note(experiment_id: str, rows: list[dict], metric: str, how: str, n_co
         lines.append(f"| {r['condition']} | {r['rank']} | {run_link(experiment_id, r['run_id'], r['run_name'])} | "
                      + (f"{_text(r.get('settings'))} | " if named else "")
                      + f"{fmt(r['value'], 4)} | {span} | {r.get('seed_list') or '?'} | {r['seeds']} / {r['failed']} |")
-    levels = "/".join(sorted({f"{1 - float(r.get('alpha', 0.05)):.0%}" for r in rows})) or "95%"
+    levels = "/".join(sorted({registry.level_text(r.get('alpha', 0.05)) for r in rows})) or "95%"
     spans = {"share": f"{levels} Wilson interval of the share of each configuration's own seeds (column seeds)",
              "rms": "none (a root mean square over each configuration's own seeds, column seeds)"}.get(
         registry.summarised_as(metric),
@@ -312,11 +312,11 @@ def board_note(experiment_id: str, board, title: str, top: int = 3, metric: Opti
     loss: an R-score's is its negative)."""
     lines = [f"**{title}** — {len(board)} configurations; ranks within each data condition, "
              "paired tests on the condition's common seeds against the best.", ""]
-    if "parent_run_id" in board and (board.groupby("condition" if "condition" in board else "data").size() > top).any():
-        lines[0] += f" The first {top} of each condition below; every configuration: `leaderboard.csv`."
     if "parent_run_id" not in board:  # not a configuration board (nothing to link)
         return lines[0]
     where = "condition" if "condition" in board else "data"
+    if (board.groupby(where).size() > top).any():
+        lines[0] += f" The first {top} of each condition below; every configuration: `leaderboard.csv`."
     seeds = "compared_on_seeds" in board
     mean = next((c for c in (f"{metric}_mean", metric) if metric and c in board), None)
     value = f"{metric} mean [interval]" if mean == f"{metric}_mean" else (metric if mean else "score")
@@ -333,7 +333,7 @@ def board_note(experiment_id: str, board, title: str, top: int = 3, metric: Opti
                      f"{_text(r.get('vs_best'))} | {shown} |"
                      + (f" {_cell(r.get('compared_on_seeds'))} |" if seeds else ""))
     if mean:
-        levels = "/".join(sorted({f"{1 - float(a):.0%}" for a in board.get("alpha", [0.05])})) or "95%"
+        levels = "/".join(sorted({registry.level_text(a) for a in board.get("alpha", [0.05])})) or "95%"
         kind = registry.interval_words(metric, levels)
         lines.append(f"\n{value}: on the seeds named beside it, with its {kind} across them. Ranked by "
                      "its mean per-seed loss: the metric itself where lower is better, its negative where higher "

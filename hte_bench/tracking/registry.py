@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import warnings
 
+from hte_bench.evaluation.registry import level_text
 from hte_bench.tracking import notes
 from hte_bench.tracking.queries import KIND
 from hte_bench.tracking.store import PACKAGE_DIR, VALUE_MAX, package_version, provenance
@@ -31,7 +32,7 @@ class Registry:
             kind = adapter.interval_kind()
         except Exception:  # noqa: BLE001 — an adapter that cannot say: said as unknown, never guessed
             kind = "unknown"
-        meaning = {"interval_kind": kind, "interval_level": f"{100 * (1 - alpha):g}%"}
+        meaning = {"interval_kind": kind, "interval_level": level_text(alpha)}
         version_tags = {**version_tags, **meaning}
         example = X_example.head(5).astype(float)
         signature = feature_signature(example, model.predict(None, example))

@@ -616,22 +616,14 @@ class OptunaSweeperImpl(Sweeper):
                         continue
                     trial.set_user_attr("hydra_job_num", self.job_idx + len(launch))
                     launch.append((trial, overrides))
-            except KeyboardInterrupt:  # Ctrl-C while asking or composing: no trial is left RUNNING for good
-                for trial in trials:
-                    if trial.number not in told:
-                        trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
-                        study.tell(trial, state=TrialState.FAIL)
+            except KeyboardInterrupt:  # Ctrl-C while asking or composing
+                self._interrupted(study, [t for t in trials if t.number not in told])
                 raise
             if launch:
                 try:
                     returns = self.launcher.launch([ov for _, ov in launch], initial_job_idx=self.job_idx)
                 except KeyboardInterrupt:
-                    # Ctrl-C: the batch's trials end FAIL (not counted: the same command again runs trials in
-                    # their place), quietly — the interrupt's own line is the last thing said. Left RUNNING they
-                    # stayed so for good and the study's counts did not add up.
-                    for trial, _ in launch:
-                        trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
-                        study.tell(trial, state=TrialState.FAIL)
+                    self._interrupted(study, [trial for trial, _ in launch])
                     raise
                 except Exception as err:
                     # The launcher itself broke (not a job): close the batch's trials, then stop.
@@ -645,6 +637,15 @@ class OptunaSweeperImpl(Sweeper):
             n_run += batch
 
         self._write_results(study, study_name, storage, n_run, sweep_dir, identity)
+
+    @staticmethod
+    def _interrupted(study: optuna.Study, trials: List[Trial]) -> None:
+        """Ctrl-C: these trials end FAIL (not counted: the same command again runs trials in their place),
+        quietly — the interrupt's own line is the last thing said. Left RUNNING they stayed so for good and the
+        study's counts did not add up."""
+        for trial in trials:
+            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
+            study.tell(trial, state=TrialState.FAIL)
 
     def _rerun(self, best: FrozenTrial) -> Optional[str]:
         """The best trial as one configuration run (an hte-bench command line): its overrides without the search
