@@ -79,10 +79,16 @@ class Queries:
         import json
         import tempfile
 
+        from mlflow.exceptions import MlflowException
+
         with tempfile.TemporaryDirectory() as tmp:
             try:
                 path = self.download(run_id, "aggregate.json", tmp)
-            except Exception:  # a run killed before its files were written
+            except MlflowException as err:
+                # Only a missing file (a run killed before its files were written) means "no aggregates": a
+                # store that fails to answer must not leave a board ranking without the metrics it asked for.
+                if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+                    raise
                 return {}
             data = json.loads(Path(path).read_text())
         return {k: v for k, v in data.items() if isinstance(v, (int, float)) or v is None}

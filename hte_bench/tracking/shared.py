@@ -64,12 +64,11 @@ class ConfigClaims:
     def _tell(self, held: dict[int, Holding]) -> None:
         by_holder: dict[str, list] = {}
         for seed, h in sorted(held.items()):
-            by_holder.setdefault(h.holder, []).append((seed, h))
+            if (h.holder, seed) not in self._told:  # each seed once per holder, not again as the holder's set shrinks
+                by_holder.setdefault(h.holder, []).append((seed, h))
         for holder, items in by_holder.items():
             seeds = tuple(s for s, _ in items)
-            if (holder, seeds) in self._told:
-                continue
-            self._told.add((holder, seeds))
+            self._told.update((holder, s) for s in seeds)
             word = "seed" if len(seeds) == 1 else "seeds"
             verb = "is" if len(seeds) == 1 else "are"
             log.info("%s: %s %s %s being fitted by %s (lease until %s); skipped here, reused when done",
