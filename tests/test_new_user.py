@@ -202,6 +202,8 @@ CASES = [
     ("promote-no-store", None, ["hte-bench-promote", "--name", "x"], "no MLflow store at sqlite:///"),
     ("promote-gate-percent", None, ["hte-bench-promote", "--name", "x", "--min-ate-coverage", "95"],
      "--min-ate-coverage=95 is not allowed; a coverage gate is a share between 0 and 1 (a share: 0.95 for 95%)"),
+    ("promote-config-out", None, ["hte-bench-promote", "--name", "x", "--config-out", "/etc/hostname/x"],
+     "--config-out=/etc/hostname/x: /etc/hostname is a file, not a folder"),
     ("promote-metric-typo", None, ["hte-bench-promote", "--name", "x", "--metric", "cate_rmse_tset"],
      "metric 'cate_rmse_tset' is not registered (did you mean cate_rmse_test?)"),
 ]
@@ -369,3 +371,27 @@ def test_served_champion_takes_integer_features(tmp_path, store):
     np.testing.assert_allclose(pred["tau_hat"], adapter.effect(ints.astype(float)))
     with pytest.raises(Exception, match=r"feature column\(s\) \['age'\] hold missing or non-numeric values"):
         model.predict(ints.assign(age="old"))
+
+
+def test_a_promotion_that_fails_before_champion_moves_leaves_no_version(tmp_path, store):
+    """A registration stopped half-way (here a tag MLflow refuses) leaves neither a half-tagged version nor a
+    model without versions, and its promotion run ends FAILED; the error is the store's own."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from conftest import compose
+    from hte_bench.seed import make_data, make_estimator
+    from hte_bench.tracking import Tracker
+
+    cfg = compose(["estimator=interaction_ols", "data.n=300", "data.n_test=100"])
+    dataset, _ = make_data(cfg, 0)
+    adapter = make_estimator(cfg, 0).fit(dataset.X_train, dataset.T_train, dataset.Y_train)
+    tracker = Tracker.from_config({"uri": store, "experiment": "undo"})
+    (tmp_path / "files").mkdir()
+    with pytest.raises(MlflowException):
+        tracker.register_model("undone", adapter, dataset.X_train, 0.05, run_name="promote/undone", params={},
+                               tags={}, version_tags={"not a valid key?": 1}, artifact_dir=str(tmp_path / "files"))
+    client = mlflow.MlflowClient(store)
+    assert client.search_registered_models("name='undone'") == []
+    (run,) = client.search_runs([tracker.experiment_id])
+    assert run.info.status == "FAILED"

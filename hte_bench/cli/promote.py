@@ -134,6 +134,19 @@ def _check_gates(args) -> None:
             raise ConfigError(f"{flag}={value} is not allowed; give {low} or more")
 
 
+def _check_config_out(folder: str) -> None:
+    """Refuse a --config-out the promoted config could not be written to, before anything is fitted or registered
+    (the config is written last, once the champion is registered)."""
+    import os
+
+    path = Path(folder)
+    existing = next(p for p in (path, *path.parents) if p.exists() or p == Path(p.anchor or "."))
+    if not existing.is_dir():
+        raise ConfigError(f"--config-out={folder}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"--config-out={folder}: {existing} is not writable; give a folder you can write to")
+
+
 def _winner_line(board, win) -> str:
     """Where the winner stands on the board: its rank, and whom it cannot be told from (or that it is worse
     than the best, which a gate removed)."""
@@ -193,6 +206,7 @@ def promote(args) -> None:
     if args.confirm_seeds is not None and args.confirm_seeds < 0:
         raise ConfigError(f"--confirm-seeds={args.confirm_seeds} is not allowed; give 0 (skip) or more")
     _check_gates(args)
+    _check_config_out(args.config_out)
     gates = P.Gates(args.min_ate_coverage, args.max_failed_seeds, args.min_seeds, args.require_significance,
                     args.min_cate_coverage)
     tracker, parents, seeds = load(args)
@@ -272,7 +286,6 @@ def promote(args) -> None:
               "'already finished'; add resume=true to the command line to reuse finished seeds instead"]
     text = P.experiment_config(config_text, choices or {"data": win["data"], "estimator": win["estimator"]}, header,
                                seeds=selection)
-    path = P.write_experiment(text, Path(args.config_out), args.name)
     summary = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                for k, v in win.items() if isinstance(v, (int, float, str))}
     seeds_tags = {"selection_seeds": ",".join(map(str, selection)), f"selection_{args.metric}": selected,
@@ -280,7 +293,7 @@ def promote(args) -> None:
                   **({f"confirmation_{args.metric}": confirmed["text"], "confirmation_run_id": confirmed["run_id"]}
                      if confirmed else {})}
     with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / path.name).write_text(text)
+        (Path(tmp) / P.experiment_file(args.name)).write_text(text)
         (Path(tmp) / "decision.json").write_text(json.dumps(
             {"metric": args.metric, "winner": summary, "reasons": decision.reasons, "refit_on": refit_on,
              **seeds_tags}, indent=2))
@@ -297,6 +310,7 @@ def promote(args) -> None:
                           "condition": win["condition"], "metric": args.metric,
                           "metric_summary": json.dumps(summary), "refit_on": refit_on, **seeds_tags},
             artifact_dir=tmp, packages=packages, code_paths=code_paths)
+    path = P.write_experiment(text, Path(args.config_out), args.name)  # only once the champion is registered
     print(f"promoted {(win['estimator'] + ' ' + win['overrides']).strip()} [{win['config_hash']}] as {res['model_uri']} "
           f"(version {res['version']}; previous champion: {res['previous'] or 'none'})")
     print(f"config written to {path}; re-run with: hte-bench +experiment=promoted_{args.name}")

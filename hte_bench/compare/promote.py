@@ -184,10 +184,15 @@ def experiment_config(config_yaml: str, choices: dict[str, str], header: list[st
     return "\n".join(lines) + "\n" + OmegaConf.to_yaml(OmegaConf.create(body))
 
 
+def experiment_file(name: str) -> str:
+    """The promoted experiment's file name (``+experiment=promoted_<name>``)."""
+    return f"promoted_{name}.yaml"
+
+
 def write_experiment(text: str, out_dir: Path, name: str) -> Path:
     """Write the promoted experiment as ``<out_dir>/promoted_<name>.yaml`` and return its path."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"promoted_{name}.yaml"
+    path = out_dir / experiment_file(name)
     path.write_text(text)
     return path
 

@@ -46,25 +46,48 @@ class Registry:
         run = self.client.create_run(self.experiment_id, run_name=run_name,
                                      tags={KIND: "promotion", **tags, **provenance()})
         run_id = run.info.run_id
-        self._batch(run_id, params=params)
-        with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
-            # MLflow's input-example code compares columns with a range, which pandas 3 flags for pandas 4.
-            warnings.filterwarnings("ignore", message="Operation with range is deprecated")
-            info = mlflow.pyfunc.log_model(
-                name="model", python_model=model, signature=signature, input_example=example,
-                registered_model_name=name, code_paths=[str(PACKAGE_DIR), *code_paths], metadata=meaning,
-                pip_requirements=_model_requirements(packages))
-        version = str(info.registered_model_version)
-        self.client.log_artifacts(run_id, artifact_dir)
+        version = None
+        try:
+            self._batch(run_id, params=params)
+            with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
+                # MLflow's input-example code compares columns with a range, which pandas 3 flags for pandas 4.
+                warnings.filterwarnings("ignore", message="Operation with range is deprecated")
+                info = mlflow.pyfunc.log_model(
+                    name="model", python_model=model, signature=signature, input_example=example,
+                    registered_model_name=name, code_paths=[str(PACKAGE_DIR), *code_paths], metadata=meaning,
+                    pip_requirements=_model_requirements(packages))
+            version = str(info.registered_model_version)
+            self.client.log_artifacts(run_id, artifact_dir)
+            for key, value in {**version_tags, "previous_champion_version": previous or "none",
+                               "promotion_run_id": run_id}.items():
+                self.client.set_model_version_tag(name, version, key, str(value)[:VALUE_MAX])
+            self.client.set_registered_model_alias(name, "champion", version)
+        except BaseException as err:
+            self._undo_promotion(name, version, previous, run_id, err)
+            raise
+        # The champion is in place: what follows only describes it.
         self.client.set_terminated(run_id, "FINISHED")
-        for key, value in {**version_tags, "previous_champion_version": previous or "none",
-                           "promotion_run_id": run_id}.items():
-            self.client.set_model_version_tag(name, version, key, str(value)[:VALUE_MAX])
-        self.client.set_registered_model_alias(name, "champion", version)
         note = notes.version_note(name, {**version_tags, **tags}, self.experiment_id, run_id)
         self.client.update_model_version(name, version, description=note)
         self.client.set_tag(run_id, notes.NOTE, f"Promotion of version {version} of `{name}`.\n\n{note}")
         return {"version": version, "previous": previous, "run_id": run_id, "model_uri": f"models:/{name}@champion"}
+
+    def _undo_promotion(self, name: str, version, previous, run_id: str, err: BaseException) -> None:
+        """A promotion stopped before @champion moved: no half-tagged version left behind, the run ended.
+
+        Best effort (the store may be what failed): the original error is what the user sees.
+        """
+        from mlflow.exceptions import MlflowException
+
+        try:
+            if version is not None:
+                self.client.delete_model_version(name, version)
+                if previous is None and not self.client.search_model_versions(f"name='{name}'"):
+                    self.client.delete_registered_model(name)  # created by this promotion, now empty
+            status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
+            self.client.set_terminated(run_id, status)
+        except (MlflowException, OSError):
+            pass
 
 
 def _model_requirements(extra=()) -> list[str]:
