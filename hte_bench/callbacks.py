@@ -26,7 +26,7 @@ class SweepRun(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from hte_bench.errors import ConfigError
         from hte_bench.tracking import Tracker, resolve_uri
-        from hte_bench.tracking.claims import coordination, creating_store, open_leases
+        from hte_bench.tracking.claims import claims_tag, coordination, creating_store, open_leases
         from hte_bench.tracking.remote import check_remote_tracking
         from hte_bench.tracking.shared import close_expired_sweeps
 
@@ -57,7 +57,7 @@ class SweepRun(Callback):
         close_expired_sweeps(tracker, leases)
         overrides = list(config.hydra.overrides.task)
         run_id = tracker.start_sweep(overrides, sweeper=str(config.hydra.sweeper._target_),
-                                     metric=str(config.optimized_metric))
+                                     metric=str(config.optimized_metric), claims=claims_tag(leases))
         if leases is not None:
             leases.take(run_id, "sweep")
         os.environ[SWEEP_ENV] = run_id

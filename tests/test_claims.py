@@ -118,3 +118,21 @@ def test_a_seed_run_that_finishes_while_its_parent_is_read_is_not_closed_killed(
     done = finished_seeds(tracker, parent, [0, 1, 2, 3], ConfigClaims(reader, "cfg", "label"))
     assert tracker.client.get_run(written).info.status == "FINISHED" and list(done) == [2]
     assert tracker.client.get_run(dead).info.status == "KILLED"
+
+
+def test_only_sweeps_leased_in_this_claims_database_are_closed_as_expired(tmp_path, store):
+    """A RUNNING sweep without a lease here is killed only if its lease would live here: one run without claims
+    (or against another machine's claims database) may be alive, and is left alone."""
+    from hte_bench.tracking import Tracker
+    from hte_bench.tracking.claims import Leases, claims_tag
+    from hte_bench.tracking.shared import close_expired_sweeps
+
+    tracker = Tracker(store, "expired_sweeps")
+    here, elsewhere = Leases(f"sqlite:///{tmp_path / 'a.db'}", 0.5), Leases(f"sqlite:///{tmp_path / 'b.db'}", 0.5)
+    dead = tracker.start_sweep([], "s", "m", claims=claims_tag(here))  # killed before it took its lease
+    unclaimed = tracker.start_sweep([], "s", "m", claims=claims_tag(None))
+    other = tracker.start_sweep([], "s", "m", claims=claims_tag(elsewhere))
+    time.sleep(1)
+    close_expired_sweeps(tracker, here)
+    status = {run_id: tracker.client.get_run(run_id).info.status for run_id in (dead, unclaimed, other)}
+    assert status == {dead: "KILLED", unclaimed: "RUNNING", other: "RUNNING"}

@@ -9,6 +9,7 @@ a holder that is SIGKILLed or loses its machine stops renewing, and a later run 
 from __future__ import annotations
 
 import atexit
+import hashlib
 import importlib
 import logging
 import os
@@ -272,6 +273,15 @@ def discard_unused() -> None:
             leases.discard_if_unused()
         except Exception:  # best effort: a leftover empty claims file is harmless
             pass
+
+
+CLAIMS_TAG = "hte_bench.claims_db"
+
+
+def claims_tag(leases: Optional["Leases"]) -> str:
+    """Which claims database a sweep run's lease lives in, as a run tag: a hash of its URL (never the URL: it
+    may hold a password), or ``none`` when claims are off."""
+    return "none" if leases is None else hashlib.sha1(leases.url.encode()).hexdigest()[:12]
 
 
 def open_leases(where: Optional[tuple[str, float]]) -> Optional[Leases]:

@@ -190,11 +190,14 @@ class Tracker(Queries, Registry):
 
     # ---- sweeps ----
 
-    def start_sweep(self, overrides: list[str], sweeper: str, metric: str) -> str:
-        """Open the run that groups every configuration of one multirun sweep."""
+    def start_sweep(self, overrides: list[str], sweeper: str, metric: str, claims: str = "none") -> str:
+        """Open the run that groups every configuration of one multirun sweep (``claims``: where its lease lives,
+        ``claims.claims_tag``)."""
+        from hte_bench.tracking.claims import CLAIMS_TAG
+
         return self._new_run(f"sweep/{time.strftime('%Y-%m-%d_%H-%M-%S')}",
                              {KIND: "sweep", "optimized_metric": metric, "host": socket.gethostname(),
-                              "pid": str(os.getpid()), **self.provenance()},
+                              "pid": str(os.getpid()), CLAIMS_TAG: claims, **self.provenance()},
                              {"overrides": " ".join(overrides) or "(none)", "sweeper": sweeper})
 
     def attach_to_sweep(self, parent_id: str, sweep_id: str) -> None:

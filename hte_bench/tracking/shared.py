@@ -9,7 +9,7 @@ import time
 from contextlib import contextmanager
 from typing import Callable, Iterator, Optional
 
-from hte_bench.tracking.claims import POLL_SECONDS, Holding, Leases
+from hte_bench.tracking.claims import CLAIMS_TAG, POLL_SECONDS, Holding, Leases, claims_tag
 from hte_bench.tracking.runs import KIND
 
 log = logging.getLogger(__name__)
@@ -172,11 +172,16 @@ def mark_aggregate(tracker, parent_id: str, fingerprint: str) -> None:
 def close_expired_sweeps(tracker, leases: Optional[Leases]) -> None:
     """Mark KILLED the RUNNING sweep runs whose lease expired (or which never had one and are older than a lease).
 
-    Works across hosts: a live sweep anywhere renews its lease; a SIGKILLed one stops.
+    Works across hosts: a live sweep anywhere renews its lease; a SIGKILLed one stops. Only sweeps whose lease
+    lives in this claims database are judged: one run without claims, or against another claims database (a
+    second machine's own), has no lease here although it may be alive.
     """
     if leases is None or tracker.client.get_experiment_by_name(tracker.experiment) is None:
         return
+    mine = claims_tag(leases)
     for run in tracker.search(f"tags.`{KIND}` = 'sweep' and attributes.status = 'RUNNING'"):
+        if run.data.tags.get(CLAIMS_TAG, mine) != mine:  # untagged: a sweep from before the tag, judged as before
+            continue
         h = leases.peek(run.info.run_id, "sweep")
         now = h.now if h is not None else time.time()
         if (h is None and run.info.start_time / 1000 < now - leases.lease) or (h is not None and h.expires_at < now):
