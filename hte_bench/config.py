@@ -235,6 +235,35 @@ def model_dependencies(cfg: DictConfig) -> tuple[list[str], list[str]]:
     return sorted(packages), sorted(paths)
 
 
+def library_versions(cfg: DictConfig) -> str:
+    """Versions of the libraries the estimator is built from beyond the resume keys every run has (econml,
+    scikit-learn, statsmodels, numpy: store.RESUME_PACKAGES), e.g. ``doubleml=0.10.1,lightgbm=4.6.0``; "" when
+    none. A resume key too: seeds fitted under another DoubleML must not join these.
+
+    Import names found as distributions (doubleml, causalml, lightgbm, xgboost, …); cheap: nothing is imported
+    but hte-bench's own adapter modules, for their REQUIRES.
+    """
+    import importlib
+    import importlib.metadata
+
+    from hte_bench.tracking.store import RESUME_PACKAGES
+
+    names = set()
+    for _, target in _estimator_targets(cfg):
+        top = target.split(".")[0]
+        if top == "hte_bench":
+            names.update(getattr(importlib.import_module(target.rsplit(".", 1)[0]), "REQUIRES", ()))
+        elif top and user_file(target) is None:
+            names.add(top)
+    versions = {}
+    for name in sorted(names - {"sklearn", "numpy", "econml", "statsmodels", *RESUME_PACKAGES}):
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:  # an import name unlike its distribution's: not a key
+            pass
+    return ",".join(f"{k}={v}" for k, v in versions.items())
+
+
 def user_code_hash(cfg: DictConfig) -> str:
     """Short hash of the user's own modules the estimator is built from (an adapter subclass, a nuisance model
     of theirs), '' for none. A resume key, like hte-bench's own sources: an edited adapter refits its seeds

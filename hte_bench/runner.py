@@ -199,13 +199,14 @@ def _find_parent(plan: Plan):
 
 
 def _user_code_tags(cfg: DictConfig) -> dict[str, str]:
-    """Source hashes of the user's own code that shapes the numbers, as resume keys and parent tags (none: no
-    tag): their metric modules, and their modules the estimator is built from (the generator's file is part of
-    the data condition instead, since it makes the truth)."""
+    """Source hashes of the user's own code that shapes the numbers, and versions of the estimator's libraries
+    beyond econml/scikit-learn/statsmodels/numpy, as resume keys and parent tags (none: no tag): their metric
+    modules, and their modules the estimator is built from (the generator's file is part of the data condition
+    instead, since it makes the truth)."""
     from hte_bench.evaluation import registry
 
     tags = {"metric_modules_hash": registry.modules_hash(cfg.get("metric_modules")),
-            "user_code_hash": C.user_code_hash(cfg)}
+            "user_code_hash": C.user_code_hash(cfg), "library_versions": C.library_versions(cfg)}
     return {k: v for k, v in tags.items() if v}
 
 

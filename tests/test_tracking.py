@@ -169,6 +169,27 @@ def test_an_edited_adapter_of_the_users_is_refitted_not_resumed(store, user_modu
     assert "econml" in C.model_dependencies(compose(["estimator=linear_dml"]))[0]
 
 
+def test_seeds_fitted_under_another_version_of_the_estimators_library_are_not_resumed(store, caplog):
+    # DoubleML, CausalML, LightGBM… are resume keys too (beyond econml/scikit-learn/statsmodels/numpy): an
+    # upgrade refits instead of mixing seeds of two versions in one configuration.
+    import importlib.metadata
+
+    from hte_bench import config as C
+
+    args = [*TINY, "estimator=causalml_s_learner", f"tracking.uri={store}", "n_seeds=1"]
+    first = run_composed(args)["_parent_run_id"]
+    now = f"causalml={importlib.metadata.version('causalml')}"
+    assert client(store).get_run(first).data.tags["library_versions"] == now
+    assert run_composed(args)["_parent_run_id"] == first
+    client(store).set_tag(first, "library_versions", "causalml=0.0.1")
+    with caplog.at_level(logging.WARNING, logger="hte_bench.runner"):
+        assert run_composed(args)["_parent_run_id"] != first
+    assert any(f"run {first} was fitted with library_versions causalml=0.0.1, now library_versions {now}"
+               in r.getMessage() for r in caplog.records)
+    assert C.library_versions(compose(["estimator=doubleml_irm"])).startswith("doubleml=")
+    assert C.library_versions(compose(["estimator=linear_dml"])) == ""  # econml's version is a key already
+
+
 def test_resume_must_be_true_false_or_force(store):
     with pytest.raises(ConfigError, match=r"^resume='sometimes' is not allowed; resume must be true, false or force$"):
         run_composed([*TINY, "n_seeds=1", f"tracking.uri={store}", "resume=sometimes"])
