@@ -47,6 +47,20 @@ def test_ranking_and_paired_significance_on_a_known_case():
     assert bad["p_vs_best_adj"] == pytest.approx(2 * 2 / 1024)
 
 
+def test_a_configuration_better_on_most_seeds_is_not_called_worse():
+    # "b" has the lower loss on 19 of 20 seeds and one bad seed: the mean ranks it second, the signed-rank test
+    # finds the difference the other way. It is "mixed", never "worse", and the significance gate does not pass.
+    a = BASE.repeat(2)
+    b = a - 0.01
+    b[7] += 1.0
+    parents, seeds = _tables({"a": a, "b": b})
+    board = build(parents, seeds).set_index("estimator")
+    assert board.loc["a", "vs_best"] == "best" and board.loc["b", "p_vs_best_adj"] < 0.05
+    assert board.loc["b", "vs_best"] == "mixed: better on most seeds"
+    decision = choose(board.reset_index(), Gates(require_significance=True))
+    assert decision.winner is None and "not significantly better than 1" in str(decision.reasons)
+
+
 def test_wilcoxon_cannot_separate_with_too_few_seeds_but_ttest_can():
     parents, seeds = _tables({"good": BASE[:5], "bad": BASE[:5] + 0.3 + np.arange(5) * 0.01})
     assert build(parents, seeds)["vs_best"].tolist() == ["best", "tied"]  # exact p ≥ 2/32 with 5 seeds

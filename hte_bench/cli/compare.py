@@ -432,7 +432,9 @@ TESTS = {"wilcoxon": "Wilcoxon signed-rank test as scipy chooses it: exact up to
 def vs_best_note(test: str = "wilcoxon", correction: str = "holm", level: float = 0.05) -> str:
     """What 'vs best' says: which test, which correction, at which level, on which seeds."""
     return (f"'vs best' is a paired test against the best configuration of the same data condition ({TESTS[test]}, "
-            f"p-values adjusted by {correction} over the condition's comparisons; worse = adjusted p < {level:g}), "
+            f"p-values adjusted by {correction} over the condition's comparisons; worse = adjusted p < {level:g}; "
+            "mixed = a difference the other way: lower loss on most seeds although its mean ranks it below the best, "
+            "e.g. one bad seed), "
             "on the seeds the condition is compared on (named in its header) — the seeds the best was chosen on: "
             "a selection, optimistic for the winner. hte-bench-promote confirms the winner on fresh seeds.")
 

@@ -152,6 +152,8 @@ def _winner_line(board, win) -> str:
     than the best, which a gate removed)."""
     import pandas as pd
 
+    from hte_bench.compare.leaderboard import MIXED
+
     def name(row) -> str:
         return f"{row['estimator']} {row['overrides']}".strip()
 
@@ -168,11 +170,15 @@ def _winner_line(board, win) -> str:
     equal = others[others["rank"].notna() & (others["rank"] == win["rank"])]
     tied = others[others["vs_best"].isin(["tied", "untested"]) & others["rank"].notna() & ~others.index.isin(equal.index)]
     worse = others[others["vs_best"].eq("worse")]
+    mixed = others[others["vs_best"].eq(MIXED)]
     if len(equal):
         text += ("; tied with " + ", ".join(name(r) for _, r in equal.iterrows())
                  + " (the same score; the first in the board's order was taken)")
     if len(worse):
         text += "; better than " + ", ".join(f"{name(r)} ({p_adj(r)})" for _, r in worse.iterrows())
+    if len(mixed):
+        text += ("; better in the mean but worse on most seeds than "
+                 + ", ".join(f"{name(r)} ({p_adj(r)})" for _, r in mixed.iterrows()))
     if len(tied):
         text += "; not distinguishable from " + ", ".join(f"{name(r)} ({p_adj(r)})" for _, r in tied.iterrows())
     return text

@@ -19,6 +19,8 @@ from hte_bench.evaluation import registry
 # Ranking reads the metric registry (direction or target of every metric). Parent-level metrics: a root mean
 # square (ate_rmse) is ranked through its per-seed squared error (same order, and testable); a share of seeds
 # (ate_coverage_rate) only exists across seeds, so it has no paired test.
+# vs_best when the paired test finds a difference opposite to the ranking by mean: lower loss on most seeds.
+MIXED = "mixed: better on most seeds"
 PARENT_ONLY = set(registry.names(level="config"))
 RANKABLE = sorted(registry.rankable())
 # Context columns shown for every configuration, whatever the ranking metric.
@@ -101,21 +103,29 @@ def _from_choice(column: str, picked: list[str], rows: pd.DataFrame) -> bool:
     return False
 
 
-def _paired_p(a: np.ndarray, b: np.ndarray, test: str) -> float:
-    """Two-sided p-value that two configurations' per-seed losses differ; NaN when not testable."""
+def _paired_p(a: np.ndarray, b: np.ndarray, test: str) -> tuple[float, float]:
+    """(two-sided p-value that two configurations' per-seed losses differ, its direction: > 0 when ``a``'s are
+    the higher); NaN when not testable.
+
+    The direction is the test's own (Wilcoxon: the signed ranks' sum; t-test: the mean difference): ranked by
+    mean, a configuration can still have the lower loss on most seeds, and a test that finds that must not
+    read as "worse".
+    """
     from scipy import stats
 
     ok = np.isfinite(a) & np.isfinite(b)
     a, b = a[ok], b[ok]
     if len(a) < 2:
-        return float("nan")
+        return float("nan"), float("nan")
     diff = a - b
     if np.allclose(diff, 0):
-        return 1.0
+        return 1.0, 0.0
     if test == "wilcoxon":
-        return float(stats.wilcoxon(a, b).pvalue)
+        nonzero = diff[diff != 0]
+        ranks = stats.rankdata(np.abs(nonzero))
+        return float(stats.wilcoxon(a, b).pvalue), float(np.sign(ranks[nonzero > 0].sum() - ranks[nonzero < 0].sum()))
     if test == "ttest":
-        return float(stats.ttest_rel(a, b).pvalue)
+        return float(stats.ttest_rel(a, b).pvalue), float(np.sign(diff.mean()))
     raise ConfigError(f"test={test!r} is not allowed; allowed: wilcoxon, ttest")
 
 
@@ -318,17 +328,21 @@ def _rank_condition(group: pd.DataFrame, losses: pd.DataFrame, test: str, level:
     group.loc[scored, "rank"] = group.loc[scored, "score"].rank(method="min").astype("Int64")
     best = group.iloc[0]["parent_run_id"]
     others = group.index[1:][scored[group.index[1:]]]
+    direction: dict = {}
     if not losses.empty and best in losses:
         for idx in others:
             run_id = group.at[idx, "parent_run_id"]
             if run_id in losses:
-                group.at[idx, "p_vs_best"] = _paired_p(losses[run_id].to_numpy(float),
-                                                       losses[best].to_numpy(float), test)
+                group.at[idx, "p_vs_best"], direction[idx] = _paired_p(losses[run_id].to_numpy(float),
+                                                                       losses[best].to_numpy(float), test)
         testable = group.loc[others, "p_vs_best"].dropna()
         if len(testable):
             group.loc[testable.index, "p_vs_best_adj"] = adjusted_p(testable.to_numpy(), correction, level)
         adj = group.loc[others, "p_vs_best_adj"]
-        group.loc[adj.index[adj < level], "vs_best"] = "worse"
+        differs = adj.index[adj < level]
+        group.loc[[i for i in differs if direction.get(i, 0) > 0], "vs_best"] = "worse"
+        # A difference the other way: lower loss on most seeds although the mean ranks it below (one bad seed).
+        group.loc[[i for i in differs if direction.get(i, 0) <= 0], "vs_best"] = MIXED
         group.loc[adj.index[adj >= level], "vs_best"] = "tied"
     group.loc[group.index[0], "vs_best"] = "best"
     return group

@@ -12,6 +12,7 @@ from typing import Optional
 import pandas as pd
 from omegaconf import OmegaConf
 
+from hte_bench.compare.leaderboard import MIXED
 from hte_bench.compare.study import KIND_NOTES, PER_UNIT_VALID
 from hte_bench.errors import ConfigError
 from hte_bench.evaluation import registry
@@ -100,7 +101,7 @@ def _gates(row: pd.Series, group: pd.DataFrame, gates: Gates) -> tuple[list[str]
         if row["vs_best"] != "best":
             out.append("not the best configuration (significance required)")
         else:
-            unresolved = group[group["vs_best"].isin(["tied", "untested"])]
+            unresolved = group[group["vs_best"].isin(["tied", "untested", MIXED])]
             if len(unresolved):
                 def why(r) -> str:  # the adjusted p-value of the paired test, or why there is none
                     p = getattr(r, "p_vs_best_adj", float("nan"))
