@@ -254,3 +254,25 @@ def test_rscore_sweep_tags_the_highest_as_best(tmp_path, migrated_mlruns):
     assert len(scores) == 2 and len(set(scores.values())) == 2
     assert sweep.data.tags["best_parent_run_id"] == max(scores, key=scores.get)
     assert sweep.data.tags["best_condition"] == "engagement n=300 n_test=200"
+
+
+def test_real_data_board_logs_and_its_promotion_says_the_confirmation_is_a_resplit(tmp_path, capsys, migrated_mlruns):
+    """A CSV without a true effect: the board is logged with the plots it can draw (no ATE error, no calibration
+    against tau); promotion's 'fresh' seeds are other splits of the same rows, and the model version says so."""
+    dataset, _ = make_data(compose(SMALL), 0)
+    path = tmp_path / "mine.csv"
+    dataset.X_train.assign(treated=dataset.T_train, outcome=dataset.Y_train).to_csv(path, index=False)
+    uri = migrated_mlruns(tmp_path)
+    real = ["data=csv", f"data.path={path}", "data.outcome=outcome", "data.treatment=treated",
+            *[o for o in LEAN if o != "analyses.truth_free=false" and not o.startswith("data.")], "analyses.seeds=2"]
+    for name in ("interaction_ols", "zero_effect"):
+        run_composed([f"estimator={name}", *real, "n_seeds=2", f"tracking.uri={uri}"])
+    _lb(uri, "--metric", "rscore")
+    board = next(r for r in all_runs(uri, "hte-bench") if r.data.tags.get("hte_bench.kind") == "leaderboard")
+    plots = [a.path for a in client(uri).list_artifacts(board.info.run_id, "plots")]
+    assert len(plots) == 1 and plots[0].endswith("_rscore_by_config.png")
+    promote_main(["--tracking-uri", uri, "--name", "real", "--metric", "rscore", "--config-out", str(tmp_path)])
+    assert "this is no independent confirmation" in capsys.readouterr().out
+    version = client(uri).get_model_version_by_alias("real", "champion")
+    assert version.tags["confirmation_caveat"].startswith("data=csv: fresh seeds are other splits of the same rows")
+    assert "| confirmation (data=csv: fresh seeds are other splits" in version.description

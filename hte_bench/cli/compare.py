@@ -396,6 +396,9 @@ def write_report(tracker, board, avg, seeds, metric: str, out: Path, plots: bool
                 kids = kids[kids["tags.seed"].astype(str).isin(compared)]
             label = _label(row)
             values[label] = kids.get(f"metrics.{per_seed_col}", np.array([])).to_numpy(float)
+            # Data without a true effect (a CSV of real outcomes): no ATE error, no calibration against tau.
+            if "metrics.ate_true" not in kids or not kids["metrics.ate_true"].notna().any():
+                continue
             ates[label] = kids.rename(columns=lambda c: c.replace("metrics.", ""))[
                 ["ate_true", "ate_hat", "ate_ci_lower", "ate_ci_upper"]]
             if len(kids):
@@ -410,14 +413,18 @@ def write_report(tracker, board, avg, seeds, metric: str, out: Path, plots: bool
         level = "/".join(sorted({registry.level_text(a) for a in group["alpha"]}))
         kinds = ", ".join(sorted(set(group["ate_interval_kind"]) - {"none"})) or "none"
         first = f"seed {', '.join(sorted(calib_seeds))}" if calib_seeds else "no seed"
-        for file, fig in ((f"{name}_{metric}_by_config.png",
-                           P.metric_by_config_plot(values, per_seed_col, title=f"{condition}: {per_seed_col} per seed")),
-                          (f"{name}_ate_error_by_config.png",
-                           P.ate_error_by_config_plot(ates, title=f"{condition}: ATE error per seed, with its "
-                                                                     f"{level} interval (kinds: {kinds})")),
-                          (f"{name}_calibration_by_config.png",
-                           P.calibration_overlay_plot(calib, title=f"{group['condition'].iloc[0]}: calibration on "
-                                                                   f"the test split of {first}")),):
+        figures = [(f"{name}_{metric}_by_config.png",
+                    lambda: P.metric_by_config_plot(values, per_seed_col, title=f"{condition}: {per_seed_col} per seed"))]
+        if ates:
+            figures.append((f"{name}_ate_error_by_config.png",
+                            lambda: P.ate_error_by_config_plot(ates, title=f"{condition}: ATE error per seed, with its "
+                                                                           f"{level} interval (kinds: {kinds})")))
+        if calib:
+            figures.append((f"{name}_calibration_by_config.png",
+                            lambda: P.calibration_overlay_plot(calib, title=f"{group['condition'].iloc[0]}: "
+                                                                            f"calibration on the test split of {first}")))
+        for file, draw in figures:
+            fig = draw()
             (out / "plots").mkdir(exist_ok=True)
             fig.savefig(out / "plots" / file, dpi=100, bbox_inches="tight")
 

@@ -35,6 +35,10 @@ def add_arguments(p) -> None:
                    help="where promoted_<name>.yaml is written (default: conf/experiment, on the search path)")
 
 
+# Said wherever a confirmation figure of data read from a file is shown (terminal, tags, model version).
+RESPLIT = "data=csv: fresh seeds are other splits of the same rows, so this is no independent confirmation"
+
+
 def summary_text(metric: str, values: dict, seeds: list[int], alpha: float) -> str:
     """``metric`` of one configuration with its interval and what the interval is, e.g.
     ``0.41 [0.39, 0.43] (mean over seeds 0-7, 95% t-interval, n=8)``."""
@@ -254,8 +258,7 @@ def promote(args) -> None:
         resplit = reads_file_rows(cfg.data)
         print(f"confirmation {args.metric}: {confirmed['text']} — fresh seeds (run {confirmed['run_id']})"
               + (f"; seeds {seed_list(lost)} failed and are not in it" if lost else "")
-              + ("; data=csv: fresh seeds are other splits of the same rows, so this is no independent "
-                 "confirmation" if resplit else ""))
+              + (f"; {RESPLIT}" if resplit else ""))
     else:
         print("confirmation skipped (--confirm-seeds 0): the figures above are the selection's, optimistic")
     try:
@@ -297,7 +300,8 @@ def promote(args) -> None:
     seeds_tags = {"selection_seeds": ",".join(map(str, selection)), f"selection_{args.metric}": selected,
                   "confirmation_seeds": ",".join(map(str, confirmed["seeds"])) if confirmed else "none (skipped)",
                   **({f"confirmation_{args.metric}": confirmed["text"], "confirmation_run_id": confirmed["run_id"]}
-                     if confirmed else {})}
+                     if confirmed else {}),
+                  **({"confirmation_caveat": RESPLIT} if confirmed and reads_file_rows(cfg.data) else {})}
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / P.experiment_file(args.name)).write_text(text)
         (Path(tmp) / "decision.json").write_text(json.dumps(

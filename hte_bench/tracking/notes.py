@@ -370,7 +370,8 @@ def version_note(name: str, version_tags: dict, experiment_id: str, run_id: str)
             return readable_seeds(version_tags.get(key)) or missing
 
         lines += [f"| `{metric}` | seeds | figure |", "|---|---|---|",
-                  f"| confirmation (report this one) | {seeds('confirmation_seeds', 'none')} | "
+                  f"| confirmation ({version_tags.get('confirmation_caveat') or 'report this one'}) | "
+                  f"{seeds('confirmation_seeds', 'none')} | "
                   f"{version_tags.get(f'confirmation_{metric}', 'skipped (--confirm-seeds 0)')} |",
                   f"| selection (optimistic: chosen on these seeds) | {seeds('selection_seeds', '?')} | "
                   f"{version_tags[f'selection_{metric}']} |", ""]
