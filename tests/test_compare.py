@@ -271,8 +271,11 @@ def test_real_data_board_logs_and_its_promotion_says_the_confirmation_is_a_respl
     board = next(r for r in all_runs(uri, "hte-bench") if r.data.tags.get("hte_bench.kind") == "leaderboard")
     plots = [a.path for a in client(uri).list_artifacts(board.info.run_id, "plots")]
     assert len(plots) == 1 and plots[0].endswith("_rscore_by_config.png")
-    promote_main(["--tracking-uri", uri, "--name", "real", "--metric", "rscore", "--config-out", str(tmp_path)])
+    promote_main(["--tracking-uri", uri, "--name", "real", "--metric", "rscore", "--config-out", str(tmp_path),
+                  "--confirm-seeds", "3"])
     assert "this is no independent confirmation" in capsys.readouterr().out
     version = client(uri).get_model_version_by_alias("real", "champion")
+    # Fresh seeds 2-4, the R-score (an analysis) on the first analyses.seeds=2 of them: the figure says those.
+    assert version.tags["confirmation_seeds"] == "2,3" and "(mean over seeds 2,3, n=2" in version.tags["confirmation_rscore"]
     assert version.tags["confirmation_caveat"].startswith("data=csv: fresh seeds are other splits of the same rows")
     assert "| confirmation (data=csv: fresh seeds are other splits" in version.description

@@ -66,7 +66,8 @@ def summary_text(metric: str, values: dict, seeds: list[int], alpha: float) -> s
             f"(mean over {where}, {registry.level_text(alpha)} t-interval{wide})")
 
 
-def confirm(tracker, config_text: str, choices: dict, win, selection: list[int], n: int, name: str) -> dict:
+def confirm(tracker, config_text: str, choices: dict, win, selection: list[int], n: int, name: str,
+            metric: str) -> dict:
     """Run the winner's configuration on ``n`` fresh seeds as its own run (``hte_bench.kind=confirmation``).
 
     Fresh means above every seed of any seed run in the experiment, so no ranking (leaderboard, sweep,
@@ -92,9 +93,17 @@ def confirm(tracker, config_text: str, choices: dict, win, selection: list[int],
                         "confirmation_seeds": ",".join(map(str, fresh))})
     from hte_bench.compare.leaderboard import seeds_of
 
-    # The figures are over the seeds that finished (the run's seeds tag), which a failing seed makes fewer.
-    finished = seeds_of(tracker.tags(summary["_parent_run_id"]).get("seeds") or "none")
-    return {"summary": summary, "seeds": finished, "asked": fresh, "run_id": summary["_parent_run_id"]}
+    from hte_bench.evaluation import registry
+
+    # The figures are over the seeds that finished (the run's seeds tag), which a failing seed makes fewer; an
+    # analysis metric's over the seeds the analyses ran on (its analyses_seeds tag).
+    tags = tracker.tags(summary["_parent_run_id"])
+    finished = seeds_of(tags.get("seeds") or "none")
+    measured = finished
+    if registry.on_analysis_seeds(metric) and "analyses_seeds" in tags:
+        measured = [s for s in seeds_of(tags["analyses_seeds"]) if s in finished]
+    return {"summary": summary, "seeds": measured, "finished": finished, "asked": fresh,
+            "run_id": summary["_parent_run_id"]}
 
 
 def confirmations(tracker, metric: str):
@@ -117,8 +126,11 @@ def confirmations(tracker, metric: str):
     return pd.DataFrame({
         "condition": runs.get("tags.condition"), "estimator": runs["tags.estimator"],
         "config_hash": runs["tags.config_hash"], "selection seeds": _readable(runs.get("tags.selection_seeds")),
-        # The seeds its figures are over (its seeds tag: those that finished), not every fresh seed asked for.
-        "confirmation seeds": _readable(runs.get("tags.seeds")),
+        # The seeds its figures are over (its seeds tag: those that finished; an analysis metric's: its
+        # analyses_seeds tag), not every fresh seed asked for.
+        "confirmation seeds": _readable(runs["tags.analyses_seeds"].fillna(runs["tags.seeds"])
+                                        if registry.on_analysis_seeds(metric) and "tags.analyses_seeds" in runs
+                                        else runs.get("tags.seeds")),
         label: [_interval(r, mid, f"metrics.{metric}_ci_lower", f"metrics.{metric}_ci_upper")
                 + (OUTSIDE_MARK if leaves_range(metric, r.get(f"metrics.{metric}_ci_lower"),
                                             r.get(f"metrics.{metric}_ci_upper")) else "")
@@ -247,14 +259,15 @@ def promote(args) -> None:
     n_confirm = len(selection) if args.confirm_seeds is None else args.confirm_seeds
     selected = summary_text(args.metric, {k: win.get(k) for k in win.index}, selection, alpha)
     print(f"selection    {args.metric}: {selected} — the seeds it was picked on (optimistic)", flush=True)
-    confirmed = confirm(tracker, config_text, choices, win, selection, n_confirm, args.name) if n_confirm else None
+    confirmed = confirm(tracker, config_text, choices, win, selection, n_confirm, args.name,
+                        args.metric) if n_confirm else None
     if confirmed:
         confirmed["text"] = summary_text(args.metric, confirmed["summary"], confirmed["seeds"], alpha)
-        if not confirmed["seeds"]:  # nothing confirms it: no alias moves on the selection's figures alone
+        if not confirmed["finished"]:  # nothing confirms it: no alias moves on the selection's figures alone
             raise ConfigError(f"confirmation: every fresh seed ({seed_list(confirmed['asked'])}) failed in run "
                               f"{confirmed['run_id']}; not promoted (see the error tag and traceback.txt of its seed "
                               "runs), or skip the check with --confirm-seeds 0")
-        lost = sorted(set(confirmed["asked"]) - set(confirmed["seeds"]))
+        lost = sorted(set(confirmed["asked"]) - set(confirmed["finished"]))
         resplit = reads_file_rows(cfg.data)
         print(f"confirmation {args.metric}: {confirmed['text']} — fresh seeds (run {confirmed['run_id']})"
               + (f"; seeds {seed_list(lost)} failed and are not in it" if lost else "")
