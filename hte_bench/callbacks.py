@@ -235,6 +235,9 @@ def print_summary(top: list[dict], metric: str, how: str, alpha: float = 0.05) -
                      "–: one seed, no interval (and no comparison can be tested on it)")
     if len(valued) < len(top):
         notes.append("a rank of –: no value (every seed failed, or the metric needs a true effect these data lack)")
+    if any(r["failed"] and r["seeds"] for r in valued):
+        notes.append("a configuration with failed seeds ranks after every one that fitted all of its seeds: its "
+                     "value leaves out the seeds it failed on (and a sweeper got none from it)")
     if notes:
         print("\n" + "; ".join(notes), flush=True)
     finished_rows = [r for r in top if r["seeds"]]

@@ -56,6 +56,22 @@ def test_a_configuration_whose_every_seed_failed_exits_non_zero(tmp_path, migrat
     assert "none finished" in summary and "a rank of –: no value" in summary
 
 
+def test_a_configuration_that_lost_a_seed_is_not_the_sweeps_best(tmp_path, migrated_mlruns):
+    # fail_on_seed (an interaction OLS) beats zero_effect on every seed it fits, but its mean leaves out seed 1:
+    # it ranks after the configuration that fitted all three, and the sweeper gets no value from it.
+    store = migrated_mlruns(tmp_path)
+    conf = f"hydra.searchpath=[file://{TEST_CONF}]"
+    proc = run_here(["-m", conf, "estimator=fail_on_seed,zero_effect", "n_seeds=3", *LEAN], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    sweep = next(r for r in all_runs(store, "hte-bench") if r.data.tags["hte_bench.kind"] == "sweep")
+    assert sweep.data.tags["best_config"].startswith("engagement/zero_effect/")
+    summary = proc.stdout[proc.stdout.index("sweep summary"):]
+    ranks = [line.split()[:2] for line in summary.splitlines() if line.strip()[:1].isdigit()]
+    assert [r[1].split("/")[1] for r in ranks] == ["zero_effect", "fail_on_seed"]
+    assert "a configuration with failed seeds ranks after every one that fitted all of its seeds" in summary
+    assert "none returned to the sweeper — 1 of the configuration's seeds failed" in proc.stdout
+
+
 def test_help_lists_the_groups(tmp_path):
     # A real process: what `hte-bench --help` imports at start-up is part of what this checks.
     proc = run_cli(["--help"], cwd=tmp_path)

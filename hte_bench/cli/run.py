@@ -110,6 +110,16 @@ def app(cfg: DictConfig) -> float:
         if hc is not None:
             _failed_outputs.append(Path(hc.runtime.output_dir))
         return float("nan")
+    from hydra.types import RunMode
+
+    failed = int(summary.get("n_seeds_failed", 0) or 0)
+    if failed and hc is not None and hc.mode == RunMode.MULTIRUN:
+        # The aggregate is over the seeds that finished: a configuration that fails on the hardest seeds would
+        # look better than one that fitted them all. A sweeper gets no value for it (Optuna: a FAILED trial).
+        log.warning(
+            "objective %s: none returned to the sweeper — %d of the configuration's seeds failed, and its value over "
+            "the others is not comparable with configurations that fitted every seed", cfg.optimized_metric, failed)
+        return float("nan")
     return registry.objective_value(str(cfg.optimized_metric), summary, float(cfg.alpha))
 
 

@@ -181,21 +181,30 @@ def study_grid(table: pd.DataFrame, by: str, metric: Optional[str] = None) -> pd
     return grid[ordered].fillna("–")
 
 
+def sweep_order(loss: float, n_failed) -> tuple:
+    """How a sweep orders its configurations within a data condition: those that fitted every seed first, then
+    by loss. A configuration's aggregate is over the seeds that finished, so one that fails on the hardest
+    seeds would otherwise look better than one that fitted them all."""
+    return (bool(n_failed) and n_failed == n_failed, loss)  # a NaN count (no metric logged) is no failure
+
+
 def best_per_condition(parents: pd.DataFrame, metric: str, alpha: float = 0.05) -> pd.DataFrame:
     """The best configuration run of each data condition by the aggregate ``metric`` (lower loss wins, as the
-    metric registry says); one row per condition, with the value and the run."""
+    metric registry says; ``sweep_order``: a configuration that lost seeds only if none fitted every seed);
+    one row per condition, with the value and the run."""
     from hte_bench.evaluation import registry
 
     if parents.empty or f"metrics.{metric}" not in parents:
         return pd.DataFrame()
     parents = with_conditions(parents)
     loss = parents[f"metrics.{metric}"].astype(float).map(lambda v: registry.aggregate_loss(metric, v, alpha))
+    failed = parents["metrics.n_seeds_failed"] if "metrics.n_seeds_failed" in parents else pd.Series(0, parents.index)
     rows = []
-    for chash, group in parents.assign(_loss=loss).groupby("tags.condition_hash", sort=False):
+    for chash, group in parents.assign(_loss=loss, _failed=failed).groupby("tags.condition_hash", sort=False):
         group = group[np.isfinite(group["_loss"])]
         if group.empty:
             continue
-        best = group.loc[group["_loss"].idxmin()]
+        best = group.loc[min(group.index, key=lambda i: sweep_order(group.at[i, "_loss"], group.at[i, "_failed"]))]
         rows.append({"condition": best["tags.condition"], "condition_hash": chash, "best_config": best["run_name"],
                      "config_hash": best.get("tags.config_hash"), metric: float(best[f"metrics.{metric}"]),
                      "parent_run_id": best["run_id"], "n_configs": len(group)})

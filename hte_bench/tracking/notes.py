@@ -226,15 +226,18 @@ def sweep_rows(parents: list, metric: str, top: int = 1000) -> list[dict]:
                      "seeds": int(p.data.metrics.get("n_seeds_ok", 0) or 0),
                      "seed_list": _seeds_of_metric(p, base),
                      "failed": int(p.data.metrics.get("n_seeds_failed", 0) or 0)})
+    from hte_bench.compare.study import sweep_order
+
     settings = run_settings(parents)
-    rows.sort(key=lambda r: (r["condition"], r["loss"]))
+    rows.sort(key=lambda r: (r["condition"], sweep_order(r["loss"], r["failed"])))
     out, seen, last = [], {}, {}
     for r in rows:
         seen[r["condition"]] = seen.get(r["condition"], 0) + 1
         # Equal values share a rank (1, 2, 2, 4), as on the leaderboard.
         prev = last.get(r["condition"])
-        rank = prev[1] if prev is not None and prev[0] == r["loss"] else seen[r["condition"]]
-        last[r["condition"]] = (r["loss"], rank)
+        key = sweep_order(r["loss"], r["failed"])
+        rank = prev[1] if prev is not None and prev[0] == key else seen[r["condition"]]
+        last[r["condition"]] = (key, rank)
         if seen[r["condition"]] <= top:
             # Without a value (every seed failed) a configuration is listed, not ranked.
             out.append({**r, "settings": settings.get(r["run_id"], ""),

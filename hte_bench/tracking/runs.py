@@ -238,11 +238,13 @@ class Tracker(Queries, Registry):
 
         parents = self.sweep_parents(sweep_id)
         top = notes.sweep_rows(parents, metric) if metric else []
+        from hte_bench.compare.study import sweep_order
+
         scored = [(float(loss(p.data.metrics.get(metric, math.nan))), p) for p in parents]
         scored = [(v, p) for v, p in scored if math.isfinite(v)]
         best = None
         if scored:
-            _, run = min(scored, key=lambda vp: vp[0])
+            _, run = min(scored, key=lambda vp: sweep_order(vp[0], vp[1].data.metrics.get("n_seeds_failed", 0)))
             value = run.data.metrics[metric]
             label = run.info.run_name
             best = {"value": value, "parent_run_id": run.info.run_id, "label": label}

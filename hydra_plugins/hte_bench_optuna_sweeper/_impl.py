@@ -220,8 +220,8 @@ def objective_value(ret: JobReturn) -> Tuple[Optional[float], Optional[str]]:
         number = float(value)
     except (TypeError, ValueError):
         return None, f"returned {value!r}, not a number"
-    if not math.isfinite(number):
-        return None, f"returned {number}"
+    if not math.isfinite(number):  # hte-bench's job says why in its log line (a failed seed, no such metric)
+        return None, f"returned {number}: see the job's log line above"
     return number, None
 
 
