@@ -279,3 +279,16 @@ def test_real_data_board_logs_and_its_promotion_says_the_confirmation_is_a_respl
     assert version.tags["confirmation_seeds"] == "2,3" and "(mean over seeds 2,3, n=2" in version.tags["confirmation_rscore"]
     assert version.tags["confirmation_caveat"].startswith("data=csv: fresh seeds are other splits of the same rows")
     assert "| confirmation (data=csv: fresh seeds are other splits" in version.description
+
+
+def test_a_sweep_on_a_non_headline_metric_shows_its_interval(tmp_path, migrated_mlruns):
+    # The optimized mean is logged with its interval whatever the headline set: the summary said "no interval;
+    # one seed" for calib_rmse_test_mean over two seeds, although aggregate.json had it.
+    uri = migrated_mlruns(tmp_path)
+    proc = run_here(["-m", "estimator=interaction_ols,zero_effect", "optimized_metric=calib_rmse_test_mean",
+                     *LEAN, "n_seeds=2", f"tracking.uri={uri}"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    parents = [r for r in all_runs(uri, "hte-bench") if r.data.tags.get("hte_bench.kind") == "config"]
+    assert all({"calib_rmse_test_ci_lower", "calib_rmse_test_ci_upper"} <= r.data.metrics.keys() for r in parents)
+    summary = proc.stdout[proc.stdout.index("sweep summary"):]
+    assert "one seed, no interval" not in summary and summary.count("[") >= 2

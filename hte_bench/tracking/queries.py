@@ -96,8 +96,9 @@ class Queries:
     def frame(self, runs) -> "pd.DataFrame":
         """Runs as a table: run_id, run_name, status, start_time, parent_id, then tags.*, params.*, metrics.*.
 
-        Configuration runs get every aggregate of their ``aggregate.json`` as ``metrics.*``, so a board can
-        rank by any registered metric although the run logs only the headline ones.
+        Configuration runs (and promotion's confirmation runs) get every aggregate of their ``aggregate.json``
+        as ``metrics.*``, so a board can rank by, and show, any registered metric although the run logs only
+        the headline ones.
         """
         import pandas as pd
 
@@ -108,7 +109,7 @@ class Queries:
             row.update({f"tags.{k}": v for k, v in r.data.tags.items() if not k.startswith("mlflow.")})
             row.update({f"params.{k}": v for k, v in r.data.params.items()})
             row.update({f"metrics.{k}": v for k, v in r.data.metrics.items()})
-            if r.data.tags.get(KIND) == "config" and r.info.status == "FINISHED":
+            if r.data.tags.get(KIND) in ("config", "confirmation") and r.info.status == "FINISHED":
                 row.update({f"metrics.{k}": (float("nan") if v is None else float(v))
                             for k, v in self.aggregates(r.info.run_id).items() if f"metrics.{k}" not in row})
             rows.append(row)
