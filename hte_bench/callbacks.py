@@ -118,14 +118,14 @@ class SweepRun(Callback):
         import tempfile
 
         metric = str(config.optimized_metric)
-        alpha = float(config.get("alpha", 0.05))
         try:
             how = registry.objective(metric)[1]
         except ConfigError as err:  # every job already said so in one line
             how, metric = str(err), ""
 
-        def loss(value: float) -> float:  # lower is better, whatever the metric's direction or target
-            return registry.aggregate_loss(metric, value, alpha) if metric else float("nan")
+        def loss(value: float, run_alpha: float) -> float:  # lower is better, whatever direction or target
+            # Each run at its own alpha: a sweep over alpha has a coverage target per configuration.
+            return registry.aggregate_loss(metric, value, run_alpha) if metric else float("nan")
 
         tracker = Tracker.from_config(config.tracking)
         if not tracker.sweep_parents(run_id):
@@ -134,12 +134,12 @@ class SweepRun(Callback):
             tracker.discard(run_id)
             return
         with tempfile.TemporaryDirectory() as tmp:
-            bests = _sweep_report(tracker, run_id, metric, alpha, tmp)
+            bests = _sweep_report(tracker, run_id, metric, tmp)
             tags = _best_tags(bests, metric)
             # Several data conditions: a best per condition (tags best_config/<condition_hash>), never one
             # pooled across them, so no configuration-wide best is picked below.
             pooled = len(bests) <= 1
-            best = tracker.finish_sweep(run_id, metric, loss if pooled else (lambda v: float("nan")), how,
+            best = tracker.finish_sweep(run_id, metric, loss if pooled else (lambda v, a: float("nan")), how,
                                         artifact_dir=tmp, tags=tags)
         _end_lease(config, tracker, run_id)
         from hte_bench.tracking.notes import sweep_rows, tied_with
@@ -148,14 +148,14 @@ class SweepRun(Callback):
         if best:
             tied = tied_with(top, best["parent_run_id"])
             log.info("sweep %s: best %s among this command's configurations = %s (%s, parent run %s)%s", run_id, metric,
-                     _value_on_seeds(top, best["parent_run_id"], best["value"], metric, alpha), best["label"],
+                     _value_on_seeds(top, best["parent_run_id"], best["value"], metric), best["label"],
                      best["parent_run_id"], f"; tied with {', '.join(tied)}" if tied else "")
         elif not pooled:
             for _, row in bests.iterrows():
                 log.info("sweep %s: best %s in condition %r = %s (%s)", run_id, metric, row["condition"],
-                         _value_on_seeds(top, row["parent_run_id"], row[metric], metric, alpha), row["best_config"])
+                         _value_on_seeds(top, row["parent_run_id"], row[metric], metric), row["best_config"])
         if metric:
-            print_summary(top, metric, how, alpha)
+            print_summary(top, metric, how)
         log.info("browse: %s", tracker.ui_hint())
 
 
@@ -190,7 +190,7 @@ def _interval_kind(metric: str) -> str:
         registry.summarised_as(metric), "t-interval across each configuration's seeds")
 
 
-def _value_on_seeds(top: list[dict], parent_id: str, value: float, metric: str, alpha: float) -> str:
+def _value_on_seeds(top: list[dict], parent_id: str, value: float, metric: str) -> str:
     """A best configuration's value as the log line gives it: ``0.41 [0.39, 0.43] (95% t-interval …, seeds
     0-7)``, from its row of the sweep summary (the value alone if the run has no row)."""
     from hte_bench.evaluation.registry import level_text
@@ -203,10 +203,10 @@ def _value_on_seeds(top: list[dict], parent_id: str, value: float, metric: str, 
     where = f"seeds {row['seed_list']}" if row.get("seed_list") else f"{row['seeds']} seeds"
     if span == "–":
         return f"{fmt(value, 4)} (no interval; {where})"
-    return f"{fmt(value, 4)} {span} ({level_text(alpha)} {_interval_kind(metric)}, {where})"
+    return f"{fmt(value, 4)} {span} ({level_text(row['alpha'])} {_interval_kind(metric)}, {where})"
 
 
-def print_summary(top: list[dict], metric: str, how: str, alpha: float = 0.05) -> None:
+def print_summary(top: list[dict], metric: str, how: str) -> None:
     """The sweep's leading configurations per data condition, best first, as a table on stdout."""
     import pandas as pd
 
@@ -219,9 +219,16 @@ def print_summary(top: list[dict], metric: str, how: str, alpha: float = 0.05) -
                            "settings": r.get("settings") or "",
                            metric: fmt(r["value"], 4), "interval": marked_interval(metric, r["lo"], r["hi"]),
                            "seeds": r.get("seed_list") or ("none finished" if not r["seeds"] else "?"),
-                           "ok/failed": f"{r['seeds']}/{r['failed']}"} for r in top])
-    print(f"\nsweep summary: {how} (interval: {level_text(alpha)} {_interval_kind(metric)}; ranks among this "
+                           "ok/failed": f"{r['seeds']}/{r['failed']}", "alpha": r["alpha"]} for r in top])
+    levels = sorted({r["alpha"] for r in top}, reverse=True)
+    # Configurations at several alphas (alpha swept): each row's interval at its own level, said per row.
+    level = level_text(levels[0]) if len(levels) == 1 else "each row's own (level column)"
+    print(f"\nsweep summary: {how} (interval: {level} {_interval_kind(metric)}; ranks among this "
           f"sweep's configurations, within a data condition)", flush=True)
+    if len(levels) == 1:
+        table = table.drop(columns="alpha")
+    else:
+        table = table.assign(level=table.pop("alpha").map(level_text))
     if not table["settings"].astype(bool).any():  # not a grid or search: the configuration names say it
         table = table.drop(columns="settings")
     for condition, rows in table.groupby("condition", sort=True):
@@ -358,7 +365,7 @@ def _check_swept_numbers(config: DictConfig, ov) -> None:
                           f"default); give numbers, e.g. {ov.key_or_group}={default},{default * 2}")
 
 
-def _sweep_report(tracker, sweep_id: str, metric: str, alpha: float, out: str):
+def _sweep_report(tracker, sweep_id: str, metric: str, out: str):
     """Files of the sweep run: the best per data condition, the study figure of each swept data knob, the
     configurations ranked by true √PEHE within each condition and how each truth-free score would have
     chosen. Returns the best per condition."""
@@ -372,7 +379,7 @@ def _sweep_report(tracker, sweep_id: str, metric: str, alpha: float, out: str):
     parents = tracker.frame(tracker.sweep_parents(sweep_id))
     if parents.empty:
         return pd.DataFrame()
-    bests = study.best_per_condition(parents, metric, alpha) if metric else pd.DataFrame()
+    bests = study.best_per_condition(parents, metric) if metric else pd.DataFrame()
     if len(bests):
         bests.to_csv(Path(out) / "best_per_condition.csv", index=False)
     # The seeds each configuration run summarises, as the leaderboard command reads them.

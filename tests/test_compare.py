@@ -292,3 +292,27 @@ def test_a_sweep_on_a_non_headline_metric_shows_its_interval(tmp_path, migrated_
     assert all({"calib_rmse_test_ci_lower", "calib_rmse_test_ci_upper"} <= r.data.metrics.keys() for r in parents)
     summary = proc.stdout[proc.stdout.index("sweep summary"):]
     assert "one seed, no interval" not in summary and summary.count("[") >= 2
+
+
+def test_a_sweep_over_alpha_ranks_each_configuration_at_its_own_level(tmp_path, migrated_mlruns):
+    # Hydra hands the sweep's end the un-swept config: its alpha was used for every row's level and target.
+    uri = migrated_mlruns(tmp_path)
+    proc = run_here(["-m", "alpha=0.05,0.3", "estimator=interaction_ols", "optimized_metric=cate_coverage_test_mean",
+                     *LEAN, "n_seeds=2", f"tracking.uri={uri}"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = proc.stdout[proc.stdout.index("sweep summary"):]
+    assert "(interval: each row's own (level column) t-interval" in summary
+    rows = [line.split() for line in summary.splitlines() if line.strip()[:1].isdigit()]
+    assert sorted(r[-1] for r in rows) == ["70%", "95%"]
+    from hte_bench.compare import study
+
+    parents = pd.DataFrame([{"run_id": r.info.run_id, "run_name": r.info.run_name, "params.alpha": r.data.params["alpha"],
+                             "metrics.cate_coverage_test_mean": r.data.metrics["cate_coverage_test_mean"],
+                             **{f"tags.{k}": v for k, v in r.data.tags.items()}}
+                            for r in all_runs(uri, "hte-bench") if r.data.tags.get("hte_bench.kind") == "config"])
+    # Each at its own target (0.95, 0.7): the best is the one nearer its own, not the one nearer 0.95.
+    distance = {float(a): abs(v - (1 - float(a))) for a, v in zip(parents["params.alpha"],
+                                                                  parents["metrics.cate_coverage_test_mean"])}
+    best = study.best_per_condition(parents, "cate_coverage_test_mean")
+    assert float(parents.set_index("run_id").loc[best["parent_run_id"].item(), "params.alpha"]) == \
+        min(distance, key=distance.get)

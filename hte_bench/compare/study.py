@@ -188,7 +188,7 @@ def sweep_order(loss: float, n_failed) -> tuple:
     return (bool(n_failed) and n_failed == n_failed, loss)  # a NaN count (no metric logged) is no failure
 
 
-def best_per_condition(parents: pd.DataFrame, metric: str, alpha: float = 0.05) -> pd.DataFrame:
+def best_per_condition(parents: pd.DataFrame, metric: str) -> pd.DataFrame:
     """The best configuration run of each data condition by the aggregate ``metric`` (lower loss wins, as the
     metric registry says; ``sweep_order``: a configuration that lost seeds only if none fitted every seed);
     one row per condition, with the value and the run."""
@@ -197,7 +197,11 @@ def best_per_condition(parents: pd.DataFrame, metric: str, alpha: float = 0.05) 
     if parents.empty or f"metrics.{metric}" not in parents:
         return pd.DataFrame()
     parents = with_conditions(parents)
-    loss = parents[f"metrics.{metric}"].astype(float).map(lambda v: registry.aggregate_loss(metric, v, alpha))
+    # Each run at its own alpha (a coverage metric's target is 1 - alpha; alpha may be swept).
+    alphas = parents["params.alpha"].astype(float).fillna(0.05) if "params.alpha" in parents else \
+        pd.Series(0.05, parents.index)
+    loss = pd.Series([registry.aggregate_loss(metric, v, a) for v, a in
+                      zip(parents[f"metrics.{metric}"].astype(float), alphas)], index=parents.index)
     failed = parents["metrics.n_seeds_failed"] if "metrics.n_seeds_failed" in parents else pd.Series(0, parents.index)
     rows = []
     for chash, group in parents.assign(_loss=loss, _failed=failed).groupby("tags.condition_hash", sort=False):

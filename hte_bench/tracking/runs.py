@@ -228,7 +228,8 @@ class Tracker(Queries, Registry):
 
     def finish_sweep(self, sweep_id: str, metric: str, loss, how: str,
                      artifact_dir: Optional[str] = None, tags: Optional[dict] = None) -> Optional[dict]:
-        """Tag the sweep run with its best configuration (lowest ``loss(value)`` of ``metric``), attach files, close it.
+        """Tag the sweep run with its best configuration (lowest ``loss(value, its alpha)`` of ``metric``), attach
+        files, close it.
 
         ``how`` says in words what best means (e.g. "rscore_mean: higher is better"); returns the best. The
         description ranks the configurations per data condition (``notes.sweep_rows``) with links, the
@@ -244,7 +245,8 @@ class Tracker(Queries, Registry):
         top = notes.sweep_rows(parents, metric) if metric else []
         from hte_bench.compare.study import sweep_order
 
-        scored = [(float(loss(p.data.metrics.get(metric, math.nan))), p) for p in parents]
+        scored = [(float(loss(p.data.metrics.get(metric, math.nan), float(p.data.params.get("alpha", 0.05)))), p)
+                  for p in parents]
         scored = [(v, p) for v, p in scored if math.isfinite(v)]
         best = None
         if scored:
