@@ -539,3 +539,16 @@ def test_a_sweeps_rows_rank_equal_values_alike_and_say_what_tells_them_apart():
     assert (row["lo"], row["hi"]) == (0.6, 0.98)
     note = sweep_note("1", [row], "ate_coverage_rate", "closest to 1-alpha", 1, None)
     assert "| 0.9 | [0.6, 0.98] |" in note and "90% Wilson interval of the share" in note
+
+
+def test_seeds_whose_draws_differ_between_configurations_are_not_paired():
+    # "b" was fitted before a generator change: its seeds 0-4 are other draws than "a"'s (data_hash differs).
+    from hte_bench.cli.compare import condition_header
+
+    parents, seeds = _tables({"a": BASE, "b": BASE + 0.3})
+    seeds["tags.data_hash"] = [f"h{s}" for s in seeds["tags.seed"]]
+    seeds.loc[(seeds["parent_id"] == "d1-b") & seeds["tags.seed"].astype(int).lt(5), "tags.data_hash"] = "old"
+    board = build(parents, seeds)
+    assert set(board["compared_on_seeds"]) == {"5-9"}
+    _, notes = condition_header(board, "cate_rmse_test")
+    assert any(n.startswith("seeds 0-4 left out: their data differ between configurations") for n in notes)

@@ -314,6 +314,15 @@ def wilcoxon_floor(n_seeds: int, n_tests: int, level: float, correction: str = "
             f"seeds to tell, not equal: {need} or more common seeds can show a difference at {level:g}")
 
 
+def _redrawn_note(group) -> list[str]:
+    """The line saying which seeds a condition's ranking left out because their draws differ (or none)."""
+    if "redrawn_seeds" not in group or not group["redrawn_seeds"].notna().any():
+        return []
+    return [f"seeds {group['redrawn_seeds'].dropna().iloc[0]} left out: their data differ between configurations "
+            "(tag data_hash: the generator or a library changed between runs); rerun the older configurations to "
+            "compare on them"]
+
+
 def condition_header(group, metric: str, test: str = "wilcoxon", level: float = 0.05,
                      correction: str = "holm") -> tuple[str, list[str]]:
     """A condition's section title, naming the seeds its ranking stands on, and the lines that warn when
@@ -327,7 +336,7 @@ def condition_header(group, metric: str, test: str = "wilcoxon", level: float = 
         own = "; ".join(f"{r.estimator} {short_overrides(r.overrides)}".strip() + f": {r.selection_seeds}"
                         for r in group.itertuples())
         return title.replace("ranked by", "not ranked by") + " ==", [f"not ranked: its configurations share no finished seed ({own}); run them with "
-                               "the same n_seeds (e.g. hte-bench -m ... n_seeds=N) to compare them"]
+                               "the same n_seeds (e.g. hte-bench -m ... n_seeds=N) to compare them", *_redrawn_note(group)]
     if ranked.empty:
         return title + " ==", ["not ranked: no configuration has a value of this metric"]
     on = ranked["compared_on_seeds"].iloc[0]
@@ -342,6 +351,7 @@ def condition_header(group, metric: str, test: str = "wilcoxon", level: float = 
               + (why if extra else "") + " ==")
     notes = [f"1 common seed ({on}): no interval, no test — run every configuration on the same seeds"] \
         if n == 1 else []
+    notes += _redrawn_note(group)
     floor = wilcoxon_floor(n, k - 1, level, correction) if test == "wilcoxon" and n > 1 and k > 1 else None
     if floor:
         # More seeds of an analysis metric come from a larger analyses.seeds, not from more n_seeds alone.

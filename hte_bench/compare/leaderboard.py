@@ -153,6 +153,15 @@ def _seed_sets(ok: pd.DataFrame, ids) -> dict[str, set[int]]:
     return {r: {int(s) for s in ok.loc[ok["parent_id"] == r, "tags.seed"]} for r in ids}
 
 
+def _redrawn(ok: pd.DataFrame, run_ids, seeds) -> list[int]:
+    """The ``seeds`` whose data differ between these configuration runs' seed runs (several ``data_hash``)."""
+    if not len(ok) or "tags.data_hash" not in ok or not seeds:
+        return []
+    mine = ok[ok["parent_id"].isin(list(run_ids)) & ok["tags.seed"].astype(int).isin(seeds)]
+    counts = mine.dropna(subset=["tags.data_hash"]).groupby(mine["tags.seed"].astype(int))["tags.data_hash"].nunique()
+    return sorted(int(s) for s in counts.index[counts > 1])
+
+
 def _per_seed(ok: pd.DataFrame, column: str) -> pd.DataFrame:
     """Wide table of one per-seed metric: index seed (int), one column per parent run id."""
     if column not in ok.columns or not len(ok):
@@ -270,6 +279,12 @@ def build(parents: pd.DataFrame, seeds: pd.DataFrame, metric: str = "cate_rmse_t
         else:
             common = sorted(set.intersection(*(own[group.at[i, "parent_run_id"]] for i in ranked))) \
                 if len(ranked) else []
+            # Paired by seed number only where the draws are the same (tag data_hash): after a generator or
+            # library change, a configuration not rerun has other data under the same seed.
+            redrawn = _redrawn(ok, group.loc[ranked, "parent_run_id"], common)
+            if redrawn:
+                common = [s for s in common if s not in redrawn]
+                group["redrawn_seeds"] = seed_list(redrawn)
             for idx in group.index:
                 r = group.at[idx, "parent_run_id"]
                 # Unranked rows are summarised on the common seeds too when they have them, else on their own.
