@@ -105,6 +105,42 @@ def test_readme_example_new_metric_is_one_registry_line_and_one_function(store):
         del registry.METRICS["ate_abs_error"]
 
 
+def ate_hit(truth, estimate):
+    return float(abs(estimate.ate_hat - truth.tau_train.mean()) < 0.1)
+
+
+def test_a_users_share_of_seeds_is_a_wilson_rate_of_its_per_seed_metric():
+    """of_seeds=(per-seed 0/1 metric, "share"): computed across seeds only, never per seed under its own name."""
+    import pandas as pd
+
+    from hte_bench.compare.leaderboard import parent_only
+    from hte_bench.evaluation.aggregate import aggregate
+    from hte_bench.evaluation.registry import MetricSpec, register
+
+    with pytest.raises(ConfigError, match="of_seeds names 'my_hit', which is not a registered per-seed metric"):
+        register(MetricSpec("my_hit_rate", goal="higher", needs_truth=True, split="train", description="",
+                            of_seeds=("my_hit", "share")))
+    hit = register(MetricSpec("my_hit", goal="higher", needs_truth=True, split="train", description="",
+                              fn="test_registry.ate_hit", bounds=(0.0, 1.0)))
+    try:
+        with pytest.raises(ConfigError, match="a share of seeds has no fn of its own"):
+            register(MetricSpec("my_hit_rate", goal="higher", needs_truth=True, split="train", description="",
+                                fn="test_registry.ate_hit", of_seeds=("my_hit", "share")))
+        rate = register(MetricSpec("my_hit_rate", goal="higher", needs_truth=True, split="train", description="",
+                                   of_seeds=("my_hit", "share"), bounds=(0.0, 1.0)))
+        assert rate.level == "config" and parent_only("my_hit_rate") and rate not in registry.computed()
+        per_seed = pd.DataFrame({"seed": [0, 1, 2, 3], "ate_true": [0.0] * 4, "ate_hat": [0.05, 0.2, 0.01, 0.3],
+                                 "my_hit": [1.0, 0, 1, 0]})
+        out = aggregate(per_seed, 0)
+        assert out["my_hit_rate"] == 0.5 and "my_hit_rate_mean" not in out
+        assert 0 < out["my_hit_rate_ci_lower"] < 0.5 < out["my_hit_rate_ci_upper"] < 1  # Wilson, not a t-interval
+    finally:
+        for spec in (hit, registry.METRICS.get("my_hit_rate")):
+            if spec is not None:
+                registry._ALL.remove(spec)
+                del registry.METRICS[spec.name]
+
+
 def says_oops(truth, estimate):
     return "oops"
 

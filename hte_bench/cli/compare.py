@@ -91,7 +91,7 @@ def load(args):
     """The tracker and the (parents, seeds) run tables after the command line's filters."""
     import pandas as pd
 
-    from hte_bench.compare.leaderboard import PARENT_ONLY, RANKABLE, direction
+    from hte_bench.compare.leaderboard import direction, parent_only
     from hte_bench.compare.study import with_conditions
     from hte_bench.tracking.store import sqlite_path
     from hte_bench.tracking import Tracker, resolve_uri
@@ -148,9 +148,9 @@ def load(args):
             parents = parents[match]
     if parents.empty:
         raise ConfigError(f"no finished configuration runs in experiment {args.experiment!r} match the filters")
-    needed = f"metrics.{args.metric}" if args.metric in PARENT_ONLY else f"metrics.{args.metric}_mean"
+    needed = f"metrics.{args.metric}" if parent_only(args.metric) else f"metrics.{args.metric}_mean"
     if needed not in parents.columns or parents[needed].isna().all():
-        present = [m for m in RANKABLE if f"metrics.{m}_mean" in parents.columns or f"metrics.{m}" in parents.columns]
+        present = [m for m in sorted(registry.rankable()) if f"metrics.{m}_mean" in parents.columns or f"metrics.{m}" in parents.columns]
         import difflib
 
         close = difflib.get_close_matches(args.metric, present, n=1)
@@ -237,13 +237,13 @@ def readable(board, metric: str):
     """The leaderboard as people read it: one formatted string column per quantity, coverage with its kind."""
     import pandas as pd
 
-    from hte_bench.compare.leaderboard import PARENT_ONLY, direction
+    from hte_bench.compare.leaderboard import direction, parent_only
     from hte_bench.compare.study import PER_UNIT_VALID
 
-    mid = metric if metric in PARENT_ONLY else f"{metric}_mean"
+    mid = metric if parent_only(metric) else f"{metric}_mean"
     # A target metric (coverage aims at 1 - alpha) is ranked by its mean per-seed distance to the target, which
     # is not the distance of the mean shown: the board shows the number it ranks by, and the target.
-    targeted = direction(metric).startswith("target") and metric not in PARENT_ONLY  # a rate: its own distance
+    targeted = direction(metric).startswith("target") and not parent_only(metric)  # a rate: its own distance
     rows = []
     for _, r in board.iterrows():
         ate_kind, kind = r["ate_interval_kind"], r["interval_kind"]
@@ -270,14 +270,14 @@ def readable(board, metric: str):
 
 def legend(board, metric: str) -> list[str]:
     """Lines saying what every bracket on the board is: kind and level (from the runs' alpha)."""
-    from hte_bench.compare.leaderboard import PARENT_ONLY
+    from hte_bench.compare.leaderboard import parent_only
 
     alphas = sorted({float(a) for a in board["alpha"]}) if "alpha" in board else [0.05]
     level = registry.level_text(alphas[0]) if len(alphas) == 1 else \
         "1-alpha of each configuration (" + ", ".join(registry.level_text(a) for a in alphas) + ")"
     if registry.summarised_as(metric) == "share":
         what = f"{metric} [ ] = {level} Wilson interval over each configuration's own seeds (it exists only across seeds)"
-    elif metric in PARENT_ONLY:
+    elif parent_only(metric):
         what = f"{metric}: root mean square over the compared seeds, no interval"
     else:
         what = f"{metric} [ ] = {level} t-interval of the mean across the compared seeds"

@@ -42,7 +42,7 @@ RESPLIT = "data=csv: fresh seeds are other splits of the same rows, so this is n
 def summary_text(metric: str, values: dict, seeds: list[int], alpha: float) -> str:
     """``metric`` of one configuration with its interval and what the interval is, e.g.
     ``0.41 [0.39, 0.43] (mean over seeds 0-7, 95% t-interval, n=8)``."""
-    from hte_bench.compare.leaderboard import PARENT_ONLY
+    from hte_bench.compare.leaderboard import parent_only
     from hte_bench.config import seed_list
     from hte_bench.evaluation import registry
 
@@ -56,7 +56,7 @@ def summary_text(metric: str, values: dict, seeds: list[int], alpha: float) -> s
     if registry.summarised_as(metric) == "share":
         return (f"{f(metric)} [{f(metric + '_ci_lower')}, {f(metric + '_ci_upper')}] (share of {where}; "
                 f"{registry.level_text(alpha)} Wilson interval)")
-    if metric in PARENT_ONLY:
+    if parent_only(metric):
         return f"{f(metric)} (across {where}; no interval)"
     if len(seeds) < 2:
         return f"{f(metric + '_mean')} (on {where}: one seed, no interval)"

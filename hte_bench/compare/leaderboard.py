@@ -19,10 +19,17 @@ from hte_bench.evaluation import registry
 # Ranking reads the metric registry (direction or target of every metric). Parent-level metrics: a root mean
 # square (ate_rmse) is ranked through its per-seed squared error (same order, and testable); a share of seeds
 # (ate_coverage_rate) only exists across seeds, so it has no paired test.
+
 # vs_best when the paired test finds a difference opposite to the ranking by mean: lower loss on most seeds.
 MIXED = "mixed: better on most seeds"
-PARENT_ONLY = set(registry.names(level="config"))
-RANKABLE = sorted(registry.rankable())
+
+
+def parent_only(metric: str) -> bool:
+    """Whether ``metric`` exists only across seeds (on the configuration run), asked of the registry when
+    needed: a user's metric module may register one after this module is imported."""
+    return registry.is_registered(metric) and registry.spec(metric).level == "config"
+
+
 # Context columns shown for every configuration, whatever the ranking metric.
 CONTEXT = ["ate_bias_mean", "ate_coverage_rate", "ate_coverage_rate_ci_lower", "ate_coverage_rate_ci_upper",
            "cate_coverage_test_mean", "calib_slope_test_mean", "importance_rank_corr_mean", "fit_seconds_mean"]
@@ -244,7 +251,7 @@ def build(parents: pd.DataFrame, seeds: pd.DataFrame, metric: str = "cate_rmse_t
         "interval_kind": ids.map(study.interval_kinds(seeds, ids, "interval_kind")),
         "ate_interval_kind": ids.map(study.interval_kinds(seeds, ids, "ate_interval_kind")),
         "condition_hash": parents["tags.condition_hash"], "parent_run_id": ids})
-    cols = [metric, f"{metric}_ci_lower", f"{metric}_ci_upper"] if metric in PARENT_ONLY else \
+    cols = [metric, f"{metric}_ci_lower", f"{metric}_ci_upper"] if parent_only(metric) else \
         [f"{metric}_{stat}" for stat in ("mean", "ci_lower", "ci_upper")]
     for col in cols:
         board[col] = math.nan

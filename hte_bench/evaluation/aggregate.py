@@ -48,18 +48,20 @@ def aggregate(per_seed: pd.DataFrame, n_failed: int, alpha: float = 0.05) -> dic
         out[f"{m}_ci_lower"] = lo
         out[f"{m}_ci_upper"] = hi
 
-    if "ate_true" not in per_seed.columns:  # no truth: no ATE error, no coverage
+    from hte_bench.evaluation import registry
+
+    truth = "ate_true" in per_seed.columns
+    for rate in [name for name in registry.METRICS if registry.summarised_as(name) == "share"]:
+        per_seed_name = registry.per_seed_source(rate)
+        # ATE coverage whenever there is a truth (NaN without intervals); the others (the population's, a
+        # user's share of a truth-free 0/1 metric) where their per-seed metric was logged.
+        if (per_seed_name == "ate_covered" and truth) or per_seed_name in per_seed.columns:
+            out.update(_coverage_rate(column(per_seed_name), rate, alpha))
+    if not truth:  # no truth: no ATE error
         return {**out, "n_seeds_ok": float(n_ok), "n_seeds_failed": float(n_failed)}
     err = column("ate_hat") - column("ate_true")
     err = err[~np.isnan(err)]
     out["ate_rmse"] = float(np.sqrt(np.mean(err ** 2))) if err.size else NAN
-
-    from hte_bench.evaluation import registry
-
-    for rate in [name for name in registry.METRICS if registry.summarised_as(name) == "share"]:
-        per_seed_name = registry.per_seed_source(rate)
-        if per_seed_name == "ate_covered" or per_seed_name in per_seed.columns:  # the population's: if declared
-            out.update(_coverage_rate(column(per_seed_name), rate, alpha))
     out["n_seeds_ok"] = float(n_ok)
     out["n_seeds_failed"] = float(n_failed)
     return out

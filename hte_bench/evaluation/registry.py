@@ -6,6 +6,7 @@ named ``<metric>_mean``, ``_std``, ``_ci_lower``, ``_ci_upper`` and inherit the 
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -349,19 +350,31 @@ def register(new: MetricSpec) -> MetricSpec:
     """Add a metric at run time (a user's module, named in ``metric_modules``); its name must be new and its
     ``fn`` say which function computes it. Registering the same spec again (a module imported twice) is a
     no-op. Returns the spec."""
-    if METRICS.get(new.name) == new:
-        return new
+    existing = METRICS.get(new.name)
+    if existing is not None and existing in (new, dataclasses.replace(new, level="config")):
+        return existing  # the same module imported twice
     if new.name in METRICS:
         raise ConfigError(f"metric {new.name!r} is already registered")
-    if not new.fn:
-        raise ConfigError(f"metric {new.name!r}: fn is required: the dotted path of the function of "
-                          "(truth, estimate) that computes it, e.g. fn='my_metrics.ate_abs_error'")
-    if new.goal not in GOALS:
-        raise ConfigError(f"metric {new.name!r}: goal={new.goal!r} is not allowed; allowed: {', '.join(GOALS)}")
     if new.of_seeds is not None and (len(new.of_seeds) != 2 or new.of_seeds[1] != "share"):
         raise ConfigError(f"metric {new.name!r}: of_seeds={new.of_seeds!r} is not allowed; a metric of your own is "
                           "per seed (leave of_seeds out: its mean and t-interval are computed), or a share of seeds "
                           "of a per-seed 0/1 metric: of_seeds=('<that metric>', 'share')")
+    if new.of_seeds is not None:
+        # A share of seeds is computed from its per-seed metric, across seeds only: no fn of its own (it
+        # would also be logged per seed under the same name, and its bounds overwritten by the Wilson ones).
+        source = new.of_seeds[0]
+        if new.fn:
+            raise ConfigError(f"metric {new.name!r}: a share of seeds has no fn of its own (its value is the share "
+                              f"of seeds where {source} is 1): leave fn out")
+        if source not in METRICS or METRICS[source].level != "seed":
+            raise ConfigError(f"metric {new.name!r}: of_seeds names {source!r}, which is not a registered per-seed "
+                              "metric: register that 0/1 metric first (with its fn)")
+        new = dataclasses.replace(new, level="config")
+    elif not new.fn:
+        raise ConfigError(f"metric {new.name!r}: fn is required: the dotted path of the function of "
+                          "(truth, estimate) that computes it, e.g. fn='my_metrics.ate_abs_error'")
+    if new.goal not in GOALS:
+        raise ConfigError(f"metric {new.name!r}: goal={new.goal!r} is not allowed; allowed: {', '.join(GOALS)}")
     if new.goal == "target" and not _is_target(new.target):
         raise ConfigError(f"metric {new.name!r}: goal='target' needs target=<number> or target='1-alpha' (the "
                           f"value it aims at), got target={new.target!r}")
