@@ -147,8 +147,9 @@ def _stage_predict(ctx: SeedContext) -> None:
 def _stage_analyses(ctx: SeedContext) -> None:
     """Importance, insights, truth-free scores and subgroup tables; a failing analysis leaves a note."""
     from hte_bench.evaluation import analyses
+    from hte_bench.tracking.store import cache_location
 
-    settings = analyses.Settings.from_config(ctx.cfg, ctx.seed)
+    settings = analyses.Settings.from_config(ctx.cfg, ctx.seed, cache_dir=cache_location(ctx.cfg))
     wanted = analyses.selected(ctx.cfg.get("analyses"))
     which = analyses.selected(ctx.cfg.get("analyses"), C.on_first_seeds(ctx.cfg, "analyses.seeds", ctx.seed))
     ctx.analysis = analyses.run_all(ctx.dataset, ctx.estimate, ctx.truth if ctx.truth.known else None, settings,

@@ -66,28 +66,15 @@ class Settings:
     nuisances_cached: Optional[bool] = field(default=None, compare=False)
 
     @classmethod
-    def from_config(cls, cfg, seed: int) -> "Settings":
-        """Settings from the run config (alpha, importance_repeats, importance_max_rows, tracking.plots/cache)."""
+    def from_config(cls, cfg, seed: int, cache_dir: Optional[str] = None) -> "Settings":
+        """Settings from the run config (alpha, importance_repeats, importance_max_rows, tracking.plots) and the
+        cache folder the caller chose (tracking.store.cache_location: the evaluation does not know the store)."""
         from hte_bench.artifacts import seed_plots
 
         return cls(seed=int(seed), alpha=float(cfg.get("alpha", 0.05)),
                    importance_repeats=int(cfg.get("importance_repeats", 3)),
                    importance_max_rows=int(cfg.get("importance_max_rows", 500)),
-                   plots=seed_plots(cfg, seed), cache_dir=cache_location(cfg))
-
-
-def cache_location(cfg) -> Optional[str]:
-    """``cache/`` beside a local SQLite store (``mlruns/cache/`` by default), else ``mlruns/cache`` in the
-    working directory; None when ``tracking.cache`` is false."""
-    from pathlib import Path
-
-    tracking = cfg.get("tracking") or {}
-    if not tracking.get("cache", True):
-        return None
-    from hte_bench.tracking.store import DEFAULT_DIR, resolve_uri, sqlite_path
-
-    db = sqlite_path(resolve_uri(tracking.get("uri")))
-    return str((db.resolve().parent if db is not None else Path(DEFAULT_DIR).resolve()) / "cache")
+                   plots=seed_plots(cfg, seed), cache_dir=cache_dir)
 
 
 def dr_nuisances(dataset: "Dataset", settings: Settings) -> "DRNuisances":

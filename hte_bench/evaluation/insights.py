@@ -19,6 +19,8 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
+from hte_bench.evaluation.registry import level_text
+
 NO_TARGETING = "No targeting indicators, no features important in decision to treat."
 INTERCEPT = "(Intercept)"
 
@@ -39,7 +41,7 @@ def describe_coefficients(table: pd.DataFrame, alpha: float, source: str) -> str
         if row["pvalue"] < alpha:
             direction = "increases" if row["point_estimate"] > 0 else "decreases"
             lines.append(f"- As {name} increases, treatment effect {direction}. "
-                         f"(slope {row['point_estimate']:.4g}, {100 * (1 - alpha):.0f}% CI "
+                         f"(slope {row['point_estimate']:.4g}, {level_text(alpha)} CI "
                          f"[{row['ci_lower']:.4g}, {row['ci_upper']:.4g}], {p_text(row['pvalue'], 3)})")
     body = "\n".join(lines) if lines else f"- {NO_TARGETING}"
     return f"# Insights\n\nSource: {source}, alpha = {alpha}.\n\n{body}\n"
@@ -103,7 +105,7 @@ def named_modifiers(table: pd.DataFrame) -> list[str]:
 
 def describe_blp(table: pd.DataFrame, alpha: float, source: str) -> str:
     """Markdown statements from a BLP table: modifiers with direction, size and interval; the rest as 'no evidence'."""
-    level = f"{100 * (1 - alpha):.0f}% CI, HC3"
+    level = f"{level_text(alpha)} CI, HC3"
     rows = table.drop(index=INTERCEPT, errors="ignore")
     named = named_modifiers(table)
     lines = []

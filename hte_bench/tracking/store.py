@@ -353,3 +353,13 @@ def resume_versions() -> dict[str, str]:
     of the libraries that fit."""
     tags = provenance()
     return {key: tags.get(key, "") for key in (CODE_HASH, *(f"version.{p}" for p in RESUME_PACKAGES))}
+
+
+def cache_location(cfg) -> Optional[str]:
+    """``cache/`` beside a local SQLite store (``mlruns/cache/`` by default), else ``mlruns/cache`` in the
+    working directory; None when ``tracking.cache`` is false."""
+    tracking = cfg.get("tracking") or {}
+    if not tracking.get("cache", True):
+        return None
+    db = sqlite_path(resolve_uri(tracking.get("uri")))
+    return str((db.resolve().parent if db is not None else Path(DEFAULT_DIR).resolve()) / "cache")
