@@ -316,3 +316,19 @@ def test_a_sweep_over_alpha_ranks_each_configuration_at_its_own_level(tmp_path, 
     best = study.best_per_condition(parents, "cate_coverage_test_mean")
     assert float(parents.set_index("run_id").loc[best["parent_run_id"].item(), "params.alpha"]) == \
         min(distance, key=distance.get)
+
+
+def test_promotion_checks_its_gates_again_on_the_fresh_seeds(tmp_path, capsys, migrated_mlruns):
+    # Passed on the seeds it was chosen on (0-2), the failed-seed gate fails on the fresh ones (seed 3 fails):
+    # no champion, exit 1, both figures said.
+    uri = migrated_mlruns(tmp_path)
+    run_composed(["estimator=fail_on_seed", "estimator.fail_seed=3", *LEAN, "n_seeds=3", f"tracking.uri={uri}"])
+    with pytest.raises(SystemExit) as stop:
+        promote_main(["--tracking-uri", uri, "--name", "fresh_gate", "--config-out", str(tmp_path),
+                      "--max-failed-seeds", "0"])
+    assert stop.value.code == 1
+    out, err = capsys.readouterr()
+    assert "passes every gate: 0 failed seeds ≤ 0" in out
+    assert "confirmation gate failed: 1 failed seeds > 0" in err
+    assert "not promoted: it passed the gates on the seeds it was selected on (0-2), not on the fresh seeds 4,5" in err
+    assert client(uri).search_registered_models() == [] and not (tmp_path / "promoted_fresh_gate.yaml").exists()

@@ -272,6 +272,16 @@ def promote(args) -> None:
         print(f"confirmation {args.metric}: {confirmed['text']} — fresh seeds (run {confirmed['run_id']})"
               + (f"; seeds {seed_list(lost)} failed and are not in it" if lost else "")
               + (f"; {RESPLIT}" if resplit else ""))
+        # The gates it passed on the seeds it was chosen on must hold where nothing was chosen.
+        failures, passes = P.confirmation_gates(confirmed["summary"], tracker.tags(confirmed["run_id"]), gates, alpha)
+        for line in passes:
+            print(f"confirmation gate: {line}")
+        if failures:
+            for line in failures:
+                print(f"confirmation gate failed: {line}", file=sys.stderr)
+            print(f"not promoted: it passed the gates on the seeds it was selected on ({seed_list(selection)}), not "
+                  f"on the fresh seeds {seed_list(confirmed['finished'])} (run {confirmed['run_id']})", file=sys.stderr)
+            sys.exit(1)
     else:
         print("confirmation skipped (--confirm-seeds 0): the figures above are the selection's, optimistic")
     try:

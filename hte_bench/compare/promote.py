@@ -117,6 +117,20 @@ def _gates(row: pd.Series, group: pd.DataFrame, gates: Gates) -> tuple[list[str]
     return out, passed
 
 
+def confirmation_gates(summary: dict, tags: dict, gates: Gates, alpha: float) -> tuple[list[str], list[str]]:
+    """(failures, passes) of the gates a configuration's own figures decide — ATE and per-unit coverage,
+    failed seeds — on its confirmation run (fresh seeds): passed on the seeds it was selected on, a coverage
+    gate may still fail where nothing was chosen. ``tags``: the confirmation run's (its interval kinds)."""
+    row = pd.Series({**{k: summary.get(k) for k in ("ate_coverage_rate", "ate_coverage_rate_ci_lower",
+                                                     "ate_coverage_rate_ci_upper", "cate_coverage_test_mean")},
+                     "seeds_ok": summary.get("n_seeds_ok"), "seeds_failed": summary.get("n_seeds_failed"),
+                     "interval_kind": tags.get("interval_kind") or "unknown",
+                     "ate_interval_kind": tags.get("ate_interval_kind") or "unknown", "alpha": alpha})
+    own = Gates(min_ate_coverage=gates.min_ate_coverage, max_failed_seeds=gates.max_failed_seeds,
+                min_cate_coverage=gates.min_cate_coverage)
+    return _gates(row, pd.DataFrame([row]), own) if own != Gates() else ([], [])
+
+
 def _count(value) -> Optional[int]:
     """A board's count cell as an int; None when it is missing (no such column, NaN)."""
     try:
