@@ -93,7 +93,9 @@ def test_ranks_are_within_each_data_generator():
     parents = pd.concat([p1, p2]).assign(**{"tags.estimator": "forest"})  # one estimator, two settings of k
     avg = average_rank(build(parents, pd.concat([s1, s2])))
     assert sorted(avg.index) == ["forest estimator.k=1", "forest estimator.k=2"]
-    assert avg.loc["forest estimator.k=1", "n_conditions"] == 2 and avg.loc["forest estimator.k=1", "d2"] == "1/1"
+    # d2 ranked k=1 alone: no contest, so not counted (its 1/1 would read as a win over k=2, which lost to it).
+    assert avg.loc["forest estimator.k=1", "n_conditions"] == 1 and avg.loc["forest estimator.k=1", "d2"] == "1/1 (alone)"
+    assert avg["mean_rank"].tolist() == [1.0, 2.0]
 
 
 def test_latest_rerun_of_a_config_wins():

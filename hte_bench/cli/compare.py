@@ -478,6 +478,12 @@ def _print_board(board, avg, metric: str, selectors=None, confirmations=None, te
     if avg is not None:
         print("\n== mean rank across data conditions (ranks within each condition) ==")
         print(avg.to_string())
+        counted = avg.drop(columns=["mean_rank", "n_conditions"]).apply(
+            lambda row: frozenset(c for c, v in row.items() if v != "–" and not v.endswith("(alone)")), axis=1)
+        print("mean_rank counts the conditions where two or more configurations were ranked (n_conditions; "
+              "'(alone)' is not counted)" + ("; configurations ranked in different conditions are not compared by "
+                                             "it: read their ranks within each condition above"
+                                             if counted.nunique() > 1 else ""))
     if selectors is not None and len(selectors):
         print("\n== truth-free selectors vs the truth, within each condition (what each score would pick, "
               "ties listed, regret averaged over tied picks) ==")

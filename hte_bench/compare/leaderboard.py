@@ -392,17 +392,21 @@ def adjusted_p(pvals: np.ndarray, method: str = "holm", level: float = 0.05) -> 
 def average_rank(board: pd.DataFrame) -> Optional[pd.DataFrame]:
     """Mean over data conditions of each configuration's rank within its condition (only meaningful beside the
     per-condition ranks; nothing is pooled across conditions). A configuration is its estimator and settings,
-    named alike in every condition; each cell reads ``rank/ranked in that condition``."""
+    named alike in every condition; each cell reads ``rank/ranked in that condition``. Only conditions where
+    two or more configurations were ranked count (``n_conditions``); a lone one is shown ``1/1 (alone)``."""
     if board.empty or board["condition"].nunique() < 2:
         return None
     settings = board["settings"] if "settings" in board else board["overrides"]
     key = (board["estimator"] + " " + settings).str.strip()
     ranked = board.assign(config=key, of=board.groupby("condition")["rank"].transform("count"))
     table = ranked.pivot_table(index="config", columns="condition", values="rank", aggfunc="min")
-    mean_rank = table.mean(axis=1)
-    n_conditions = table.notna().sum(axis=1)
     size = ranked.groupby("condition")["of"].first()
-    cells = table.apply(lambda col: col.map(lambda r: f"{int(r)}/{int(size[col.name])}" if pd.notna(r) else "–"))
+    # A condition where one configuration was ranked alone is no contest: its "1/1" would count as a win.
+    contested = table.loc[:, [c for c in table.columns if size[c] >= 2]]
+    mean_rank = contested.mean(axis=1)
+    n_conditions = contested.notna().sum(axis=1)
+    cells = table.apply(lambda col: col.map(
+        lambda r: "–" if pd.isna(r) else f"{int(r)}/{int(size[col.name])}" + ("" if size[col.name] >= 2 else " (alone)")))
     cells["mean_rank"], cells["n_conditions"] = mean_rank, n_conditions
     return cells.sort_values("mean_rank")
 
