@@ -579,3 +579,8 @@ def promote_main(argv: Optional[list[str]] = None) -> None:
         promote(args)
     except ConfigError as err:
         _fail(err)
+    except KeyboardInterrupt:
+        # The confirmation run ends KILLED and a registration stopped half-way is undone (Registry): one line.
+        print("hte-bench-promote: interrupted (Ctrl-C); nothing was promoted unless a 'promoted …' line was printed "
+              "above", file=sys.stderr, flush=True)
+        sys.exit(130)
