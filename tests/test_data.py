@@ -146,6 +146,7 @@ def test_csv_split_by_seed_with_and_without_truth(user_csv):
     (None, {"features": ["x1", "x1"]}, "feature(s) ['x1'] listed twice"),
     # Truth under other names, counterfactuals, a saved index; a misspelt column said before any of those.
     (lambda f: f.rename(columns={"true_tau": "uplift"}), {"tau": None}, "column 'uplift' looks like the true effect"),
+    (lambda f: f.rename(columns={"true_tau": "True_Lift"}), {"tau": None}, "column 'True_Lift' looks like the true effect"),
     (lambda f: f.assign(mu1=f.y), {}, "column 'mu1' looks like a potential outcome or counterfactual"),
     (lambda f: f.reset_index(names="Unnamed: 0"), {}, "column 'Unnamed: 0' looks like a saved row index"),
     (None, {"tau": "True_tau"}, "column(s) ['True_tau'] not in mine.csv (did you mean 'true_tau'?)"),

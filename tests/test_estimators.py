@@ -430,3 +430,23 @@ def test_forest_dr_ate_interval_is_narrower_than_the_stderr_mean_bound():
           f"coverage {np.mean(cover_dr):.2f} vs {np.mean(cover_bound):.2f} (20 seeds)")
     assert np.mean(dr) < np.mean(bound)
     assert np.mean(np.less(dr, bound)) >= 0.9
+
+
+def test_econmls_invalid_inference_gives_no_intervals_and_no_claims():
+    # A feature that is a combination of others makes econml's final-stage covariance singular: it warns
+    # "Inference will be invalid!" and goes on. The intervals are then none, with the reason, and no
+    # coefficient claims are made from them.
+    from conftest import compose
+    from hte_bench.seed import make_data, make_estimator, predict
+    from hte_bench.estimators.base import Estimate
+
+    cfg = compose(["estimator=linear_dml", "data.n=300", "data.n_test=100"])
+    dataset, _ = make_data(cfg, 0)
+    first = dataset.X_train.columns[0]
+    X, Xt = (frame.assign(copy=1 + 2 * frame[first]) for frame in (dataset.X_train, dataset.X_test))
+    adapter = make_estimator(cfg, 0).fit(X, dataset.T_train, dataset.Y_train)
+    assert adapter.interval_kind() == "none" and adapter.insights(0.05) is None
+    est = predict(adapter, dataset.__class__(X, dataset.T_train, dataset.Y_train, Xt, dataset.T_test, dataset.Y_test),
+                  0.05, Estimate(np.zeros(0), np.zeros(0), 0.0))
+    assert est.lower_test is None and "Inference will be invalid" in est.interval_reason
+    assert est.interval_kind == "none" and est.ate_interval_kind == "none" and np.isnan(est.ate_lower)

@@ -1,6 +1,7 @@
 """Containers that keep what an estimator may see (Dataset) apart from what only metrics may see (Truth)."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -75,6 +76,14 @@ TRUTH_NAMES = {"tau", "true_tau", "tau_true", "ite", "true_ite", "cate", "true_c
                "true_propensity", "propensity_true"}
 # Names a CSV's effect column often has: never default features of a CSV (listed in data.features, they are).
 EFFECT_NAMES = TRUTH_NAMES | {"tau_i", "effect", "treatment_effect", "te", "true_te", "uplift", "true_uplift"}
+# ...and the spellings around them: true_lift, oracle_effect, effect_true, true-ite, TrueUplift.
+EFFECT_PATTERN = re.compile(r"^(true|oracle)[_\- ]?(lift|uplift|effect|treatment_effect|te|ite|cate|tau)$|"
+                            r"^(lift|uplift|effect|treatment_effect|te|ite|cate|tau)[_\- ]?(true|oracle)$")
+
+
+def looks_like_effect(name: str) -> bool:
+    """Whether a column name says it holds the true effect (EFFECT_NAMES or EFFECT_PATTERN)."""
+    return name.lower() in EFFECT_NAMES or bool(EFFECT_PATTERN.match(name.lower()))
 # Potential outcomes and counterfactuals (IHDP-style files carry mu0, mu1, y_cfactual): not default features
 # either (y0/y1 are left alone: a baseline outcome is a common covariate).
 COUNTERFACTUAL_NAMES = {"mu0", "mu1", "mu_0", "mu_1", "y_cfactual", "y_counterfactual", "ycf", "counterfactual"}

@@ -7,7 +7,7 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from hte_bench.data.base import COUNTERFACTUAL_NAMES, EFFECT_NAMES, DataError, Dataset, Truth
+from hte_bench.data.base import COUNTERFACTUAL_NAMES, DataError, Dataset, Truth, looks_like_effect
 
 
 def missing_file(path: str | Path) -> str | None:
@@ -53,7 +53,7 @@ def _load(path: str | Path, outcome: str, treatment: str, features: Optional[Seq
                         + f"; available columns: {columns}")
     if not features:
         # A column of true effects among the default features would leak the truth into every estimator.
-        leak = [c for c in columns if c not in reserved and c.lower() in EFFECT_NAMES | COUNTERFACTUAL_NAMES]
+        leak = [c for c in columns if c not in reserved and (looks_like_effect(c) or c.lower() in COUNTERFACTUAL_NAMES)]
         if leak:
             if leak[0].lower() in COUNTERFACTUAL_NAMES:
                 what, flag = "a potential outcome or counterfactual (known only in a simulation)", None

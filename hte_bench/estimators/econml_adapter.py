@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import inspect
+import warnings
 from collections import OrderedDict
 from typing import Any, Optional
 
@@ -90,8 +91,6 @@ class EconmlAdapter(CateAdapter):
         self.final_stage = final_stage
 
     def fit(self, X: pd.DataFrame, T: np.ndarray, Y: np.ndarray) -> "EconmlAdapter":
-        from sklearn.base import clone
-
         final = self._final_stage_names()
         self.feature_names_ = [str(c) for c in X.columns]
         self.x_sd_ = X.std().to_numpy(dtype=float)
@@ -99,6 +98,23 @@ class EconmlAdapter(CateAdapter):
         self.train_fingerprint_ = _fingerprint(Xa)
         key = self._cache_key(final, Xa, Ta, Ya)
         self.reused_nuisance_ = key is not None and key in _NUISANCE_CACHE
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            self._fit_model(key, final, Xa, Ta, Ya)
+        # econml warns, and goes on, when its final stage's covariance is singular (a feature that is a copy or
+        # a combination of others, more features than rows): its intervals and p-values are then meaningless.
+        invalid = [str(w.message) for w in caught if "Inference will be invalid" in str(w.message)]
+        self.invalid_inference_ = invalid[0] if invalid else None
+        for w in caught:  # the others as they were
+            if str(w.message) not in invalid:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        self.interval_kind_, self.ate_interval_kind_ = self._interval_kinds()
+        return self
+
+    def _fit_model(self, key, final, Xa, Ta, Ya) -> None:
+        """Fit the econml model (or refit the final stage of a cached first stage) into ``model_``."""
+        from sklearn.base import clone
+
         if self.reused_nuisance_:
             self.model_ = self._refit_final(_NUISANCE_CACHE[key], final)
             _NUISANCE_CACHE.move_to_end(key)
@@ -115,8 +131,6 @@ class EconmlAdapter(CateAdapter):
                 # A reference, not a copy: copying costs ~0.5 s per fit and only reuse needs it (_refit_final).
                 _NUISANCE_CACHE[key] = model
                 configure_nuisance_cache(_CACHE_SIZE[0])
-        self.interval_kind_, self.ate_interval_kind_ = self._interval_kinds()
-        return self
 
     def _final_stage_names(self) -> tuple[str, ...]:
         """The declared final-stage parameters, each checked against the econml class's ``__init__``."""
@@ -167,6 +181,8 @@ class EconmlAdapter(CateAdapter):
         from econml.inference import (BootstrapInference, LinearModelFinalInference,
                                       LinearModelFinalInferenceDiscrete)
 
+        if self.invalid_inference_:
+            return "none", "none"
         inference = getattr(self.model_, "_inference", None)
         finals = getattr(inference, "fitted_models_final", None) or []
         if inference is None or (finals and not hasattr(finals[0], "prediction_stderr")):
@@ -188,6 +204,12 @@ class EconmlAdapter(CateAdapter):
             return hasattr(self.model_, "ate__inference") and np.all(np.isfinite(self.model_.ate_stderr_))
         except AttributeError:  # drate=False or a continuous treatment
             return False
+
+    def _check_inference(self) -> None:
+        """NoInference when econml said its inference is invalid (a singular covariance)."""
+        if getattr(self, "invalid_inference_", None):
+            raise NoInference(f"econml warned '{self.invalid_inference_}': a feature is a copy or a linear "
+                              "combination of others, or there are too many features for the rows")
 
     def _call(self, method: str, *args, **kwargs):
         # econml signals "no inference" with an AttributeError: naming 'inference' when there is none, "Only point
@@ -212,6 +234,7 @@ class EconmlAdapter(CateAdapter):
         # is asked in blocks of INTERVAL_ROWS. Its rows' intervals are per-row sums over trees, the same numbers
         # in any block (tests/test_large_samples.py). Linear models need little memory and are asked in one call:
         # their matrix products can change in the last digit with the block's shape.
+        self._check_inference()
         Xa = X.to_numpy(dtype=float)
         rows = max(len(Xa), 1)  # an empty X is still one call: econml says what it makes of it
         step = INTERVAL_ROWS if getattr(self.model_, "n_estimators", None) else rows
@@ -219,6 +242,7 @@ class EconmlAdapter(CateAdapter):
         return tuple(np.concatenate([np.ravel(block[side]) for block in blocks]) for side in (0, 1))
 
     def ate_interval(self, X: pd.DataFrame, alpha: float):
+        self._check_inference()
         Xa = X.to_numpy(dtype=float)
         if self._uses_dr_ate():
             # econml's doubly robust ATE exists for the training sample only; its interval is centred on
@@ -254,7 +278,7 @@ class EconmlAdapter(CateAdapter):
 
     def _coef_table(self, alpha: float) -> Optional[pd.DataFrame]:
         """econml's inference on the final-stage CATE coefficients, one row per feature, or None."""
-        if not hasattr(self.model_, "coef__inference"):
+        if not hasattr(self.model_, "coef__inference") or getattr(self, "invalid_inference_", None):
             return None
         try:
             inference = self.model_.coef__inference(**self._t_kwargs(self.model_.coef__inference))

@@ -52,7 +52,8 @@ def best_linear_projection(scores, X: pd.DataFrame, alpha: float = 0.05, standar
 
     One row per feature (plus ``(Intercept)``, the mean score: an ATE estimate) with coef, se, ci_lower,
     ci_upper, pvalue; with ``standardize`` the slopes are per +1 sd of the feature. Constant features are
-    dropped (listed in ``table.attrs["dropped"]``): they cannot modify anything in this sample.
+    dropped (listed in ``table.attrs["dropped"]``): they cannot modify anything in this sample; so are features
+    collinear with earlier ones (``table.attrs["collinear"]``).
     """
     import statsmodels.api as sm
 
@@ -66,6 +67,18 @@ def best_linear_projection(scores, X: pd.DataFrame, alpha: float = 0.05, standar
     dropped = [str(c) for c in frame.columns if not sd[c] > 0]
     frame = frame.drop(columns=dropped)
     design = frame - frame.mean()
+    # A feature that is a linear combination of earlier ones (a copy, a sum) has no slope of its own: as R's
+    # lm (grf) leaves it NA, it is dropped and said, not given the others' interval from a singular fit.
+    # On the correlation matrix (k × k, cheap for any n): an exact combination leaves an eigenvalue ~1e-16.
+    corr = np.atleast_2d(np.corrcoef(design.to_numpy(float), rowvar=False)) if design.shape[1] else np.zeros((0, 0))
+    collinear, kept = [], []
+    for i, c in enumerate(design.columns):
+        idx = [design.columns.get_loc(k) for k in kept] + [i]
+        if np.linalg.eigvalsh(corr[np.ix_(idx, idx)]).min() < 1e-9:
+            collinear.append(str(c))
+        else:
+            kept.append(c)
+    design, frame = design[kept], frame[kept]
     if standardize:
         design = design / sd[frame.columns]
     design.columns = [str(c) for c in design.columns]
@@ -78,6 +91,7 @@ def best_linear_projection(scores, X: pd.DataFrame, alpha: float = 0.05, standar
                           "per_sd": [False] + [bool(standardize)] * design.shape[1]}, index=names)
     table.index.name = "feature"
     table.attrs["dropped"] = dropped
+    table.attrs["collinear"] = collinear
     table.attrs["n"] = int(y.size)
     return table
 
@@ -124,6 +138,9 @@ def describe_blp(table: pd.DataFrame, alpha: float, source: str) -> str:
         lines.append(f"- No evidence of effect modification (interval includes zero): {', '.join(others)}.")
     if table.attrs.get("dropped"):
         lines.append(f"- Constant in this sample, not assessed: {', '.join(table.attrs['dropped'])}.")
+    if table.attrs.get("collinear"):
+        lines.append(f"- A linear combination of the features before it, not assessed: "
+                     f"{', '.join(table.attrs['collinear'])}.")
     if INTERCEPT in table.index:
         i = table.loc[INTERCEPT]
         lines.append(f"- Average effect (intercept): {i['coef']:.3g} [{i['ci_lower']:.3g}, {i['ci_upper']:.3g}] ({level}).")
