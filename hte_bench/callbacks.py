@@ -241,7 +241,8 @@ def print_summary(top: list[dict], metric: str, how: str) -> None:
         notes.append("–: no interval (a root mean square)" if registry.summarised_as(metric) == "rms" else
                      "–: one seed, no interval (and no comparison can be tested on it)")
     if len(valued) < len(top):
-        notes.append("a rank of –: no value (every seed failed, or the metric needs a true effect these data lack)")
+        notes.append("a rank of –: no value (every seed failed, the metric needs a true effect these data lack, or "
+                     "the estimator gives no intervals for a coverage metric: its description says why)")
     if any(r["failed"] and r["seeds"] for r in valued):
         notes.append("a configuration with failed seeds ranks after every one that fitted all of its seeds: its "
                      "value leaves out the seeds it failed on (and a sweeper got none from it)")

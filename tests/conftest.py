@@ -271,7 +271,8 @@ def run_cli(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.Comple
 def client(uri: str):
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri=uri)
+    # The registry too: a promotion sets the process's default registry URI to its own store.
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def all_runs(uri: str, experiment: str):

@@ -136,6 +136,8 @@ CASES = [
     ("seeds", None, ["seeds=[a]"], "seeds=['a'] is not allowed; seeds must be a non-empty list of integers ≥ 0"),
     ("seeds-empty", None, ["seeds=[]"], "seeds=[] is not allowed; seeds must be a non-empty list of integers ≥ 0"),
     ("seeds-repeated", None, ["seeds=[3,3]"], "seeds=[3, 3] repeats seed(s) [3]"),
+    ("seeds-and-n-seeds", None, ["n_seeds=3", "seeds=[1,2]"],
+     "n_seeds=3 would not be used: seeds=[1, 2] (given too) names the seeds; give one of them"),
     ("objective-per-seed", None, ["-m", "estimator=zero_effect", "optimized_metric=rscore"],
      "optimized_metric=rscore is a per-seed metric; a sweep optimises a configuration's aggregate across its "
      "seeds: did you mean optimized_metric=rscore_mean?"),

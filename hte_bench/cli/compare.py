@@ -349,9 +349,13 @@ def condition_header(group, metric: str, test: str = "wilcoxon", level: float = 
     title += (f" on seed{'s' if n > 1 else ''} {on}, " + (f"common to all {k} ranked configurations" if k > 1
                                                             else "those of its one ranked configuration")
               + (why if extra else "") + " ==")
-    notes = [f"1 common seed ({on}): no interval, no test — run every configuration on the same seeds"] \
-        if n == 1 else []
+    more = "run more seeds (n_seeds=5 or more)" if (group["selection_seeds"] == on).all() else \
+        "run every configuration on the same seeds"
+    notes = [f"1 common seed ({on}): no interval, no test — {more}"] if n == 1 else []
     notes += _redrawn_note(group)
+    if (group["data"] == "csv").any():
+        notes.append("data=csv: the seeds are other train/test splits of the same rows, not new samples, so the "
+                     "intervals and tests across them understate the uncertainty about new data")
     floor = wilcoxon_floor(n, k - 1, level, correction) if test == "wilcoxon" and n > 1 and k > 1 else None
     if floor:
         # More seeds of an analysis metric come from a larger analyses.seeds, not from more n_seeds alone.

@@ -92,6 +92,7 @@ def app(cfg: DictConfig) -> float:
         registry.load_modules(cfg.get("metric_modules"))  # the user's metrics, before the objective is judged
         registry.objective(str(cfg.optimized_metric))  # refuses a context metric before any fit
         C.validate(cfg)  # before the runner's imports (MLflow, pandas): a typo is refused in a second
+        _check_seed_count(cfg, hc)
         C.check_packages(cfg, choices)
         from hte_bench.runner import run
 
@@ -121,6 +122,18 @@ def app(cfg: DictConfig) -> float:
             "the others is not comparable with configurations that fitted every seed", cfg.optimized_metric, failed)
         return float("nan")
     return registry.objective_value(str(cfg.optimized_metric), summary, float(cfg.alpha))
+
+
+def _check_seed_count(cfg: DictConfig, hc) -> None:
+    """An n_seeds typed on the command line that a seeds list (typed too, or from an experiment file such as a
+    promoted one) would silently override: refused, naming both."""
+    typed = {o.split("=", 1)[0].lstrip("+~"): o.split("=", 1)[1] for o in (hc.overrides.task if hc else [])
+             if "=" in o}
+    seeds = cfg.get("seeds")
+    if "n_seeds" in typed and seeds is not None and int(cfg.n_seeds) != len(seeds):
+        where = "given too" if "seeds" in typed else "set by the config (an experiment file?)"
+        raise ConfigError(f"n_seeds={cfg.n_seeds} would not be used: seeds={list(seeds)} ({where}) names the seeds; "
+                          f"give one of them — for {cfg.n_seeds} seeds from 0 write seeds=null n_seeds={cfg.n_seeds}")
 
 
 def _needs_multirun(choices: dict[str, str], hc) -> None:
