@@ -53,6 +53,15 @@ def test_study_plot_draws_numeric_and_categorical_knobs():
     # The level the table was computed at (runs with alpha=0.1), not a fixed 95%.
     label = study_plot(numeric, "data.n", "cate_rmse_test", level=0.9).axes[0].get_ylabel()
     assert "90% t-interval" in label and "95%" not in label
+    # A coverage study: the target line, a configuration without intervals named under the axes (no empty
+    # legend entry), a bound past 1 marked, n counted over the cells with a value.
+    cover = pd.DataFrame([{"config": "ols", "data.n": n, "mean": 0.97, "ci_lower": 0.9, "ci_upper": 1.04, "n_seeds": 5}
+                          for n in (250, 500)] + [{"config": "t_learner", "data.n": 250, "mean": np.nan,
+                                                   "ci_lower": np.nan, "ci_upper": np.nan, "n_seeds": 0}])
+    fig = study_plot(cover, "data.n", "cate_coverage_test")
+    ax = fig.axes[0]
+    assert sorted(t.get_text() for t in ax.get_legend().texts) == ["ols †", "target 0.95"]
+    assert "n = 5 seeds" in ax.get_ylabel() and any("no value: t_learner" in t.get_text().replace("\n", " ") for t in fig.texts)
     from hte_bench.compare.study import runs_level
 
     assert runs_level(pd.DataFrame({"params.alpha": ["0.1", "0.1"]})) == 0.9

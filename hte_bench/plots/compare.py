@@ -100,22 +100,44 @@ def study_plot(table: pd.DataFrame, knob: str, metric: str, title: str = "", lev
     levels = sorted(table[knob].astype(str).unique()) if categorical else None
     x_all = table[knob].astype(str).map({v: i for i, v in enumerate(levels or [])}) if categorical else values
     palette = [BLUE, ORANGE, GREEN, VERMILLION, SKY, "#CC79A7", "#F0E442", BLACK]
-    configs = list(dict.fromkeys(table["config"]))
+    import textwrap
+
+    from hte_bench.evaluation import registry
+
+    valued = pd.to_numeric(table["mean"], errors="coerce").notna()
+    configs = list(dict.fromkeys(table.loc[valued, "config"]))
+    # A configuration without a value anywhere (no intervals for a coverage metric, every seed failed) gets no
+    # empty legend entry: it is named under the axes instead.
+    missing = [c for c in dict.fromkeys(table["config"]) if c not in configs]
     width = 0.08 * (np.ptp(x_all) or 1.0)
+    outside = False
     for i, config in enumerate(configs):
-        rows = table["config"] == config
+        rows = (table["config"] == config) & valued
         x = x_all[rows].to_numpy(float) + (i - (len(configs) - 1) / 2) * width / max(len(configs), 1)
         order = np.argsort(x)
         mean, lo, hi = (table.loc[rows, c].to_numpy(float)[order] for c in ("mean", "ci_lower", "ci_upper"))
+        leaves = any(registry.leaves_range(metric, a, b) for a, b in zip(lo, hi)) if registry.is_registered(metric) \
+            else False
+        outside |= leaves
         ax.errorbar(x[order], mean, yerr=[mean - lo, hi - mean], marker="o", markersize=4, capsize=3,
-                    color=palette[i % len(palette)], label=config)
+                    color=palette[i % len(palette)], label=config + (" †" if leaves else ""))
+    if registry.is_registered(metric) and registry.spec(metric).goal == "target":
+        target = registry.spec(metric).target_value(1 - level)
+        ax.axhline(target, color=GREY, linestyle="--", linewidth=1, label=f"target {target:g}")
     if categorical:
         ax.set_xticks(range(len(levels)), levels)
-    n = table["n_seeds"]
+    n = table.loc[valued, "n_seeds"]
     ax.set_xlabel(knob)
-    seeds = f"{n.min()}–{n.max()}" if n.min() != n.max() else f"{n.min()}"
-    ax.set_ylabel(f"{metric}: mean over seeds, {level_text(1 - level)} t-interval (n = {seeds} seeds)")
-    ax.set_title(title or f"{metric} by {knob}")
-    ax.legend(fontsize="small")
+    seeds = "no" if n.empty else f"{n.min()}–{n.max()}" if n.min() != n.max() else f"{n.min()}"
+    ax.set_ylabel(f"{metric}: mean over seeds,\n{level_text(1 - level)} t-interval (n = {seeds} seeds)")
+    ax.set_title(textwrap.fill(title or f"{metric} by {knob}", 70), fontsize="medium")
+    notes = ([f"† an interval bound outside the values {metric} can take (few seeds; shown as computed)"]
+             if outside else []) + ([f"no value: {', '.join(missing)}"] if missing else [])
+    if notes:
+        fig.text(0.01, -0.02, textwrap.fill("; ".join(notes), 110), fontsize="small", va="top")
+    if configs:
+        ax.legend(fontsize="small")
+    else:
+        _empty(ax, "no configuration has a value of this metric")
     ax.grid(True, alpha=0.3)
     return fig
