@@ -109,7 +109,8 @@ def load(args):
     tracker = Tracker.from_config({"uri": args.tracking_uri, "experiment": args.experiment})
     tracker.existing_experiment_id()
     # Configuration runs only (hte_bench.kind=config): promotion's confirmation runs are kept out of ranking.
-    parents = tracker.frame(tracker.config_runs(_filter_string(args)))
+    # Filtered before each run's aggregate.json is downloaded: a mistyped filter is refused in a second.
+    parents = tracker.frame(tracker.config_runs(_filter_string(args)), aggregates=False)
     if not parents.empty:
         parents = with_conditions(parents)
     for column, wanted in (("tags.data", args.data), ("tags.estimator", args.estimator),
@@ -148,6 +149,7 @@ def load(args):
             parents = parents[match]
     if parents.empty:
         raise ConfigError(f"no finished configuration runs in experiment {args.experiment!r} match the filters")
+    parents = tracker.with_aggregates(parents)
     needed = f"metrics.{args.metric}" if parent_only(args.metric) else f"metrics.{args.metric}_mean"
     if needed not in parents.columns or parents[needed].isna().all():
         present = [m for m in sorted(registry.rankable()) if f"metrics.{m}_mean" in parents.columns or f"metrics.{m}" in parents.columns]

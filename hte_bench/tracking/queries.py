@@ -93,7 +93,7 @@ class Queries:
             data = json.loads(Path(path).read_text())
         return {k: v for k, v in data.items() if isinstance(v, (int, float)) or v is None}
 
-    def frame(self, runs) -> "pd.DataFrame":
+    def frame(self, runs, aggregates: bool = True) -> "pd.DataFrame":
         """Runs as a table: run_id, run_name, status, start_time, parent_id, then tags.*, params.*, metrics.*.
 
         Configuration runs (and promotion's confirmation runs) get every aggregate of their ``aggregate.json``
@@ -109,11 +109,32 @@ class Queries:
             row.update({f"tags.{k}": v for k, v in r.data.tags.items() if not k.startswith("mlflow.")})
             row.update({f"params.{k}": v for k, v in r.data.params.items()})
             row.update({f"metrics.{k}": v for k, v in r.data.metrics.items()})
-            if r.data.tags.get(KIND) in ("config", "confirmation") and r.info.status == "FINISHED":
-                row.update({f"metrics.{k}": (float("nan") if v is None else float(v))
-                            for k, v in self.aggregates(r.info.run_id).items() if f"metrics.{k}" not in row})
             rows.append(row)
-        return pd.DataFrame(rows)
+        frame = pd.DataFrame(rows)
+        return self.with_aggregates(frame) if aggregates else frame
+
+    def with_aggregates(self, frame: "pd.DataFrame") -> "pd.DataFrame":
+        """``frame`` (of ``frame(runs, aggregates=False)``, perhaps filtered since: each file is one download)
+        with every aggregate of its FINISHED configuration and confirmation runs as ``metrics.*``."""
+        import pandas as pd
+
+        if frame.empty or f"tags.{KIND}" not in frame:
+            return frame
+        extra = {}
+        for i, row in frame.iterrows():
+            if row[f"tags.{KIND}"] in ("config", "confirmation") and row["status"] == "FINISHED":
+                extra[i] = {f"metrics.{k}": (float("nan") if v is None else float(v))
+                            for k, v in self.aggregates(row["run_id"]).items()
+                            if not (f"metrics.{k}" in frame and pd.notna(row.get(f"metrics.{k}")))}
+        if not extra:
+            return frame
+        more = pd.DataFrame.from_dict(extra, orient="index").reindex(frame.index)
+        # Logged values stay; aggregates fill what the run did not log (one concat: no fragmented frame).
+        shared = [c for c in more.columns if c in frame]
+        filled = frame.copy()
+        if shared:
+            filled[shared] = frame[shared].combine_first(more[shared])
+        return pd.concat([filled, more.drop(columns=shared)], axis=1).copy()  # copy: one block per dtype
 
     def ui_hint(self) -> str:
         """How to open this experiment's runs table (the 'Model training' view) in the MLflow UI."""
