@@ -151,7 +151,7 @@ def choose(board: pd.DataFrame, gates: Gates) -> Decision:
     if board["condition_hash"].nunique() != 1:
         raise ConfigError(f"promotion needs one data condition; the leaderboard has "
                           f"{', '.join(repr(c) for c in sorted(board['condition'].unique()))}: "
-                          f"choose one with --condition (or --data)")
+                          f"choose one with --condition" + ("" if board["data"].nunique() == 1 else " (or --data)"))
     decision = Decision(winner=None)
     for _, row in board.sort_values("rank").iterrows():
         label = f"{row['estimator']} {row['overrides']} [{row['config_hash']}]".replace("  ", " ")
