@@ -131,7 +131,7 @@ def _check_seed_count(cfg: DictConfig, hc) -> None:
              if "=" in o}
     seeds = cfg.get("seeds")
     if "n_seeds" in typed and seeds is not None and int(cfg.n_seeds) != len(seeds):
-        where = "given too" if "seeds" in typed else "set by the config (an experiment file?)"
+        where = "given too" if "seeds" in typed else "from the config, e.g. an experiment file"
         raise ConfigError(f"n_seeds={cfg.n_seeds} would not be used: seeds={list(seeds)} ({where}) names the seeds; "
                           f"give one of them — for {cfg.n_seeds} seeds from 0 write seeds=null n_seeds={cfg.n_seeds}")
 
