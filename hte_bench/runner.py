@@ -45,8 +45,11 @@ def run(cfg: DictConfig, choices: Optional[dict[str, str]] = None, job_log: Opti
     """
     plan = make_plan(cfg, choices or {})
     plan.kind, plan.extra_tags = kind, dict(tags or {})
+    # Its summary is this command's only if it also counted no failed seed: a seed list that left out a seed
+    # an earlier command failed on is summarised again (its failed count would rank it as losing seeds).
     if (plan.previous is not None and not plan.todo and plan.previous.info.status == "FINISHED"
-            and plan.previous.data.tags.get("seeds") == C.seed_list(plan.seeds)):
+            and plan.previous.data.tags.get("seeds") == C.seed_list(plan.seeds)
+            and not plan.previous.data.metrics.get("n_seeds_failed")):
         return _already_done(plan)
     # Otherwise the seeds still missing are fitted, and the configuration run is summarised again over exactly
     # the seeds asked for (those finished ones are reused): its aggregate always says which seeds it is about.

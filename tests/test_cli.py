@@ -70,6 +70,13 @@ def test_a_configuration_that_lost_a_seed_is_not_the_sweeps_best(tmp_path, migra
     assert [r[1].split("/")[1] for r in ranks] == ["zero_effect", "fail_on_seed"]
     assert "a configuration with failed seeds ranks after every one that fitted all of its seeds" in summary
     assert "none returned to the sweeper — 1 of the configuration's seeds failed" in proc.stdout
+    # Asked again on the seeds it fitted only, it lost none: summarised anew, it is the best (not ranked on the
+    # failed count of the earlier command).
+    proc = run_here(["-m", conf, "estimator=fail_on_seed,zero_effect", "seeds=[0,2]", *LEAN], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = proc.stdout[proc.stdout.index("sweep summary"):]
+    ranks = [line.split() for line in summary.splitlines() if line.strip()[:1].isdigit()]
+    assert [(r[1].split("/")[1], r[-1]) for r in ranks] == [("fail_on_seed", "2/0"), ("zero_effect", "2/0")]
 
 
 def test_help_lists_the_groups(tmp_path):
