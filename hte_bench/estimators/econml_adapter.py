@@ -35,6 +35,20 @@ def clear_nuisance_cache() -> None:
     _NUISANCE_CACHE.clear()
 
 
+_WARNED: dict = {}  # warnings' "once per location" registry for the ones passed on (as Python's own would be)
+
+
+def _pass_on(caught) -> None:
+    """Warn again what a ``catch_warnings(record=True)`` block caught, under its own module's name (so filters on
+    the module still apply) and shown once per location, as if it had not been caught."""
+    import sys
+
+    by_file = {getattr(m, "__file__", None): name for name, m in list(sys.modules.items())}
+    for w in caught:
+        module = by_file.get(w.filename) or w.filename
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, module=module, registry=_WARNED)
+
+
 def _fingerprint(X: np.ndarray) -> str:
     """Identity of a feature matrix (shape and bytes): is this the sample the model was fitted on?"""
     h = hashlib.sha256(repr(X.shape).encode())
@@ -98,18 +112,35 @@ class EconmlAdapter(CateAdapter):
         self.train_fingerprint_ = _fingerprint(Xa)
         key = self._cache_key(final, Xa, Ta, Ya)
         self.reused_nuisance_ = key is not None and key in _NUISANCE_CACHE
+        # econml warns, and goes on, when its final stage's covariance is singular (a feature that is a copy or
+        # a combination of others, more features than rows): its coefficients are then not identified. Caught
+        # here to say so; every other warning is passed on as it came (also when the fit raises).
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            self._fit_model(key, final, Xa, Ta, Ya)
-        # econml warns, and goes on, when its final stage's covariance is singular (a feature that is a copy or
-        # a combination of others, more features than rows): its intervals and p-values are then meaningless.
-        invalid = [str(w.message) for w in caught if "Inference will be invalid" in str(w.message)]
+            try:
+                self._fit_model(key, final, Xa, Ta, Ya)
+            finally:
+                invalid = [str(w.message) for w in caught if "Inference will be invalid" in str(w.message)]
+                others = [w for w in caught if "Inference will be invalid" not in str(w.message)]
+        _pass_on(others)
         self.invalid_inference_ = invalid[0] if invalid else None
-        for w in caught:  # the others as they were
-            if str(w.message) not in invalid:
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        self.row_space_ = self._row_space(Xa) if invalid else None
         self.interval_kind_, self.ate_interval_kind_ = self._interval_kinds()
         return self
+
+    def _row_space(self, Xa: np.ndarray) -> Optional[np.ndarray]:
+        """Orthonormal rows spanning the training design of a singular linear final stage (intercept first when
+        it fits one), or None when no effect has a valid interval: a featurized final stage this cannot check,
+        or a saturated one (as many parameters as rows: no residual variance)."""
+        if getattr(self.model_, "featurizer", None) is not None:
+            return None
+        design = self._design(Xa)
+        _, sv, vt = np.linalg.svd(design, full_matrices=False)
+        rank = int(np.sum(sv > sv.max() * max(design.shape) * np.finfo(float).eps))
+        return None if rank >= design.shape[0] else vt[:rank]
+
+    def _design(self, Xa: np.ndarray) -> np.ndarray:
+        return np.column_stack([np.ones(len(Xa)), Xa]) if getattr(self.model_, "fit_cate_intercept", True) else Xa
 
     def _fit_model(self, key, final, Xa, Ta, Ya) -> None:
         """Fit the econml model (or refit the final stage of a cached first stage) into ``model_``."""
@@ -181,7 +212,7 @@ class EconmlAdapter(CateAdapter):
         from econml.inference import (BootstrapInference, LinearModelFinalInference,
                                       LinearModelFinalInferenceDiscrete)
 
-        if self.invalid_inference_:
+        if self.invalid_inference_ and self.row_space_ is None:
             return "none", "none"
         inference = getattr(self.model_, "_inference", None)
         finals = getattr(inference, "fitted_models_final", None) or []
@@ -205,11 +236,21 @@ class EconmlAdapter(CateAdapter):
         except AttributeError:  # drate=False or a continuous treatment
             return False
 
-    def _check_inference(self) -> None:
-        """NoInference when econml said its inference is invalid (a singular covariance)."""
-        if getattr(self, "invalid_inference_", None):
-            raise NoInference(f"econml warned '{self.invalid_inference_}': a feature is a copy or a linear "
-                              "combination of others, or there are too many features for the rows")
+    def _check_inference(self, Xa: np.ndarray) -> None:
+        """After econml's singular-covariance warning, NoInference unless every row's effect is estimable: its
+        features in the span of the training design (a copied or summed feature is copied or summed there too).
+        Such an effect's interval does not depend on how the collinear coefficients are split."""
+        if not getattr(self, "invalid_inference_", None):
+            return
+        why = (f"econml warned '{self.invalid_inference_}': a feature is a copy or a linear combination of "
+               "others, or there are too many features for the rows")
+        if self.row_space_ is None:
+            raise NoInference(why)
+        design = self._design(Xa)
+        residual = design - (design @ self.row_space_.T) @ self.row_space_
+        scale = np.maximum(np.linalg.norm(design, axis=1), 1.0)
+        if np.any(np.linalg.norm(residual, axis=1) > 1e-8 * scale):
+            raise NoInference(why + "; these rows' effects are not identified by the training features")
 
     def _call(self, method: str, *args, **kwargs):
         # econml signals "no inference" with an AttributeError: naming 'inference' when there is none, "Only point
@@ -234,16 +275,16 @@ class EconmlAdapter(CateAdapter):
         # is asked in blocks of INTERVAL_ROWS. Its rows' intervals are per-row sums over trees, the same numbers
         # in any block (tests/test_large_samples.py). Linear models need little memory and are asked in one call:
         # their matrix products can change in the last digit with the block's shape.
-        self._check_inference()
         Xa = X.to_numpy(dtype=float)
+        self._check_inference(Xa)
         rows = max(len(Xa), 1)  # an empty X is still one call: econml says what it makes of it
         step = INTERVAL_ROWS if getattr(self.model_, "n_estimators", None) else rows
         blocks = [self._call("effect_interval", Xa[i:i + step], alpha=alpha) for i in range(0, rows, step)]
         return tuple(np.concatenate([np.ravel(block[side]) for block in blocks]) for side in (0, 1))
 
     def ate_interval(self, X: pd.DataFrame, alpha: float):
-        self._check_inference()
         Xa = X.to_numpy(dtype=float)
+        self._check_inference(Xa)
         if self._uses_dr_ate():
             # econml's doubly robust ATE exists for the training sample only; its interval is centred on
             # that DR estimate (ate()), not on the mean of the forest's CATEs.

@@ -207,17 +207,25 @@ def _seeds_of_metric(run, base: str) -> str:
     return subset if subset and registry.on_analysis_seeds(base) else run.data.tags.get("seeds", "")
 
 
+def interval_keys(metric: str) -> tuple:
+    """The names of the interval bounds logged beside an aggregate: a mean's t-interval, or a share of seeds'
+    Wilson interval (ate_coverage_rate); () for anything else."""
+    base, stat = registry.split_name(metric)
+    if not registry.is_registered(base):
+        return ()
+    if stat == "mean" or (stat is None and registry.summarised_as(base) == "share"):
+        return f"{base}_ci_lower", f"{base}_ci_upper"
+    return ()
+
+
 def sweep_rows(parents: list, metric: str, top: int = 1000) -> list[dict]:
     """Per data condition, the ``top`` configuration runs of a sweep by ``metric`` (its registry loss at
     each run's alpha), best first; ranks never compare across conditions."""
     rows = []
     for p in parents:
         value = p.data.metrics.get(metric, math.nan)
-        base, stat = registry.split_name(metric)
-        # A mean's t-interval, or a share of seeds' Wilson interval (ate_coverage_rate): logged beside it.
-        bounded = stat == "mean" or (stat is None and registry.summarised_as(base) == "share")
-        lo = p.data.metrics.get(f"{base}_ci_lower") if bounded else None
-        hi = p.data.metrics.get(f"{base}_ci_upper") if bounded else None
+        base = registry.split_name(metric)[0]
+        lo, hi = (p.data.metrics.get(k) for k in interval_keys(metric)) if interval_keys(metric) else (None, None)
         alpha = float(p.data.params.get("alpha", 0.05))
         score = registry.aggregate_loss(metric, value, alpha) if math.isfinite(value) else math.inf
         rows.append({"condition": p.data.tags.get("condition") or p.data.tags.get("data", "?"),

@@ -79,18 +79,13 @@ class Queries:
         import json
         import tempfile
 
-        from mlflow.exceptions import MlflowException
-
+        # Only a missing file (a run killed before its files were written) means "no aggregates": a store that
+        # fails to answer must not leave a board ranking without the metrics it asked for. The listing says
+        # which (MLflow's download reports every failure as RESOURCE_DOES_NOT_EXIST).
+        if "aggregate.json" not in {a.path for a in self.client.list_artifacts(run_id)}:
+            return {}
         with tempfile.TemporaryDirectory() as tmp:
-            try:
-                path = self.download(run_id, "aggregate.json", tmp)
-            except MlflowException as err:
-                # Only a missing file (a run killed before its files were written) means "no aggregates": a
-                # store that fails to answer must not leave a board ranking without the metrics it asked for.
-                if err.error_code != "RESOURCE_DOES_NOT_EXIST":
-                    raise
-                return {}
-            data = json.loads(Path(path).read_text())
+            data = json.loads(Path(self.download(run_id, "aggregate.json", tmp)).read_text())
         return {k: v for k, v in data.items() if isinstance(v, (int, float)) or v is None}
 
     def frame(self, runs, aggregates: bool = True) -> "pd.DataFrame":

@@ -152,7 +152,7 @@ class Tracker(Queries, Registry):
         from hte_bench.compare.leaderboard import SELECTORS  # the sweep's selector report reads their means
 
         # The optimized mean with its interval (the sweep summary shows it), the selectors' means alone.
-        bounds = [f"{k[:-len('_mean')]}_{side}" for k in keep if k.endswith("_mean") for side in ("ci_lower", "ci_upper")]
+        bounds = [key for k in keep for key in notes.interval_keys(k)]
         keep = (*keep, *bounds, *(f"{s}_mean" for s in SELECTORS))
         logged = notes.logged_metrics(metrics, keep)
         # A resumed run summarised again over other seeds may no longer have a metric it logged before (an
@@ -215,8 +215,7 @@ class Tracker(Queries, Registry):
         missing = {}
         if metric and metric not in parent.data.metrics and parent.info.status == "FINISHED":
             # A configuration finished before this sweep chose a non-headline metric: log it from its files.
-            wanted = {metric, *(f"{metric[:-len('_mean')]}_{side}" for side in ("ci_lower", "ci_upper")
-                                if metric.endswith("_mean"))}
+            wanted = {metric, *notes.interval_keys(metric)}
             missing = {k: v for k, v in self.aggregates(parent_id).items() if k in wanted and v is not None}
         self._batch(parent_id, metrics=missing, tags={"sweep_run_id": sweep_id, "mlflow.parentRunId": sweep_id,
                                                       f"swept_by.{sweep_id}": "true",
