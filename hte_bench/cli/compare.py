@@ -587,6 +587,8 @@ def promote_main(argv: Optional[list[str]] = None) -> None:
         _fail(err)
     except KeyboardInterrupt:
         # The confirmation run ends KILLED and a registration stopped half-way is undone (Registry): one line.
-        print("hte-bench-promote: interrupted (Ctrl-C); nothing was promoted unless a 'promoted …' line was printed "
-              "above", file=sys.stderr, flush=True)
+        done = getattr(args, "promoted", None)
+        print("hte-bench-promote: interrupted (Ctrl-C); " + (
+            f"version {done['version']} is the champion, its config may not be written" if done else
+            "nothing was promoted"), file=sys.stderr, flush=True)
         sys.exit(130)

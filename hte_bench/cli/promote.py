@@ -343,7 +343,12 @@ def promote(args) -> None:
                           "condition": win["condition"], "metric": args.metric,
                           "metric_summary": json.dumps(summary), "refit_on": refit_on, **seeds_tags},
             artifact_dir=tmp, packages=packages, code_paths=code_paths)
-    path = P.write_experiment(text, Path(args.config_out), args.name)  # only once the champion is registered
+    args.promoted = res  # for the Ctrl-C line: from here the champion has moved
     print(f"promoted {(win['estimator'] + ' ' + win['overrides']).strip()} [{win['config_hash']}] as {res['model_uri']} "
-          f"(version {res['version']}; previous champion: {res['previous'] or 'none'})")
+          f"(version {res['version']}; previous champion: {res['previous'] or 'none'})", flush=True)
+    try:  # only once the champion is registered: a failed promotion writes no config
+        path = P.write_experiment(text, Path(args.config_out), args.name)
+    except OSError as err:
+        raise ConfigError(f"version {res['version']} of {args.name!r} is the champion, but its config was not "
+                          f"written ({err}); {P.experiment_file(args.name)} is an artifact of the promotion run {res['run_id']}") from err
     print(f"config written to {path}; re-run with: hte-bench +experiment=promoted_{args.name}")

@@ -61,15 +61,15 @@ class Registry:
             for key, value in {**version_tags, "previous_champion_version": previous or "none",
                                "promotion_run_id": run_id}.items():
                 self.client.set_model_version_tag(name, version, key, str(value)[:VALUE_MAX])
+            note = notes.version_note(name, {**version_tags, **tags}, self.experiment_id, run_id)
+            self.client.update_model_version(name, version, description=note)
+            self.client.set_tag(run_id, notes.NOTE, f"Promotion of version {version} of `{name}`.\n\n{note}")
+            self.client.set_terminated(run_id, "FINISHED")
+            # Last: once the alias has moved there is nothing left to undo.
             self.client.set_registered_model_alias(name, "champion", version)
         except BaseException as err:
             self._undo_promotion(name, version, previous, run_id, err)
             raise
-        # The champion is in place: what follows only describes it.
-        self.client.set_terminated(run_id, "FINISHED")
-        note = notes.version_note(name, {**version_tags, **tags}, self.experiment_id, run_id)
-        self.client.update_model_version(name, version, description=note)
-        self.client.set_tag(run_id, notes.NOTE, f"Promotion of version {version} of `{name}`.\n\n{note}")
         return {"version": version, "previous": previous, "run_id": run_id, "model_uri": f"models:/{name}@champion"}
 
     def _undo_promotion(self, name: str, version, previous, run_id: str, err: BaseException) -> None:
