@@ -69,15 +69,19 @@ def best_linear_projection(scores, X: pd.DataFrame, alpha: float = 0.05, standar
     design = frame - frame.mean()
     # A feature that is a linear combination of earlier ones (a copy, a sum) has no slope of its own: as R's
     # lm (grf) leaves it NA, it is dropped and said, not given the others' interval from a singular fit.
-    # On the correlation matrix (k × k, cheap for any n): an exact combination leaves an eigenvalue ~1e-16.
+    # One pass of a Cholesky factorisation of the correlation matrix (k × k, cheap for any n): a column whose
+    # part not explained by the kept ones is ~0 (an exact combination: ~1e-16) is left out.
     corr = np.atleast_2d(np.corrcoef(design.to_numpy(float), rowvar=False)) if design.shape[1] else np.zeros((0, 0))
-    collinear, kept = [], []
+    collinear, kept, L = [], [], np.zeros((0, 0))
     for i, c in enumerate(design.columns):
-        idx = [design.columns.get_loc(k) for k in kept] + [i]
-        if np.linalg.eigvalsh(corr[np.ix_(idx, idx)]).min() < 1e-9:
+        idx = [design.columns.get_loc(k) for k in kept]
+        w = np.linalg.solve(L, corr[idx, i]) if idx else np.zeros(0)  # L is lower-triangular and small
+        rest = corr[i, i] - w @ w
+        if rest < 1e-9:
             collinear.append(str(c))
-        else:
-            kept.append(c)
+            continue
+        L = np.block([[L, np.zeros((len(idx), 1))], [w[None, :], np.sqrt([[rest]])]])
+        kept.append(c)
     design, frame = design[kept], frame[kept]
     if standardize:
         design = design / sd[frame.columns]
