@@ -268,6 +268,7 @@ def test_real_data_board_logs_and_its_promotion_says_the_confirmation_is_a_respl
     for name in ("interaction_ols", "zero_effect"):
         run_composed([f"estimator={name}", *real, "n_seeds=2", f"tracking.uri={uri}"])
     _lb(uri, "--metric", "rscore")
+    assert "data=csv: the seeds are other train/test splits of the same rows" in capsys.readouterr().out
     board = next(r for r in all_runs(uri, "hte-bench") if r.data.tags.get("hte_bench.kind") == "leaderboard")
     plots = [a.path for a in client(uri).list_artifacts(board.info.run_id, "plots")]
     assert len(plots) == 1 and plots[0].endswith("_rscore_by_config.png")

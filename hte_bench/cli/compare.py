@@ -337,8 +337,11 @@ def condition_header(group, metric: str, test: str = "wilcoxon", level: float = 
     if ranked.empty and group["vs_best"].eq("unranked: no common seed").any():
         own = "; ".join(f"{r.estimator} {short_overrides(r.overrides)}".strip() + f": {r.selection_seeds}"
                         for r in group.itertuples())
-        return title.replace("ranked by", "not ranked by") + " ==", [f"not ranked: its configurations share no finished seed ({own}); run them with "
-                               "the same n_seeds (e.g. hte-bench -m ... n_seeds=N) to compare them", *_redrawn_note(group)]
+        redrawn = _redrawn_note(group)
+        why = ("their shared seeds' data differ (below)" if redrawn else
+               "run them with the same n_seeds (e.g. hte-bench -m ... n_seeds=N) to compare them")
+        return title.replace("ranked by", "not ranked by") + " ==", [
+            f"not ranked: its configurations share no finished seed with the same data ({own}); {why}", *redrawn]
     if ranked.empty:
         return title + " ==", ["not ranked: no configuration has a value of this metric"]
     on = ranked["compared_on_seeds"].iloc[0]
@@ -351,11 +354,12 @@ def condition_header(group, metric: str, test: str = "wilcoxon", level: float = 
     title += (f" on seed{'s' if n > 1 else ''} {on}, " + (f"common to all {k} ranked configurations" if k > 1
                                                             else "those of its one ranked configuration")
               + (why if extra else "") + " ==")
-    more = "run more seeds (n_seeds=5 or more)" if (group["selection_seeds"] == on).all() else \
-        "run every configuration on the same seeds"
+    more = ("a larger analyses.seeds (this metric exists on the analysis seeds only)" if on_analysis_seeds(metric)
+            else "run more seeds (n_seeds=5 or more)" if (group["selection_seeds"] == on).all()
+            else "run every configuration on the same seeds")
     notes = [f"1 common seed ({on}): no interval, no test — {more}"] if n == 1 else []
     notes += _redrawn_note(group)
-    if (group["data"] == "csv").any():
+    if "resplits" in group and group["resplits"].astype(bool).any():
         notes.append("data=csv: the seeds are other train/test splits of the same rows, not new samples, so the "
                      "intervals and tests across them understate the uncertainty about new data")
     floor = wilcoxon_floor(n, k - 1, level, correction) if test == "wilcoxon" and n > 1 and k > 1 else None

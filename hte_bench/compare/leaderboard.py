@@ -13,6 +13,7 @@ import pandas as pd
 
 from hte_bench.compare import study
 from hte_bench.config import is_hashed, seed_list
+from hte_bench.data.conditions import reads_file_rows
 from hte_bench.errors import ConfigError
 from hte_bench.evaluation import registry
 
@@ -250,7 +251,10 @@ def build(parents: pd.DataFrame, seeds: pd.DataFrame, metric: str = "cate_rmse_t
         "seeds_ok": parents.get("metrics.n_seeds_ok"), "seeds_failed": parents.get("metrics.n_seeds_failed"),
         "interval_kind": ids.map(study.interval_kinds(seeds, ids, "interval_kind")),
         "ate_interval_kind": ids.map(study.interval_kinds(seeds, ids, "ate_interval_kind")),
-        "condition_hash": parents["tags.condition_hash"], "parent_run_id": ids})
+        "condition_hash": parents["tags.condition_hash"], "parent_run_id": ids,
+        # Seeds that re-split the rows of one file (data=csv, by its generator as promotion judges it).
+        "resplits": [reads_file_rows({"_target_": t}) for t in
+                     parents.get("params.data._target_", pd.Series("", index=parents.index)).fillna("")]})
     cols = [metric, f"{metric}_ci_lower", f"{metric}_ci_upper"] if parent_only(metric) else \
         [f"{metric}_{stat}" for stat in ("mean", "ci_lower", "ci_upper")]
     for col in cols:

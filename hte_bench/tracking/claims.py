@@ -281,7 +281,14 @@ CLAIMS_TAG = "hte_bench.claims_db"
 def claims_tag(leases: Optional["Leases"]) -> str:
     """Which claims database a sweep run's lease lives in, as a run tag: a hash of its URL (never the URL: it
     may hold a password), or ``none`` when claims are off."""
-    return "none" if leases is None else hashlib.sha1(leases.url.encode()).hexdigest()[:12]
+    if leases is None:
+        return "none"
+    # One database, one tag: a SQLite file by its resolved path, a server without who logs in.
+    parts = urlparse(leases.url)
+    path = sqlite_path(leases.url)
+    where = f"sqlite:///{Path(path).resolve()}" if path is not None else \
+        f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}:{parts.port or ''}{parts.path}"
+    return hashlib.sha1(where.encode()).hexdigest()[:12]
 
 
 def open_leases(where: Optional[tuple[str, float]]) -> Optional[Leases]:
