@@ -191,6 +191,9 @@ CASES = [
      "got an unexpected keyword argument 'n_estimatorz'; did you mean n_estimators?"),
     ("missing-package", None, ["estimator=causalml_s_learner", "estimator.model._target_=not_installed_lib.Learner"],
      "estimator: causalml_s_learner needs the package not_installed_lib, not installed: pip install not_installed_lib"),
+    ("econml-inference-typo", None, ["estimator=linear_dml", "estimator.inference=bootstrapp", *TINY],
+     "estimator.inference='bootstrapp' is not an inference LinearDML offers (did you mean "
+     "estimator.inference=bootstrap?); allowed: auto, bootstrap, statsmodels, or null"),
     ("unknown-param", None, ["estimator=interaction_ols", "+estimator.not_a_param=1", *TINY], "not_a_param"),
     ("fit-rejects", "conf", ["estimator=cf_small", "estimator.model.n_estimators=41", *TINY], "n_estimators"),
     ("8-sweep-only-job-fails", None, ["-m", "estimator=zero_effect", "data.p_treat=0.0", *TINY],

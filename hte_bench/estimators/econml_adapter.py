@@ -106,6 +106,7 @@ class EconmlAdapter(CateAdapter):
 
     def fit(self, X: pd.DataFrame, T: np.ndarray, Y: np.ndarray) -> "EconmlAdapter":
         final = self._final_stage_names()
+        self._check_inference_option()
         self.feature_names_ = [str(c) for c in X.columns]
         self.x_sd_ = X.std().to_numpy(dtype=float)
         Xa, Ta, Ya = X.to_numpy(dtype=float), np.asarray(T), np.asarray(Y, dtype=float)
@@ -162,6 +163,20 @@ class EconmlAdapter(CateAdapter):
                 # A reference, not a copy: copying costs ~0.5 s per fit and only reuse needs it (_refit_final).
                 _NUISANCE_CACHE[key] = model
                 configure_nuisance_cache(_CACHE_SIZE[0])
+
+    def _check_inference_option(self) -> None:
+        """A misspelt inference string refused before the nuisances are fitted (econml says so only after)."""
+        options = getattr(self.model, "_get_inference_options", None)
+        if not isinstance(self.inference, str) or options is None:
+            return
+        allowed = sorted(options())
+        if self.inference not in allowed:
+            import difflib
+
+            close = difflib.get_close_matches(self.inference, allowed, n=1)
+            hint = f" (did you mean estimator.inference={close[0]}?)" if close else ""
+            raise ConfigError(f"estimator.inference={self.inference!r} is not an inference {type(self.model).__name__} "
+                              f"offers{hint}; allowed: {', '.join(allowed)}, or null")
 
     def _final_stage_names(self) -> tuple[str, ...]:
         """The declared final-stage parameters, each checked against the econml class's ``__init__``."""
