@@ -291,6 +291,8 @@ def test_a_sweep_on_a_non_headline_metric_shows_its_interval(tmp_path, migrated_
     assert proc.returncode == 0, proc.stderr[-2000:]
     parents = [r for r in all_runs(uri, "hte-bench") if r.data.tags.get("hte_bench.kind") == "config"]
     assert all({"calib_rmse_test_ci_lower", "calib_rmse_test_ci_upper"} <= r.data.metrics.keys() for r in parents)
+    # ...and the seed counts are never the ones pushed out of the 40 (the sweep ranks lost seeds by them).
+    assert all({"n_seeds_ok", "n_seeds_failed"} <= r.data.metrics.keys() for r in parents)
     summary = proc.stdout[proc.stdout.index("sweep summary"):]
     assert "one seed, no interval" not in summary and summary.count("[") >= 2
 

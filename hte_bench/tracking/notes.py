@@ -41,9 +41,10 @@ def logged_metrics(summary: dict, keep: Iterable[str] = ()) -> dict[str, float]:
     for name in registry.headline():
         base = name if registry.METRICS[name].level == "config" else f"{name}_mean"
         wanted += [base, f"{name}_ci_lower", f"{name}_ci_upper"]
-    wanted += list(registry.names(group="run", level="config"))
     own = [f"{spec.name}_{stat}" for spec in registry.computed() for stat in ("mean", "ci_lower", "ci_upper")]
-    required = {k: float(summary[k]) for k in dict.fromkeys([*keep, *own]) if summary.get(k) is not None}
+    # The seed counts always: a sweep ranks a configuration that lost seeds last, and reads that from them.
+    counts = list(registry.names(group="run", level="config"))
+    required = {k: float(summary[k]) for k in dict.fromkeys([*counts, *keep, *own]) if summary.get(k) is not None}
     room = max(MAX_CONFIG_METRICS - len(required), 0)  # a registry edit made too many headline: the first ones
     headline = [k for k in dict.fromkeys(wanted) if summary.get(k) is not None and k not in required][:room]
     return {**{k: float(summary[k]) for k in headline}, **required}
