@@ -125,6 +125,18 @@ def test_csv_split_by_seed_with_and_without_truth(user_csv):
     _, unknown = csv_data.generate(seed=1, path=str(path), outcome="y", treatment="t",
                                    features=["x1", "x2"])
     assert not unknown.known and np.isnan(unknown.ate_train)
+    # A true effect without data.modifiers: which features modify it is unknown, so the importance "hit" is
+    # NaN and the table's true_modifier too — not a miss of every feature (a new user read 0 as a failure).
+    from hte_bench.evaluation.importance import importance_table
+    from hte_bench.evaluation.metrics import importance_agreement
+
+    assert truth.known_modifiers() is None
+    named = csv_data.generate(seed=1, path=str(path), outcome="y", treatment="t", tau="true_tau", modifiers=["x1"])[1]
+    assert named.known_modifiers() == ["x1"]
+    estimated = pd.Series({"x1": 0.9, "x2": 0.1})
+    assert np.isnan(importance_agreement(estimated, None, truth.known_modifiers())[1])
+    assert importance_agreement(estimated, None, named.known_modifiers())[1] == 1.0
+    assert importance_table(estimated, None, None)["true_modifier"].isna().all()
 
 
 @pytest.mark.parametrize("change, kwargs, message", [

@@ -45,6 +45,13 @@ class Truth:
     # whose variance includes the spread of tau(X) that the sample ATE (ate_train) conditions away.
     ate_population: Optional[float] = None
     extra: dict = field(default_factory=dict)
+    # False when nobody said which features modify the effect (a CSV without data.modifiers): then an empty
+    # ``modifiers`` means "unknown", not "none", and the modifier metrics are NaN, not misses.
+    modifiers_known: bool = True
+
+    def known_modifiers(self) -> Optional[list[str]]:
+        """The true modifiers, or None when they are not known."""
+        return list(self.modifiers) if self.modifiers_known else None
 
     @property
     def ate_train(self) -> float:

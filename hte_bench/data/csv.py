@@ -132,6 +132,6 @@ def generate(seed: int, path: str, outcome: str, treatment: str, features: Optio
                       X_test=X["test"], T_test=T["test"], Y_test=Y["test"])
     truth = Truth(tau_train=values("train", tau) if tau else None, tau_test=values("test", tau) if tau else None,
                   propensity_train=values("train", propensity), propensity_test=values("test", propensity),
-                  modifiers=list(modifiers or []), tau_fn=None,
+                  modifiers=list(modifiers or []), modifiers_known=modifiers is not None, tau_fn=None,
                   extra={"truth": f"column {tau!r}" if tau else "none: truth metrics are absent"})
     return dataset, truth

@@ -109,7 +109,7 @@ def importance(dataset: "Dataset", estimate: "Estimate", truth: Optional["Truth"
     estimated = effect_importance(_effect_fn(estimate, "importance"), dataset.X_test, settings.seed, **kw)
     true = (_true_importance(truth, dataset, settings.seed, kw)
             if truth is not None and truth.tau_fn is not None else None)
-    modifiers = list(truth.modifiers) if truth is not None else []
+    modifiers = truth.known_modifiers() if truth is not None else None
     table = importance_table(estimated, true, modifiers, estimate.native_importance)
     out = AnalysisResult(tables={"importance": table})
     if truth is not None:
@@ -167,7 +167,7 @@ def insights(dataset: "Dataset", estimate: "Estimate", truth: Optional["Truth"],
         from hte_bench import plots
 
         out.figures["best_linear_projection.png"] = plots.blp_plot(table)
-    if truth is not None:
+    if truth is not None and truth.modifiers_known:  # unknown modifiers: no hits, no false positives
         named = set(I.named_modifiers(table))
         features = [f for f in table.index if f != I.INTERCEPT]
         mods = [f for f in features if f in set(truth.modifiers)]

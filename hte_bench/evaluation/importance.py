@@ -64,12 +64,13 @@ def _neg_mean_squared_error(estimator, X, y) -> float:
     return -float(np.mean(np.mean(errors, axis=0)))
 
 
-def importance_table(estimated: pd.Series, true: Optional[pd.Series], modifiers: list[str],
+def importance_table(estimated: pd.Series, true: Optional[pd.Series], modifiers: Optional[list[str]],
                      native: Optional[pd.DataFrame] = None) -> pd.DataFrame:
     """Estimated vs true permutation importance per feature, whether it is a true modifier, the library's own measures."""
     table = pd.DataFrame({"estimated": estimated})
     table["true"] = true if true is not None else np.nan
-    table["true_modifier"] = [f in set(modifiers) for f in table.index]
+    # Unknown (None: no truth, or a CSV without data.modifiers) is NaN, not "no feature is a modifier".
+    table["true_modifier"] = [f in set(modifiers) for f in table.index] if modifiers is not None else np.nan
     if native is not None:
         table = table.join(native.add_prefix("native_"))
     table.index.name = "feature"

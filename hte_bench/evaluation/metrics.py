@@ -163,7 +163,7 @@ def _clean_importance(s) -> Optional[dict[str, float]]:
 
 
 def importance_agreement(estimated: Optional[pd.Series], true: Optional[pd.Series],
-                         modifiers: list[str]) -> tuple[float, float]:
+                         modifiers: Optional[list[str]]) -> tuple[float, float]:
     """(Spearman rank correlation of estimated vs true importance, 1/0 whether the top estimated feature is a true modifier)."""
     est = _clean_importance(estimated)
     tru = _clean_importance(true)
@@ -177,8 +177,8 @@ def importance_agreement(estimated: Optional[pd.Series], true: Optional[pd.Serie
             if not is_constant(a) and not is_constant(b):
                 rank_corr = float(stats.spearmanr(a, b).statistic)
 
-    top_hit = NAN
-    if est is not None and not is_constant(np.array(list(est.values()))):
+    top_hit = NAN  # also when the true modifiers are not known (None)
+    if est is not None and modifiers is not None and not is_constant(np.array(list(est.values()))):
         best = max(est.values())
         top = [f for f, v in est.items() if v == best]
         # A tie at the top counts as a hit only if every tied feature is a true modifier.
@@ -214,7 +214,7 @@ def evaluate(truth: "Truth", estimate: "Estimate", true_importance: Optional[pd.
     mse_train = cate_mse(tau_train, hat_train)
     mse_test = cate_mse(tau_test, hat_test)
     slope, intercept = calibration(tau_test, hat_test)
-    rank_corr, top_hit = importance_agreement(estimate.importance, true_importance, list(truth.modifiers))
+    rank_corr, top_hit = importance_agreement(estimate.importance, true_importance, truth.known_modifiers())
 
     out = {
         "ate_true": ate_true,
@@ -275,4 +275,5 @@ def _no_truth(truth: "Truth", estimate: "Estimate") -> "Truth":
 
     nan_train = np.full(len(as_1d(estimate.tau_hat_train)), NAN)
     nan_test = np.full(len(as_1d(estimate.tau_hat_test)), NAN)
-    return dataclasses.replace(truth, tau_train=nan_train, tau_test=nan_test, modifiers=[], tau_fn=None)
+    return dataclasses.replace(truth, tau_train=nan_train, tau_test=nan_test, modifiers=[], modifiers_known=False,
+                               tau_fn=None)
