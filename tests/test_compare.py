@@ -93,6 +93,9 @@ def test_promotion_registers_champion_and_writes_a_reproducing_config(study, cap
     c = client(uri)
     version = c.get_model_version_by_alias("eng_cate", "champion")
     assert version.tags["previous_champion_version"] == "none"
+    # How clearly it won, as the terminal said it: in the version's tags and description.
+    assert version.tags["board_verdict"].startswith("winner: interaction_ols") and \
+        "On the board it was chosen from: winner: interaction_ols" in version.description
     # What the served interval columns are: level and kind, in the version and in the model's own metadata.
     assert (version.tags["interval_kind"], version.tags["interval_level"]) == ("per_unit", "95%")
     assert "tau_lower and tau_upper: 95% intervals of kind **per_unit**" in version.description

@@ -246,7 +246,8 @@ def promote(args) -> None:
         print("nothing qualified for promotion", file=sys.stderr)
         sys.exit(1)
     win = decision.winner
-    print(_winner_line(board, win), flush=True)
+    verdict = _winner_line(board, win)
+    print(verdict, flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         config_text = Path(tracker.download(win["parent_run_id"], "config.yaml", tmp)).read_text()
     cfg = OmegaConf.create(config_text)
@@ -341,7 +342,8 @@ def promote(args) -> None:
                   "estimator": win["estimator"], **seeds_tags},
             version_tags={"config_hash": win["config_hash"], "source_parent_run_ids": ",".join(same),
                           "condition": win["condition"], "metric": args.metric,
-                          "metric_summary": json.dumps(summary), "refit_on": refit_on, **seeds_tags},
+                          "metric_summary": json.dumps(summary), "refit_on": refit_on, "board_verdict": verdict,
+                          **seeds_tags},
             artifact_dir=tmp, packages=packages, code_paths=code_paths)
     args.promoted = res  # for the Ctrl-C line: from here the champion has moved
     print(f"promoted {(win['estimator'] + ' ' + win['overrides']).strip()} [{win['config_hash']}] as {res['model_uri']} "

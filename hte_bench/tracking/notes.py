@@ -375,6 +375,8 @@ def version_note(name: str, version_tags: dict, experiment_id: str, run_id: str)
              + ", ".join(run_link(experiment_id, r, r[:8]) for r in
                          str(version_tags.get("source_parent_run_ids", "")).split(",") if r), ""]
     metric = version_tags.get("metric", "?")
+    if version_tags.get("board_verdict"):  # how clearly it won: ties, 'mixed' rivals, adjusted p-values
+        lines += [f"On the board it was chosen from: {version_tags['board_verdict']}.", ""]
     if version_tags.get(f"selection_{metric}"):  # the figure to report is the confirmation's, on fresh seeds
         from hte_bench.compare.leaderboard import readable_seeds
 
