@@ -209,6 +209,8 @@ CASES = [
      "--min-ate-coverage=95 is not allowed; a coverage gate is a share between 0 and 1 (a share: 0.95 for 95%)"),
     ("promote-config-out", None, ["hte-bench-promote", "--name", "x", "--config-out", "/etc/hostname/x"],
      "--config-out=/etc/hostname/x: /etc/hostname is a file, not a folder"),
+    ("promote-config-out-yaml", None, ["hte-bench-promote", "--name", "x", "--config-out", "myexp.yaml"],
+     "--config-out=myexp.yaml is a file name; give the folder promoted_<name>.yaml goes into"),
     ("promote-metric-typo", None, ["hte-bench-promote", "--name", "x", "--metric", "cate_rmse_tset"],
      "metric 'cate_rmse_tset' is not registered (did you mean cate_rmse_test?)"),
 ]

@@ -156,6 +156,9 @@ def _check_config_out(folder: str) -> None:
     import os
 
     path = Path(folder)
+    if path.suffix.lower() in (".yaml", ".yml"):
+        raise ConfigError(f"--config-out={folder} is a file name; give the folder promoted_<name>.yaml goes into "
+                          "(default conf/experiment, where hte-bench +experiment=… finds it)")
     existing = next(p for p in (path, *path.parents) if p.exists() or p == Path(p.anchor or "."))
     if not existing.is_dir():
         raise ConfigError(f"--config-out={folder}: {existing} is a file, not a folder")
@@ -353,4 +356,10 @@ def promote(args) -> None:
     except OSError as err:
         raise ConfigError(f"version {res['version']} of {args.name!r} is the champion, but its config was not "
                           f"written ({err}); {P.experiment_file(args.name)} is an artifact of the promotion run {res['run_id']}") from err
-    print(f"config written to {path}; re-run with: hte-bench +experiment=promoted_{args.name}")
+    if path.parent.resolve() == (Path.cwd() / "conf" / "experiment").resolve():
+        rerun = f"hte-bench +experiment=promoted_{args.name}"
+    elif path.parent.name == "experiment":  # another conf/ tree: put it on Hydra's search path
+        rerun = f"hte-bench 'hydra.searchpath=[file://{path.parent.parent.resolve()}]' +experiment=promoted_{args.name}"
+    else:  # +experiment= looks in a folder named experiment of a config tree
+        rerun = f"copy it into conf/experiment/, then hte-bench +experiment=promoted_{args.name}"
+    print(f"config written to {path}; re-run with: {rerun}")
