@@ -396,7 +396,7 @@ def test_study_table_puts_conditions_side_by_side():
     table = study_table(parents, pd.concat([seeds, extra]), "cate_rmse_test", "data.noise")
     y_high = table[(table["config"] == "y") & (table["data.noise"] == "3.0")].iloc[0]
     assert y_high["n_seeds"] == 10 and y_high["seeds"] == "0-9" and y_high["mean"] == pytest.approx(BASE.mean() + 2)
-    assert y_high["ran_seeds"] == "0-11" and "ran 0-11, extra not used" in study_grid(table, "data.noise").loc[
+    assert y_high["ran_seeds"] == "0-11" and "ran 0-11, those not common to the column not used" in study_grid(table, "data.noise").loc[
         ("engagement", "y"), "3.0"]
     # A configuration whose seeds all failed leaves the others on their shared seeds and shows nothing itself.
     failed = seeds.assign(status=np.where(seeds["parent_id"] == "engagement-x3.0", "FAILED", "FINISHED"))

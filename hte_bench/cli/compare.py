@@ -216,7 +216,8 @@ def _seeds_cell(row, metric: str = "") -> str:
     on, own = str(row.get("compared_on_seeds") or ""), str(row.get("selection_seeds") or "")
     if on.startswith("own seeds") or on == own:
         return on.replace("own seeds ", "") + (" (own)" if on.startswith("own seeds") else "")
-    why = f"{metric} on analysis seeds only" if metric and on_analysis_seeds(metric) else "extra not used"
+    why = (f"{metric} on analysis seeds only" if metric and on_analysis_seeds(metric)
+           else "the others not common to every ranked configuration, not used")
     return f"{on} (ran {own}; {why})" if own else on
 
 

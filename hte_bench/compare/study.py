@@ -172,7 +172,7 @@ def study_grid(table: pd.DataFrame, by: str, metric: Optional[str] = None) -> pd
         if ci and metric and leaves_range(metric, r["ci_lower"], r["ci_upper"]):
             ci += OUTSIDE_MARK
         # A column's cells share their seeds; the cells of one row (different conditions) may not.
-        ran = f"; ran {r['ran_seeds']}, extra not used" if r.get("ran_seeds") else ""
+        ran = f"; ran {r['ran_seeds']}, those not common to the column not used" if r.get("ran_seeds") else ""
         return f"{r['mean']:.4g}{ci} (n={r['n_seeds']}: {r['seeds']}{ran})"
 
     shown = table.assign(cell=table.apply(cell, axis=1))
