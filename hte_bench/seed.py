@@ -7,6 +7,7 @@ failure is caught: the error names its stage and the traceback goes to the seed'
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 import traceback
 import zlib
@@ -25,6 +26,8 @@ from hte_bench.errors import ConfigError
 
 # Per-seed stages, in order. The first three read the user's input: on the first seed their errors are
 # input errors (one line, nothing written); later stages fail a seed, never the configuration.
+log = logging.getLogger(__name__)
+
 SEED_STAGES = ("data", "estimator", "fit", "predict", "analyses", "metrics", "artifacts")
 INPUT_STAGES = ("data", "estimator", "fit")
 
@@ -58,6 +61,7 @@ class SeedContext:
     true_importance: Optional[pd.Series] = None
     analysis: Any = None
     title: str = ""  # names estimator and data condition on every figure
+    strict: bool = False  # the configuration's first seed: its input problems are said once, here
 
 
 def evaluate_seed(cfg: DictConfig, seed: int, workdir: str, strict: bool = False, title: str = "") -> SeedResult:
@@ -70,7 +74,7 @@ def evaluate_seed(cfg: DictConfig, seed: int, workdir: str, strict: bool = False
     out.mkdir(parents=True, exist_ok=True)
     ctx = SeedContext(cfg=cfg, seed=seed, out=out, result=SeedResult(
         seed=seed, status="FAILED", start_ms=int(time.time() * 1000), artifact_dir=str(out)),
-        title=f"{title}, seed {seed}" if title else "")
+        title=f"{title}, seed {seed}" if title else "", strict=strict)
     for stage in SEED_STAGES:
         try:
             with numpy_seed(_stage_seed(seed, stage)):
@@ -115,6 +119,15 @@ def _stage_data(ctx: SeedContext) -> None:
     ctx.dataset, ctx.truth = make_data(ctx.cfg, ctx.seed)
     check_fittable(ctx.cfg, ctx.dataset)
     ctx.result.tags["data_hash"] = data_hash(ctx.dataset)
+    from hte_bench.evaluation.insights import collinear_columns
+
+    collinear = collinear_columns(ctx.dataset.X_train)
+    if collinear:  # a copied or summed column: coefficients, importance and library summaries split it arbitrarily
+        ctx.result.tags["collinear_features"] = ", ".join(collinear)[:500]
+        if ctx.strict:
+            log.warning("data: feature(s) %s are linear combinations of the features before them: coefficients, "
+                        "importance and the library's summary cannot tell them apart (insights.md leaves them out); "
+                        "drop them, or list data.features", ", ".join(collinear))
     if not ctx.truth.known:
         ctx.result.tags["truth"] = "absent: no true tau, only truth-free metrics are logged"
 

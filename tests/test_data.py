@@ -234,3 +234,21 @@ def test_a_feature_named_as_the_true_effect_is_refused():
     with pytest.raises(DataError, match=r"^data: feature 'true_tau' looks like the true effect: every estimator"):
         validate(leaked, truth)
     validate(ds, truth)
+
+
+def test_collinear_features_are_found_and_tagged_on_the_seed_run(user_csv, tmp_path):
+    # A copied or summed column: said once (the first seed), tagged on every seed run, left out of the BLP.
+    from conftest import compose
+    from hte_bench.evaluation.insights import collinear_columns
+    from hte_bench.seed import evaluate_seed
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"a": rng.normal(size=50), "b": rng.normal(size=50), "k": 1.0})
+    assert collinear_columns(X.assign(a2=2 * X.a + 1, s=X.a + X.b)) == ["a2", "s"]
+    assert collinear_columns(X) == []  # a constant column is not judged here (the BLP drops it as constant)
+    path, frame = user_csv
+    frame.assign(x1_copy=2 * frame.x1 + 1).to_csv(path, index=False)
+    cfg = compose(["data=csv", f"data.path={path}", "data.outcome=y", "data.treatment=t", "data.tau=true_tau",
+                   "estimator=zero_effect", "tracking.plots=false", "analyses.truth_free=false"])
+    result = evaluate_seed(cfg, 0, str(tmp_path))
+    assert result.tags["collinear_features"] == "x1_copy"

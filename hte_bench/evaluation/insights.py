@@ -69,19 +69,8 @@ def best_linear_projection(scores, X: pd.DataFrame, alpha: float = 0.05, standar
     design = frame - frame.mean()
     # A feature that is a linear combination of earlier ones (a copy, a sum) has no slope of its own: as R's
     # lm (grf) leaves it NA, it is dropped and said, not given the others' interval from a singular fit.
-    # One pass of a Cholesky factorisation of the correlation matrix (k × k, cheap for any n): a column whose
-    # part not explained by the kept ones is ~0 (an exact combination: ~1e-16) is left out.
-    corr = np.atleast_2d(np.corrcoef(design.to_numpy(float), rowvar=False)) if design.shape[1] else np.zeros((0, 0))
-    collinear, kept, L = [], [], np.zeros((0, 0))
-    for i, c in enumerate(design.columns):
-        idx = [design.columns.get_loc(k) for k in kept]
-        w = np.linalg.solve(L, corr[idx, i]) if idx else np.zeros(0)  # L is lower-triangular and small
-        rest = corr[i, i] - w @ w
-        if rest < 1e-9:
-            collinear.append(str(c))
-            continue
-        L = np.block([[L, np.zeros((len(idx), 1))], [w[None, :], np.sqrt([[rest]])]])
-        kept.append(c)
+    collinear = collinear_columns(design)
+    kept = [c for c in design.columns if str(c) not in collinear]
     design, frame = design[kept], frame[kept]
     if standardize:
         design = design / sd[frame.columns]
@@ -98,6 +87,27 @@ def best_linear_projection(scores, X: pd.DataFrame, alpha: float = 0.05, standar
     table.attrs["collinear"] = collinear
     table.attrs["n"] = int(y.size)
     return table
+
+
+def collinear_columns(frame: pd.DataFrame) -> list[str]:
+    """The columns that are linear combinations of the ones before them (a copy, a sum, a full set of dummies'
+    last one), found in one Cholesky pass over the correlation matrix (k × k, cheap for any n): a column whose
+    part not explained by the kept ones is ~0 (an exact combination: ~1e-16). Constant columns are not judged."""
+    values = frame.to_numpy(float)
+    varying = [i for i in range(values.shape[1]) if np.nanstd(values[:, i]) > 0]
+    if len(varying) < 2:
+        return []
+    corr = np.atleast_2d(np.corrcoef(values[:, varying], rowvar=False))
+    collinear, kept, L = [], [], np.zeros((0, 0))
+    for j in range(len(varying)):
+        w = np.linalg.solve(L, corr[kept, j]) if kept else np.zeros(0)  # L is lower-triangular and small
+        rest = corr[j, j] - w @ w
+        if rest < 1e-9:
+            collinear.append(str(frame.columns[varying[j]]))
+            continue
+        L = np.block([[L, np.zeros((len(kept), 1))], [w[None, :], np.sqrt([[rest]])]])
+        kept.append(j)
+    return collinear
 
 
 def estimate_slopes(tau_hat, X: pd.DataFrame, table: pd.DataFrame) -> pd.Series:
