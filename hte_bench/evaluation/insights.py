@@ -97,15 +97,21 @@ def collinear_columns(frame: pd.DataFrame) -> list[str]:
     varying = [i for i in range(values.shape[1]) if np.nanstd(values[:, i]) > 0]
     if len(varying) < 2:
         return []
+    from scipy.linalg import solve_triangular
+
     corr = np.atleast_2d(np.corrcoef(values[:, varying], rowvar=False))
-    collinear, kept, L = [], [], np.zeros((0, 0))
+    if np.linalg.eigvalsh(corr).min() > 1e-9:  # the usual case, in one decomposition: nothing to find
+        return []
+    collinear, kept = [], []
+    L = np.zeros_like(corr)  # the Cholesky factor of the kept columns' block, filled row by row
     for j in range(len(varying)):
-        w = np.linalg.solve(L, corr[kept, j]) if kept else np.zeros(0)  # L is lower-triangular and small
+        m = len(kept)
+        w = solve_triangular(L[:m, :m], corr[kept, j], lower=True) if m else np.zeros(0)
         rest = corr[j, j] - w @ w
         if rest < 1e-9:
             collinear.append(str(frame.columns[varying[j]]))
             continue
-        L = np.block([[L, np.zeros((len(kept), 1))], [w[None, :], np.sqrt([[rest]])]])
+        L[m, :m], L[m, m] = w, np.sqrt(rest)
         kept.append(j)
     return collinear
 
