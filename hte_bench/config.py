@@ -206,6 +206,25 @@ def user_file(target: str) -> Optional[Path]:
     return found if found is not None and found.is_file() else None
 
 
+def _estimator_sources(cfg: DictConfig) -> tuple[set[str], set[str]]:
+    """What the estimator config is built from: (import names of the libraries — an adapter of ours names those
+    it imports inside, REQUIRES — and the top-level names of the user's own modules)."""
+    import importlib
+
+    libraries, own = set(), set()
+    for _, target in _estimator_targets(cfg):
+        top = target.split(".")[0]
+        if not top:
+            continue
+        if top == "hte_bench":
+            libraries.update(getattr(importlib.import_module(target.rsplit(".", 1)[0]), "REQUIRES", ()))
+        elif user_file(target) is not None:
+            own.add(top)
+        else:
+            libraries.add(top)
+    return libraries, own
+
+
 def model_dependencies(cfg: DictConfig) -> tuple[list[str], list[str]]:
     """What a registered model of this configuration needs to load elsewhere: the installed distributions its
     estimator's ``_target_``s come from (DoubleML, CausalML, LightGBM, …), and the user's own modules (their
@@ -213,25 +232,14 @@ def model_dependencies(cfg: DictConfig) -> tuple[list[str], list[str]]:
     import importlib.metadata
     import importlib.util
 
+    libraries, own = _estimator_sources(cfg)
     distributions = importlib.metadata.packages_distributions()
-    packages, paths = set(), set()
-    for _, target in _estimator_targets(cfg):
-        top = target.split(".")[0]
-        if top == "hte_bench":  # an adapter of ours names the libraries it imports inside (REQUIRES)
-            import importlib
-
-            module = importlib.import_module(target.rsplit(".", 1)[0])
-            for name in getattr(module, "REQUIRES", ()):
-                packages.update(distributions.get(name, []))
-            continue
-        if not top:
-            continue
-        if user_file(target) is not None:
-            spec = importlib.util.find_spec(top)
-            folders = list(spec.submodule_search_locations or []) if spec is not None else []
-            paths.add(folders[0] if folders else str(spec.origin))
-        else:
-            packages.update(distributions.get(top, []))
+    packages = {d for name in libraries for d in distributions.get(name, [])}
+    paths = set()
+    for top in own:
+        spec = importlib.util.find_spec(top)
+        folders = list(spec.submodule_search_locations or []) if spec is not None else []
+        paths.add(folders[0] if folders else str(spec.origin))
     return sorted(packages), sorted(paths)
 
 
@@ -243,20 +251,12 @@ def library_versions(cfg: DictConfig) -> str:
     Import names found as distributions (doubleml, causalml, lightgbm, xgboost, …); cheap: nothing is imported
     but hte-bench's own adapter modules, for their REQUIRES.
     """
-    import importlib
     import importlib.metadata
 
     from hte_bench.tracking.store import RESUME_PACKAGES
 
-    names = set()
-    for _, target in _estimator_targets(cfg):
-        top = target.split(".")[0]
-        if top == "hte_bench":
-            names.update(getattr(importlib.import_module(target.rsplit(".", 1)[0]), "REQUIRES", ()))
-        elif top and user_file(target) is None:
-            names.add(top)
     versions = {}
-    for name in sorted(names - {"sklearn", "numpy", "econml", "statsmodels", *RESUME_PACKAGES}):
+    for name in sorted(_estimator_sources(cfg)[0] - {"sklearn", "numpy", "econml", "statsmodels", *RESUME_PACKAGES}):
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:  # an import name unlike its distribution's: not a key

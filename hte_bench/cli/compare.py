@@ -431,21 +431,20 @@ def write_report(tracker, board, avg, seeds, metric: str, out: Path, plots: bool
                 calib[label] = M.calibration_table(test["tau_true"].to_numpy(), test["tau_hat"].to_numpy())
                 calib_seeds.add(str(kids.iloc[0]["tags.seed"]))
         condition = f"{group['condition'].iloc[0]} (seeds {group['compared_on_seeds'].iloc[0]})"
-        level = "/".join(sorted({registry.level_text(a) for a in group["alpha"]}))
+        level = registry.levels_text(group["alpha"])
         kinds = ", ".join(sorted(set(group["ate_interval_kind"]) - {"none"})) or "none"
         first = f"seed {', '.join(sorted(calib_seeds))}" if calib_seeds else "no seed"
         figures = [(f"{name}_{metric}_by_config.png",
-                    lambda: P.metric_by_config_plot(values, per_seed_col, title=f"{condition}: {per_seed_col} per seed"))]
+                    P.metric_by_config_plot(values, per_seed_col, title=f"{condition}: {per_seed_col} per seed"))]
         if ates:
             figures.append((f"{name}_ate_error_by_config.png",
-                            lambda: P.ate_error_by_config_plot(ates, title=f"{condition}: ATE error per seed, with its "
-                                                                           f"{level} interval (kinds: {kinds})")))
+                            P.ate_error_by_config_plot(ates, title=f"{condition}: ATE error per seed, with its "
+                                                                   f"{level} interval (kinds: {kinds})")))
         if calib:
             figures.append((f"{name}_calibration_by_config.png",
-                            lambda: P.calibration_overlay_plot(calib, title=f"{group['condition'].iloc[0]}: "
-                                                                            f"calibration on the test split of {first}")))
-        for file, draw in figures:
-            fig = draw()
+                            P.calibration_overlay_plot(calib, title=f"{group['condition'].iloc[0]}: calibration on "
+                                                                    f"the test split of {first}")))
+        for file, fig in figures:
             (out / "plots").mkdir(exist_ok=True)
             fig.savefig(out / "plots" / file, dpi=100, bbox_inches="tight")
 

@@ -354,21 +354,21 @@ def _rank_condition(group: pd.DataFrame, losses: pd.DataFrame, test: str, level:
     group.loc[scored, "rank"] = group.loc[scored, "score"].rank(method="min").astype("Int64")
     best = group.iloc[0]["parent_run_id"]
     others = group.index[1:][scored[group.index[1:]]]
-    direction: dict = {}
+    sign: dict = {}
     if not losses.empty and best in losses:
         for idx in others:
             run_id = group.at[idx, "parent_run_id"]
             if run_id in losses:
-                group.at[idx, "p_vs_best"], direction[idx] = _paired_p(losses[run_id].to_numpy(float),
-                                                                       losses[best].to_numpy(float), test)
+                group.at[idx, "p_vs_best"], sign[idx] = _paired_p(losses[run_id].to_numpy(float),
+                                                                  losses[best].to_numpy(float), test)
         testable = group.loc[others, "p_vs_best"].dropna()
         if len(testable):
             group.loc[testable.index, "p_vs_best_adj"] = adjusted_p(testable.to_numpy(), correction, level)
         adj = group.loc[others, "p_vs_best_adj"]
         differs = adj.index[adj < level]
-        group.loc[[i for i in differs if direction.get(i, 0) > 0], "vs_best"] = "worse"
+        group.loc[[i for i in differs if sign.get(i, 0) > 0], "vs_best"] = "worse"
         # A difference the other way: lower loss on most seeds although the mean ranks it below (one bad seed).
-        group.loc[[i for i in differs if direction.get(i, 0) <= 0], "vs_best"] = MIXED
+        group.loc[[i for i in differs if sign.get(i, 0) <= 0], "vs_best"] = MIXED
         group.loc[adj.index[adj >= level], "vs_best"] = "tied"
     group.loc[group.index[0], "vs_best"] = "best"
     return group

@@ -91,6 +91,8 @@ EFFECT_PATTERN = re.compile(r"^(true|oracle)[_\- ]?(lift|uplift|effect|treatment
 def looks_like_effect(name: str) -> bool:
     """Whether a column name says it holds the true effect (EFFECT_NAMES or EFFECT_PATTERN)."""
     return name.lower() in EFFECT_NAMES or bool(EFFECT_PATTERN.match(name.lower()))
+
+
 # Potential outcomes and counterfactuals (IHDP-style files carry mu0, mu1, y_cfactual): not default features
 # either (y0/y1 are left alone: a baseline outcome is a common covariate).
 COUNTERFACTUAL_NAMES = {"mu0", "mu1", "mu_0", "mu_1", "y_cfactual", "y_counterfactual", "ycf", "counterfactual"}

@@ -41,6 +41,8 @@ _WARNED: dict = {}  # warnings' "once per location" registry for the ones passed
 def _pass_on(caught) -> None:
     """Warn again what a ``catch_warnings(record=True)`` block caught, under its own module's name (so filters on
     the module still apply) and shown once per location, as if it had not been caught."""
+    if not caught:  # the usual fit: no module table to build
+        return
     import sys
 
     by_file = {getattr(m, "__file__", None): name for name, m in list(sys.modules.items())}

@@ -86,6 +86,11 @@ def level_text(alpha: float) -> str:
     return f"{100 * (1 - float(alpha)):g}%"
 
 
+def levels_text(alphas) -> str:
+    """The levels of several runs' intervals, e.g. ``90%/95%`` (``95%`` when there are none)."""
+    return "/".join(sorted({level_text(a) for a in alphas})) or "95%"
+
+
 def interval_words(name: str, level: str = "95%") -> str:
     """What the interval of ``name`` across seeds is, in words, at ``level`` (e.g. "95%")."""
     return {"share": f"{level} Wilson interval of the share of seeds",

@@ -223,10 +223,10 @@ def sweep_rows(parents: list, metric: str, top: int = 1000) -> list[dict]:
     """Per data condition, the ``top`` configuration runs of a sweep by ``metric`` (its registry loss at
     each run's alpha), best first; ranks never compare across conditions."""
     rows = []
+    base, bounds = registry.split_name(metric)[0], interval_keys(metric)
     for p in parents:
         value = p.data.metrics.get(metric, math.nan)
-        base = registry.split_name(metric)[0]
-        lo, hi = (p.data.metrics.get(k) for k in interval_keys(metric)) if interval_keys(metric) else (None, None)
+        lo, hi = (p.data.metrics.get(k) for k in bounds) if bounds else (None, None)
         alpha = float(p.data.params.get("alpha", 0.05))
         score = registry.aggregate_loss(metric, value, alpha) if math.isfinite(value) else math.inf
         rows.append({"condition": p.data.tags.get("condition") or p.data.tags.get("data", "?"),
@@ -303,7 +303,7 @@ def sweep_note(experiment_id: str, rows: list[dict], metric: str, how: str, n_co
         lines.append(f"| {r['condition']} | {r['rank']} | {run_link(experiment_id, r['run_id'], r['run_name'])} | "
                      + (f"{_text(r.get('settings'))} | " if named else "")
                      + f"{fmt(r['value'], 4)} | {span} | {r.get('seed_list') or '?'} | {r['seeds']} / {r['failed']} |")
-    levels = "/".join(sorted({registry.level_text(r.get('alpha', 0.05)) for r in rows})) or "95%"
+    levels = registry.levels_text(r.get("alpha", 0.05) for r in rows)
     spans = {"share": f"{levels} Wilson interval of the share of each configuration's own seeds (column seeds)",
              "rms": "none (a root mean square over each configuration's own seeds, column seeds)"}.get(
         registry.summarised_as(metric),
@@ -345,7 +345,7 @@ def board_note(experiment_id: str, board, title: str, top: int = 3, metric: Opti
                      f"{_text(r.get('vs_best'))} | {shown} |"
                      + (f" {_cell(r.get('compared_on_seeds'))} |" if seeds else ""))
     if mean:
-        levels = "/".join(sorted({registry.level_text(a) for a in board.get("alpha", [0.05])})) or "95%"
+        levels = registry.levels_text(board.get("alpha", [0.05]))
         kind = registry.interval_words(metric, levels)
         lines.append(f"\n{value}: on the seeds named beside it, with its {kind} across them. Ranked by "
                      "its mean per-seed loss: the metric itself where lower is better, its negative where higher "
