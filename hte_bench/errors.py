@@ -7,6 +7,18 @@ class ConfigError(ValueError):
     """Invalid configuration or input data; the message names the field and the allowed values."""
 
 
+def interrupted(err: BaseException) -> bool:
+    """Whether Ctrl-C is behind ``err``: a library's clean-up after a KeyboardInterrupt can raise an error of
+    its own in its place (SQLAlchemy's PendingRollbackError when alembic's migrations are stopped)."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, KeyboardInterrupt):
+            return True
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return False
+
+
 def is_input_error(stage: str, err: BaseException) -> bool:
     """Whether a first-seed error is the user's input: data and estimator errors, and parameter errors at fit
     (sklearn's InvalidParameterError and econml's argument checks are ValueError/TypeError)."""

@@ -80,6 +80,8 @@ def evaluate_seed(cfg: DictConfig, seed: int, workdir: str, strict: bool = False
             with numpy_seed(_stage_seed(seed, stage)):
                 _STAGES[stage](ctx)
         except Exception as err:
+            if E.interrupted(err):  # Ctrl-C that a library's clean-up turned into its own error: not a failed fit
+                raise
             if strict and (stage in INPUT_STAGES or isinstance(err, AdapterError)) and E.is_input_error(stage, err):
                 raise ConfigError(E.one_line(stage, err) + E.knobs(cfg, stage, err)) from err
             (out / "traceback.txt").write_text(f"stage: {stage}\n\n{traceback.format_exc()}")

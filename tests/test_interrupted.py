@@ -29,3 +29,26 @@ def test_ctrl_c_while_the_store_is_created_leaves_nothing_the_next_run_trips_ove
     assert not [name for name in os.listdir(mlruns) if name.endswith(".creating")]
     again = run_here(ARGS, cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-2000:]
+
+
+def test_ctrl_c_behind_a_librarys_clean_up_error_is_still_an_interruption():
+    # SQLAlchemy invalidates a connection a KeyboardInterrupt stopped; alembic's clean-up then raised
+    # PendingRollbackError in its place, and the CLI printed that traceback and exited 1 (CI, under load).
+    from sqlalchemy.exc import PendingRollbackError
+
+    from hte_bench.errors import interrupted
+
+    def clean_up_after_ctrl_c():
+        try:
+            raise KeyboardInterrupt
+        finally:
+            raise PendingRollbackError("Can't reconnect until invalid transaction is rolled back")
+
+    try:
+        clean_up_after_ctrl_c()
+    except PendingRollbackError as err:
+        assert interrupted(err)
+    try:
+        raise RuntimeError("outer") from ValueError("inner")
+    except RuntimeError as err:
+        assert not interrupted(err)

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
-from hte_bench.errors import ConfigError
+from hte_bench.errors import ConfigError, interrupted
 from hte_bench.evaluation import registry
 from hte_bench.evaluation.registry import OUTSIDE_MARK, OUTSIDE_NOTE, leaves_range, on_analysis_seeds
 
@@ -589,7 +589,9 @@ def promote_main(argv: Optional[list[str]] = None) -> None:
         promote(args)
     except ConfigError as err:
         _fail(err)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Exception) as err:
+        if not interrupted(err):  # Ctrl-C, or a library's own error raised by its clean-up after one
+            raise
         # The confirmation run ends KILLED and a registration stopped half-way is undone (Registry): one line.
         done = getattr(args, "promoted", None)
         print("hte-bench-promote: interrupted (Ctrl-C); " + (

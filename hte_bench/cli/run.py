@@ -5,12 +5,13 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import hydra
 from omegaconf import DictConfig
 
 from hte_bench.cli import current_folder_importable
-from hte_bench.errors import ConfigError
+from hte_bench.errors import ConfigError, interrupted
 
 log = logging.getLogger("hte_bench")
 
@@ -261,6 +262,15 @@ def options_first(args: list[str]) -> list[str]:
     return options + overrides
 
 
+def _interrupted() -> NoReturn:
+    """Ctrl-C: close open runs KILLED, say so in one line, exit 130 as a shell expects."""
+    from hte_bench.callbacks import mark_interrupted
+
+    mark_interrupted()
+    print("hte-bench: interrupted; the same command again resumes (finished seeds are kept)", file=sys.stderr)
+    sys.exit(130)
+
+
 def main() -> None:
     """Console entry point: run the Hydra app; input errors are one line and a non-zero exit."""
     current_folder_importable()  # a user's generator or metric module in the current folder
@@ -273,15 +283,13 @@ def main() -> None:
     try:
         app()
     except KeyboardInterrupt:  # Ctrl-C: open runs are closed KILLED on the way out; no traceback
-        from hte_bench.callbacks import mark_interrupted
-
-        mark_interrupted()
-        print("hte-bench: interrupted; the same command again resumes (finished seeds are kept)", file=sys.stderr)
-        sys.exit(130)
+        _interrupted()
     except ConfigError as err:  # raised before any job (the sweep's checks)
         print(f"hte-bench: error: {err}", file=sys.stderr)
         _refused(before)
     except Exception as err:
+        if interrupted(err):  # Ctrl-C, and a library's clean-up raised its own error on the way out
+            _interrupted()
         line = hydra_error_line(err)
         if line is None:
             raise

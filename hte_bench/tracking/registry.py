@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import warnings
 
+from hte_bench.errors import interrupted
 from hte_bench.evaluation.registry import level_text
 from hte_bench.tracking import notes
 from hte_bench.tracking.queries import KIND
@@ -84,7 +85,7 @@ class Registry:
                 self.client.delete_model_version(name, version)
                 if previous is None and not self.client.search_model_versions(f"name='{name}'"):
                     self.client.delete_registered_model(name)  # created by this promotion, now empty
-            status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
+            status = "KILLED" if interrupted(err) else "FAILED"
             self.client.set_terminated(run_id, status)
         except (MlflowException, OSError):
             pass
