@@ -164,7 +164,7 @@ def test_promotion_gates_that_nothing_passes(study, capsys):
         promote_main(["--tracking-uri", uri, "--name", "never", "--min-ate-coverage", "0.99", "--min-seeds", "9"])
     assert info.value.code == 1
     out = capsys.readouterr()
-    assert "nothing qualified" in out.err and "seeds) < 0.99" in out.out and "95% Wilson [" in out.out
+    assert "nothing qualified" in out.err and "seeds 0-7) < 0.99" in out.out and "95% Wilson [" in out.out
     assert "8 seeds compared on (0-7) < 9" in out.out
     assert "zero_effect [" in out.out and "no ATE interval (interval kind none), so no ATE coverage" in out.out
     from mlflow.exceptions import MlflowException

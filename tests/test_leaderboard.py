@@ -554,3 +554,30 @@ def test_seeds_whose_draws_differ_between_configurations_are_not_paired():
     assert set(board["compared_on_seeds"]) == {"5-9"}
     _, notes = condition_header(board, "cate_rmse_test")
     assert any(n.startswith("seeds 0-4 left out: their data differ between configurations") for n in notes)
+
+
+def test_scores_equal_up_to_rounding_share_a_rank():
+    # ATE coverage 0.9 and 1.0 are both 0.05 from 0.95, yet |0.9 - 0.95| < |1.0 - 0.95| in floating point: the
+    # board ranked 0.9 first and promotion called it the winner, decided by rounding.
+    parents, seeds = _tables({"wide": [0.1] * 10, "narrow": [0.2] * 10, "far": [0.3] * 10})
+    parents["metrics.ate_coverage_rate"] = [1.0, 0.9, 0.7]
+    board = build(parents, seeds, "ate_coverage_rate").set_index("estimator")
+    assert board["rank"].to_dict() == {"wide": 1, "narrow": 1, "far": 3}
+
+
+def test_promotion_gates_read_the_seeds_the_configuration_was_selected_on():
+    # "a" was resumed to 13 seeds (0-12), "b" has 0-9: the board ranks on 0-9. a's own ATE coverage is 11/13
+    # (0.846, passes a 0.82 gate), on the selection seeds 8/10 (fails): the promoted config re-runs 0-9.
+    parents, seeds = _tables({"a": np.linspace(1.0, 1.5, 13), "b": BASE + 0.3})
+    covered = {"d1-a": [1, 1, 1, 1, 0, 1, 1, 0, 1, 1, 1, 1, 1], "d1-b": [1] * 10}
+    seeds["metrics.ate_covered"] = [float(covered[p][int(s)]) for p, s in zip(seeds["parent_id"], seeds["tags.seed"])]
+    seeds["metrics.ate_bias"] = 0.1
+    parents["metrics.ate_coverage_rate"] = [11 / 13, 1.0]
+    board = build(parents, seeds)
+    row = board.set_index("estimator").loc["a"]
+    assert row["compared_on_seeds"] == row["context_seeds"] == "0-9"
+    assert row["ate_coverage_rate"] == pytest.approx(0.8) and row["ate_bias_mean"] == pytest.approx(0.1)
+    decision = choose(board, Gates(min_ate_coverage=0.82))
+    assert decision.winner["estimator"] == "b"
+    assert decision.reasons["a [hash-d1-a]"] == [
+        "ATE coverage 0.8 (95% Wilson [0.4902, 0.9433], seeds 0-9) < 0.82"]

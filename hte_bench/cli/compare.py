@@ -284,9 +284,11 @@ def legend(board, metric: str) -> list[str]:
         what = f"{metric}: root mean square over the compared seeds, no interval"
     else:
         what = f"{metric} [ ] = {level} t-interval of the mean across the compared seeds"
-    lines = [f"Intervals: {what}; ATE coverage [ ] = {level} Wilson interval over each configuration's own "
-             "finished seeds (seeds ok). ATE bias, CATE coverage, calib slope, importance ρ and fit s are means "
-             "over each configuration's own finished seeds."]
+    same = "context_seeds" in board and (board["context_seeds"] == board["compared_on_seeds"]).all()
+    over = "the compared seeds" if same else "the compared seeds where the seed runs are in the store, else over " \
+                                             "each configuration's own finished seeds (seeds ok)"
+    lines = [f"Intervals: {what}; ATE coverage [ ] = {level} Wilson interval over {over}. ATE bias, CATE "
+             f"coverage, calib slope, importance ρ and fit s are means over {over}."]
     lo, hi = f"{metric}_ci_lower", f"{metric}_ci_upper"
     if lo in board and any(leaves_range(metric, a, b) for a, b in zip(board[lo], board[hi])):
         lines.append(OUTSIDE_NOTE)

@@ -34,6 +34,10 @@ def parent_only(metric: str) -> bool:
 # Context columns shown for every configuration, whatever the ranking metric.
 CONTEXT = ["ate_bias_mean", "ate_coverage_rate", "ate_coverage_rate_ci_lower", "ate_coverage_rate_ci_upper",
            "cate_coverage_test_mean", "calib_slope_test_mean", "importance_rank_corr_mean", "fit_seconds_mean"]
+# The per-seed metric behind each mean of CONTEXT: recomputed on the seeds a row is compared on.
+_CONTEXT_MEANS = {"ate_bias_mean": "ate_bias", "cate_coverage_test_mean": "cate_coverage_test",
+                  "calib_slope_test_mean": "calib_slope_test", "importance_rank_corr_mean": "importance_rank_corr",
+                  "fit_seconds_mean": "fit_seconds"}
 
 
 _STAT_WORDS = {"mean": "mean", "std": "standard deviation", "ci_lower": "interval's lower bound",
@@ -271,6 +275,9 @@ def build(parents: pd.DataFrame, seeds: pd.DataFrame, metric: str = "cate_rmse_t
     board["rank"] = pd.Series(pd.NA, index=board.index, dtype="Int64")
     values = _per_seed(ok, f"metrics.{registry.per_seed_source(metric)}")
     own = _with_values(own, values)
+    context = {name: _per_seed(ok, f"metrics.{source}")
+               for name, source in {**_CONTEXT_MEANS, "ate_coverage_rate": "ate_covered"}.items()}
+    board["context_seeds"] = [f"own seeds {seed_list(own[r])}" for r in ids]
     frames = []
     for _, group in board.groupby("condition_hash", sort=False):
         group = group.copy()
@@ -312,6 +319,10 @@ def build(parents: pd.DataFrame, seeds: pd.DataFrame, metric: str = "cate_rmse_t
                     group.at[idx, f"{metric}_ci_lower"], group.at[idx, f"{metric}_ci_upper"] = lo, hi
                     group.at[idx, "interval"] = (f"{registry.level_text(alphas[r])} t-interval across seeds {seed_list(on)}"
                                                  if len(on) > 1 else "none (1 seed)")
+                if on and not context["ate_coverage_rate"].empty and r in context["ate_coverage_rate"]:
+                    for name, value in _context_on(context, r, on, alphas[r]).items():
+                        group.at[idx, name] = value
+                    group.at[idx, "context_seeds"] = seed_list(on)
                 if idx in ranked and common:
                     lv = _on(losses, r, common)
                     group.at[idx, "score"] = float(np.nanmean(lv)) if np.isfinite(lv).any() else math.nan
@@ -328,6 +339,22 @@ def build(parents: pd.DataFrame, seeds: pd.DataFrame, metric: str = "cate_rmse_t
     out = out.sort_values(["data", "condition", "rank"], kind="stable", na_position="last")
     first = ["data", "condition", "rank", "estimator", "overrides", "vs_best", "score"]
     return out[first + [c for c in out.columns if c not in first]].reset_index(drop=True)
+
+
+def _context_on(context: dict[str, pd.DataFrame], run_id: str, on: list[int], alpha: float) -> dict[str, float]:
+    """The context columns of one row on the seeds it is compared on (so a promotion gate reads the seeds the
+    configuration was selected on, not a resume's extra seeds): means, and the ATE coverage rate with its
+    Wilson interval at the run's level."""
+    from hte_bench.evaluation.aggregate import coverage_rate
+
+    out = {}
+    for name, wide in context.items():
+        v = _on(wide, run_id, on)
+        if name == "ate_coverage_rate":
+            out.update(coverage_rate(v, name, alpha))
+        else:
+            out[name] = float(np.nanmean(v)) if np.isfinite(v).any() else math.nan
+    return out
 
 
 def _with_values(own: dict[str, set[int]], values: pd.DataFrame) -> dict[str, set[int]]:
@@ -351,7 +378,7 @@ def _rank_condition(group: pd.DataFrame, losses: pd.DataFrame, test: str, level:
     scored = group["score"].notna()
     if not scored.any():
         return group
-    group.loc[scored, "rank"] = group.loc[scored, "score"].rank(method="min").astype("Int64")
+    group.loc[scored, "rank"] = _ranks(group.loc[scored, "score"])
     best = group.iloc[0]["parent_run_id"]
     others = group.index[1:][scored[group.index[1:]]]
     sign: dict = {}
@@ -372,6 +399,18 @@ def _rank_condition(group: pd.DataFrame, losses: pd.DataFrame, test: str, level:
         group.loc[adj.index[adj >= level], "vs_best"] = "tied"
     group.loc[group.index[0], "vs_best"] = "best"
     return group
+
+
+def _ranks(scores: pd.Series) -> pd.Series:
+    """Ranks 1, 2, ... where scores equal up to floating-point rounding share the lower rank: coverage 0.9 and
+    1.0 are both 0.05 from 0.95, but |0.9 - 0.95| < |1.0 - 0.95| in floating point, and rounding picked a winner."""
+    ordered = scores.sort_values(kind="stable")
+    ranks, rank, anchor = {}, 0, None
+    for position, (idx, value) in enumerate(ordered.items(), start=1):
+        if anchor is None or not np.isclose(value, anchor, rtol=1e-9, atol=1e-12):
+            rank, anchor = position, value
+        ranks[idx] = rank
+    return pd.Series(ranks, dtype="Int64").reindex(scores.index)
 
 
 def adjusted_p(pvals: np.ndarray, method: str = "holm", level: float = 0.05) -> np.ndarray:

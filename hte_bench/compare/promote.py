@@ -42,6 +42,11 @@ _f = partial(fmt, digits=4)  # a number as every board prints it (4 significant 
 
 
 def _n(row: pd.Series) -> str:
+    """The seeds a gated figure is over: those the board compared the configuration on (a resume's extra
+    seeds are not what it was selected on), or its own finished seeds where the seed runs were not read."""
+    on = row.get("context_seeds")
+    if isinstance(on, str) and on and not on.startswith("own seeds"):
+        return f"seeds {on}"
     n = row.get("seeds_ok")
     return f"{int(n)} seeds" if n is not None and math.isfinite(float(n)) else "seeds unknown"
 

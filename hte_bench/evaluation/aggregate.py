@@ -56,7 +56,7 @@ def aggregate(per_seed: pd.DataFrame, n_failed: int, alpha: float = 0.05) -> dic
         # ATE coverage whenever there is a truth (NaN without intervals); the others (the population's, a
         # user's share of a truth-free 0/1 metric) where their per-seed metric was logged.
         if (per_seed_name == "ate_covered" and truth) or per_seed_name in per_seed.columns:
-            out.update(_coverage_rate(column(per_seed_name), rate, alpha))
+            out.update(coverage_rate(column(per_seed_name), rate, alpha))
     if not truth:  # no truth: no ATE error
         return {**out, "n_seeds_ok": float(n_ok), "n_seeds_failed": float(n_failed)}
     err = column("ate_hat") - column("ate_true")
@@ -67,7 +67,7 @@ def aggregate(per_seed: pd.DataFrame, n_failed: int, alpha: float = 0.05) -> dic
     return out
 
 
-def _coverage_rate(covered: np.ndarray, name: str, alpha: float) -> dict[str, float]:
+def coverage_rate(covered: np.ndarray, name: str, alpha: float) -> dict[str, float]:
     """Share of seeds whose interval covered (``name``) with its Wilson interval (``name``_ci_lower/upper)."""
     covered = covered[np.isfinite(covered)]
     if not covered.size:
