@@ -350,8 +350,12 @@ class _KnownEffects:
 
 def fit(adapter, dataset):
     """Fit on the training sample only; an Estimate holding the fit time, to be filled by ``predict``."""
+    import importlib
+
     from hte_bench.estimators.base import Estimate
 
+    for module in getattr(adapter, "fit_imports", ()):
+        importlib.import_module(module)
     t0 = time.perf_counter()
     adapter.fit(dataset.X_train, dataset.T_train, dataset.Y_train)
     est = Estimate(tau_hat_train=np.array([]), tau_hat_test=np.array([]), ate_hat=float("nan"),

@@ -460,3 +460,28 @@ def test_econmls_singular_final_stage_keeps_identified_intervals_and_makes_no_co
     assert saturated.interval_kind() == "none"
     with pytest.raises(NoInference, match="Inference will be invalid"):
         saturated.effect_interval(wide, 0.05)
+
+
+def test_an_adapters_fit_imports_are_done_before_its_fit_is_timed(tmp_path, monkeypatch):
+    # OLS imported statsmodels.api inside fit: the first seed of every process logged ~1 s of import as fit time.
+    import sys
+    from types import SimpleNamespace
+
+    from hte_bench.estimators.base import CateAdapter
+    from hte_bench.estimators.ols import InteractionOLS
+    from hte_bench.seed import fit
+
+    (tmp_path / "hb_probe_module.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    class Probe(CateAdapter):
+        fit_imports = ("hb_probe_module",)
+
+        def fit(self, X, T, Y):
+            self.imported_before_ = "hb_probe_module" in sys.modules
+            return self
+
+    adapter = Probe()
+    fit(adapter, SimpleNamespace(X_train=None, T_train=None, Y_train=None))
+    assert adapter.imported_before_
+    assert "statsmodels.api" in InteractionOLS.fit_imports

@@ -129,6 +129,9 @@ class CateAdapter(BaseEstimator):
     """
 
     feature_names_: list[str]
+    # Modules ``fit`` imports: imported before the fit is timed, so fit_seconds is the fit and not the process's
+    # first import of its library (statsmodels.api: about a second, which made OLS look as slow as a forest).
+    fit_imports: tuple[str, ...] = ()
 
     def fit(self, X: pd.DataFrame, T: np.ndarray, Y: np.ndarray) -> "CateAdapter":
         raise NotImplementedError

@@ -38,6 +38,8 @@ class DoubleMLAdapter(CateAdapter):
         self.n_rep = n_rep
         self.random_state = random_state
 
+    fit_imports = REQUIRES
+
     def fit(self, X: pd.DataFrame, T: np.ndarray, Y: np.ndarray) -> "DoubleMLAdapter":
         import doubleml
         from sklearn.base import clone

@@ -23,6 +23,8 @@ class InteractionOLS(CateAdapter):
     the ATE interval for every unit: ``broadcast_ate``.
     """
 
+    fit_imports = ("statsmodels.api", "scipy.stats")
+
     def __init__(self, interactions: bool = True, cov_type: str = "nonrobust"):
         self.interactions = interactions
         self.cov_type = cov_type
