@@ -581,3 +581,14 @@ def test_promotion_gates_read_the_seeds_the_configuration_was_selected_on():
     assert decision.winner["estimator"] == "b"
     assert decision.reasons["a [hash-d1-a]"] == [
         "ATE coverage 0.8 (95% Wilson [0.4902, 0.9433], seeds 0-9) < 0.82"]
+
+
+def test_a_coverage_board_shows_the_means_own_distance_beside_the_per_seed_one():
+    from hte_bench.cli.compare import readable
+
+    kinds = {name: {"tags.interval_kind": "per_unit"} for name in ("spread", "flat")}
+    parents, seeds = _tables({"spread": [0.9, 1.0] * 3, "flat": [0.9] * 6}, metric="cate_coverage_test",
+                             seed_tags=kinds)
+    table = readable(build(parents, seeds, "cate_coverage_test"), "cate_coverage_test").set_index("estimator")
+    cells = table["ranked by: mean per-seed distance to target"]
+    assert cells["spread"] == "0.05 from 0.95 (the mean: 0)" and cells["flat"] == "0.05 from 0.95 (the mean: 0.05)"
