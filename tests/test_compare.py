@@ -38,6 +38,8 @@ def test_leaderboard_ranks_and_logs_a_report_run(study, capsys):
     assert len(report) == 1 and report[0].data.params["metric"] == "cate_rmse_test"
     note = report[0].data.tags["mlflow.note.content"]  # the metric's own mean and interval, not the ranking loss
     assert "| cate_rmse_test mean [interval] | seeds |" in note and "with its 95% t-interval of the mean" in note
+    # The paired test that decided 'vs best', with its adjusted p-value: the CLI printed them, the run did not.
+    assert "Wilcoxon signed-rank" in note and "adjusted by holm" in note and "| worse (p=" in note
     c = client(uri)
     files = {f.path for f in c.list_artifacts(report[0].info.run_id)}
     assert {"leaderboard.csv", "leaderboard.md", "leaderboard.html", "plots"} <= files

@@ -579,7 +579,8 @@ def leaderboard_main(argv: Optional[list[str]] = None) -> None:
                 write_report(tracker, board, avg, seeds, args.metric, Path(tmp), selectors=selectors,
                              test=args.test, correction=args.correction, level=args.level)
                 run_id = tracker.log_report(f"leaderboard/{args.metric}", "leaderboard", _report_params(args),
-                                            {}, {"n_configs": len(board)}, tmp)
+                                            {}, {"n_configs": len(board)}, tmp,
+                                            how=vs_best_note(args.test, args.correction, args.level))
                 print(f"\nlogged as run {run_id} in experiment {args.experiment!r}")
     except ConfigError as err:
         _fail(err)

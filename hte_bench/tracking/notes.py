@@ -318,12 +318,15 @@ def sweep_note(experiment_id: str, rows: list[dict], metric: str, how: str, n_co
     return "\n".join(lines)
 
 
-def board_note(experiment_id: str, board, title: str, top: int = 3, metric: Optional[str] = None) -> str:
+def board_note(experiment_id: str, board, title: str, top: int = 3, metric: Optional[str] = None,
+               how: str = "") -> str:
     """A leaderboard table's description: the top rows per data condition, with links to their runs, each with
     the ranking metric's mean and interval on the seeds it was compared on (the score it is ranked by is a
-    loss: an R-score's is its negative)."""
+    loss: an R-score's is its negative); ``how``: the sentence naming the paired test, correction and level."""
+    share = metric is not None and registry.summarised_as(metric) == "share"
     lines = [f"**{title}** — {len(board)} configurations; ranks within each data condition, "
-             "paired tests on the condition's common seeds against the best.", ""]
+             + ("each configuration on its own seeds (a rate across seeds: no paired test)." if share else
+                "paired tests on the condition's common seeds against the best."), ""]
     if "parent_run_id" not in board:  # not a configuration board (nothing to link)
         return lines[0]
     where = "condition" if "condition" in board else "data"
@@ -341,18 +344,27 @@ def board_note(experiment_id: str, board, title: str, top: int = 3, metric: Opti
         if mean and f"{metric}_ci_lower" in board and fmt(r.get(f"{metric}_ci_lower")) != "–":
             shown += f" {marked_interval(metric, r.get(f'{metric}_ci_lower'), r.get(f'{metric}_ci_upper'))}"
             outside |= shown.endswith(registry.OUTSIDE_MARK)
-        lines.append(f"| {r[where]} | {r['rank']} | {label} | {_text(r.get('overrides'))} | "
-                     f"{_text(r.get('vs_best'))} | {shown} |"
+        try:
+            rank = str(int(r["rank"]))  # read back from a CSV as 1.0
+        except (TypeError, ValueError):  # NaN, or pandas' NA: not ranked
+            rank = "–"
+        p_adj = r.get("p_vs_best_adj")
+        versus = _text(r.get("vs_best")) + (f" (p={p_adj:.2g})" if isinstance(p_adj, float) and math.isfinite(p_adj)
+                                            else "")
+        lines.append(f"| {r[where]} | {rank} | {label} | {_text(r.get('overrides'))} | {versus} | {shown} |"
                      + (f" {_cell(r.get('compared_on_seeds'))} |" if seeds else ""))
     if mean:
         levels = registry.levels_text(board.get("alpha", [0.05]))
         kind = registry.interval_words(metric, levels)
-        lines.append(f"\n{value}: on the seeds named beside it, with its {kind} across them. Ranked by "
-                     "its mean per-seed loss: the metric itself where lower is better, its negative where higher "
-                     "is, its distance to the target for coverage and calibration.")
+        lines.append(f"\n{value}: on the seeds named beside it, with its {kind} across them. " + (
+            "Ranked by its distance to the target." if share else
+            "Ranked by its mean per-seed loss: the metric itself where lower is better, its negative where higher "
+            "is, its distance to the target for coverage and calibration."))
     else:
         lines.append("\nScore: the mean per-seed loss of the ranking metric (lower is better; distance to the "
                      "target for coverage and calibration).")
+    if how and not share:
+        lines.append(f"\n{how}")
     if outside:
         lines.append(f"\n{registry.OUTSIDE_NOTE}")
     lines.append("\nFull table: the `leaderboard.json` table (artifact view) and `leaderboard.csv`.")

@@ -174,8 +174,9 @@ class Tracker(Queries, Registry):
                               artifact_file=artifact_file)
 
     def log_report(self, run_name: str, kind: str, params: dict, tags: dict, metrics: dict,
-                   artifact_dir: str) -> str:
-        """A finished run holding a report (leaderboard, promotion) beside the configuration runs."""
+                   artifact_dir: str, how: str = "") -> str:
+        """A finished run holding a report (leaderboard, promotion) beside the configuration runs; ``how``:
+        the board's test, correction and level in a sentence, for its description."""
         run_id = self._new_run(run_name, {KIND: kind, **tags, **self.provenance()}, params, metrics)
         board = Path(artifact_dir) / "leaderboard.csv"
         if board.is_file():
@@ -185,7 +186,7 @@ class Tracker(Queries, Registry):
             if len(table):
                 self.log_table(run_id, table, "leaderboard.json")
                 self._batch(run_id, tags={notes.NOTE: notes.board_note(self.experiment_id, table, run_name,
-                                                                                metric=params.get("metric"))})
+                                                                                metric=params.get("metric"), how=how)})
         self.client.log_artifacts(run_id, artifact_dir)
         self.client.set_terminated(run_id, "FINISHED")
         return run_id
