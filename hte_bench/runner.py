@@ -326,7 +326,7 @@ def record_seeds(plan: Plan, parent: str, first: Optional[SeedResult], rest) -> 
         results.append(result)
         if result.status == "FAILED":  # here, not in the worker: in seed order, and never for a refused job
             log.warning("%s: seed %d failed: %s", plan.label, result.seed, result.tags.get("error", "?"))
-        plan.tracker.log_seed(parent, result, tags=tags)
+        plan.tracker.log_seed(parent, result, tags=tags, alpha=float(plan.cfg.get("alpha", 0.05)))
         plan.claims.done(result.seed)
     return results
 

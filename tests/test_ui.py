@@ -69,6 +69,10 @@ def test_the_ui_shows_descriptions_curated_metrics_and_tables(tmp_path, mlflow_s
     seeds = _runs(url, exp["experiment_id"], "seed")
     assert sorted(r["info"]["run_name"] for r in seeds) == ["interaction_ols/seed=0", "interaction_ols/seed=1"]
     assert all(len(r["data"]["metrics"]) > 20 for r in seeds)  # seed runs keep every per-seed metric
+    # A seed's description gives its ATE interval with level and kind, and the per-unit intervals' level.
+    seed_note = _tags(seeds[0])["mlflow.note.content"]
+    assert "(95% interval [" in seed_note and "kind ate: " in seed_note and "the truth)" in seed_note
+    assert "by 95% intervals" in seed_note
 
     (board,) = _runs(url, exp["experiment_id"], "leaderboard")
     assert parent["info"]["run_id"] in _tags(board)["mlflow.note.content"]  # a link to the configuration run

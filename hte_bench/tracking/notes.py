@@ -85,18 +85,25 @@ def run_link(experiment_id: str, run_id: str, label: str) -> str:
     return f"[{label}](#/experiments/{experiment_id}/runs/{run_id})"
 
 
-def seed_note(experiment_id: str, parent_id: str, seed: int, status: str, tags: dict, metrics: dict) -> str:
+def seed_note(experiment_id: str, parent_id: str, seed: int, status: str, tags: dict, metrics: dict,
+              alpha: float = 0.05) -> str:
     """A seed run's description: which seed of which configuration and data condition, and its figures
-    against the truth (or why it failed)."""
+    against the truth with the intervals' level and kind (or why it failed)."""
     parent = run_link(experiment_id, parent_id, f"{tags.get('estimator', '?')} {tags.get('config_hash', '')[:6]}")
     lines = [f"Seed **{seed}** of the configuration run {parent} on the data condition "
              f"`{tags.get('condition') or tags.get('data', '?')}`.", ""]
     if status != "FINISHED":
         return "\n".join([*lines, f"**{status}:** {str(tags.get('error', '?'))[:500]} (the full traceback: `traceback.txt`)."])
     if "cate_rmse_test" in metrics:
-        kind = tags.get("interval_kind", "none")
+        kind, ate_kind = tags.get("interval_kind", "none"), tags.get("ate_interval_kind", "none")
+        level = registry.level_text(alpha)
+        lo, hi = metrics.get("ate_ci_lower"), metrics.get("ate_ci_upper")
+        covered = {1: ": covers the truth", 0: ": misses the truth"}.get(metrics.get("ate_covered"), "")
+        ate_span = (f" ({level} interval [{fmt(lo, 4)}, {fmt(hi, 4)}], kind {ate_kind}{covered})"
+                    if ate_kind != "none" and fmt(lo) != "–" else "")
         lines.append(f"√PEHE on the test sample {fmt(metrics['cate_rmse_test'], 4)}; ATE {fmt(metrics.get('ate_hat'), 4)}"
-                     f" against the true {fmt(metrics.get('ate_true'), 4)}; per-unit coverage of the test sample "
+                     f"{ate_span} against the true {fmt(metrics.get('ate_true'), 4)}; per-unit coverage of the test "
+                     f"sample by {level} intervals "
                      f"{fmt(metrics.get('cate_coverage_test'), 3) if kind != 'none' else 'n/a'} (interval kind "
                      f"{kind}). These are this seed's alone; the configuration run gives means with intervals.")
     else:

@@ -112,12 +112,13 @@ class Tracker(Queries, Registry):
         """Open the run of one configuration; returns its id."""
         return self._new_run(run_name, tags, params)
 
-    def log_seed(self, parent_id: str, result, tags: dict[str, str]) -> str:
-        """Write one finished or failed seed as a complete child run in one go."""
+    def log_seed(self, parent_id: str, result, tags: dict[str, str], alpha: float = 0.05) -> str:
+        """Write one finished or failed seed as a complete child run in one go (``alpha``: its intervals' level
+        is 1 - alpha, for the description)."""
         # The child's own code_version shows which seeds a resume=force join added under other code.
         name = f"{tags.get('estimator', 'seed')}/seed={result.seed}"  # the runs table names the estimator
         note = notes.seed_note(self.experiment_id, parent_id, result.seed, result.status, {**tags, **result.tags},
-                               result.metrics)
+                               result.metrics, alpha)
         run = self._create(name, {"mlflow.parentRunId": parent_id, "seed": str(result.seed),
                                   "code_version": store.code_version(), **tags, **result.tags, notes.NOTE: note},
                            {"seed": result.seed}, result.metrics, start_time=result.start_ms)
