@@ -146,6 +146,7 @@ def test_promotion_says_where_its_winner_stands_on_the_board():
     line = _winner_line(board, rows.loc["good"])
     assert line.startswith("winner: good [hash-d1-good], rank 1 of 3; better than bad (adjusted p = ")
     assert "; not distinguishable from twin (adjusted p = " in line
+    assert line.endswith("(p: paired Wilcoxon signed-rank test on seeds 0-9, adjusted by holm)")
     line = _winner_line(board, rows.loc["bad"])  # the better-ranked ones failed a gate
     assert "rank 3 of 3, worse against the best (adjusted p = " in line and "failed a gate above" in line
     # Equal scores (a share of seeds, both 1.0): one rank, said as a tie, not as an untested comparison.

@@ -166,7 +166,7 @@ def _check_config_out(folder: str) -> None:
         raise ConfigError(f"--config-out={folder}: {existing} is not writable; give a folder you can write to")
 
 
-def _winner_line(board, win) -> str:
+def _winner_line(board, win, test: str = "wilcoxon", correction: str = "holm") -> str:
     """Where the winner stands on the board: its rank, and whom it cannot be told from (or that it is worse
     than the best, which a gate removed)."""
     import pandas as pd
@@ -200,6 +200,9 @@ def _winner_line(board, win) -> str:
                  + ", ".join(f"{name(r)} ({p_adj(r)})" for _, r in mixed.iterrows()))
     if len(tied):
         text += "; not distinguishable from " + ", ".join(f"{name(r)} ({p_adj(r)})" for _, r in tied.iterrows())
+    if others["p_vs_best_adj"].notna().any() or pd.notna(win["p_vs_best_adj"]):
+        text += (f" (p: paired {'Wilcoxon signed-rank test' if test == 'wilcoxon' else 't-test'} on seeds "
+                 f"{win['compared_on_seeds']}, adjusted by {correction})")
     return text
 
 
@@ -249,7 +252,7 @@ def promote(args) -> None:
         print("nothing qualified for promotion", file=sys.stderr)
         sys.exit(1)
     win = decision.winner
-    verdict = _winner_line(board, win)
+    verdict = _winner_line(board, win, args.test, args.correction)
     print(verdict, flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         config_text = Path(tracker.download(win["parent_run_id"], "config.yaml", tmp)).read_text()

@@ -110,7 +110,7 @@ def _gates(row: pd.Series, group: pd.DataFrame, gates: Gates) -> tuple[list[str]
             if len(unresolved):
                 def why(r) -> str:  # the adjusted p-value of the paired test, or why there is none
                     p = getattr(r, "p_vs_best_adj", float("nan"))
-                    return f"p={p:.3g} after correction" if math.isfinite(p) else "untested"
+                    return f"adjusted p = {p:.2g}" if math.isfinite(p) else "untested"
 
                 out.append(f"not significantly better than {len(unresolved)} other configuration(s) on seeds "
                            f"{row.get('compared_on_seeds', '?')}: "
