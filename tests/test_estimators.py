@@ -485,3 +485,17 @@ def test_an_adapters_fit_imports_are_done_before_its_fit_is_timed(tmp_path, monk
     fit(adapter, SimpleNamespace(X_train=None, T_train=None, Y_train=None))
     assert adapter.imported_before_
     assert "statsmodels.api" in InteractionOLS.fit_imports
+
+
+def test_ols_insights_name_the_features_in_the_formula_and_say_the_intervals_are_per_feature():
+    # The source line read "Y ~ T * (x0 + x1)" above claims about age and income, and no multiplicity caveat.
+    from hte_bench.estimators.ols import InteractionOLS
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"age": rng.normal(size=400), "income": rng.normal(size=400)})
+    T = rng.integers(0, 2, 400)
+    Y = X["age"] + T * (1 + 2 * X["age"]) + rng.normal(size=400)
+    text = InteractionOLS().fit(X, T, Y.to_numpy()).insights(0.05)
+    assert "statsmodels OLS Y ~ T * (age + income)" in text and "x0" not in text
+    assert "not adjusted for multiplicity (with 2 features and no effect modification, about 0.1 false" in text
+    assert "As age increases, treatment effect increases" in text

@@ -118,5 +118,8 @@ class InteractionOLS(CateAdapter):
         table = self._interaction_table(alpha)
         if table is None:
             return None
-        return describe_coefficients(table, alpha, source=f"statsmodels OLS {self.formula_} "
+        # The formula with the features' names, as the claims below name them (the fit uses aliases x0, x1, ...).
+        named = " + ".join(self.feature_names_)
+        formula = self.formula_.replace(" + ".join(self.aliases_), named) if self.aliases_ else self.formula_
+        return describe_coefficients(table, alpha, source=f"statsmodels OLS {formula} "
                                      f"(cov_type={self.cov_type}), interaction terms")

@@ -44,7 +44,9 @@ def describe_coefficients(table: pd.DataFrame, alpha: float, source: str) -> str
                          f"(slope {row['point_estimate']:.4g}, {level_text(alpha)} CI "
                          f"[{row['ci_lower']:.4g}, {row['ci_upper']:.4g}], {p_text(row['pvalue'], 3)})")
     body = "\n".join(lines) if lines else f"- {NO_TARGETING}"
-    return f"# Insights\n\nSource: {source}, alpha = {alpha}.\n\n{body}\n"
+    return (f"# Insights\n\nSource: {source}, alpha = {alpha}; per-feature intervals, not adjusted for "
+            f"multiplicity (with {len(table)} features and no effect modification, about {alpha * len(table):.2g} "
+            f"false claims are expected).\n\n{body}\n")
 
 
 def best_linear_projection(scores, X: pd.DataFrame, alpha: float = 0.05, standardize: bool = False) -> pd.DataFrame:
