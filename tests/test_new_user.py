@@ -104,6 +104,8 @@ CASES = [
     ("group-name-typo", None, ["estimater=zero_effect"],
      "estimater is not a key of this config; did you mean estimator?"),
     ("top-key-typo", None, ["n_seed=3"], "n_seed is not a key of this config; did you mean n_seeds or seed?"),
+    ("knob-by-another-name", None, ["data.sample_size=500"],
+     "data.sample_size is not a key of this config; the keys there: data.n, data.n_test,"),
     ("6-key-typo", None, ["estimator.model.n_estimatorz=10"],
      "estimator.model.n_estimatorz is not a key of this config; did you mean estimator.model.n_estimators?"),
     ("swept-option-typo", None, ["-m", "data=engagement,nowhere"],

@@ -185,8 +185,12 @@ def hydra_error_line(err: Exception) -> str | None:
             close = difflib.get_close_matches(leaf, [str(k) for k in parent.keys()], n=2)
             prefix = str(key).rsplit(".", 1)[0] + "." if "." in str(key) else ""
             add = f"to add a new key write +{key}=..."
-            return (f"{key} is not a key of this config; did you mean {' or '.join(prefix + c for c in close)}? ({add})"
-                    if close else f"{key} is not a key of this config; {add}")
+            if close:
+                return f"{key} is not a key of this config; did you mean {' or '.join(prefix + c for c in close)}? ({add})"
+            # No near name (data.sample_size for data.n): the keys there are, which a "+" would not replace.
+            keys = [prefix + str(k) for k in parent.keys() if not str(k).startswith("_")]
+            there = f"; the keys there: {', '.join(keys)}" if 0 < len(keys) <= 30 else ""
+            return f"{key} is not a key of this config{there}; {add}"
         return text
     if isinstance(err, (OverrideParseException, HydraException)):
         return " ".join(str(err).split())
