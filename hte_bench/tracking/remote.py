@@ -13,7 +13,8 @@ from urllib.parse import urlparse
 from hte_bench.errors import ConfigError
 
 SHARED_SCHEMES = ("http", "https", "postgresql", "mysql", "mssql")
-SERVER_HINT = ("mlflow server --backend-store-uri postgresql://USER:PASSWORD@DBHOST:5432/mlflow "
+# postgresql+psycopg: the driver .[cluster] installs (psycopg 3); a bare postgresql:// asks for psycopg2.
+SERVER_HINT = ("mlflow server --backend-store-uri postgresql+psycopg://USER:PASSWORD@DBHOST:5432/mlflow "
                "--artifacts-destination /shared/mlflow-artifacts --host 0.0.0.0 --port 5000")
 
 
