@@ -56,16 +56,20 @@ def run(cfg: DictConfig, choices: Optional[dict[str, str]] = None, job_log: Opti
     with tempfile.TemporaryDirectory(prefix="hte-bench-") as workdir, plan.claims:
         seeds = evaluate_seeds(plan, workdir)
         first = preflight(seeds)                 # the first seed, fitted before any run is opened
-        parent = open_parent(plan, first)
+        parent, known = None, plan.parent_id
         try:
+            parent = open_parent(plan, first)
             results = record_seeds(plan, parent, first, seeds)
             summary = record_configuration(plan, parent, results, workdir, job_log)
         except BaseException:
+            # Stopped inside open_parent once the run was ours (plan.parent_id set): it is closed too.
+            parent = parent or (plan.parent_id if plan.parent_id != known else None)
             # A finished run stopped while seeds were being added still holds its summary of the seeds it
             # names (the new seed runs stay, for the next command): it stays FINISHED, so boards keep it.
             kept = (plan.previous is not None and plan.previous.info.status == "FINISHED"
                     and not plan.summarising and plan.previous.info.run_id == parent)
-            plan.tracker.end(parent, "FINISHED" if kept else "KILLED")
+            if parent is not None:
+                plan.tracker.end(parent, "FINISHED" if kept else "KILLED")
             if kept:
                 log.warning("%s: stopped while adding seeds; run %s keeps its summary of seeds %s", plan.label,
                             parent, plan.previous.data.tags.get("seeds", "?"))

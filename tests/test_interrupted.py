@@ -5,6 +5,8 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from conftest import LEAN, cli_env
 from in_process import run_here
 
@@ -52,3 +54,87 @@ def test_ctrl_c_behind_a_librarys_clean_up_error_is_still_an_interruption():
         raise RuntimeError("outer") from ValueError("inner")
     except RuntimeError as err:
         assert not interrupted(err)
+
+
+class _StoppedWriting:
+    """A Tracker whose next write step is stopped by Ctrl-C (the step is ours; MLflow itself is real)."""
+
+    @staticmethod
+    def tracker(store, stop: str):
+        from hte_bench.tracking.runs import Tracker
+
+        class Stopped(Tracker):
+            def _batch(self, run_id, metrics=None, params=None, tags=None):
+                if stop == "params" and params:
+                    raise KeyboardInterrupt
+                return super()._batch(run_id, metrics, params, tags)
+
+            def _log_files(self, artifact_uri, local_dir):
+                if stop == "artifacts":
+                    raise KeyboardInterrupt
+                return super()._log_files(artifact_uri, local_dir)
+
+        return Stopped(store, "stopped")
+
+
+def test_a_run_stopped_before_its_params_is_deleted_and_a_seed_run_stopped_half_way_ends_killed(store, tmp_path):
+    # Left RUNNING without params, a configuration run was found by the rerun (resume matches tags) and finished
+    # without params, which can never be added; a seed run stopped while its files were written stayed RUNNING.
+    from mlflow.entities import ViewType
+
+    from hte_bench.seed import SeedResult
+
+    tracker = _StoppedWriting.tracker(store, "params")
+    with pytest.raises(KeyboardInterrupt):
+        tracker.start_parent("engagement/ols/abc123", params={"alpha": 0.05}, tags={"config_hash": "abc123"})
+    assert not tracker.client.search_runs([tracker.experiment_id])  # deleted: nothing for a resume to match
+    assert len(tracker.client.search_runs([tracker.experiment_id], run_view_type=ViewType.DELETED_ONLY)) == 1
+
+    tracker = _StoppedWriting.tracker(store, "artifacts")
+    parent = tracker.start_parent("engagement/ols/def456", params={"alpha": 0.05}, tags={"config_hash": "def456"})
+    (tmp_path / "seed").mkdir()
+    (tmp_path / "seed" / "insights.md").write_text("# Insights\n")
+    with pytest.raises(KeyboardInterrupt):
+        tracker.log_seed(parent, SeedResult(seed=0, status="FINISHED", artifact_dir=str(tmp_path / "seed")),
+                         tags={"estimator": "ols"})
+    child = [r for r in tracker.client.search_runs([tracker.experiment_id]) if r.info.run_id != parent]
+    assert [r.info.status for r in child] == ["KILLED"]
+
+
+def test_ctrl_c_in_a_garbage_collection_callback_still_stops_the_command():
+    # CPython only prints a KeyboardInterrupt raised in a __del__ or weakref callback (SQLAlchemy's clean-ups):
+    # the command went on and exited 0. keep_interrupts raises it again in the main thread.
+    import sys
+
+    from hte_bench.cli import keep_interrupts
+
+    class Collected:
+        def __del__(self):
+            raise KeyboardInterrupt
+
+    before = sys.unraisablehook
+    keep_interrupts()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            Collected()
+            for _ in range(200):
+                time.sleep(0.01)
+    finally:
+        sys.unraisablehook = before
+
+
+def test_ctrl_c_during_the_leaderboard_is_one_line_and_exit_130(monkeypatch, capsys):
+    from hte_bench.cli import compare
+
+    def stopped(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(compare, "load", stopped)
+    before = __import__("sys").unraisablehook
+    try:
+        with pytest.raises(SystemExit) as info:
+            compare.leaderboard_main(["--tracking-uri", "sqlite:///nowhere.db"])
+    finally:
+        __import__("sys").unraisablehook = before
+    assert info.value.code == 130
+    assert capsys.readouterr().err == "hte-bench-leaderboard: interrupted (Ctrl-C); the board was not logged\n"

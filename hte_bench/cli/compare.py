@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
+from hte_bench.cli import keep_interrupts
 from hte_bench.errors import ConfigError, interrupted
 from hte_bench.evaluation import registry
 from hte_bench.evaluation.registry import OUTSIDE_MARK, OUTSIDE_NOTE, leaves_range, on_analysis_seeds
@@ -557,6 +558,7 @@ def leaderboard_main(argv: Optional[list[str]] = None) -> None:
                         "one column per value, mean and 1-alpha t-interval over seeds; 95%% when the runs' alphas differ)")
     p.add_argument("--no-log", action="store_true", help="print only; do not log a leaderboard run")
     args = p.parse_args(argv)
+    keep_interrupts()
     try:
         from hte_bench.compare.leaderboard import average_rank, build, selector_validation
 
@@ -584,6 +586,12 @@ def leaderboard_main(argv: Optional[list[str]] = None) -> None:
                 print(f"\nlogged as run {run_id} in experiment {args.experiment!r}")
     except ConfigError as err:
         _fail(err)
+    except (KeyboardInterrupt, Exception) as err:
+        if not interrupted(err):
+            raise
+        # A leaderboard run stopped half-way was closed KILLED (Tracker.log_report): one line, as hte-bench says it.
+        print("hte-bench-leaderboard: interrupted (Ctrl-C); the board was not logged", file=sys.stderr, flush=True)
+        sys.exit(130)
 
 
 def promote_main(argv: Optional[list[str]] = None) -> None:
@@ -594,6 +602,7 @@ def promote_main(argv: Optional[list[str]] = None) -> None:
     p = _common("hte-bench-promote", promote_main.__doc__)
     add_arguments(p)
     args = p.parse_args(argv)
+    keep_interrupts()
     try:
         promote(args)
     except ConfigError as err:

@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from hte_bench.errors import ConfigError
+from hte_bench.errors import ConfigError, interrupted
 from hte_bench.tracking import notes, store
 from hte_bench.tracking.queries import KIND, Queries
 from hte_bench.tracking.registry import Registry
@@ -105,8 +105,25 @@ class Tracker(Queries, Registry):
                 metrics: dict[str, float] | None = None, **kwargs):
         """A new run with its tags, params and metrics: the Run as create_run returned it (its artifact URI)."""
         run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags, **kwargs)
-        self._batch(run.info.run_id, metrics=metrics, params=params)
+        try:
+            self._batch(run.info.run_id, metrics=metrics, params=params)
+        except BaseException:
+            # Stopped between the run and its params (Ctrl-C): a resume matches runs by their tags and would
+            # have finished a configuration run without params, which can never be added; such a run is deleted.
+            try:
+                self.client.delete_run(run.info.run_id)
+            except Exception:  # the store may be what failed; the original error matters more
+                pass
+            raise
         return run
+
+    def _abandon(self, run_id: str, err: BaseException) -> None:
+        """A run whose writing stopped half-way ends KILLED (Ctrl-C) or FAILED, never left RUNNING (best effort:
+        the store may be what failed)."""
+        try:
+            self.client.set_terminated(run_id, "KILLED" if interrupted(err) else "FAILED")
+        except Exception:
+            pass
 
     def start_parent(self, run_name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
         """Open the run of one configuration; returns its id."""
@@ -123,11 +140,15 @@ class Tracker(Queries, Registry):
                                   "code_version": store.code_version(), **tags, **result.tags, notes.NOTE: note},
                            {"seed": result.seed}, result.metrics, start_time=result.start_ms)
         run_id = run.info.run_id
-        if result.artifact_dir and any(Path(result.artifact_dir).iterdir()):
-            self._log_files(run.info.artifact_uri, result.artifact_dir)
-        if result.dataset is not None:
-            self._log_dataset(run_id, result.dataset, name=f"{tags.get('data', 'data')}-seed{result.seed}")
-        self.client.set_terminated(run_id, result.status, end_time=result.end_ms)
+        try:
+            if result.artifact_dir and any(Path(result.artifact_dir).iterdir()):
+                self._log_files(run.info.artifact_uri, result.artifact_dir)
+            if result.dataset is not None:
+                self._log_dataset(run_id, result.dataset, name=f"{tags.get('data', 'data')}-seed{result.seed}")
+            self.client.set_terminated(run_id, result.status, end_time=result.end_ms)
+        except BaseException as err:  # a seed run left RUNNING stayed so when the rerun opened a new parent
+            self._abandon(run_id, err)
+            raise
         return run_id
 
     def _log_files(self, artifact_uri: str, local_dir: str) -> None:
@@ -179,17 +200,21 @@ class Tracker(Queries, Registry):
         """A finished run holding a report (leaderboard, promotion) beside the configuration runs; ``how``:
         the board's test, correction and level in a sentence, for its description."""
         run_id = self._new_run(run_name, {KIND: kind, **tags, **self.provenance()}, params, metrics)
-        board = Path(artifact_dir) / "leaderboard.csv"
-        if board.is_file():
-            import pandas as pd
+        try:
+            board = Path(artifact_dir) / "leaderboard.csv"
+            if board.is_file():
+                import pandas as pd
 
-            table = pd.read_csv(board)
-            if len(table):
-                self.log_table(run_id, table, "leaderboard.json")
-                self._batch(run_id, tags={notes.NOTE: notes.board_note(self.experiment_id, table, run_name,
-                                                                                metric=params.get("metric"), how=how)})
-        self.client.log_artifacts(run_id, artifact_dir)
-        self.client.set_terminated(run_id, "FINISHED")
+                table = pd.read_csv(board)
+                if len(table):
+                    self.log_table(run_id, table, "leaderboard.json")
+                    self._batch(run_id, tags={notes.NOTE: notes.board_note(
+                        self.experiment_id, table, run_name, metric=params.get("metric"), how=how)})
+            self.client.log_artifacts(run_id, artifact_dir)
+            self.client.set_terminated(run_id, "FINISHED")
+        except BaseException as err:
+            self._abandon(run_id, err)
+            raise
         return run_id
 
     # ---- sweeps ----
