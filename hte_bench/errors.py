@@ -10,12 +10,15 @@ class ConfigError(ValueError):
 def interrupted(err: BaseException) -> bool:
     """Whether Ctrl-C is behind ``err``: a library's clean-up after a KeyboardInterrupt can raise an error of
     its own in its place (SQLAlchemy's PendingRollbackError when alembic's migrations are stopped)."""
-    seen = set()
-    while err is not None and id(err) not in seen:
+    seen, todo = set(), [err]
+    while todo:  # both links: ``raise X from Y`` inside an except block keeps the interrupt in __context__
+        err = todo.pop()
+        if err is None or id(err) in seen:
+            continue
         if isinstance(err, KeyboardInterrupt):
             return True
         seen.add(id(err))
-        err = err.__cause__ or err.__context__
+        todo += [err.__cause__, err.__context__]
     return False
 
 

@@ -56,14 +56,15 @@ def run(cfg: DictConfig, choices: Optional[dict[str, str]] = None, job_log: Opti
     with tempfile.TemporaryDirectory(prefix="hte-bench-") as workdir, plan.claims:
         seeds = evaluate_seeds(plan, workdir)
         first = preflight(seeds)                 # the first seed, fitted before any run is opened
-        parent, known = None, plan.parent_id
+        # The first seed's claim may have looked the run up already: open_parent says again which run is ours.
+        parent, plan.parent_id = None, None
         try:
             parent = open_parent(plan, first)
             results = record_seeds(plan, parent, first, seeds)
             summary = record_configuration(plan, parent, results, workdir, job_log)
         except BaseException:
             # Stopped inside open_parent once the run was ours (plan.parent_id set): it is closed too.
-            parent = parent or (plan.parent_id if plan.parent_id != known else None)
+            parent = parent or plan.parent_id
             # A finished run stopped while seeds were being added still holds its summary of the seeds it
             # names (the new seed runs stay, for the next command): it stays FINISHED, so boards keep it.
             kept = (plan.previous is not None and plan.previous.info.status == "FINISHED"
@@ -183,16 +184,16 @@ def preflight(seeds) -> Optional[SeedResult]:
 def open_parent(plan: Plan, first: Optional[SeedResult]) -> str:
     """Reopen the resumed configuration run or create it (after preflight, so bad input writes nothing)."""
     tracker = plan.tracker
+    # plan.parent_id as soon as the run is ours: a Ctrl-C from there on closes it (run).
     if plan.previous is not None:
-        parent = plan.previous.info.run_id
+        parent = plan.parent_id = plan.previous.info.run_id
         if first is not None:  # with nothing to add, a parent another process is finishing is left alone
             tracker.reopen(parent)
     else:
         # One parent per configuration: whoever holds the "parent" claim looks again, then creates it.
         with plan.claims.exclusive("parent"):
             found = _find_parent(plan)[0] if plan.cfg.get("resume", True) else None
-            parent = found.info.run_id if found is not None else _new_parent(plan, first)
-    plan.parent_id = parent
+            parent = plan.parent_id = found.info.run_id if found is not None else _new_parent(plan, first)
     if plan.sweep_id:
         tracker.attach_to_sweep(parent, plan.sweep_id)
     return parent

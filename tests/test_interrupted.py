@@ -54,6 +54,13 @@ def test_ctrl_c_behind_a_librarys_clean_up_error_is_still_an_interruption():
         raise RuntimeError("outer") from ValueError("inner")
     except RuntimeError as err:
         assert not interrupted(err)
+    try:  # raised from another error while handling the interrupt: the interrupt is in __context__ only
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise RuntimeError("clean-up") from OSError("disk")
+    except RuntimeError as err:
+        assert interrupted(err)
 
 
 class _StoppedWriting:
@@ -138,3 +145,25 @@ def test_ctrl_c_during_the_leaderboard_is_one_line_and_exit_130(monkeypatch, cap
         __import__("sys").unraisablehook = before
     assert info.value.code == 130
     assert capsys.readouterr().err == "hte-bench-leaderboard: interrupted (Ctrl-C); the board was not logged\n"
+
+
+def test_ctrl_c_while_a_finished_run_is_reopened_for_more_seeds_leaves_it_finished(store, monkeypatch):
+    # The first seed's claim had looked the run up already, so the runner took the reopened run for not yet
+    # its own and left it RUNNING: boards read only FINISHED runs, and the configuration vanished from them.
+    from conftest import SMALL, all_runs, run_composed
+    from hte_bench.tracking.runs import Tracker
+
+    args = ["estimator=zero_effect", *SMALL, "tracking.plots=false", "analyses.truth_free=false",
+            f"tracking.uri={store}"]
+    run_composed([*args, "n_seeds=1"])
+    reopen = Tracker.reopen
+
+    def stopped(self, run_id):
+        reopen(self, run_id)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Tracker, "reopen", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        run_composed([*args, "n_seeds=2"])
+    configs = [r for r in all_runs(store, "hte-bench") if r.data.tags.get("hte_bench.kind") == "config"]
+    assert [r.info.status for r in configs] == ["FINISHED"]

@@ -560,10 +560,13 @@ def test_seeds_whose_draws_differ_between_configurations_are_not_paired():
 def test_scores_equal_up_to_rounding_share_a_rank():
     # ATE coverage 0.9 and 1.0 are both 0.05 from 0.95, yet |0.9 - 0.95| < |1.0 - 0.95| in floating point: the
     # board ranked 0.9 first and promotion called it the winner, decided by rounding.
-    parents, seeds = _tables({"wide": [0.1] * 10, "narrow": [0.2] * 10, "far": [0.3] * 10})
+    parents, seeds = _tables({"a_wide": [0.1] * 10, "b_narrow": [0.2] * 10, "far": [0.3] * 10})
     parents["metrics.ate_coverage_rate"] = [1.0, 0.9, 0.7]
-    board = build(parents, seeds, "ate_coverage_rate").set_index("estimator")
-    assert board["rank"].to_dict() == {"wide": 1, "narrow": 1, "far": 3}
+    board = build(parents, seeds, "ate_coverage_rate")
+    assert board.set_index("estimator")["rank"].to_dict() == {"a_wide": 1, "b_narrow": 1, "far": 3}
+    # Within the tie the configuration hash orders, not float noise (which put 0.9 first): best and the pick.
+    assert board["estimator"].tolist()[:2] == ["a_wide", "b_narrow"] and board.at[0, "vs_best"] == "best"
+    assert choose(board, Gates()).winner["estimator"] == "a_wide"
 
 
 def test_promotion_gates_read_the_seeds_the_configuration_was_selected_on():
@@ -580,6 +583,13 @@ def test_promotion_gates_read_the_seeds_the_configuration_was_selected_on():
     assert row["ate_coverage_rate"] == pytest.approx(0.8) and row["ate_bias_mean"] == pytest.approx(0.1)
     decision = choose(board, Gates(min_ate_coverage=0.82))
     assert decision.winner["estimator"] == "b"
+    # A run without an ATE interval (ate_covered all NaN) still gets its other context on the compared seeds.
+    seeds["metrics.ate_covered"] = np.where(seeds["parent_id"] == "d1-a", np.nan, seeds["metrics.ate_covered"])
+    seeds["metrics.ate_bias"] = seeds["tags.seed"].astype(float)
+    parents.loc[parents["tags.estimator"] == "a", "metrics.ate_coverage_rate"] = np.nan  # as its aggregate has it
+    row = build(parents, seeds).set_index("estimator").loc["a"]
+    assert row["context_seeds"] == "0-9" and row["ate_bias_mean"] == pytest.approx(4.5)
+    assert np.isnan(row["ate_coverage_rate"])
     assert decision.reasons["a [hash-d1-a]"] == [
         "ATE coverage 0.8 (95% Wilson [0.4902, 0.9433], seeds 0-9) < 0.82"]
 

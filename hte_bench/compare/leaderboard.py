@@ -319,7 +319,7 @@ def build(parents: pd.DataFrame, seeds: pd.DataFrame, metric: str = "cate_rmse_t
                     group.at[idx, f"{metric}_ci_lower"], group.at[idx, f"{metric}_ci_upper"] = lo, hi
                     group.at[idx, "interval"] = (f"{registry.level_text(alphas[r])} t-interval across seeds {seed_list(on)}"
                                                  if len(on) > 1 else "none (1 seed)")
-                if on and not context["ate_coverage_rate"].empty and r in context["ate_coverage_rate"]:
+                if on and any(r in wide for wide in context.values() if not wide.empty):
                     for name, value in _context_on(context, r, on, alphas[r]).items():
                         group.at[idx, name] = value
                     group.at[idx, "context_seeds"] = seed_list(on)
@@ -344,11 +344,14 @@ def build(parents: pd.DataFrame, seeds: pd.DataFrame, metric: str = "cate_rmse_t
 def _context_on(context: dict[str, pd.DataFrame], run_id: str, on: list[int], alpha: float) -> dict[str, float]:
     """The context columns of one row on the seeds it is compared on (so a promotion gate reads the seeds the
     configuration was selected on, not a resume's extra seeds): means, and the ATE coverage rate with its
-    Wilson interval at the run's level."""
+    Wilson interval at the run's level. A metric none of its seeds carries keeps the run's own value (NaN in a
+    store: the run's aggregate had no seed of it either)."""
     from hte_bench.evaluation.aggregate import coverage_rate
 
     out = {}
     for name, wide in context.items():
+        if wide.empty or run_id not in wide:  # no seed of it carries the metric: the run's own value stands
+            continue
         v = _on(wide, run_id, on)
         if name == "ate_coverage_rate":
             out.update(coverage_rate(v, name, alpha))
@@ -379,6 +382,8 @@ def _rank_condition(group: pd.DataFrame, losses: pd.DataFrame, test: str, level:
     if not scored.any():
         return group
     group.loc[scored, "rank"] = _ranks(group.loc[scored, "score"])
+    # Within a tie the order (hence "best", and promotion's pick) is the configuration hash's, not float noise.
+    group = group.sort_values(["rank", "config_hash"], na_position="last", kind="stable")
     best = group.iloc[0]["parent_run_id"]
     others = group.index[1:][scored[group.index[1:]]]
     sign: dict = {}

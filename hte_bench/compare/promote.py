@@ -158,7 +158,7 @@ def choose(board: pd.DataFrame, gates: Gates) -> Decision:
                           f"{', '.join(repr(c) for c in sorted(board['condition'].unique()))}: "
                           f"choose one with --condition" + ("" if board["data"].nunique() == 1 else " (or --data)"))
     decision = Decision(winner=None)
-    for _, row in board.sort_values("rank").iterrows():
+    for _, row in board.sort_values("rank", kind="stable").iterrows():
         label = f"{row['estimator']} {row['overrides']} [{row['config_hash']}]".replace("  ", " ")
         failed, passed = _gates(row, board, gates)
         if row.get("vs_best") == "unranked: no common seed":  # nothing to choose on

@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from hte_bench.errors import ConfigError, interrupted
+from hte_bench.errors import ConfigError
 from hte_bench.tracking import notes, store
 from hte_bench.tracking.queries import KIND, Queries
 from hte_bench.tracking.registry import Registry
@@ -117,11 +117,11 @@ class Tracker(Queries, Registry):
             raise
         return run
 
-    def _abandon(self, run_id: str, err: BaseException) -> None:
-        """A run whose writing stopped half-way ends KILLED (Ctrl-C) or FAILED, never left RUNNING (best effort:
-        the store may be what failed)."""
+    def _abandon(self, run_id: str) -> None:
+        """A run whose writing stopped half-way (Ctrl-C, an upload error) ends KILLED, never left RUNNING; not
+        FAILED, which says a fit failed (best effort: the store may be what failed)."""
         try:
-            self.client.set_terminated(run_id, "KILLED" if interrupted(err) else "FAILED")
+            self.client.set_terminated(run_id, "KILLED")
         except Exception:
             pass
 
@@ -146,8 +146,8 @@ class Tracker(Queries, Registry):
             if result.dataset is not None:
                 self._log_dataset(run_id, result.dataset, name=f"{tags.get('data', 'data')}-seed{result.seed}")
             self.client.set_terminated(run_id, result.status, end_time=result.end_ms)
-        except BaseException as err:  # a seed run left RUNNING stayed so when the rerun opened a new parent
-            self._abandon(run_id, err)
+        except BaseException:  # a seed run left RUNNING stayed so when the rerun opened a new parent
+            self._abandon(run_id)
             raise
         return run_id
 
@@ -212,8 +212,8 @@ class Tracker(Queries, Registry):
                         self.experiment_id, table, run_name, metric=params.get("metric"), how=how)})
             self.client.log_artifacts(run_id, artifact_dir)
             self.client.set_terminated(run_id, "FINISHED")
-        except BaseException as err:
-            self._abandon(run_id, err)
+        except BaseException:
+            self._abandon(run_id)
             raise
         return run_id
 
