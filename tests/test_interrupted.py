@@ -120,6 +120,9 @@ def test_ctrl_c_in_a_garbage_collection_callback_still_stops_the_command():
             raise KeyboardInterrupt
 
     before = sys.unraisablehook
+    # Python's own Ctrl-C handler, as in a terminal: a process started in the background (CI's `... &`) ignores
+    # SIGINT, and then nothing raises KeyboardInterrupt (nor is there a Ctrl-C to re-raise).
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
     keep_interrupts()
     try:
         with pytest.raises(KeyboardInterrupt):
@@ -128,6 +131,7 @@ def test_ctrl_c_in_a_garbage_collection_callback_still_stops_the_command():
                 time.sleep(0.01)
     finally:
         sys.unraisablehook = before
+        signal.signal(signal.SIGINT, handler)
 
 
 def test_ctrl_c_during_the_leaderboard_is_one_line_and_exit_130(monkeypatch, capsys):
