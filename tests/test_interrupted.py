@@ -171,3 +171,22 @@ def test_ctrl_c_while_a_finished_run_is_reopened_for_more_seeds_leaves_it_finish
         run_composed([*args, "n_seeds=2"])
     configs = [r for r in all_runs(store, "hte-bench") if r.data.tags.get("hte_bench.kind") == "config"]
     assert [r.info.status for r in configs] == ["FINISHED"]
+
+
+def test_ctrl_c_while_hte_bench_imports_its_libraries_is_one_line(monkeypatch, capsys):
+    # The console script imported Hydra (half a second) before main's handler: Ctrl-C then printed a traceback.
+    import sys
+
+    from hte_bench.cli import run_main
+
+    class Stopped:
+        def find_spec(self, name, path=None, target=None):
+            if name == "hte_bench.cli.run":
+                raise KeyboardInterrupt
+            return None
+
+    monkeypatch.delitem(sys.modules, "hte_bench.cli.run", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [Stopped(), *sys.meta_path])
+    with pytest.raises(SystemExit) as info:
+        run_main()
+    assert info.value.code == 130 and capsys.readouterr().err == "hte-bench: interrupted\n"
