@@ -603,3 +603,10 @@ def test_a_coverage_board_shows_the_means_own_distance_beside_the_per_seed_one()
     table = readable(build(parents, seeds, "cate_coverage_test"), "cate_coverage_test").set_index("estimator")
     cells = table["ranked by: mean per-seed distance to target"]
     assert cells["spread"] == "0.05 from 0.95 (the mean: 0)" and cells["flat"] == "0.05 from 0.95 (the mean: 0.05)"
+
+
+def test_a_rate_board_does_not_describe_a_paired_test_it_did_not_make():
+    from hte_bench.cli.compare import vs_best_note
+
+    assert "no paired test is made" in vs_best_note(metric="ate_coverage_rate")
+    assert "Wilcoxon signed-rank" in vs_best_note(metric="cate_rmse_test")

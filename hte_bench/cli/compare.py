@@ -405,7 +405,7 @@ def write_report(tracker, board, avg, seeds, metric: str, out: Path, plots: bool
     if selectors is not None and len(selectors):
         selectors.to_csv(out / "selector_validation.csv", index=False)
     table = readable(board, metric)
-    notes = "\n\n".join([vs_best_note(test, correction, level), *legend(board, metric)])
+    notes = "\n\n".join([vs_best_note(test, correction, level, metric), *legend(board, metric)])
     (out / "leaderboard.md").write_text(f"# Leaderboard by {metric}\n\n{notes}\n\n"
                                         + table.to_markdown(index=False) + "\n")
     (out / "leaderboard.html").write_text(table.to_html(index=False, border=0))
@@ -465,8 +465,13 @@ TESTS = {"wilcoxon": "Wilcoxon signed-rank test as scipy chooses it: exact up to
          "ttest": "paired t-test"}
 
 
-def vs_best_note(test: str = "wilcoxon", correction: str = "holm", level: float = 0.05) -> str:
+def vs_best_note(test: str = "wilcoxon", correction: str = "holm", level: float = 0.05,
+                 metric: Optional[str] = None) -> str:
     """What 'vs best' says: which test, which correction, at which level, on which seeds."""
+    if metric is not None and registry.summarised_as(metric) == "share":
+        return ("'vs best': a rate across seeds has no per-seed values to pair, so no paired test is made: equal "
+                "rates share a rank (the configuration hash orders a tie) and the others read 'untested'. "
+                "hte-bench-promote confirms the winner on fresh seeds.")
     return (f"'vs best' is a paired test against the best configuration of the same data condition ({TESTS[test]}, "
             f"p-values adjusted by {correction} over the condition's comparisons; worse = adjusted p < {level:g}; "
             "mixed = a difference the other way: lower loss on most seeds although its mean ranks it below the best, "
@@ -489,7 +494,7 @@ def _print_board(board, avg, metric: str, selectors=None, confirmations=None, te
     print()
     for line in legend(board, metric):
         print(line)
-    print(vs_best_note(test, correction, level))
+    print(vs_best_note(test, correction, level, metric))
     kinds = sorted(set(board["interval_kind"]) | set(board["ate_interval_kind"]))
     notes = [f"{k}: {KIND_NOTES[k]}" for k in kinds if k in KIND_NOTES]
     if notes:
