@@ -610,3 +610,13 @@ def test_a_rate_board_does_not_describe_a_paired_test_it_did_not_make():
 
     assert "no paired test is made" in vs_best_note(metric="ate_coverage_rate")
     assert "Wilcoxon signed-rank" in vs_best_note(metric="cate_rmse_test")
+
+
+def test_confirmation_gates_name_the_fresh_seeds():
+    from hte_bench.compare.promote import confirmation_gates
+
+    summary = {"ate_coverage_rate": 0.75, "ate_coverage_rate_ci_lower": 0.3, "ate_coverage_rate_ci_upper": 0.95,
+               "n_seeds_ok": 4, "n_seeds_failed": 0}
+    failed, _ = confirmation_gates(summary, {"seeds": "10,11,12,13", "ate_interval_kind": "ate"},
+                                   Gates(min_ate_coverage=0.9), 0.05)
+    assert failed == ["ATE coverage 0.75 (95% Wilson [0.3, 0.95], seeds 10-13) < 0.9"]

@@ -12,7 +12,7 @@ from typing import Optional
 import pandas as pd
 from omegaconf import OmegaConf
 
-from hte_bench.compare.leaderboard import MIXED
+from hte_bench.compare.leaderboard import MIXED, readable_seeds
 from hte_bench.compare.study import KIND_NOTES, PER_UNIT_VALID
 from hte_bench.errors import ConfigError
 from hte_bench.evaluation import registry
@@ -130,7 +130,9 @@ def confirmation_gates(summary: dict, tags: dict, gates: Gates, alpha: float) ->
                                                      "ate_coverage_rate_ci_upper", "cate_coverage_test_mean")},
                      "seeds_ok": summary.get("n_seeds_ok"), "seeds_failed": summary.get("n_seeds_failed"),
                      "interval_kind": tags.get("interval_kind") or "unknown",
-                     "ate_interval_kind": tags.get("ate_interval_kind") or "unknown", "alpha": alpha})
+                     "ate_interval_kind": tags.get("ate_interval_kind") or "unknown", "alpha": alpha,
+                     # the fresh seeds, named as the selection's gates name theirs
+                     "context_seeds": readable_seeds(tags["seeds"]) if tags.get("seeds") else None})
     own = Gates(min_ate_coverage=gates.min_ate_coverage, max_failed_seeds=gates.max_failed_seeds,
                 min_cate_coverage=gates.min_cate_coverage)
     return _gates(row, pd.DataFrame([row]), own) if own != Gates() else ([], [])

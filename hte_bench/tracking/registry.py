@@ -1,6 +1,8 @@
 """Model registry: a promoted configuration becomes a registered pyfunc model behind the @champion alias."""
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import warnings
 
@@ -50,7 +52,7 @@ class Registry:
         version = None
         try:
             self._batch(run_id, params=params)
-            with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
+            with mlflow.start_run(run_id=run_id), warnings.catch_warnings(), _quiet("mlflow.pyfunc"):
                 # MLflow's input-example code compares columns with a range, which pandas 3 flags for pandas 4.
                 warnings.filterwarnings("ignore", message="Operation with range is deprecated")
                 info = mlflow.pyfunc.log_model(
@@ -89,6 +91,20 @@ class Registry:
             self.client.set_terminated(run_id, status)
         except (MlflowException, OSError):
             pass
+
+
+@contextlib.contextmanager
+def _quiet(logger: str):
+    """MLflow's INFO and WARNING lines of one logger off for a block: log_model's cloudpickle caution and its
+    input-example validation came out on stderr in the middle of promotion's own lines (the README says the
+    model is a cloudpickled object: load it only from a registry you trust)."""
+    log = logging.getLogger(logger)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def _model_requirements(extra=()) -> list[str]:
