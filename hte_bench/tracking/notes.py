@@ -363,7 +363,7 @@ def board_note(experiment_id: str, board, title: str, top: int = 3, metric: Opti
     if mean:
         levels = registry.levels_text(board.get("alpha", [0.05]))
         kind = registry.interval_words(metric, levels)
-        lines.append(f"\n{value}: on the seeds named beside it, with its {kind} across them. " + (
+        lines.append(f"\n{value}: on the seeds named beside it, with its {kind} (over those seeds). " + (
             "Ranked by its distance to the target." if share else
             "Ranked by its mean per-seed loss: the metric itself where lower is better, its negative where higher "
             "is, its distance to the target for coverage and calibration."))
