@@ -173,20 +173,39 @@ def test_ctrl_c_while_a_finished_run_is_reopened_for_more_seeds_leaves_it_finish
     assert [r.info.status for r in configs] == ["FINISHED"]
 
 
-def test_ctrl_c_while_hte_bench_imports_its_libraries_is_one_line(monkeypatch, capsys):
-    # The console script imported Hydra (half a second) before main's handler: Ctrl-C then printed a traceback.
+@pytest.mark.parametrize("entry, module, prog", [("run_main", "hte_bench.cli.run", "hte-bench"),
+                                                 ("leaderboard_main", "hte_bench.cli.compare", "hte-bench-leaderboard"),
+                                                 ("promote_main", "hte_bench.cli.compare", "hte-bench-promote")])
+def test_ctrl_c_while_a_command_imports_its_libraries_is_one_line(monkeypatch, capsys, entry, module, prog):
+    # The console scripts imported Hydra, numpy, pandas (half a second) before their handlers: Ctrl-C then
+    # printed a traceback.
     import sys
 
-    from hte_bench.cli import run_main
+    import hte_bench.cli
 
     class Stopped:
         def find_spec(self, name, path=None, target=None):
-            if name == "hte_bench.cli.run":
+            if name == module:
                 raise KeyboardInterrupt
             return None
 
-    monkeypatch.delitem(sys.modules, "hte_bench.cli.run", raising=False)
+    monkeypatch.delitem(sys.modules, module, raising=False)
     monkeypatch.setattr(sys, "meta_path", [Stopped(), *sys.meta_path])
     with pytest.raises(SystemExit) as info:
-        run_main()
-    assert info.value.code == 130 and capsys.readouterr().err == "hte-bench: interrupted\n"
+        getattr(hte_bench.cli, entry)()
+    assert info.value.code == 130 and capsys.readouterr().err == f"{prog}: interrupted\n"
+
+
+def test_output_piped_into_a_reader_that_stops_early_ends_quietly(tmp_path):
+    # `hte-bench-leaderboard | head` printed a BrokenPipeError traceback.
+    import sys
+
+    (tmp_path / "long_board.py").write_text("def main():\n    for i in range(200000):\n        print('row', i)\n")
+    proc = subprocess.Popen([sys.executable, "-c", "from hte_bench.cli import _entry; "
+                             "_entry('long_board', 'main', 'hte-bench-leaderboard')"],
+                            cwd=tmp_path, env={**cli_env(), "PYTHONPATH": str(tmp_path)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.readline()
+    proc.stdout.close()  # as `head` does once it has its lines
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 1 and err == ""

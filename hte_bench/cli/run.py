@@ -10,7 +10,7 @@ from typing import NoReturn
 import hydra
 from omegaconf import DictConfig
 
-from hte_bench.cli import current_folder_importable, keep_interrupts
+from hte_bench.cli import current_folder_importable, keep_interrupts, quiet_store_log
 from hte_bench.errors import ConfigError, interrupted
 
 log = logging.getLogger("hte_bench")
@@ -282,8 +282,7 @@ def main() -> None:
     sys.argv[1:] = options_first(sys.argv[1:])
     # Hydra's errors reach us as exceptions (not its multi-line report) so they can be said in one line.
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
-    # MLflow announces a new SQLite store in two INFO lines on stderr, where only errors should be.
-    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+    quiet_store_log()
     before = set(os.listdir("."))  # folders that were here already are never removed
     try:
         app()
