@@ -44,11 +44,14 @@ def keep_interrupts() -> None:
 
 
 def _entry(module: str, name: str, prog: str) -> None:
-    """Run the console entry point ``module:name``: a Ctrl-C during its imports (Hydra, numpy, pandas: half a
-    second) ends in one line and exit 130, as the rest of the command does, and output piped into a reader
-    that stops early (``| head``) ends quietly; neither prints a traceback."""
+    """Run the console entry point ``module:name`` in a process set up for the command line (keep_interrupts,
+    quiet_store_log): a Ctrl-C during its imports (Hydra, numpy, pandas: half a second) ends in one line and
+    exit 130, as the rest of the command does, and output piped into a reader that stops early (``| head``)
+    ends quietly; neither prints a traceback."""
     import importlib
 
+    keep_interrupts()
+    quiet_store_log()
     try:
         main = getattr(importlib.import_module(module), name)
     except KeyboardInterrupt:

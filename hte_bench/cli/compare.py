@@ -8,7 +8,6 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
-from hte_bench.cli import keep_interrupts, quiet_store_log
 from hte_bench.errors import ConfigError, interrupted
 from hte_bench.evaluation import registry
 from hte_bench.evaluation.registry import OUTSIDE_MARK, OUTSIDE_NOTE, leaves_range, on_analysis_seeds
@@ -563,8 +562,6 @@ def leaderboard_main(argv: Optional[list[str]] = None) -> None:
                         "one column per value, mean and 1-alpha t-interval over seeds; 95%% when the runs' alphas differ)")
     p.add_argument("--no-log", action="store_true", help="print only; do not log a leaderboard run")
     args = p.parse_args(argv)
-    keep_interrupts()
-    quiet_store_log()
     try:
         from hte_bench.compare.leaderboard import average_rank, build, selector_validation
 
@@ -608,8 +605,6 @@ def promote_main(argv: Optional[list[str]] = None) -> None:
     p = _common("hte-bench-promote", promote_main.__doc__)
     add_arguments(p)
     args = p.parse_args(argv)
-    keep_interrupts()
-    quiet_store_log()
     try:
         promote(args)
     except ConfigError as err:

@@ -10,7 +10,7 @@ from typing import NoReturn
 import hydra
 from omegaconf import DictConfig
 
-from hte_bench.cli import current_folder_importable, keep_interrupts, quiet_store_log
+from hte_bench.cli import current_folder_importable
 from hte_bench.errors import ConfigError, interrupted
 
 log = logging.getLogger("hte_bench")
@@ -278,11 +278,9 @@ def _interrupted() -> NoReturn:
 def main() -> None:
     """Console entry point: run the Hydra app; input errors are one line and a non-zero exit."""
     current_folder_importable()  # a user's generator or metric module in the current folder
-    keep_interrupts()
     sys.argv[1:] = options_first(sys.argv[1:])
     # Hydra's errors reach us as exceptions (not its multi-line report) so they can be said in one line.
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
-    quiet_store_log()
     before = set(os.listdir("."))  # folders that were here already are never removed
     try:
         app()
@@ -350,5 +348,7 @@ def _remove_failed_outputs(before: set[str]) -> None:
             folder = folder.parent
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # as the console script runs it (hte_bench.cli._entry sets the process up)
+    from hte_bench.cli import run_main
+
+    run_main()
