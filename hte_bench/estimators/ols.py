@@ -34,11 +34,7 @@ class InteractionOLS(CateAdapter):
 
         self.feature_names_ = [str(c) for c in X.columns]
         self.aliases_ = [f"x{j}" for j in range(X.shape[1])]
-        rhs = " + ".join(self.aliases_)
-        if not rhs:
-            self.formula_ = "Y ~ T"
-        else:
-            self.formula_ = f"Y ~ T * ({rhs})" if self.interactions else f"Y ~ T + {rhs}"
+        self.formula_ = self._formula(self.aliases_)
         # The design patsy builds from formula_ (same columns, names and order, so the same fit and summary),
         # built directly: patsy's parsing and evaluation cost twice the fit itself at n = 1000.
         x, t = X.to_numpy(dtype=float), np.asarray(T, dtype=float).ravel()
@@ -109,6 +105,13 @@ class InteractionOLS(CateAdapter):
         return pd.DataFrame({"abs_coef_x_sd": np.abs(self.params_[self.interaction_columns_] * self.x_sd_)},
                             index=self.feature_names_)
 
+    def _formula(self, terms: list[str]) -> str:
+        """The model's formula over ``terms`` (the fit's aliases, or the features' names to show)."""
+        rhs = " + ".join(terms)
+        if not rhs:
+            return "Y ~ T"
+        return f"Y ~ T * ({rhs})" if self.interactions else f"Y ~ T + {rhs}"
+
     def summary(self) -> Optional[str]:
         names = {a: n for a, n in zip(self.aliases_, self.feature_names_)}
         legend = "\n".join(f"  {a} = {n}" for a, n in names.items())
@@ -119,7 +122,5 @@ class InteractionOLS(CateAdapter):
         if table is None:
             return None
         # The formula with the features' names, as the claims below name them (the fit uses aliases x0, x1, ...).
-        named = " + ".join(self.feature_names_)
-        formula = self.formula_.replace(" + ".join(self.aliases_), named) if self.aliases_ else self.formula_
-        return describe_coefficients(table, alpha, source=f"statsmodels OLS {formula} "
+        return describe_coefficients(table, alpha, source=f"statsmodels OLS {self._formula(self.feature_names_)} "
                                      f"(cov_type={self.cov_type}), interaction terms")
